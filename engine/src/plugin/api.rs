@@ -1,0 +1,211 @@
+//! The host's own view of what crosses the plugin boundary: plain Rust types mirroring the WIT
+//! records, used by the rest of the engine (which never sees wasmtime or generated bindings).
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::limits::LimitExceeded;
+
+/// A variable passed to a plugin, or an output variable a task returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variable {
+    /// Name as written in the pipeline.
+    pub name: String,
+    /// The clear value (secrets included: masking happens in logs, not here).
+    pub value: String,
+    /// Secrets are masked in every log line.
+    pub secret: bool,
+}
+
+/// One version of an artifact, as an artifact source describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Version {
+    /// Version identifier, unique within the artifact.
+    pub id: String,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: Option<u64>,
+    /// Source branch.
+    pub branch: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Source commit.
+    pub commit: Option<String>,
+    /// Anything else (key, value).
+    pub metadata: Vec<(String, String)>,
+}
+
+/// An artifact already fetched into the workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// The pipeline's alias for the artifact.
+    pub alias: String,
+    /// The version the release uses.
+    pub version: Version,
+    /// Guest path of the fetched files.
+    pub path: String,
+}
+
+/// Where in a release a plugin is called.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Context {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Release name, e.g. `space-game-7`.
+    pub release: String,
+    /// Release number within the pipeline.
+    pub release_number: u64,
+    /// Stage name.
+    pub stage: String,
+    /// Deployment attempt, from 1.
+    pub attempt: u32,
+    /// The release's artifacts.
+    pub artifacts: Vec<Artifact>,
+    /// Guest path of the workspace, when granted.
+    pub workspace: Option<String>,
+}
+
+/// What a task or gate is given.
+#[derive(Debug, Clone, Default)]
+pub struct TaskInput {
+    /// The plugin's configuration as JSON text.
+    pub config: String,
+    /// Where in the release.
+    pub context: Context,
+    /// Variables in scope.
+    pub variables: Vec<Variable>,
+}
+
+/// What a successful task reports.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TaskReport {
+    /// Non-empty: the task succeeded with issues.
+    pub warnings: Vec<String>,
+    /// Output variables.
+    pub outputs: Vec<Variable>,
+}
+
+/// One gate evaluation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Health {
+    /// The condition holds.
+    Healthy,
+    /// The condition does not hold, and why.
+    Unhealthy(String),
+}
+
+/// A failure the plugin reported itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PluginError {
+    /// The pipeline gave the plugin a configuration it rejects.
+    InvalidConfig(String),
+    /// The plugin tried and failed.
+    Failed(String),
+}
+
+/// Why a plugin call did not produce a result. Each kind has its own message: a plugin's own
+/// error, a limit, a panic and a trap are never confused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The plugin reported the failure itself.
+    #[error("{}", match .0 {
+        PluginError::InvalidConfig(m) => format!("invalid configuration: {m}"),
+        PluginError::Failed(m) => format!("failed: {m}"),
+    })]
+    Plugin(PluginError),
+    /// A sandbox limit stopped the plugin.
+    #[error("{0}")]
+    Limit(LimitExceeded),
+    /// The plugin panicked.
+    #[error("plugin panicked: {0}")]
+    Panic(String),
+    /// The plugin trapped (a fault in its code, such as an out-of-bounds access).
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// The plugin could not be run at all.
+    #[error("plugin could not be run: {0}")]
+    Host(String),
+}
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Very detailed.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Something is wrong but work goes on.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        })
+    }
+}
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The plugin's `log` import.
+    Plugin,
+    /// The plugin's stdout.
+    Stdout,
+    /// The plugin's stderr.
+    Stderr,
+    /// The host, about the plugin (a denied request, for example).
+    Host,
+}
+
+/// One line of a task's log, secrets already masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Time since the call started.
+    pub at: Duration,
+    /// Severity.
+    pub level: Level,
+    /// Origin.
+    pub source: Source,
+    /// The message.
+    pub message: String,
+    /// Structured fields (key, value).
+    pub fields: Vec<(String, String)>,
+}
+
+/// What a plugin reports while it runs, for a live view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEvent {
+    /// A log line.
+    Line(LogLine),
+    /// Progress, 0 to 100.
+    Progress {
+        /// Percent done.
+        percent: u8,
+        /// What is happening.
+        message: String,
+    },
+}
+
+/// The outcome of one plugin call, with the log it wrote.
+#[derive(Debug)]
+pub struct Invocation<T> {
+    /// The result, or why there is none.
+    pub result: Result<T, Failure>,
+    /// Every log line the call wrote (bounded by the log limit).
+    pub logs: Vec<LogLine>,
+    /// Wall-clock time of the call, instantiation included.
+    pub elapsed: Duration,
+}

@@ -1,0 +1,37 @@
+//! The reference plugins, embedded in the `sluice` binary and addressed by name, so one binary
+//! is all an operator installs. `engine/build.rs` compiles them.
+
+/// A plugin shipped inside the binary.
+#[derive(Debug, Clone, Copy)]
+pub struct Builtin {
+    /// The name a pipeline uses: `plugin = "copy"`.
+    pub name: &'static str,
+    /// What it does, in one line.
+    pub summary: &'static str,
+    /// The component.
+    pub bytes: &'static [u8],
+}
+
+/// Every built-in plugin.
+pub const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "copy",
+        summary: "task: copy files from the workspace into a granted directory, atomically",
+        bytes: include_bytes!(env!("SLUICE_PLUGIN_COPY")),
+    },
+    Builtin {
+        name: "dir-source",
+        summary: "artifact source: versions are the sub-folders of a granted directory",
+        bytes: include_bytes!(env!("SLUICE_PLUGIN_DIR_SOURCE")),
+    },
+    Builtin {
+        name: "http-check",
+        summary: "task and gate: request a URL, expect a status and optionally body text",
+        bytes: include_bytes!(env!("SLUICE_PLUGIN_HTTP_CHECK")),
+    },
+];
+
+/// The built-in plugin called `name`.
+pub fn builtin(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|b| b.name == name)
+}

@@ -1,0 +1,152 @@
+//! Test-only plugin for Sluice's own test suite: one component whose behaviour is chosen by the
+//! `action` field of its configuration. Well-behaved actions (noop, sleep, fail, warn, echo) and
+//! hostile ones (escape the sandbox, exhaust a limit) live side by side so that one build serves
+//! every test. A hostile action that *succeeds* returns what it obtained, so a test sees any leak.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sluice_plugin_sdk::{Error, Gate, Health, Report, Task, TaskInput, log};
+
+#[derive(Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
+enum Action {
+    /// Do nothing and succeed.
+    Noop,
+    /// Sleep (inside a host call) for `ms` milliseconds, then succeed.
+    Sleep { ms: u64 },
+    /// Report a plugin error.
+    Fail { message: String },
+    /// Succeed with issues.
+    Warn { warning: String },
+    /// Panic with `message`.
+    Panic { message: String },
+    /// Echo the context and variables back as outputs.
+    Echo,
+    /// Log `count` lines of `size` bytes (a log flood when large).
+    Log { count: u64, size: usize },
+    /// Read the file at `path` and return its content as output `content`.
+    Read { path: String },
+    /// Write `content` to `path`.
+    Write { path: String, content: String },
+    /// List the directory at `path`.
+    List { path: String },
+    /// Read environment variable `name` and return it as output `value`.
+    Env { name: String },
+    /// GET `url` through wasi:http; succeed with the status as output `status`.
+    Http { url: String },
+    /// Open a TCP connection to `addr` through wasi:sockets.
+    Connect { addr: String },
+    /// Loop forever.
+    Spin,
+    /// Allocate (and touch) `mib` MiB, 1 MiB at a time.
+    Alloc { mib: u64 },
+    /// Recurse without bound.
+    Recurse,
+    /// Return an output of `mib` MiB.
+    HugeOutput { mib: usize },
+}
+
+struct Testkit;
+
+impl Task for Testkit {
+    fn run(input: TaskInput) -> Result<Report, Error> {
+        let action: Action = input.config.parse()?;
+        match action {
+            Action::Noop => Ok(Report::new()),
+            Action::Sleep { ms } => {
+                std::thread::sleep(Duration::from_millis(ms));
+                Ok(Report::new())
+            }
+            Action::Fail { message } => Err(Error::failed(message)),
+            Action::Warn { warning } => Ok(Report::new().warn(warning)),
+            Action::Panic { message } => panic!("{message}"),
+            Action::Echo => {
+                let ctx = &input.context;
+                let mut report = Report::new()
+                    .output("pipeline", &ctx.pipeline)
+                    .output("release", &ctx.release)
+                    .output("stage", &ctx.stage)
+                    .output("attempt", ctx.attempt.to_string());
+                for var in input.variables.iter() {
+                    report = report.output(format!("var.{}", var.name), &var.value);
+                }
+                Ok(report)
+            }
+            Action::Log { count, size } => {
+                let line = "x".repeat(size);
+                for i in 0..count {
+                    log::write(log::Level::Info, &line, &[("line", &i.to_string())]);
+                }
+                Ok(Report::new())
+            }
+            Action::Read { path } => std::fs::read_to_string(&path)
+                .map(|content| Report::new().output("content", content))
+                .map_err(|e| Error::failed(format!("cannot read {path}: {e}"))),
+            Action::Write { path, content } => std::fs::write(&path, content)
+                .map(|()| Report::new())
+                .map_err(|e| Error::failed(format!("cannot write {path}: {e}"))),
+            Action::List { path } => std::fs::read_dir(&path)
+                .and_then(|entries| {
+                    entries
+                        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map(|names| Report::new().output("entries", names.join(",")))
+                .map_err(|e| Error::failed(format!("cannot list {path}: {e}"))),
+            Action::Env { name } => std::env::var(&name)
+                .map(|value| Report::new().output("value", value))
+                .map_err(|e| Error::failed(format!("cannot read environment variable {name}: {e}"))),
+            Action::Http { url } => sluice_plugin_sdk::http::get(&url)
+                .map(|response| Report::new().output("status", response.status.to_string()))
+                .map_err(|e| Error::failed(format!("request to {url} failed: {e}"))),
+            Action::Connect { addr } => std::net::TcpStream::connect(&addr)
+                .map(|_| Report::new().output("connected", addr.clone()))
+                .map_err(|e| Error::failed(format!("cannot connect to {addr}: {e}"))),
+            Action::Spin => {
+                let mut n: u64 = 0;
+                loop {
+                    n = black_box(n.wrapping_add(1));
+                }
+            }
+            Action::Alloc { mib } => {
+                let mut blocks = Vec::new();
+                for _ in 0..mib {
+                    blocks.push(black_box(vec![1u8; 1 << 20]));
+                }
+                Ok(Report::new().output("allocated", blocks.len().to_string()))
+            }
+            Action::Recurse => Ok(Report::new().output("depth", recurse(u64::MAX).to_string())),
+            Action::HugeOutput { mib } => Ok(Report::new().output("huge", "y".repeat(mib << 20))),
+        }
+    }
+}
+
+impl Gate for Testkit {
+    fn evaluate(input: TaskInput) -> Result<Health, Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct GateConfig {
+            healthy: bool,
+        }
+        let config: GateConfig = input.config.parse()?;
+        Ok(if config.healthy {
+            Health::Healthy
+        } else {
+            Health::Unhealthy("the test said so".into())
+        })
+    }
+}
+
+#[inline(never)]
+fn recurse(n: u64) -> u64 {
+    if black_box(n) == 0 {
+        0
+    } else {
+        1 + recurse(black_box(n - 1))
+    }
+}
+
+sluice_plugin_sdk::export_task!(Testkit);
+sluice_plugin_sdk::export_gate!(Testkit);
