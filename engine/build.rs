@@ -26,7 +26,13 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
-    for watched in ["wit", "plugin-sdk", "plugins", "examples/template-plugin", "Cargo.lock"] {
+    for watched in [
+        "wit",
+        "plugin-sdk",
+        "plugins",
+        "examples/template-plugin",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -56,8 +62,13 @@ fn main() {
     for (package, _) in PLUGINS {
         cmd.args(["--package", package]);
     }
-    let status = cmd.status().expect("failed to run cargo to build the plugins");
-    assert!(status.success(), "building the plugins for {TARGET} failed (see above)");
+    let status = cmd
+        .status()
+        .expect("failed to run cargo to build the plugins");
+    assert!(
+        status.success(),
+        "building the plugins for {TARGET} failed (see above)"
+    );
 
     let built = target_dir.join(TARGET).join("release");
     for (package, name) in PLUGINS {

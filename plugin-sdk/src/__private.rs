@@ -47,8 +47,8 @@ pub fn list_versions<T: ArtifactSource>(config: String) -> Result<Vec<Version>, 
 /// Called by `export_artifact_source!`.
 pub fn fetch<T: ArtifactSource>(
     config: String,
-    version: String,
-    destination: String,
+    version: &str,
+    destination: &str,
 ) -> Result<Version, Error> {
-    T::fetch(Config::new(config), &version, &destination)
+    T::fetch(Config::new(config), version, destination)
 }

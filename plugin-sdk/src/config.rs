@@ -21,7 +21,7 @@ impl Config {
     ///
     /// ```
     /// # use sluice_plugin_sdk::Config;
-    /// #[derive(serde::Deserialize)]
+    /// #[derive(Debug, serde::Deserialize)]
     /// #[serde(deny_unknown_fields)]
     /// struct Settings { url: String }
     ///
@@ -32,7 +32,11 @@ impl Config {
     /// assert!(err.to_string().contains("unknown field `uri`"));
     /// ```
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        let json = if self.0.trim().is_empty() { "{}" } else { &self.0 };
+        let json = if self.0.trim().is_empty() {
+            "{}"
+        } else {
+            &self.0
+        };
         serde_json::from_str(json).map_err(|e| Error::InvalidConfig(e.to_string()))
     }
 

@@ -39,7 +39,11 @@ pub fn request(method: &str, url: &str, body_limit: usize) -> Result<Response, S
     let scheme = match scheme {
         "http" => Scheme::Http,
         "https" => Scheme::Https,
-        other => return Err(format!("unsupported URL scheme `{other}` (use http or https)")),
+        other => {
+            return Err(format!(
+                "unsupported URL scheme `{other}` (use http or https)"
+            ));
+        }
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -56,11 +60,21 @@ pub fn request(method: &str, url: &str, body_limit: usize) -> Result<Response, S
 
     let request = OutgoingRequest::new(Fields::new());
     let invalid = |what: &str| format!("invalid {what} in `{url}`");
-    request.set_method(&method).map_err(|()| invalid("method"))?;
-    request.set_scheme(Some(&scheme)).map_err(|()| invalid("scheme"))?;
-    request.set_authority(Some(authority)).map_err(|()| invalid("host"))?;
-    request.set_path_with_query(Some(path)).map_err(|()| invalid("path"))?;
-    let body = request.body().map_err(|()| "request body already taken".to_owned())?;
+    request
+        .set_method(&method)
+        .map_err(|()| invalid("method"))?;
+    request
+        .set_scheme(Some(&scheme))
+        .map_err(|()| invalid("scheme"))?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|()| invalid("host"))?;
+    request
+        .set_path_with_query(Some(path))
+        .map_err(|()| invalid("path"))?;
+    let body = request
+        .body()
+        .map_err(|()| "request body already taken".to_owned())?;
     OutgoingBody::finish(body, None).map_err(describe)?;
 
     let pending = outgoing_handler::handle(request, None).map_err(describe)?;
@@ -71,8 +85,12 @@ pub fn request(method: &str, url: &str, body_limit: usize) -> Result<Response, S
         Some(Err(())) | None => return Err("the response was already taken".to_owned()),
     };
     let status = response.status();
-    let incoming = response.consume().map_err(|()| "response body already taken".to_owned())?;
-    let stream = incoming.stream().map_err(|()| "response body already taken".to_owned())?;
+    let incoming = response
+        .consume()
+        .map_err(|()| "response body already taken".to_owned())?;
+    let stream = incoming
+        .stream()
+        .map_err(|()| "response body already taken".to_owned())?;
     let mut body = Vec::new();
     while body.len() < body_limit {
         match stream.blocking_read((body_limit - body.len()).min(64 * 1024) as u64) {

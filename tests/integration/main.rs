@@ -1,1 +1,8 @@
+//! Sluice's integration tests: one binary (fast to link, one wasmtime build), one module per
+//! area. The plugins under test were compiled by `engine/build.rs`; their paths arrive as
+//! `SLUICE_PLUGIN_*` environment variables.
 
+mod cli;
+mod plugins;
+mod sandbox;
+mod support;

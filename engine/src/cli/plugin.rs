@@ -31,7 +31,7 @@ pub(super) enum PluginCommand {
         plugin: String,
     },
     /// Run a plugin once, locally, in the same sandbox a pipeline would give it.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -44,7 +44,8 @@ pub(super) struct RunArgs {
     /// Which world to call when the plugin implements several.
     #[arg(long, value_enum)]
     world: Option<WorldArg>,
-    /// Grant a directory: `HOST:GUEST[:ro|rw]` (read-only unless `:rw`).
+    /// Grant a directory: `HOST:GUEST[:ro|rw]` (read-only unless `:rw`; a read-write
+    /// directory is created if missing).
     #[arg(long = "grant-dir", value_name = "HOST:GUEST[:ro|rw]")]
     grant_dirs: Vec<String>,
     /// Grant an environment variable, by name, with its value from this environment
@@ -124,7 +125,7 @@ pub(super) fn run(command: PluginCommand) -> anyhow::Result<Exit> {
             println!("imports:  {}", plugin.imports().join("\n          "));
             Ok(Exit::Success)
         }
-        PluginCommand::Run(args) => run_plugin(args),
+        PluginCommand::Run(args) => run_plugin(*args),
     }
 }
 
@@ -152,8 +153,15 @@ fn grants(args: &RunArgs, cwd: &Path) -> anyhow::Result<Grants> {
             _ => bail!("--grant-dir `{spec}`: write HOST:GUEST, HOST:GUEST:ro or HOST:GUEST:rw"),
         };
         let host = sluice::plugin::grants::absolute(cwd, Path::new(host));
+        if access == Access::ReadWrite && !host.exists() {
+            std::fs::create_dir_all(&host)
+                .with_context(|| format!("--grant-dir `{spec}`: cannot create {}", host.display()))?;
+        }
         if !host.is_dir() {
-            bail!("--grant-dir `{spec}`: {} is not a directory", host.display());
+            bail!(
+                "--grant-dir `{spec}`: {} is not a directory",
+                host.display()
+            );
         }
         grants = grants.dir(host, guest, access)?;
     }
@@ -162,7 +170,9 @@ fn grants(args: &RunArgs, cwd: &Path) -> anyhow::Result<Grants> {
             Some((name, value)) => (name.to_owned(), value.to_owned()),
             None => {
                 let value = std::env::var(spec).with_context(|| {
-                    format!("--grant-env {spec}: the variable is not set here (or write NAME=VALUE)")
+                    format!(
+                        "--grant-env {spec}: the variable is not set here (or write NAME=VALUE)"
+                    )
                 })?;
                 (spec.clone(), value)
             }
@@ -181,30 +191,47 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            let table: toml::Table =
-                toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+            let table: toml::Table = toml::from_str(&text)
+                .with_context(|| format!("{} is not valid TOML", path.display()))?;
             serde_json::to_string(&table)?
         }
         None => "{}".to_owned(),
     };
     let mut grants = grants(&args, &cwd)?;
     let limits = sluice::plugin::Limits {
-        memory: limits::parse_bytes(&args.memory).map_err(anyhow::Error::msg).context("--memory")?,
-        timeout: limits::parse_duration(&args.timeout).map_err(anyhow::Error::msg).context("--timeout")?,
-        log: limits::parse_bytes(&args.log_limit).map_err(anyhow::Error::msg).context("--log-limit")?,
+        memory: limits::parse_bytes(&args.memory)
+            .map_err(anyhow::Error::msg)
+            .context("--memory")?,
+        timeout: limits::parse_duration(&args.timeout)
+            .map_err(anyhow::Error::msg)
+            .context("--timeout")?,
+        log: limits::parse_bytes(&args.log_limit)
+            .map_err(anyhow::Error::msg)
+            .context("--log-limit")?,
         output: limits::parse_bytes(&args.output_limit)
             .map_err(anyhow::Error::msg)
             .context("--output-limit")?,
     };
-    let max_stack = limits::parse_bytes(&args.stack).map_err(anyhow::Error::msg).context("--stack")?;
+    let max_stack = limits::parse_bytes(&args.stack)
+        .map_err(anyhow::Error::msg)
+        .context("--stack")?;
     let mut variables = Vec::new();
     let mut mask = Vec::new();
-    for (spec, secret) in args.vars.iter().map(|v| (v, false)).chain(args.secrets.iter().map(|v| (v, true))) {
+    for (spec, secret) in args
+        .vars
+        .iter()
+        .map(|v| (v, false))
+        .chain(args.secrets.iter().map(|v| (v, true)))
+    {
         let (name, value) = pair(spec, if secret { "--secret" } else { "--var" })?;
         if secret {
             mask.push(value.clone());
         }
-        variables.push(Variable { name, value, secret });
+        variables.push(Variable {
+            name,
+            value,
+            secret,
+        });
     }
     let workspace = grants
         .dirs
@@ -225,10 +252,15 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
     };
     if !plugin.implements(world) {
         let has: Vec<String> = plugin.worlds().iter().map(ToString::to_string).collect();
-        bail!("{} does not export the {world} world (it exports: {})", plugin.origin(), has.join(", "));
+        bail!(
+            "{} does not export the {world} world (it exports: {})",
+            plugin.origin(),
+            has.join(", ")
+        );
     }
     if let Some(into) = &args.into {
-        std::fs::create_dir_all(into).with_context(|| format!("cannot create {}", into.display()))?;
+        std::fs::create_dir_all(into)
+            .with_context(|| format!("cannot create {}", into.display()))?;
         let into = sluice::plugin::grants::absolute(&cwd, into);
         grants = grants.dir(into, "/artifact", Access::ReadWrite)?;
     }
@@ -257,36 +289,62 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
         match (world, &args.fetch) {
             (World::Task, _) => {
                 let run = host.run_task(&plugin, sandbox, &input).await;
-                (run.result.map(|report| {
-                    let mut lines = Vec::new();
-                    for warning in &report.warnings {
-                        lines.push(format!("warning: {warning}"));
-                    }
-                    for output in &report.outputs {
-                        let value = if output.secret { "***" } else { &output.value };
-                        lines.push(format!("output {} = {value}", output.name));
-                    }
-                    let verdict = if report.warnings.is_empty() { "succeeded" } else { "succeeded with issues" };
-                    (verdict.to_owned(), lines, true)
-                }), run.elapsed)
+                (
+                    run.result.map(|report| {
+                        let mut lines = Vec::new();
+                        for warning in &report.warnings {
+                            lines.push(format!("warning: {warning}"));
+                        }
+                        for output in &report.outputs {
+                            let value = if output.secret { "***" } else { &output.value };
+                            lines.push(format!("output {} = {value}", output.name));
+                        }
+                        let verdict = if report.warnings.is_empty() {
+                            "succeeded"
+                        } else {
+                            "succeeded with issues"
+                        };
+                        (verdict.to_owned(), lines, true)
+                    }),
+                    run.elapsed,
+                )
             }
             (World::Gate, _) => {
                 let run = host.evaluate_gate(&plugin, sandbox, &input).await;
-                (run.result.map(|health| match health {
-                    sluice::plugin::Health::Healthy => ("healthy".to_owned(), vec![], true),
-                    sluice::plugin::Health::Unhealthy(why) => (format!("unhealthy: {why}"), vec![], false),
-                }), run.elapsed)
+                (
+                    run.result.map(|health| match health {
+                        sluice::plugin::Health::Healthy => ("healthy".to_owned(), vec![], true),
+                        sluice::plugin::Health::Unhealthy(why) => {
+                            (format!("unhealthy: {why}"), vec![], false)
+                        }
+                    }),
+                    run.elapsed,
+                )
             }
             (World::ArtifactSource, None) => {
                 let run = host.list_versions(&plugin, sandbox, &config).await;
-                (run.result.map(|versions| {
-                    let lines = versions.iter().map(describe_version).collect();
-                    (format!("{} versions", versions.len()), lines, true)
-                }), run.elapsed)
+                (
+                    run.result.map(|versions| {
+                        let lines = versions.iter().map(describe_version).collect();
+                        (format!("{} versions", versions.len()), lines, true)
+                    }),
+                    run.elapsed,
+                )
             }
             (World::ArtifactSource, Some(version)) => {
-                let run = host.fetch(&plugin, sandbox, &config, version, "/artifact").await;
-                (run.result.map(|v| (format!("fetched {}", v.id), vec![describe_version(&v)], true)), run.elapsed)
+                let run = host
+                    .fetch(&plugin, sandbox, &config, version, "/artifact")
+                    .await;
+                (
+                    run.result.map(|v| {
+                        (
+                            format!("fetched {}", v.id),
+                            vec![describe_version(&v)],
+                            true,
+                        )
+                    }),
+                    run.elapsed,
+                )
             }
         }
     });
@@ -333,7 +391,12 @@ fn print_event(event: &LogEvent) {
 
 /// `  0.012s info  message key=value`
 pub(crate) fn format_line(line: &LogLine) -> String {
-    let mut text = format!("{:>8.3}s {:<5} {}", line.at.as_secs_f64(), line.level, line.message);
+    let mut text = format!(
+        "{:>8.3}s {:<5} {}",
+        line.at.as_secs_f64(),
+        line.level,
+        line.message
+    );
     for (key, value) in &line.fields {
         text.push_str(&format!(" {key}={value}"));
     }

@@ -111,7 +111,7 @@ pub enum Failure {
     /// The plugin reported the failure itself.
     #[error("{}", match .0 {
         PluginError::InvalidConfig(m) => format!("invalid configuration: {m}"),
-        PluginError::Failed(m) => format!("failed: {m}"),
+        PluginError::Failed(m) => m.clone(),
     })]
     Plugin(PluginError),
     /// A sandbox limit stopped the plugin.
@@ -146,7 +146,7 @@ pub enum Level {
 
 impl fmt::Display for Level {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Level::Trace => "trace",
             Level::Debug => "debug",
             Level::Info => "info",

@@ -11,8 +11,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub(crate) use exports::sluice::plugin::{artifact_source, gate, task};
-pub(crate) use sluice::plugin::{log, types};
+pub(crate) use self::exports::sluice::plugin::{artifact_source, gate, task};
+pub(crate) use self::sluice::plugin::{log, types};
 
 impl From<&api::Variable> for types::Variable {
     fn from(v: &api::Variable) -> Self {

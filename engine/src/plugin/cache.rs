@@ -44,14 +44,14 @@ impl Cache {
     /// The cached compilation of `digest`, if there is a usable one.
     pub(crate) fn load(&self, engine: &Engine, digest: &Digest) -> Option<Component> {
         let path = self.path(digest);
-        if !path.exists() {
-            return None;
-        }
+        // Read into memory rather than map the file: a mapped file truncated by someone else
+        // would crash the engine (SIGBUS) instead of just costing a recompilation.
+        let bytes = std::fs::read(&path).ok()?;
         // SAFETY: the file was written by `store` below from `Component::serialize` of an
         // engine with the same compatibility hash (it is in the name); see the module docs for
-        // why nothing else writes here.
+        // why nothing else writes here. Truncated or corrupted files fail wasmtime's checks.
         #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize_file(engine, &path) };
+        let loaded = unsafe { Component::deserialize(engine, &bytes) };
         match loaded {
             Ok(component) => Some(component),
             Err(e) => {

@@ -106,7 +106,9 @@ impl Grants {
 
     /// Whether outbound HTTP to `host` on `port` is granted.
     pub fn allows_host(&self, host: &str, port: u16) -> bool {
-        self.hosts.iter().any(|pattern| host_matches(pattern, host, port))
+        self.hosts
+            .iter()
+            .any(|pattern| host_matches(pattern, host, port))
     }
 }
 

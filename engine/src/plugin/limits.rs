@@ -71,7 +71,9 @@ impl LimitExceeded {
             LimitKind::Output => {
                 "`limits.output` on the task (`--output-limit` for `sluice plugin run`)"
             }
-            LimitKind::Stack => "`max_stack` in the engine settings (`--stack` for `sluice plugin run`)",
+            LimitKind::Stack => {
+                "`max_stack` in the engine settings (`--stack` for `sluice plugin run`)"
+            }
         }
     }
 }
@@ -100,7 +102,7 @@ impl std::error::Error for LimitExceeded {}
 pub fn format_bytes(bytes: u64) -> String {
     const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
     for (unit, size) in UNITS {
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{} {unit}", bytes / size);
         }
     }
@@ -127,7 +129,11 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit `{other}` in `{text}`: use B, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{text}`: use B, KiB, MiB or GiB"
+            ));
+        }
     };
     number
         .checked_mul(factor)
@@ -202,7 +208,11 @@ mod tests {
         assert_eq!(parse_bytes("512 KiB"), Ok(512 << 10));
         assert_eq!(parse_bytes("1000"), Ok(1000));
         assert!(parse_bytes("lots").unwrap_err().contains("not a size"));
-        assert!(parse_bytes("3 parsecs").unwrap_err().contains("unknown size unit"));
+        assert!(
+            parse_bytes("3 parsecs")
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
         assert_eq!(format_bytes(64 << 20), "64 MiB");
         assert_eq!(format_bytes(1536), "1.5 KiB");
         assert_eq!(format_bytes(12), "12 B");

@@ -95,18 +95,25 @@ impl TaskLog {
     }
 
     /// A note from the host about the plugin (not counted against the plugin's log limit).
-    pub(crate) fn host_note(&self, level: Level, message: String) {
+    pub(crate) fn host_note(&self, level: Level, message: &str) {
         let line = LogLine {
             at: self.started.elapsed(),
             level,
             source: Source::Host,
-            message: self.masked(&message),
+            message: self.masked(message),
             fields: Vec::new(),
         };
         if let Some(sink) = &self.sink {
             sink(&LogEvent::Line(line.clone()));
         }
         self.lock().lines.push(line);
+    }
+
+    /// Whether `text` contains a secret.
+    pub(crate) fn reveals_secret(&self, text: &str) -> bool {
+        self.mask
+            .iter()
+            .any(|secret| text.contains(secret.as_str()))
     }
 
     fn progress(&self, percent: u8, message: &str) {
@@ -118,7 +125,7 @@ impl TaskLog {
         }
     }
 
-    fn masked(&self, text: &str) -> String {
+    pub(crate) fn masked(&self, text: &str) -> String {
         let mut text = text.to_owned();
         for secret in &self.mask {
             if text.contains(secret.as_str()) {

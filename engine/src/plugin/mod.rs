@@ -29,8 +29,8 @@ use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
 pub use api::{
-    Context, Failure, Health, Invocation, Level, LogEvent, LogLine, PluginError, Source,
-    TaskInput, TaskReport, Variable, Version,
+    Context, Failure, Health, Invocation, Level, LogEvent, LogLine, PluginError, Source, TaskInput,
+    TaskReport, Variable, Version,
 };
 pub use builtin::{BUILTINS, Builtin, builtin};
 pub use grants::{Access, GrantError, Grants};
@@ -312,9 +312,10 @@ impl PluginHost {
             .map_err(|e| HostError(e.to_string()))?;
 
         let cache = match config.cache_dir {
-            Some(dir) => Some(Cache::new(dir.clone(), &engine).map_err(|e| {
-                HostError(format!("cache directory {}: {e}", dir.display()))
-            })?),
+            Some(dir) => Some(
+                Cache::new(dir.clone(), &engine)
+                    .map_err(|e| HostError(format!("cache directory {}: {e}", dir.display())))?,
+            ),
             None => None,
         };
         Ok(Self {
@@ -331,7 +332,8 @@ impl PluginHost {
     pub fn load(&self, reference: &PluginRef) -> Result<Arc<Plugin>, LoadError> {
         match reference {
             PluginRef::Builtin(name) => {
-                let builtin = builtin(name).ok_or_else(|| LoadError::UnknownBuiltin(name.clone()))?;
+                let builtin =
+                    builtin(name).ok_or_else(|| LoadError::UnknownBuiltin(name.clone()))?;
                 self.load_bytes(builtin.bytes, reference.to_string())
             }
             PluginRef::File(path) => {
@@ -363,14 +365,18 @@ impl PluginHost {
         if bytes.starts_with(&CORE_MODULE) {
             return Err(LoadError::NotAComponent(origin));
         }
-        let cached = self.cache.as_ref().and_then(|c| c.load(&self.engine, &digest));
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.engine, &digest));
         let component = match cached {
             Some(component) => component,
             None => {
-                let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
-                    origin: origin.clone(),
-                    reason: format!("{e:#}"),
-                })?;
+                let component =
+                    Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+                        origin: origin.clone(),
+                        reason: format!("{e:#}"),
+                    })?;
                 if let Some(cache) = &self.cache {
                     cache.store(&digest, &component);
                 }
@@ -378,8 +384,14 @@ impl PluginHost {
             }
         };
         let ty = component.component_type();
-        let imports = ty.imports(&self.engine).map(|(name, _)| name.to_owned()).collect();
-        let exports = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        let imports = ty
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let exports = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -422,10 +434,12 @@ impl PluginHost {
         sandbox: Sandbox,
         input: &TaskInput,
     ) -> Invocation<TaskReport> {
-        self.call(plugin, sandbox, Call::Task(input)).await.map(|r| match r {
-            Returned::Task(report) => report,
-            _ => unreachable!("a task call returns a report"),
-        })
+        self.call(plugin, sandbox, Call::Task(input))
+            .await
+            .map(|r| match r {
+                Returned::Task(report) => report,
+                _ => unreachable!("a task call returns a report"),
+            })
     }
 
     /// Evaluates a gate plugin once.
@@ -435,10 +449,12 @@ impl PluginHost {
         sandbox: Sandbox,
         input: &TaskInput,
     ) -> Invocation<Health> {
-        self.call(plugin, sandbox, Call::Gate(input)).await.map(|r| match r {
-            Returned::Health(health) => health,
-            _ => unreachable!("a gate call returns a health"),
-        })
+        self.call(plugin, sandbox, Call::Gate(input))
+            .await
+            .map(|r| match r {
+                Returned::Health(health) => health,
+                _ => unreachable!("a gate call returns a health"),
+            })
     }
 
     /// Lists the versions an artifact source offers.
@@ -448,10 +464,12 @@ impl PluginHost {
         sandbox: Sandbox,
         config: &str,
     ) -> Invocation<Vec<Version>> {
-        self.call(plugin, sandbox, Call::List(config)).await.map(|r| match r {
-            Returned::Versions(versions) => versions,
-            _ => unreachable!("a list call returns versions"),
-        })
+        self.call(plugin, sandbox, Call::List(config))
+            .await
+            .map(|r| match r {
+                Returned::Versions(versions) => versions,
+                _ => unreachable!("a list call returns versions"),
+            })
     }
 
     /// Fetches one version into `destination` (a guest path the sandbox grants read-write).
@@ -474,7 +492,12 @@ impl PluginHost {
         })
     }
 
-    async fn call(&self, plugin: &Plugin, sandbox: Sandbox, call: Call<'_>) -> Invocation<Returned> {
+    async fn call(
+        &self,
+        plugin: &Plugin,
+        sandbox: Sandbox,
+        call: Call<'_>,
+    ) -> Invocation<Returned> {
         let started = Instant::now();
         let Sandbox {
             grants,
@@ -496,8 +519,9 @@ impl PluginHost {
                         LimitKind::Time,
                         format!("{:?}", limits.timeout),
                     ))),
-                    Ok(Ok(Ok(returned))) => check_output(returned, limits.output),
-                    Ok(Ok(Err(error))) => Err(Failure::Plugin(error)),
+                    Ok(Ok(Ok(returned))) => check_output(returned, limits.output)
+                        .map(|returned| mask_returned(returned, &log)),
+                    Ok(Ok(Err(error))) => Err(Failure::Plugin(mask_error(error, &log))),
                     Ok(Err(error)) => Err(self.classify(&error, &log)),
                 }
                 // The store, and with it everything the plugin held, is dropped here.
@@ -620,7 +644,10 @@ async fn invoke(
                 .map_err(Into::into)
         }
         Call::List(config) => {
-            let guest = plugin.source.as_ref().ok_or_else(|| missing(World::ArtifactSource))?;
+            let guest = plugin
+                .source
+                .as_ref()
+                .ok_or_else(|| missing(World::ArtifactSource))?;
             let guest = guest.load(&mut *store, &instance)?;
             guest
                 .call_list_versions(&mut *store, config)
@@ -633,7 +660,10 @@ async fn invoke(
             version,
             destination,
         } => {
-            let guest = plugin.source.as_ref().ok_or_else(|| missing(World::ArtifactSource))?;
+            let guest = plugin
+                .source
+                .as_ref()
+                .ok_or_else(|| missing(World::ArtifactSource))?;
             let guest = guest.load(&mut *store, &instance)?;
             guest
                 .call_fetch(&mut *store, config, version, destination)
@@ -644,6 +674,33 @@ async fn invoke(
     })
 }
 
+/// A plugin may copy a secret into what it returns: outputs that contain one become secret,
+/// and text that is shown to people (warnings, reasons) is masked.
+fn mask_returned(returned: Returned, log: &TaskLog) -> Returned {
+    match returned {
+        Returned::Task(mut report) => {
+            for warning in &mut report.warnings {
+                *warning = log.masked(warning);
+            }
+            for output in &mut report.outputs {
+                output.secret |= log.reveals_secret(&output.value);
+            }
+            Returned::Task(report)
+        }
+        Returned::Health(Health::Unhealthy(why)) => {
+            Returned::Health(Health::Unhealthy(log.masked(&why)))
+        }
+        other => other,
+    }
+}
+
+fn mask_error(error: PluginError, log: &TaskLog) -> PluginError {
+    match error {
+        PluginError::InvalidConfig(m) => PluginError::InvalidConfig(log.masked(&m)),
+        PluginError::Failed(m) => PluginError::Failed(log.masked(&m)),
+    }
+}
+
 /// Fails a call whose returned value is larger than the output limit.
 fn check_output(returned: Returned, limit: u64) -> Result<Returned, Failure> {
     fn version_size(v: &Version) -> usize {
@@ -651,12 +708,18 @@ fn check_output(returned: Returned, limit: u64) -> Result<Returned, Failure> {
             + v.branch.as_ref().map_or(0, String::len)
             + v.commit.as_ref().map_or(0, String::len)
             + v.tags.iter().map(String::len).sum::<usize>()
-            + v.metadata.iter().map(|(k, x)| k.len() + x.len()).sum::<usize>()
+            + v.metadata
+                .iter()
+                .map(|(k, x)| k.len() + x.len())
+                .sum::<usize>()
     }
     let size = match &returned {
         Returned::Task(r) => {
             r.warnings.iter().map(String::len).sum::<usize>()
-                + r.outputs.iter().map(|o| o.name.len() + o.value.len()).sum::<usize>()
+                + r.outputs
+                    .iter()
+                    .map(|o| o.name.len() + o.value.len())
+                    .sum::<usize>()
         }
         Returned::Health(Health::Unhealthy(why)) => why.len(),
         Returned::Health(Health::Healthy) => 0,

@@ -117,7 +117,7 @@ impl WasiHttpHooks for HttpPolicy {
         if !self.grants.allows_host(&host, port) {
             self.log.host_note(
                 Level::Warn,
-                format!(
+                &format!(
                     "denied outbound request to {host}:{port}: not among the task's granted \
                      hosts (add it to `grants.hosts`)"
                 ),

@@ -25,7 +25,10 @@ impl Task for Greet {
     fn run(input: TaskInput) -> Result<Report, Error> {
         let config: Config = input.config.parse()?;
         let ctx = &input.context;
-        let greeting = format!("Hello, {}! ({} on {})\n", config.name, ctx.release, ctx.stage);
+        let greeting = format!(
+            "Hello, {}! ({} on {})\n",
+            config.name, ctx.release, ctx.stage
+        );
 
         log::info(format!("writing greeting to {}", config.file));
         std::fs::write(&config.file, &greeting)

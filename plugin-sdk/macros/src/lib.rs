@@ -13,7 +13,7 @@ const WORLDS_WIT: &str = include_str!("../../../wit/worlds.wit");
 /// Exports a type implementing `sluice_plugin_sdk::Task` as the component's `task` world.
 #[proc_macro]
 pub fn export_task(input: TokenStream) -> TokenStream {
-    let ty = plugin_type(input);
+    let ty = plugin_type(&input);
     export(
         "task-plugin",
         "task",
@@ -36,7 +36,7 @@ pub fn export_task(input: TokenStream) -> TokenStream {
 /// Exports a type implementing `sluice_plugin_sdk::Gate` as the component's `gate` world.
 #[proc_macro]
 pub fn export_gate(input: TokenStream) -> TokenStream {
-    let ty = plugin_type(input);
+    let ty = plugin_type(&input);
     export(
         "gate-plugin",
         "gate",
@@ -61,7 +61,7 @@ pub fn export_gate(input: TokenStream) -> TokenStream {
 /// `artifact-source` world.
 #[proc_macro]
 pub fn export_artifact_source(input: TokenStream) -> TokenStream {
-    let ty = plugin_type(input);
+    let ty = plugin_type(&input);
     export(
         "artifact-source-plugin",
         "artifact_source",
@@ -73,7 +73,7 @@ pub fn export_artifact_source(input: TokenStream) -> TokenStream {
                 }}
                 fn fetch(config: ::std::string::String, version: ::std::string::String, destination: ::std::string::String)
                     -> ::core::result::Result<::sluice_plugin_sdk::Version, ::sluice_plugin_sdk::Error> {{
-                    ::sluice_plugin_sdk::__private::fetch::<{ty}>(config, version, destination)
+                    ::sluice_plugin_sdk::__private::fetch::<{ty}>(config, &version, &destination)
                 }}
             }}"
         ),
@@ -81,7 +81,7 @@ pub fn export_artifact_source(input: TokenStream) -> TokenStream {
 }
 
 /// The plugin type as a path usable from inside the generated module (one level down).
-fn plugin_type(input: TokenStream) -> String {
+fn plugin_type(input: &TokenStream) -> String {
     let ty = input.to_string().replace(' ', "");
     if ty.starts_with("crate::") || ty.starts_with("::") {
         ty

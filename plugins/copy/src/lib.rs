@@ -58,7 +58,10 @@ struct Copy;
 impl Task for Copy {
     fn run(input: TaskInput) -> Result<Report, Error> {
         let config: Config = input.config.parse()?;
-        let from = match (Path::new(&config.from).is_absolute(), &input.context.workspace) {
+        let from = match (
+            Path::new(&config.from).is_absolute(),
+            &input.context.workspace,
+        ) {
             (true, _) => PathBuf::from(&config.from),
             (false, Some(workspace)) => Path::new(workspace).join(&config.from),
             (false, None) => {
@@ -95,7 +98,10 @@ impl Task for Copy {
             let mut existing = Vec::new();
             walk(&to, "", &mut existing)
                 .map_err(|e| Error::failed(format!("cannot read target {}: {e}", to.display())))?;
-            for rel in existing.iter().filter(|r| wanted(r) && !keep.contains(r.as_str())) {
+            for rel in existing
+                .iter()
+                .filter(|r| wanted(r) && !keep.contains(r.as_str()))
+            {
                 fs::remove_file(to.join(rel))
                     .map_err(|e| Error::failed(format!("cannot remove {rel}: {e}")))?;
                 log::info(format!("removed {rel}"));
@@ -149,7 +155,11 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
         if name.ends_with(".sluice-tmp") {
             continue;
         }
-        let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
         let kind = entry.file_type()?;
         if kind.is_dir() {
             walk(&entry.path(), &rel, out)?;
@@ -171,7 +181,10 @@ fn copy_one(src: &Path, dst: &Path, rel: &str, changes: &mut Changes) -> Result<
     let parent = dst.parent().unwrap_or(Path::new("/"));
     fs::create_dir_all(parent)
         .map_err(|e| Error::failed(format!("cannot create {}: {e}", parent.display())))?;
-    let name = dst.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = dst
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let aside = parent.join(format!(".{name}.sluice-tmp"));
     fs::write(&aside, &content)
         .and_then(|()| fs::rename(&aside, dst))

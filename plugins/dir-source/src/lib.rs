@@ -54,7 +54,8 @@ impl ArtifactSource for DirSource {
             .map_err(|e| Error::failed(format!("cannot list {}: {e}", root.display())))?;
         let mut versions = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| Error::failed(format!("cannot list {}: {e}", root.display())))?;
+            let entry =
+                entry.map_err(|e| Error::failed(format!("cannot list {}: {e}", root.display())))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') || !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
@@ -68,7 +69,9 @@ impl ArtifactSource for DirSource {
     fn fetch(config: Config, version: &str, destination: &str) -> Result<Version, Error> {
         let settings: Settings = config.parse()?;
         if version.is_empty() || version.contains('/') || version.starts_with('.') {
-            return Err(Error::failed(format!("`{version}` is not a version folder name")));
+            return Err(Error::failed(format!(
+                "`{version}` is not a version folder name"
+            )));
         }
         let source = Path::new(&settings.path).join(version);
         if !source.is_dir() {
@@ -100,7 +103,12 @@ fn describe(dir: &Path, id: String) -> Result<Version, Error> {
             Error::failed(format!("{}/{META_FILE} is not valid: {e}", dir.display()))
         })?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Meta::default(),
-        Err(e) => return Err(Error::failed(format!("cannot read {}/{META_FILE}: {e}", dir.display()))),
+        Err(e) => {
+            return Err(Error::failed(format!(
+                "cannot read {}/{META_FILE}: {e}",
+                dir.display()
+            )));
+        }
     };
     Ok(Version {
         id,
@@ -123,7 +131,9 @@ fn version_order(a: &str, b: &str) -> Ordering {
         let mut out = Vec::new();
         let mut current = String::new();
         for c in s.chars() {
-            if current.chars().next().is_some_and(|d| d.is_ascii_digit()) != c.is_ascii_digit() && !current.is_empty() {
+            if current.chars().next().is_some_and(|d| d.is_ascii_digit()) != c.is_ascii_digit()
+                && !current.is_empty()
+            {
                 out.push(std::mem::take(&mut current));
             }
             current.push(c);

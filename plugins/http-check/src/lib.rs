@@ -41,7 +41,10 @@ fn ok() -> u16 {
 fn check(config: &Config) -> Result<u16, String> {
     let response = http::request(&config.method, &config.url, http::DEFAULT_BODY_LIMIT)
         .map_err(|e| format!("{} {} failed: {e}", config.method, config.url))?;
-    log::info(format!("{} {} -> {}", config.method, config.url, response.status));
+    log::info(format!(
+        "{} {} -> {}",
+        config.method, config.url, response.status
+    ));
     if response.status != config.expect_status {
         return Err(format!(
             "{} returned status {}, expected {}",
@@ -51,7 +54,10 @@ fn check(config: &Config) -> Result<u16, String> {
     if let Some(text) = &config.body_contains
         && !String::from_utf8_lossy(&response.body).contains(text.as_str())
     {
-        return Err(format!("the body of {} does not contain {text:?}", config.url));
+        return Err(format!(
+            "the body of {} does not contain {text:?}",
+            config.url
+        ));
     }
     Ok(response.status)
 }

@@ -26,6 +26,10 @@ enum Action {
     Echo,
     /// Log `count` lines of `size` bytes (a log flood when large).
     Log { count: u64, size: usize },
+    /// Print `count` lines of `size` bytes to stdout (a flood through stdio when large).
+    Print { count: u64, size: usize },
+    /// Execute `unreachable`: a trap that is not a panic.
+    Trap,
     /// Read the file at `path` and return its content as output `content`.
     Read { path: String },
     /// Write `content` to `path`.
@@ -56,6 +60,7 @@ impl Task for Testkit {
         match action {
             Action::Noop => Ok(Report::new()),
             Action::Sleep { ms } => {
+                log::debug("sleeping");
                 std::thread::sleep(Duration::from_millis(ms));
                 Ok(Report::new())
             }
@@ -70,6 +75,7 @@ impl Task for Testkit {
                     .output("stage", &ctx.stage)
                     .output("attempt", ctx.attempt.to_string());
                 for var in input.variables.iter() {
+                    log::info(format!("{} is {}", var.name, var.value));
                     report = report.output(format!("var.{}", var.name), &var.value);
                 }
                 Ok(report)
@@ -81,6 +87,14 @@ impl Task for Testkit {
                 }
                 Ok(Report::new())
             }
+            Action::Print { count, size } => {
+                let line = "p".repeat(size);
+                for _ in 0..count {
+                    println!("{line}");
+                }
+                Ok(Report::new())
+            }
+            Action::Trap => trap(),
             Action::Read { path } => std::fs::read_to_string(&path)
                 .map(|content| Report::new().output("content", content))
                 .map_err(|e| Error::failed(format!("cannot read {path}: {e}"))),
@@ -97,7 +111,9 @@ impl Task for Testkit {
                 .map_err(|e| Error::failed(format!("cannot list {path}: {e}"))),
             Action::Env { name } => std::env::var(&name)
                 .map(|value| Report::new().output("value", value))
-                .map_err(|e| Error::failed(format!("cannot read environment variable {name}: {e}"))),
+                .map_err(|e| {
+                    Error::failed(format!("cannot read environment variable {name}: {e}"))
+                }),
             Action::Http { url } => sluice_plugin_sdk::http::get(&url)
                 .map(|response| Report::new().output("status", response.status.to_string()))
                 .map_err(|e| Error::failed(format!("request to {url} failed: {e}"))),
@@ -137,6 +153,16 @@ impl Gate for Testkit {
             Health::Unhealthy("the test said so".into())
         })
     }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn trap() -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn trap() -> ! {
+    unreachable!("the testkit traps only as WebAssembly")
 }
 
 #[inline(never)]

@@ -1,0 +1,188 @@
+//! The `sluice` binary as a plugin author uses it: `sluice plugin list|export|inspect|run`.
+
+use std::process::{Command, Output};
+
+use crate::support::{TESTKIT, TestServer};
+
+fn sluice(args: &[&str], data_dir: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("SLUICE_DATA_DIR", data_dir)
+        .output()
+        .expect("sluice runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn list_export_and_inspect_agree_on_digests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let list = sluice(&["plugin", "list"], tmp.path());
+    assert!(list.status.success());
+    let line = stdout(&list)
+        .lines()
+        .find(|l| l.starts_with("copy "))
+        .expect("copy is listed")
+        .to_owned();
+    let listed_digest = line.split_whitespace().nth(1).unwrap().to_owned();
+
+    let file = tmp.path().join("copy.wasm");
+    let export = sluice(
+        &["plugin", "export", "copy", "-o", file.to_str().unwrap()],
+        tmp.path(),
+    );
+    assert!(export.status.success(), "{}", stderr(&export));
+
+    let inspect = sluice(&["plugin", "inspect", file.to_str().unwrap()], tmp.path());
+    let text = stdout(&inspect);
+    assert!(
+        text.contains(&format!("digest:   {listed_digest}")),
+        "{text}"
+    );
+    assert!(text.contains("worlds:   task"), "{text}");
+    assert!(text.contains("sluice:plugin/task@0.1.0"), "{text}");
+
+    let unknown = sluice(&["plugin", "export", "kopy", "-o", "x.wasm"], tmp.path());
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).starts_with("sluice: there is no built-in plugin named `kopy`"));
+}
+
+#[test]
+fn run_prints_logs_and_outcome_with_documented_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let config = tmp.path().join("task.toml");
+    std::fs::write(&config, "action = \"echo\"\n").unwrap();
+    let run = sluice(
+        &[
+            "plugin",
+            "run",
+            TESTKIT,
+            "--config",
+            config.to_str().unwrap(),
+            "--var",
+            "region=eu",
+            "--secret",
+            "token=hunter2",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let text = stdout(&run);
+    assert!(text.contains("info  region is eu"), "{text}");
+    assert!(
+        text.contains("token is ***") && !text.contains("hunter2"),
+        "{text}"
+    );
+    assert!(text.contains("output release = local-1"), "{text}");
+    assert!(text.contains("succeeded in"), "{text}");
+
+    std::fs::write(
+        &config,
+        "action = \"fail\"\nmessage = \"no route to prod\"\n",
+    )
+    .unwrap();
+    let run = sluice(
+        &[
+            "plugin",
+            "run",
+            TESTKIT,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        stdout(&run).contains("failed: no route to prod in"),
+        "{}",
+        stdout(&run)
+    );
+
+    std::fs::write(&config, "action = \"alloc\"\nmib = 512\n").unwrap();
+    let run = sluice(
+        &[
+            "plugin",
+            "run",
+            TESTKIT,
+            "--config",
+            config.to_str().unwrap(),
+            "--memory",
+            "16MiB",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        stdout(&run).contains("memory limit of 16 MiB exceeded"),
+        "{}",
+        stdout(&run)
+    );
+
+    let bad = sluice(
+        &["plugin", "run", TESTKIT, "--grant-dir", "relative"],
+        tmp.path(),
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("HOST:GUEST"), "{}", stderr(&bad));
+}
+
+#[test]
+fn run_grants_directories_and_hosts_from_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let config = tmp.path().join("task.toml");
+    std::fs::write(
+        &config,
+        "action = \"write\"\npath = \"/out/x.txt\"\ncontent = \"hi\"\n",
+    )
+    .unwrap();
+    let grant = format!("{}:/out:rw", out.display());
+    let run = sluice(
+        &[
+            "plugin",
+            "run",
+            TESTKIT,
+            "--config",
+            config.to_str().unwrap(),
+            "--grant-dir",
+            &grant,
+        ],
+        tmp.path(),
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&run),
+        stderr(&run)
+    );
+    assert_eq!(std::fs::read_to_string(out.join("x.txt")).unwrap(), "hi");
+
+    let server = TestServer::start("ok");
+    std::fs::write(&config, format!("url = \"{}\"\n", server.url("/"))).unwrap();
+    let args = [
+        "plugin",
+        "run",
+        "http-check",
+        "--world",
+        "gate",
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    let denied = sluice(&args, tmp.path());
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(stdout(&denied).contains("unhealthy"), "{}", stdout(&denied));
+    let addr = server.addr.to_string();
+    let allowed = sluice(&[&args[..], &["--grant-host", &addr]].concat(), tmp.path());
+    assert_eq!(allowed.status.code(), Some(0), "{}", stdout(&allowed));
+    assert!(stdout(&allowed).contains("healthy"));
+}

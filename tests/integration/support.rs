@@ -1,0 +1,153 @@
+//! Shared test helpers: one plugin host for the whole binary, the test plugins, a tiny HTTP
+//! server on 127.0.0.1, and condition waits.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use sluice::plugin::{
+    Context, HostConfig, Invocation, Limits, Plugin, PluginHost, PluginRef, Sandbox, TaskInput,
+    TaskReport,
+};
+
+pub const TESTKIT: &str = env!("SLUICE_PLUGIN_TESTKIT");
+pub const TEMPLATE: &str = env!("SLUICE_PLUGIN_TEMPLATE");
+
+/// One host for every test: compiling a component once is the point of `InstancePre`.
+pub fn host() -> &'static PluginHost {
+    static HOST: OnceLock<PluginHost> = OnceLock::new();
+    HOST.get_or_init(|| PluginHost::new(HostConfig::default()).expect("the host starts"))
+}
+
+pub fn load(reference: &str) -> Arc<Plugin> {
+    host()
+        .load(&PluginRef::parse(reference, std::path::Path::new("/")))
+        .unwrap_or_else(|e| panic!("loading {reference}: {e}"))
+}
+
+pub fn testkit() -> Arc<Plugin> {
+    load(TESTKIT)
+}
+
+/// A context like the one a release gives.
+pub fn context() -> Context {
+    Context {
+        pipeline: "space-game".into(),
+        release: "space-game-7".into(),
+        release_number: 7,
+        stage: "dev".into(),
+        attempt: 1,
+        artifacts: Vec::new(),
+        workspace: None,
+    }
+}
+
+pub fn input(config: serde_json::Value) -> TaskInput {
+    TaskInput {
+        config: config.to_string(),
+        context: context(),
+        variables: Vec::new(),
+    }
+}
+
+/// Runs the testkit as a task with `config` in `sandbox`.
+pub async fn run_testkit(config: serde_json::Value, sandbox: Sandbox) -> Invocation<TaskReport> {
+    host().run_task(&testkit(), sandbox, &input(config)).await
+}
+
+/// A sandbox with no grants and tight limits, so hostile tests finish quickly.
+pub fn tight() -> Sandbox {
+    Sandbox {
+        limits: Limits {
+            memory: 64 << 20,
+            timeout: Duration::from_secs(20),
+            log: 256 << 10,
+            output: 256 << 10,
+        },
+        ..Sandbox::default()
+    }
+}
+
+/// The output variable `name` of a report.
+pub fn output<'a>(report: &'a TaskReport, name: &str) -> Option<&'a str> {
+    report
+        .outputs
+        .iter()
+        .find(|o| o.name == name)
+        .map(|o| o.value.as_str())
+}
+
+/// A minimal HTTP/1.1 server on 127.0.0.1 answering every request with a settable status and
+/// body; stops when dropped. Runs on its own thread so any test runtime can use it.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    status: Arc<AtomicU16>,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl TestServer {
+    pub fn start(body: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let status = Arc::new(AtomicU16::new(200));
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, h, st) = (status.clone(), hits.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut conn) = conn else { continue };
+                h.fetch_add(1, Ordering::SeqCst);
+                let _ = answer(&mut conn, s.load(Ordering::SeqCst), body);
+            }
+        });
+        Self {
+            addr,
+            status,
+            hits,
+            stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn set_status(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+fn answer(conn: &mut TcpStream, status: u16, body: &str) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = conn.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    write!(
+        conn,
+        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
