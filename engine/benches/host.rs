@@ -27,74 +27,8 @@ fn main() {
     let bytes = std::fs::read(TESTKIT).unwrap();
     println!("component: testkit, {} bytes", bytes.len());
 
-    // Cold compile: a fresh engine without a cache compiles the component.
-    let cold = sample(5, || {
-        let host = PluginHost::new(HostConfig::default()).unwrap();
-        let start = Instant::now();
-        host.load(&reference).unwrap();
-        start.elapsed()
-    });
-    report("cold compile", &cold);
-
-    // Cached load: a fresh engine reads the compiled artifact from the disk cache.
-    let cached_config = HostConfig {
-        cache_dir: Some(cache.path().to_owned()),
-        ..HostConfig::default()
-    };
-    PluginHost::new(cached_config.clone()).unwrap().load(&reference).unwrap();
-    let cached = sample(20, || {
-        let host = PluginHost::new(cached_config.clone()).unwrap();
-        let start = Instant::now();
-        host.load(&reference).unwrap();
-        start.elapsed()
-    });
-    report("cached load", &cached);
-
-    // Round trip: fresh grants + store + instantiate + call + drop, for a no-op task.
     let host = Arc::new(PluginHost::new(HostConfig::default()).unwrap());
     let plugin = host.load(&reference).unwrap();
-    let input = TaskInput {
-        config: r#"{"action":"noop"}"#.into(),
-        ..TaskInput::default()
-    };
-    let grants = || {
-        Grants::none()
-            .dir(workspace.path(), "/workspace", Access::ReadWrite)
-            .unwrap()
-            .env("STAGE", "dev")
-    };
-    let round_trip = runtime.block_on(async {
-        for _ in 0..200 {
-            let sandbox = Sandbox { grants: grants(), ..Sandbox::default() };
-            host.run_task(&plugin, sandbox, &input).await.result.unwrap();
-        }
-        let mut samples = Vec::with_capacity(5000);
-        for _ in 0..5000 {
-            let start = Instant::now();
-            let sandbox = Sandbox { grants: grants(), ..Sandbox::default() };
-            host.run_task(&plugin, sandbox, &input).await.result.unwrap();
-            samples.push(start.elapsed());
-        }
-        samples
-    });
-    let round_trip = stats(round_trip);
-    report("sandboxed round trip (no-op task)", &round_trip);
-
-    let spawn = stats(
-        (0..500)
-            .map(|_| {
-                let start = Instant::now();
-                let status = std::process::Command::new("/bin/true").status().unwrap();
-                assert!(status.success());
-                start.elapsed()
-            })
-            .collect(),
-    );
-    report("spawn /bin/true", &spawn);
-    println!(
-        "round trip is {:.1}x cheaper than spawning /bin/true (median)",
-        spawn.median.as_secs_f64() / round_trip.median.as_secs_f64()
-    );
 
     // 1,000 live instances: each task logs once, then sleeps inside the sandbox; once all
     // 1,000 have logged, every instance is alive at once and RSS is read.
@@ -116,12 +50,18 @@ fn main() {
                     config: r#"{"action":"sleep","ms":3000}"#.into(),
                     ..TaskInput::default()
                 };
-                host.run_task(&plugin, sandbox, &input).await.result.unwrap();
+                host.run_task(&plugin, sandbox, &input)
+                    .await
+                    .result
+                    .unwrap();
             }));
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         while started.load(Ordering::SeqCst) < 1000 {
-            assert!(Instant::now() < deadline, "1,000 instances did not start within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "1,000 instances did not start within 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let during = rss_kib();
@@ -135,6 +75,88 @@ fn main() {
         live as f64 / 1024.0,
         (live - before) as f64 / 1024.0,
         before as f64 / 1024.0
+    );
+
+    // Cold compile: a fresh engine without a cache compiles the component.
+    let cold = sample(5, || {
+        let host = PluginHost::new(HostConfig::default()).unwrap();
+        let start = Instant::now();
+        host.load(&reference).unwrap();
+        start.elapsed()
+    });
+    report("cold compile", &cold);
+
+    // Cached load: a fresh engine reads the compiled artifact from the disk cache.
+    let cached_config = HostConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        ..HostConfig::default()
+    };
+    PluginHost::new(cached_config.clone())
+        .unwrap()
+        .load(&reference)
+        .unwrap();
+    let cached = sample(20, || {
+        let host = PluginHost::new(cached_config.clone()).unwrap();
+        let start = Instant::now();
+        host.load(&reference).unwrap();
+        start.elapsed()
+    });
+    report("cached load", &cached);
+
+    // Round trip: fresh grants + store + instantiate + call + drop, for a no-op task.
+    let input = TaskInput {
+        config: r#"{"action":"noop"}"#.into(),
+        ..TaskInput::default()
+    };
+    let grants = || {
+        Grants::none()
+            .dir(workspace.path(), "/workspace", Access::ReadWrite)
+            .unwrap()
+            .env("STAGE", "dev")
+    };
+    let round_trip = runtime.block_on(async {
+        for _ in 0..200 {
+            let sandbox = Sandbox {
+                grants: grants(),
+                ..Sandbox::default()
+            };
+            host.run_task(&plugin, sandbox, &input)
+                .await
+                .result
+                .unwrap();
+        }
+        let mut samples = Vec::with_capacity(5000);
+        for _ in 0..5000 {
+            let start = Instant::now();
+            let sandbox = Sandbox {
+                grants: grants(),
+                ..Sandbox::default()
+            };
+            host.run_task(&plugin, sandbox, &input)
+                .await
+                .result
+                .unwrap();
+            samples.push(start.elapsed());
+        }
+        samples
+    });
+    let round_trip = stats(round_trip);
+    report("sandboxed round trip (no-op task)", &round_trip);
+
+    let spawn = stats(
+        (0..500)
+            .map(|_| {
+                let start = Instant::now();
+                let status = std::process::Command::new("/bin/true").status().unwrap();
+                assert!(status.success());
+                start.elapsed()
+            })
+            .collect(),
+    );
+    report("spawn /bin/true", &spawn);
+    println!(
+        "round trip is {:.1}x cheaper than spawning /bin/true (median)",
+        spawn.median.as_secs_f64() / round_trip.median.as_secs_f64()
     );
 }
 

@@ -3,6 +3,7 @@
 //! `SLUICE_PLUGIN_*` environment variables.
 
 mod cli;
+mod pipelines;
 mod plugins;
 mod sandbox;
 mod support;

@@ -154,8 +154,9 @@ fn grants(args: &RunArgs, cwd: &Path) -> anyhow::Result<Grants> {
         };
         let host = sluice::plugin::grants::absolute(cwd, Path::new(host));
         if access == Access::ReadWrite && !host.exists() {
-            std::fs::create_dir_all(&host)
-                .with_context(|| format!("--grant-dir `{spec}`: cannot create {}", host.display()))?;
+            std::fs::create_dir_all(&host).with_context(|| {
+                format!("--grant-dir `{spec}`: cannot create {}", host.display())
+            })?;
         }
         if !host.is_dir() {
             bail!(

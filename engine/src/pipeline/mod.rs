@@ -1,0 +1,142 @@
+//! Pipelines: parse (TOML, `version = 1`, unknown fields rejected) -> validate (every problem,
+//! with `file:line:col` and a fix) -> plan (fully resolved, what a release snapshots).
+
+mod error;
+pub mod plan;
+mod schema;
+mod validate;
+
+use std::path::Path;
+
+pub use error::{Diagnostic, Location, PipelineError};
+pub use plan::*;
+pub use validate::{BUILTIN_VARIABLES, Locations, references};
+
+use crate::plugin::{PluginHost, PluginRef, World};
+
+/// A pipeline file turned into a plan, with the places of things for later checks.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The plan.
+    pub plan: Plan,
+    /// Where artifacts' sources and tasks' plugins are written.
+    pub locations: Locations,
+}
+
+/// Reads, parses and validates the pipeline at `path` (without loading its plugins).
+pub fn load(path: &Path) -> Result<Loaded, PipelineError> {
+    let shown = path.display().to_string();
+    let source = std::fs::read_to_string(path).map_err(|e| PipelineError {
+        diagnostics: vec![Diagnostic {
+            message: format!("cannot read the pipeline: {e}"),
+            at: None,
+            help: Some(format!("check that {shown} exists and is readable")),
+        }],
+    })?;
+    let dir = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."));
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let default_name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| s != "pipeline")
+        .or_else(|| dir.file_name().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "pipeline".into());
+    parse(&shown, &source, &dir, &default_name)
+}
+
+/// Parses and validates pipeline text. `file` names it in messages; `dir` is its directory.
+pub fn parse(
+    file: &str,
+    source: &str,
+    dir: &Path,
+    default_name: &str,
+) -> Result<Loaded, PipelineError> {
+    let mut validator = validate::Validator::new(file, source, dir);
+    let raw: schema::RawPipeline = match toml::from_str(source) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let help = if e.message().contains("unknown field") {
+                Some("remove the field or fix its spelling")
+            } else if e.message().contains("missing field") {
+                Some("add the field")
+            } else {
+                None
+            };
+            validator.error(e.span(), e.message().trim().to_owned(), help);
+            return Err(PipelineError {
+                diagnostics: validator.diagnostics,
+            });
+        }
+    };
+    let plan = validator.plan(raw, default_name);
+    validator
+        .diagnostics
+        .sort_by_key(|d| d.at.as_ref().map(|at| (at.line, at.col)));
+    if validator.diagnostics.is_empty() {
+        Ok(Loaded {
+            plan,
+            locations: validator.locations,
+        })
+    } else {
+        Err(PipelineError {
+            diagnostics: validator.diagnostics,
+        })
+    }
+}
+
+/// Loads every plugin the plan uses and checks that each exports the world it is used as.
+pub fn check_plugins(loaded: &Loaded, host: &PluginHost) -> Result<(), PipelineError> {
+    let mut diagnostics = Vec::new();
+    let mut check = |reference: &str, world: World, at: Option<&Location>, what: String| {
+        let plugin_ref = PluginRef::parse(reference, Path::new(&loaded.plan.dir));
+        match host.load(&plugin_ref) {
+            Ok(plugin) if plugin.implements(world) => {}
+            Ok(plugin) => {
+                let has: Vec<String> = plugin.worlds().iter().map(ToString::to_string).collect();
+                diagnostics.push(Diagnostic {
+                    message: format!(
+                        "{what}: `{reference}` does not export the {world} world (it exports: {})",
+                        has.join(", ")
+                    ),
+                    at: at.cloned(),
+                    help: Some(format!("use a plugin that exports the `{world}` world")),
+                });
+            }
+            Err(e) => diagnostics.push(Diagnostic {
+                message: format!("{what}: `{reference}` cannot be loaded: {e}"),
+                at: at.cloned(),
+                help: None,
+            }),
+        }
+    };
+    for artifact in &loaded.plan.artifacts {
+        let at = loaded.locations.artifacts.get(&artifact.alias);
+        let what = format!("the source of artifact `{}`", artifact.alias);
+        check(&artifact.source, World::ArtifactSource, at, what);
+    }
+    for stage in &loaded.plan.stages {
+        for (index, task) in stage.tasks.iter().enumerate() {
+            let at = loaded.locations.tasks.get(&(stage.name.clone(), index));
+            check(
+                &task.plugin,
+                World::Task,
+                at,
+                format!("the plugin of task `{}`", task.name),
+            );
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(())
+    } else {
+        Err(PipelineError { diagnostics })
+    }
+}

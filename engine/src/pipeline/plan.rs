@@ -1,0 +1,200 @@
+//! The resolved plan: what a release snapshots and the scheduler runs. Stages are in a
+//! topological order (every stage after the stages it waits on); every setting is filled in.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plugin::{Access, Limits};
+
+/// A validated pipeline, ready to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Pipeline name: `[a-z0-9-]`, the prefix of its release names.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// The directory of the pipeline file: base of relative plugin paths and
+    /// `$(sluice.pipeline-dir)`.
+    pub dir: String,
+    /// Pipeline-level variables.
+    pub variables: Vec<VariableSpec>,
+    /// Artifacts by alias, in alias order.
+    pub artifacts: Vec<ArtifactSpec>,
+    /// Stages, each after the stages it waits on.
+    pub stages: Vec<StageSpec>,
+}
+
+/// A variable and where its value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariableSpec {
+    /// Name.
+    pub name: String,
+    /// Where the value comes from.
+    pub value: ValueSource,
+    /// Masked in logs; never stored in clear.
+    pub secret: bool,
+}
+
+/// Where a variable's value comes from. Secrets are kept as references, never as values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ValueSource {
+    /// Written in the pipeline.
+    Literal(String),
+    /// Read from the engine's environment when a task needs it.
+    Env(String),
+    /// Read from a file (absolute path) when a task needs it.
+    File(String),
+}
+
+/// An artifact of the pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactSpec {
+    /// The alias tasks see it under (also its workspace folder).
+    pub alias: String,
+    /// The artifact-source plugin: a built-in name or an absolute path.
+    pub source: String,
+    /// The source's configuration, JSON.
+    pub config: serde_json::Value,
+    /// Which version a release takes by default.
+    pub selector: Selector,
+    /// What the source plugin may reach.
+    pub grants: GrantSpec,
+}
+
+/// How a release picks an artifact version by default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Selector {
+    /// The newest version.
+    Latest,
+    /// Exactly this version.
+    Exact(String),
+    /// The newest version built from this branch.
+    Branch(String),
+    /// The newest version carrying this tag.
+    Tag(String),
+}
+
+/// Grants as the pipeline writes them; `$(...)` references are resolved when a task runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantSpec {
+    /// Directories: host path (absolute once resolved), guest path, access.
+    pub dirs: Vec<DirSpec>,
+    /// Environment variable names, values taken from the engine's environment.
+    pub env: Vec<String>,
+    /// Outbound HTTP hosts.
+    pub hosts: Vec<String>,
+    /// Access to the deployment's workspace (granted at `/workspace`), if any.
+    pub workspace: Option<Access>,
+}
+
+/// One granted directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirSpec {
+    /// Host path, possibly with `$(sluice.pipeline-dir)` or `$(sluice.data-dir)`.
+    pub host: String,
+    /// Guest path.
+    pub guest: String,
+    /// Access.
+    pub access: Access,
+}
+
+/// What starts a stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// As soon as the release exists.
+    AfterRelease,
+    /// When all these stages succeeded (or partially succeeded, if allowed).
+    AfterStages {
+        /// The stages waited on.
+        stages: Vec<String>,
+        /// Also start when they only partially succeeded.
+        allow_partial: bool,
+    },
+    /// Only when someone deploys it.
+    Manual,
+}
+
+/// How approvers' decisions combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApprovalPolicy {
+    /// One approval is enough.
+    Any,
+    /// Everyone, in any order.
+    All,
+    /// Everyone, in the listed order.
+    Sequence,
+    /// At least this many of the approvers.
+    AtLeast(u32),
+}
+
+/// A pre- or post-deployment approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalSpec {
+    /// Users, and groups as `group:name`.
+    pub approvers: Vec<String>,
+    /// How decisions combine.
+    pub policy: ApprovalPolicy,
+    /// Whether the release's creator may approve.
+    pub allow_release_creator: bool,
+    /// Skip if the same approver approved the previous stage.
+    pub skip_if_approved_in_previous_stage: bool,
+    /// When the approval expires (rejecting the deployment).
+    pub timeout: Option<Duration>,
+}
+
+/// How a stage takes releases that arrive while it is busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueuePolicy {
+    /// Any number at once, or at most this many.
+    Parallel(Option<u32>),
+    /// One at a time, every release in turn.
+    Sequential,
+    /// One at a time, only the newest waiting release.
+    LatestOnly,
+}
+
+/// One stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageSpec {
+    /// Name.
+    pub name: String,
+    /// What starts it.
+    pub trigger: Trigger,
+    /// Stage-level variables (override pipeline ones).
+    pub variables: Vec<VariableSpec>,
+    /// Tasks, run in order.
+    pub tasks: Vec<TaskSpec>,
+    /// Approval before deploying.
+    pub pre_approval: Option<ApprovalSpec>,
+    /// Approval after deploying, before downstream stages start.
+    pub post_approval: Option<ApprovalSpec>,
+    /// Queueing policy.
+    pub queue: QueuePolicy,
+    /// Capabilities an agent must have.
+    pub demands: Vec<String>,
+}
+
+/// One task of a stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// Name, unique in the pipeline (defaults to the plugin name, numbered if repeated).
+    pub name: String,
+    /// The task plugin: a built-in name or an absolute path.
+    pub plugin: String,
+    /// Configuration, JSON, with `$(...)` references still in it.
+    pub config: serde_json::Value,
+    /// A failure makes the stage *partially succeeded* instead of failed.
+    pub continue_on_error: bool,
+    /// Safe to run again after an engine restart (same idempotency key).
+    pub idempotent: bool,
+    /// Memory, time, log and output limits.
+    pub limits: Limits,
+    /// What the task may reach.
+    pub grants: GrantSpec,
+}

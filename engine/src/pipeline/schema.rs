@@ -1,0 +1,157 @@
+//! The pipeline file as written: TOML, `version = 1`, unknown fields rejected. Spans are kept so
+//! that validation errors can point at `file:line:col`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawPipeline {
+    pub version: Spanned<i64>,
+    pub name: Option<Spanned<String>>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub variables: BTreeMap<Spanned<String>, Spanned<RawVariable>>,
+    #[serde(default)]
+    pub artifacts: BTreeMap<Spanned<String>, RawArtifact>,
+    #[serde(default)]
+    pub stages: Vec<RawStage>,
+}
+
+/// `name = "value"` or `name = { value = "..", secret = true, from-env = "..", from-file = ".." }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawVariable {
+    Plain(String),
+    Table(RawVariableTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawVariableTable {
+    pub value: Option<String>,
+    #[serde(default)]
+    pub secret: bool,
+    pub from_env: Option<String>,
+    pub from_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawArtifact {
+    pub source: Spanned<String>,
+    #[serde(default)]
+    pub config: toml::Table,
+    pub version: Option<Spanned<RawSelector>>,
+    #[serde(default)]
+    pub grants: RawGrants,
+}
+
+/// `version = "latest"`, `version = "1.2.0"`, `version = { branch = "main" }` or `{ tag = ".." }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawSelector {
+    Text(String),
+    Filter(RawFilter),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFilter {
+    pub branch: Option<String>,
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawGrants {
+    #[serde(default)]
+    pub dirs: Vec<Spanned<RawDir>>,
+    #[serde(default)]
+    pub env: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub hosts: Vec<Spanned<String>>,
+    /// Access to the deployment's workspace: `none`, `ro` (default for tasks) or `rw`.
+    pub workspace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawDir {
+    pub host: String,
+    pub guest: String,
+    pub access: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawStage {
+    pub name: Spanned<String>,
+    pub after: Option<Spanned<RawAfter>>,
+    #[serde(default)]
+    pub after_partial_success: bool,
+    #[serde(default)]
+    pub variables: BTreeMap<Spanned<String>, Spanned<RawVariable>>,
+    #[serde(default)]
+    pub tasks: Vec<RawTask>,
+    pub pre_approval: Option<RawApproval>,
+    pub post_approval: Option<RawApproval>,
+    pub queue: Option<RawQueue>,
+    #[serde(default)]
+    pub demands: Vec<String>,
+}
+
+/// `after = "release"`, `after = "manual"` or `after = ["qa-east", "qa-west"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawAfter {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawTask {
+    pub name: Option<Spanned<String>>,
+    pub plugin: Spanned<String>,
+    pub config: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    pub continue_on_error: bool,
+    pub timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub idempotent: bool,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub grants: RawGrants,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub memory: Option<Spanned<String>>,
+    pub log: Option<Spanned<String>>,
+    pub output: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawApproval {
+    pub approvers: Vec<Spanned<String>>,
+    pub policy: Option<Spanned<String>>,
+    pub required: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub allow_release_creator: bool,
+    #[serde(default)]
+    pub skip_if_approved_in_previous_stage: bool,
+    pub timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawQueue {
+    pub policy: Option<Spanned<String>>,
+    pub max_parallel: Option<Spanned<u32>>,
+}
