@@ -1,5 +1,6 @@
 //! Sluice: a release-pipeline engine whose every task, artifact source and gate is a sandboxed
 //! WebAssembly component. See `ARCHITECTURE.md` for the map of the code.
 
+pub mod core;
 pub mod pipeline;
 pub mod plugin;

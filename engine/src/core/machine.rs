@@ -1,0 +1,716 @@
+//! The release state machine: pure transitions, no I/O, no clock (time arrives in events).
+//!
+//! ```text
+//! stage deployment (latest attempt)      event                        -> state            effects
+//! ------------------------------------------------------------------------------------------------------------
+//! not-started                            Start (trigger satisfied)    -> awaiting-approval RequestApproval(pre)   [pre-approval]
+//! not-started                            Start                        -> in-progress       Prepare               [no pre-approval]
+//! any terminal, release not abandoned    Deploy (redeploy: attempt+1) -> as Start
+//! awaiting-approval (pre)                Decide approve, policy met   -> in-progress       Prepare
+//! awaiting-approval (pre|post)           Decide approve, policy unmet -> awaiting-approval
+//! awaiting-approval (pre|post)           Decide reject                -> rejected
+//! in-progress, not prepared              Prepared                     -> in-progress       RunTask(0) (task 0 marked running)
+//! in-progress, not prepared              PrepareFailed                -> failed
+//! in-progress, task i running            TaskFinished ok, i < last    -> in-progress       RunTask(i+1)
+//! in-progress, task i running            TaskFinished ok, i = last    -> awaiting-approval RequestApproval(post)  [post-approval]
+//!                                                                     -> succeeded | partially-succeeded          [none]
+//! in-progress, task i running            TaskFinished failed          -> failed (continue-on-error: go on, partially)
+//! in-progress, task i running            TaskInterrupted              -> failed "interrupted by engine restart"
+//! awaiting-approval (post)               Decide approve, policy met   -> succeeded | partially-succeeded
+//! awaiting-approval | in-progress        Cancel                       -> canceled          CancelTasks
+//!
+//! release                                event                        -> state
+//! active                                 (nothing in flight or startable) -> succeeded | partially-succeeded | failed
+//! active                                 Abandon                      -> abandoned (in-flight stages canceled)
+//! terminal (not abandoned)               Deploy                       -> active
+//! ```
+//!
+//! After every transition the machine starts the stages whose trigger is now satisfied and, when
+//! nothing is left in flight, finishes the release. Anything else is an [`InvalidTransition`].
+
+use crate::pipeline::{ApprovalPolicy, Trigger};
+
+use super::model::*;
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The release was created: start the stages that start with it.
+    Created,
+    /// Deploy (or redeploy, as a new attempt) a stage by hand.
+    Deploy {
+        /// The stage.
+        stage: String,
+    },
+    /// A decision on the stage's pending approval.
+    Decide {
+        /// The stage.
+        stage: String,
+        /// Who decides.
+        by: String,
+        /// The groups `by` belongs to (resolved by the caller).
+        groups: Vec<String>,
+        /// Approve or reject.
+        approve: bool,
+        /// Why.
+        comment: String,
+        /// Decide for every approver at once (the operator of a local `sluice run`).
+        on_behalf_of_all: bool,
+    },
+    /// The workspace is ready: artifacts fetched.
+    Prepared {
+        /// The stage.
+        stage: String,
+    },
+    /// Fetching artifacts failed.
+    PrepareFailed {
+        /// The stage.
+        stage: String,
+        /// Why.
+        reason: String,
+    },
+    /// The running task finished.
+    TaskFinished {
+        /// The stage.
+        stage: String,
+        /// Task index in the stage.
+        task: usize,
+        /// How it went.
+        outcome: TaskOutcome,
+    },
+    /// The engine restarted while a task that is not idempotent was running.
+    TaskInterrupted {
+        /// The stage.
+        stage: String,
+        /// Task index.
+        task: usize,
+    },
+    /// The engine restarted while an idempotent task was running: run it again.
+    TaskRestarted {
+        /// The stage.
+        stage: String,
+        /// Task index.
+        task: usize,
+    },
+    /// Cancel the stage's current deployment.
+    Cancel {
+        /// The stage.
+        stage: String,
+    },
+    /// Abandon the release.
+    Abandon,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskOutcome {
+    /// Succeeded, with warnings (possibly none) and outputs.
+    Succeeded {
+        /// Warnings; non-empty means succeeded with issues.
+        warnings: Vec<String>,
+        /// Output variables.
+        outputs: Vec<crate::plugin::Variable>,
+    },
+    /// Failed, and why.
+    Failed(String),
+}
+
+/// What the scheduler must do after a transition is committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Ask the approvers of the stage's pending approval.
+    RequestApproval {
+        /// The stage.
+        stage: String,
+        /// Pre or post.
+        kind: ApprovalKind,
+    },
+    /// Create the workspace and fetch the artifacts.
+    Prepare {
+        /// The stage.
+        stage: String,
+        /// Attempt number.
+        attempt: u32,
+    },
+    /// Run task `task` of the stage (already marked running).
+    RunTask {
+        /// The stage.
+        stage: String,
+        /// Attempt number.
+        attempt: u32,
+        /// Task index.
+        task: usize,
+    },
+    /// Stop whatever runs for the stage.
+    CancelTasks {
+        /// The stage.
+        stage: String,
+    },
+    /// The release reached a terminal state.
+    Finished(ReleaseState),
+}
+
+/// An event that does not apply to the release as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidTransition {
+    /// No such stage.
+    #[error("release {release} has no stage `{stage}`")]
+    UnknownStage {
+        /// Release.
+        release: String,
+        /// Stage.
+        stage: String,
+    },
+    /// The event does not fit the stage's state.
+    #[error("stage `{stage}` is {state:?}: cannot {action}")]
+    Stage {
+        /// Stage.
+        stage: String,
+        /// Its state.
+        state: StageState,
+        /// What was attempted.
+        action: &'static str,
+    },
+    /// The event does not fit the release's state.
+    #[error("release {release} is {state:?}: cannot {action}")]
+    Release {
+        /// Release.
+        release: String,
+        /// Its state.
+        state: ReleaseState,
+        /// What was attempted.
+        action: &'static str,
+    },
+    /// The decider may not decide this approval.
+    #[error("{0}")]
+    NotAllowed(String),
+}
+
+/// Applies `event` at time `now` (Unix milliseconds): changes `release` and returns the effects.
+/// On error `release` is unchanged.
+pub fn apply(
+    release: &mut Release,
+    event: Event,
+    now: u64,
+) -> Result<Vec<Effect>, InvalidTransition> {
+    let mut next = release.clone();
+    let mut effects = Vec::new();
+    step(&mut next, event, now, &mut effects)?;
+    advance(&mut next, now, &mut effects);
+    next.revision += 1;
+    *release = next;
+    Ok(effects)
+}
+
+fn stage_index(release: &Release, stage: &str) -> Result<usize, InvalidTransition> {
+    release
+        .stages
+        .iter()
+        .position(|s| s.name == stage)
+        .ok_or_else(|| InvalidTransition::UnknownStage {
+            release: release.name.clone(),
+            stage: stage.to_owned(),
+        })
+}
+
+fn current<'a>(
+    release: &'a mut Release,
+    index: usize,
+    action: &'static str,
+) -> Result<&'a mut Attempt, InvalidTransition> {
+    let stage = &mut release.stages[index];
+    let name = stage.name.clone();
+    stage.attempts.last_mut().ok_or(InvalidTransition::Stage {
+        stage: name,
+        state: StageState::NotStarted,
+        action,
+    })
+}
+
+fn wrong(release: &Release, index: usize, action: &'static str) -> InvalidTransition {
+    InvalidTransition::Stage {
+        stage: release.stages[index].name.clone(),
+        state: release.stages[index].state(),
+        action,
+    }
+}
+
+fn step(
+    release: &mut Release,
+    event: Event,
+    now: u64,
+    effects: &mut Vec<Effect>,
+) -> Result<(), InvalidTransition> {
+    if release.state == ReleaseState::Abandoned && event != Event::Abandon {
+        return Err(InvalidTransition::Release {
+            release: release.name.clone(),
+            state: release.state,
+            action: "change an abandoned release",
+        });
+    }
+    match event {
+        Event::Created => Ok(()),
+        Event::Deploy { stage } => {
+            let i = stage_index(release, &stage)?;
+            let state = release.stages[i].state();
+            if state != StageState::NotStarted && !state.is_terminal() {
+                return Err(wrong(
+                    release,
+                    i,
+                    "deploy it while a deployment is under way",
+                ));
+            }
+            release.state = ReleaseState::Active;
+            start(release, i, now, effects);
+            Ok(())
+        }
+        Event::Decide {
+            stage,
+            by,
+            groups,
+            approve,
+            comment,
+            on_behalf_of_all,
+        } => {
+            let i = stage_index(release, &stage)?;
+            if release.stages[i].state() != StageState::AwaitingApproval {
+                return Err(wrong(release, i, "decide an approval"));
+            }
+            let creator = release.creator.clone();
+            let allow_creator = {
+                let kind = current(release, i, "decide")?
+                    .approvals
+                    .last()
+                    .map(|a| a.kind);
+                let spec = &release.plan.stages[i];
+                match kind {
+                    Some(ApprovalKind::Pre) => spec.pre_approval.as_ref(),
+                    _ => spec.post_approval.as_ref(),
+                }
+                .is_some_and(|a| a.allow_release_creator)
+            };
+            let attempt = current(release, i, "decide")?;
+            let approval = attempt
+                .approvals
+                .last_mut()
+                .filter(|a| a.state == ApprovalState::Pending)
+                .ok_or_else(|| {
+                    InvalidTransition::NotAllowed(format!(
+                        "stage `{stage}` has no pending approval"
+                    ))
+                })?;
+            if !on_behalf_of_all {
+                if by == creator && !allow_creator {
+                    return Err(InvalidTransition::NotAllowed(format!(
+                        "{by} created this release and the stage does not allow the release creator to approve"
+                    )));
+                }
+                check_approver(approval, &by, &groups)?;
+            }
+            approval.decisions.push(Decision {
+                by,
+                approve,
+                comment,
+                at: now,
+            });
+            let done = if !approve {
+                approval.state = ApprovalState::Rejected;
+                Some(false)
+            } else if on_behalf_of_all || policy_met(approval) {
+                approval.state = ApprovalState::Approved;
+                Some(true)
+            } else {
+                None
+            };
+            let kind = approval.kind;
+            match (done, kind) {
+                (None, _) => {}
+                (Some(false), _) => {
+                    finish_attempt(attempt, StageState::Rejected, Some("rejected".into()), now)
+                }
+                (Some(true), ApprovalKind::Pre) => {
+                    attempt.state = StageState::InProgress;
+                    effects.push(Effect::Prepare {
+                        stage: stage.clone(),
+                        attempt: attempt.number,
+                    });
+                }
+                (Some(true), ApprovalKind::Post) => {
+                    let outcome = attempt.outcome.unwrap_or(StageState::Succeeded);
+                    finish_attempt(attempt, outcome, None, now);
+                }
+            }
+            Ok(())
+        }
+        Event::Prepared { stage } => {
+            let i = stage_index(release, &stage)?;
+            let attempt = current(release, i, "prepare")?;
+            if attempt.state != StageState::InProgress || attempt.prepared {
+                return Err(wrong(release, i, "finish preparing"));
+            }
+            attempt.prepared = true;
+            run_next(release, i, 0, now, effects);
+            Ok(())
+        }
+        Event::PrepareFailed { stage, reason } => {
+            let i = stage_index(release, &stage)?;
+            let attempt = current(release, i, "prepare")?;
+            if attempt.state != StageState::InProgress || attempt.prepared {
+                return Err(wrong(release, i, "fail preparing"));
+            }
+            for task in &mut attempt.tasks {
+                task.state = TaskState::Skipped;
+            }
+            finish_attempt(attempt, StageState::Failed, Some(reason), now);
+            Ok(())
+        }
+        Event::TaskFinished {
+            stage,
+            task,
+            outcome,
+        } => {
+            let i = stage_index(release, &stage)?;
+            let continue_on_error = release.plan.stages[i]
+                .tasks
+                .get(task)
+                .is_some_and(|t| t.continue_on_error);
+            let attempt = current(release, i, "finish a task")?;
+            if attempt.state != StageState::InProgress
+                || attempt.tasks.get(task).map(|t| t.state) != Some(TaskState::Running)
+            {
+                return Err(wrong(release, i, "finish a task that is not running"));
+            }
+            let run = &mut attempt.tasks[task];
+            match outcome {
+                TaskOutcome::Succeeded { warnings, outputs } => {
+                    run.state = if warnings.is_empty() {
+                        TaskState::Succeeded
+                    } else {
+                        TaskState::SucceededWithIssues
+                    };
+                    run.messages = warnings;
+                    run.outputs = outputs;
+                    run_next(release, i, task + 1, now, effects);
+                }
+                TaskOutcome::Failed(message) => {
+                    run.state = TaskState::Failed;
+                    run.messages = vec![message.clone()];
+                    if continue_on_error {
+                        attempt.outcome = Some(StageState::PartiallySucceeded);
+                        run_next(release, i, task + 1, now, effects);
+                    } else {
+                        for later in &mut attempt.tasks[task + 1..] {
+                            later.state = TaskState::Skipped;
+                        }
+                        let name = attempt.tasks[task].name.clone();
+                        finish_attempt(
+                            attempt,
+                            StageState::Failed,
+                            Some(format!("task `{name}` failed: {message}")),
+                            now,
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        Event::TaskInterrupted { stage, task } => {
+            let i = stage_index(release, &stage)?;
+            let attempt = current(release, i, "interrupt a task")?;
+            if attempt.tasks.get(task).map(|t| t.state) != Some(TaskState::Running) {
+                return Err(wrong(release, i, "interrupt a task that is not running"));
+            }
+            attempt.tasks[task].state = TaskState::Failed;
+            attempt.tasks[task].messages = vec![INTERRUPTED.into()];
+            for later in &mut attempt.tasks[task + 1..] {
+                later.state = TaskState::Skipped;
+            }
+            finish_attempt(attempt, StageState::Failed, Some(INTERRUPTED.into()), now);
+            Ok(())
+        }
+        Event::TaskRestarted { stage, task } => {
+            let i = stage_index(release, &stage)?;
+            let attempt = current(release, i, "restart a task")?;
+            if attempt.tasks.get(task).map(|t| t.state) != Some(TaskState::Running) {
+                return Err(wrong(release, i, "restart a task that is not running"));
+            }
+            attempt.tasks[task].starts += 1;
+            effects.push(Effect::RunTask {
+                stage,
+                attempt: attempt.number,
+                task,
+            });
+            Ok(())
+        }
+        Event::Cancel { stage } => {
+            let i = stage_index(release, &stage)?;
+            if !release.stages[i].state().is_in_flight() {
+                return Err(wrong(release, i, "cancel it: no deployment is under way"));
+            }
+            cancel(release, i, now, effects);
+            Ok(())
+        }
+        Event::Abandon => {
+            if release.state == ReleaseState::Abandoned {
+                return Err(InvalidTransition::Release {
+                    release: release.name.clone(),
+                    state: release.state,
+                    action: "abandon it again",
+                });
+            }
+            for i in 0..release.stages.len() {
+                if release.stages[i].state().is_in_flight() {
+                    cancel(release, i, now, effects);
+                }
+            }
+            release.state = ReleaseState::Abandoned;
+            effects.push(Effect::Finished(ReleaseState::Abandoned));
+            Ok(())
+        }
+    }
+}
+
+/// What to do with a release found unfinished when the engine starts: events to apply (a
+/// non-idempotent task that was running fails) and effects to redo (approvals to ask again,
+/// workspaces to prepare again, idempotent tasks to run again, through `TaskRestarted`).
+pub fn recover(release: &Release) -> (Vec<Event>, Vec<Effect>) {
+    let mut events = Vec::new();
+    let mut effects = Vec::new();
+    if release.state != ReleaseState::Active {
+        return (events, effects);
+    }
+    for (i, stage) in release.stages.iter().enumerate() {
+        let Some(attempt) = stage.attempts.last() else {
+            continue;
+        };
+        let name = stage.name.clone();
+        match attempt.state {
+            StageState::AwaitingApproval => {
+                if let Some(approval) = attempt.approvals.last() {
+                    effects.push(Effect::RequestApproval {
+                        stage: name,
+                        kind: approval.kind,
+                    });
+                }
+            }
+            StageState::InProgress if !attempt.prepared => {
+                effects.push(Effect::Prepare {
+                    stage: name,
+                    attempt: attempt.number,
+                });
+            }
+            StageState::InProgress => {
+                if let Some(task) = attempt
+                    .tasks
+                    .iter()
+                    .position(|t| t.state == TaskState::Running)
+                {
+                    if release.plan.stages[i].tasks[task].idempotent {
+                        events.push(Event::TaskRestarted { stage: name, task });
+                    } else {
+                        events.push(Event::TaskInterrupted { stage: name, task });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (events, effects)
+}
+
+/// The message of a deployment whose non-idempotent task was running when the engine died.
+pub const INTERRUPTED: &str = "interrupted by engine restart — redeploy to retry";
+
+fn check_approver(
+    approval: &Approval,
+    by: &str,
+    groups: &[String],
+) -> Result<(), InvalidTransition> {
+    let listed = |a: &String| match a.strip_prefix("group:") {
+        Some(group) => groups.iter().any(|g| g == group),
+        None => a == by,
+    };
+    if !approval.approvers.iter().any(listed) {
+        return Err(InvalidTransition::NotAllowed(format!(
+            "{by} is not an approver of this stage"
+        )));
+    }
+    if approval.decisions.iter().any(|d| d.by == by) {
+        return Err(InvalidTransition::NotAllowed(format!(
+            "{by} already decided this approval"
+        )));
+    }
+    if approval.policy == ApprovalPolicy::Sequence {
+        let next = approval.approvers.get(approval.decisions.len());
+        if !next.is_some_and(listed) {
+            return Err(InvalidTransition::NotAllowed(format!(
+                "approvals go in sequence; next is {}",
+                next.map_or("nobody", String::as_str)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn policy_met(approval: &Approval) -> bool {
+    let approvals = approval.decisions.iter().filter(|d| d.approve).count();
+    match approval.policy {
+        ApprovalPolicy::Any => approvals >= 1,
+        ApprovalPolicy::All | ApprovalPolicy::Sequence => approvals >= approval.approvers.len(),
+        ApprovalPolicy::AtLeast(n) => approvals >= n as usize,
+    }
+}
+
+fn finish_attempt(attempt: &mut Attempt, state: StageState, reason: Option<String>, now: u64) {
+    attempt.state = state;
+    attempt.reason = reason;
+    attempt.finished_at = Some(now);
+    for approval in &mut attempt.approvals {
+        if approval.state == ApprovalState::Pending {
+            approval.state = ApprovalState::Canceled;
+        }
+    }
+}
+
+fn cancel(release: &mut Release, i: usize, now: u64, effects: &mut Vec<Effect>) {
+    let stage = release.stages[i].name.clone();
+    if let Some(attempt) = release.stages[i].attempts.last_mut() {
+        for task in &mut attempt.tasks {
+            if matches!(task.state, TaskState::Pending | TaskState::Running) {
+                task.state = TaskState::Skipped;
+            }
+        }
+        finish_attempt(attempt, StageState::Canceled, Some("canceled".into()), now);
+        effects.push(Effect::CancelTasks { stage });
+    }
+}
+
+/// Starts a new attempt of stage `i`.
+fn start(release: &mut Release, i: usize, now: u64, effects: &mut Vec<Effect>) {
+    let spec = &release.plan.stages[i];
+    let stage = spec.name.clone();
+    let number = release.stages[i].attempts.len() as u32 + 1;
+    let mut attempt = Attempt {
+        number,
+        state: StageState::InProgress,
+        prepared: false,
+        tasks: spec
+            .tasks
+            .iter()
+            .map(|t| TaskRun {
+                name: t.name.clone(),
+                state: TaskState::Pending,
+                outputs: Vec::new(),
+                messages: Vec::new(),
+                starts: 0,
+            })
+            .collect(),
+        approvals: Vec::new(),
+        outcome: None,
+        reason: None,
+        started_at: now,
+        finished_at: None,
+    };
+    match &spec.pre_approval {
+        Some(approval) => {
+            attempt.state = StageState::AwaitingApproval;
+            attempt
+                .approvals
+                .push(Approval::new(ApprovalKind::Pre, approval, now));
+            effects.push(Effect::RequestApproval {
+                stage,
+                kind: ApprovalKind::Pre,
+            });
+        }
+        None => effects.push(Effect::Prepare {
+            stage,
+            attempt: number,
+        }),
+    }
+    release.stages[i].attempts.push(attempt);
+}
+
+/// Runs task `from` of stage `i`, or ends the deployment when there is none.
+fn run_next(release: &mut Release, i: usize, from: usize, now: u64, effects: &mut Vec<Effect>) {
+    let post = release.plan.stages[i].post_approval.clone();
+    let stage = release.stages[i].name.clone();
+    let attempt = release.stages[i]
+        .attempts
+        .last_mut()
+        .expect("a started stage has an attempt");
+    if from < attempt.tasks.len() {
+        attempt.tasks[from].state = TaskState::Running;
+        attempt.tasks[from].starts += 1;
+        effects.push(Effect::RunTask {
+            stage,
+            attempt: attempt.number,
+            task: from,
+        });
+        return;
+    }
+    let outcome = attempt.outcome.unwrap_or(StageState::Succeeded);
+    attempt.outcome = Some(outcome);
+    match post {
+        Some(spec) => {
+            attempt.state = StageState::AwaitingApproval;
+            attempt
+                .approvals
+                .push(Approval::new(ApprovalKind::Post, &spec, now));
+            effects.push(Effect::RequestApproval {
+                stage,
+                kind: ApprovalKind::Post,
+            });
+        }
+        None => finish_attempt(attempt, outcome, None, now),
+    }
+}
+
+/// Starts every stage whose trigger is satisfied; finishes the release when nothing is left.
+fn advance(release: &mut Release, now: u64, effects: &mut Vec<Effect>) {
+    if release.state != ReleaseState::Active {
+        return;
+    }
+    loop {
+        let ready = (0..release.stages.len()).find(|&i| {
+            release.stages[i].attempts.is_empty()
+                && match &release.plan.stages[i].trigger {
+                    Trigger::AfterRelease => true,
+                    Trigger::Manual => false,
+                    Trigger::AfterStages {
+                        stages,
+                        allow_partial,
+                    } => stages
+                        .iter()
+                        .all(|u| match release.stage(u).map(StageRun::state) {
+                            Some(StageState::Succeeded) => true,
+                            Some(StageState::PartiallySucceeded) => *allow_partial,
+                            _ => false,
+                        }),
+                }
+        });
+        match ready {
+            Some(i) => start(release, i, now, effects),
+            None => break,
+        }
+    }
+    // In flight, or nothing ever started (only manual stages): the release stays active.
+    if release.stages.iter().any(|s| s.state().is_in_flight())
+        || release.stages.iter().all(|s| s.attempts.is_empty())
+    {
+        return;
+    }
+    let states: Vec<StageState> = release.stages.iter().map(StageRun::state).collect();
+    release.state = if states.iter().any(|s| {
+        matches!(
+            s,
+            StageState::Failed | StageState::Rejected | StageState::Canceled
+        )
+    }) {
+        ReleaseState::Failed
+    } else if states.contains(&StageState::PartiallySucceeded) {
+        ReleaseState::PartiallySucceeded
+    } else {
+        ReleaseState::Succeeded
+    };
+    effects.push(Effect::Finished(release.state));
+}

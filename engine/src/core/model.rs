@@ -1,0 +1,274 @@
+//! What a release is, as stored: the snapshot (plan, artifact versions, plugin digests) and the
+//! state of every stage deployment, task and approval. Plain data; `machine.rs` changes it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::{ApprovalPolicy, ApprovalSpec, Plan};
+use crate::plugin::{Variable, Version};
+
+/// A release's lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReleaseState {
+    /// Deploying, or waiting on a decision.
+    Active,
+    /// Every stage that ran succeeded.
+    Succeeded,
+    /// Stages ran; some only partially succeeded, none failed.
+    PartiallySucceeded,
+    /// A stage failed, was rejected or canceled.
+    Failed,
+    /// Given up by someone; nothing more runs.
+    Abandoned,
+}
+
+impl ReleaseState {
+    /// Whether nothing more happens unless someone redeploys.
+    pub fn is_terminal(self) -> bool {
+        self != Self::Active
+    }
+}
+
+/// A stage deployment's lifecycle (the states users see).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageState {
+    /// Not triggered (yet).
+    NotStarted,
+    /// Waiting for its turn under the stage's queue policy.
+    Queued,
+    /// Deferred to a time.
+    Scheduled,
+    /// Waiting on a pre- or post-deployment approval.
+    AwaitingApproval,
+    /// Gates are being evaluated.
+    EvaluatingGates,
+    /// Artifacts are being fetched or tasks are running.
+    InProgress,
+    /// Every task succeeded (and the post-approval, if any, was given).
+    Succeeded,
+    /// A `continue-on-error` task failed.
+    PartiallySucceeded,
+    /// A task failed.
+    Failed,
+    /// An approver rejected it.
+    Rejected,
+    /// Someone canceled it.
+    Canceled,
+    /// Superseded by a newer release.
+    Skipped,
+}
+
+impl StageState {
+    /// Whether the deployment is over.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded
+                | Self::PartiallySucceeded
+                | Self::Failed
+                | Self::Rejected
+                | Self::Canceled
+                | Self::Skipped
+        )
+    }
+
+    /// Whether it is under way (holds the release active).
+    pub fn is_in_flight(self) -> bool {
+        !self.is_terminal() && self != Self::NotStarted
+    }
+}
+
+/// An approval's lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApprovalState {
+    /// Waiting for decisions.
+    Pending,
+    /// Given.
+    Approved,
+    /// Refused.
+    Rejected,
+    /// Handed to someone else.
+    Reassigned,
+    /// The deployment was canceled.
+    Canceled,
+    /// Superseded by a newer release.
+    Skipped,
+    /// Its timeout passed.
+    Expired,
+}
+
+/// A task's lifecycle within one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskState {
+    /// Not reached yet.
+    Pending,
+    /// Committed as started; the plugin is (or was) running.
+    Running,
+    /// Done.
+    Succeeded,
+    /// Done, with warnings.
+    SucceededWithIssues,
+    /// Failed.
+    Failed,
+    /// Not run: an earlier task failed or the deployment was canceled.
+    Skipped,
+}
+
+/// Pre- or post-deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApprovalKind {
+    /// Before the deployment runs.
+    Pre,
+    /// After it ran, before downstream stages start.
+    Post,
+}
+
+/// One decision on an approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Who decided.
+    pub by: String,
+    /// Approve or reject.
+    pub approve: bool,
+    /// Why.
+    pub comment: String,
+    /// When (Unix milliseconds).
+    pub at: u64,
+}
+
+/// An approval on one deployment attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// Pre or post.
+    pub kind: ApprovalKind,
+    /// State.
+    pub state: ApprovalState,
+    /// Approvers (users and `group:` names), as the release's plan says.
+    pub approvers: Vec<String>,
+    /// How decisions combine.
+    pub policy: ApprovalPolicy,
+    /// Decisions so far.
+    pub decisions: Vec<Decision>,
+    /// When it was requested (Unix milliseconds).
+    pub requested_at: u64,
+}
+
+impl Approval {
+    pub(crate) fn new(kind: ApprovalKind, spec: &ApprovalSpec, at: u64) -> Self {
+        Self {
+            kind,
+            state: ApprovalState::Pending,
+            approvers: spec.approvers.clone(),
+            policy: spec.policy,
+            decisions: Vec::new(),
+            requested_at: at,
+        }
+    }
+}
+
+/// One task in one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRun {
+    /// The task's name in the plan.
+    pub name: String,
+    /// State.
+    pub state: TaskState,
+    /// Output variables it produced.
+    pub outputs: Vec<Variable>,
+    /// Warnings, or why it failed.
+    pub messages: Vec<String>,
+    /// How many times it was started (an idempotent task may be re-run after a restart).
+    pub starts: u32,
+}
+
+/// One attempt to deploy a stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1, 2, ... (a redeploy is a new attempt).
+    pub number: u32,
+    /// State of this attempt.
+    pub state: StageState,
+    /// Artifacts fetched into the workspace.
+    pub prepared: bool,
+    /// Tasks in plan order.
+    pub tasks: Vec<TaskRun>,
+    /// Approvals requested for this attempt.
+    pub approvals: Vec<Approval>,
+    /// The state the deployment reached before its post-approval.
+    pub outcome: Option<StageState>,
+    /// Why it ended as it did, for people.
+    pub reason: Option<String>,
+    /// When it started and finished (Unix milliseconds).
+    pub started_at: u64,
+    /// When it finished.
+    pub finished_at: Option<u64>,
+}
+
+/// One stage of a release: its attempts, newest last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageRun {
+    /// Stage name.
+    pub name: String,
+    /// Attempts; empty while not started.
+    pub attempts: Vec<Attempt>,
+}
+
+impl StageRun {
+    /// The state users see: that of the latest attempt, or not-started.
+    pub fn state(&self) -> StageState {
+        self.attempts
+            .last()
+            .map_or(StageState::NotStarted, |a| a.state)
+    }
+}
+
+/// An artifact version chosen for a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChosenArtifact {
+    /// Alias.
+    pub alias: String,
+    /// The version, with its metadata.
+    pub version: Version,
+}
+
+/// A release: an immutable snapshot plus the state of its deployments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    /// `pipeline-number`, e.g. `space-game-7`.
+    pub name: String,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Number within the pipeline.
+    pub number: u64,
+    /// Who created it.
+    pub creator: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// When (Unix milliseconds).
+    pub created_at: u64,
+    /// The pipeline as it was.
+    pub plan: Plan,
+    /// Artifact versions chosen.
+    pub artifacts: Vec<ChosenArtifact>,
+    /// Variables set at release time (never secrets: those stay references in the plan).
+    pub variables: Vec<(String, String)>,
+    /// Digest of every plugin the release uses (plugin reference -> `sha256:...`).
+    pub digests: Vec<(String, String)>,
+    /// State.
+    pub state: ReleaseState,
+    /// Stages, in plan order.
+    pub stages: Vec<StageRun>,
+    /// Grows with every transition: approvals are bound to it.
+    pub revision: u64,
+}
+
+impl Release {
+    /// The stage called `name`.
+    pub fn stage(&self, name: &str) -> Option<&StageRun> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}
