@@ -4,3 +4,5 @@
 pub mod core;
 pub mod pipeline;
 pub mod plugin;
+pub mod scheduler;
+pub mod store;

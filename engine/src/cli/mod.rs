@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod plugin;
+mod release;
 
 /// Sluice: release pipelines whose every task is a sandboxed WebAssembly component.
 #[derive(Debug, Parser)]
@@ -20,6 +21,41 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create a release of a pipeline and drive it to its end, in this process.
+    Run(release::RunArgs),
+    /// Drive every unfinished release in the data directory to its end (what a restart does).
+    Resume(release::ResumeArgs),
+    /// Check a pipeline: syntax, rules, plugins.
+    Validate {
+        /// The pipeline file.
+        pipeline: std::path::PathBuf,
+    },
+    /// List or show releases.
+    #[command(subcommand)]
+    Releases(release::ReleasesCommand),
+    /// Print task logs of a release.
+    Logs {
+        /// Release name.
+        release: String,
+        /// Only this stage.
+        stage: Option<String>,
+        /// Only this task.
+        task: Option<String>,
+        #[command(flatten)]
+        data: release::DataDir,
+    },
+    /// Deploy (or redeploy, as a new attempt) one stage of a release, and drive it.
+    Deploy {
+        /// Release name.
+        release: String,
+        /// Stage.
+        stage: String,
+        /// How approvals are decided.
+        #[arg(long, value_enum, default_value = "ask")]
+        approve: release::ApproveMode,
+        #[command(flatten)]
+        data: release::DataDir,
+    },
     /// Work with plugins: list the built-ins, inspect a component, run one locally.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -49,6 +85,22 @@ impl From<Exit> for ExitCode {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
+        Command::Run(args) => release::run(args),
+        Command::Resume(args) => release::resume(args),
+        Command::Validate { pipeline } => release::validate(&pipeline),
+        Command::Releases(command) => release::releases(command),
+        Command::Logs {
+            release,
+            stage,
+            task,
+            data,
+        } => release::logs(&release, stage.as_deref(), task.as_deref(), &data),
+        Command::Deploy {
+            release,
+            stage,
+            approve,
+            data,
+        } => release::deploy(&release, &stage, approve, &data),
         Command::Plugin(command) => plugin::run(command),
     }
 }

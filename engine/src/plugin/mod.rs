@@ -29,7 +29,7 @@ use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
 pub use api::{
-    Context, Failure, Health, Invocation, Level, LogEvent, LogLine, PluginError, Source, TaskInput,
+    Artifact, Context, Failure, Health, Invocation, Level, LogEvent, LogLine, PluginError, Source, TaskInput,
     TaskReport, Variable, Version,
 };
 pub use builtin::{BUILTINS, Builtin, builtin};

@@ -1,0 +1,405 @@
+//! `sluice run`, `resume`, `validate`, `releases`, `logs` and `deploy`: the release engine on the
+//! embedded store in a data directory.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use sluice::core::{ApprovalKind, Event, Release, ReleaseState, StageState, TaskState};
+use sluice::pipeline;
+use sluice::plugin::{HostConfig, LogEvent, PluginHost};
+use sluice::scheduler::{Approvals, CreateOptions, Engine, Observer};
+use sluice::store::{LogKey, Store};
+
+use super::Exit;
+use super::plugin::format_line;
+
+#[derive(Debug, Args)]
+pub(super) struct DataDir {
+    /// The data directory (store, workspaces, compiled plugins).
+    #[arg(long = "data-dir", env = "SLUICE_DATA_DIR", default_value = ".sluice")]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum ApproveMode {
+    /// Approve every approval as it comes up.
+    All,
+    /// Ask on the terminal (when there is one); otherwise leave approvals pending.
+    Ask,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct RunArgs {
+    /// The pipeline file.
+    pipeline: PathBuf,
+    /// Choose an artifact version: `alias=version` (default: the pipeline's selector).
+    #[arg(long = "artifact", value_name = "ALIAS=VERSION")]
+    artifacts: Vec<String>,
+    /// Set a variable at release time: `name=value`.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    vars: Vec<String>,
+    /// Describe the release.
+    #[arg(long)]
+    description: Option<String>,
+    /// How approvals are decided.
+    #[arg(long, value_enum, default_value = "ask")]
+    approve: ApproveMode,
+    /// Exit 0 when the release only partially succeeded.
+    #[arg(long)]
+    allow_partial: bool,
+    /// The data directory (default: `.sluice` next to the pipeline).
+    #[arg(long = "data-dir", env = "SLUICE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ResumeArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// How approvals are decided.
+    #[arg(long, value_enum, default_value = "ask")]
+    approve: ApproveMode,
+    /// Exit 0 when a release only partially succeeded.
+    #[arg(long)]
+    allow_partial: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ReleasesCommand {
+    /// List the releases in the data directory.
+    List(DataDir),
+    /// Show one release: artifacts, digests, stages, tasks, approvals.
+    Show {
+        /// Release name, e.g. `space-game-3`.
+        release: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+fn user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "operator".into())
+}
+
+fn pairs(items: &[String], flag: &str) -> anyhow::Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|item| match item.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => bail!("{flag} `{item}`: write NAME=VALUE"),
+        })
+        .collect()
+}
+
+fn engine(data_dir: &Path) -> anyhow::Result<Arc<Engine>> {
+    let store = Store::open(data_dir)?;
+    let host = PluginHost::new(HostConfig {
+        cache_dir: Some(data_dir.join("cache")),
+        ..HostConfig::default()
+    })?;
+    Ok(Arc::new(Engine::new(store, Arc::new(host), data_dir.to_owned())))
+}
+
+/// Prints committed transitions and task log lines as plain lines.
+struct Lines;
+
+impl Observer for Lines {
+    fn committed(&self, release: &Release, what: &str) {
+        println!("[{}] {what}", release.name);
+    }
+
+    fn task_event(&self, release: &str, stage: &str, task: &str, event: &LogEvent) {
+        if let LogEvent::Line(line) = event {
+            println!("[{release}] {stage}/{task} {}", format_line(line).trim_start());
+        }
+    }
+}
+
+/// Decides approvals for the local operator.
+struct LocalApprovals {
+    mode: ApproveMode,
+    /// One prompt at a time on the terminal.
+    prompt: Mutex<()>,
+}
+
+impl Approvals for LocalApprovals {
+    fn decide(&self, release: &Release, stage: &str, kind: ApprovalKind) -> Option<(bool, String)> {
+        let what = match kind {
+            ApprovalKind::Pre => "pre-deployment",
+            ApprovalKind::Post => "post-deployment",
+        };
+        match self.mode {
+            ApproveMode::All => Some((true, "approved with --approve all".into())),
+            ApproveMode::Ask if std::io::stdin().is_terminal() => {
+                let _one_at_a_time = self.prompt.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    print!("{} {stage}: {what} approval — approve? [y]es / [n]o / [l]ater: ", release.name);
+                    let _ = std::io::stdout().flush();
+                    let mut answer = String::new();
+                    if std::io::stdin().lock().read_line(&mut answer).ok()? == 0 {
+                        return None;
+                    }
+                    let approve = match answer.trim() {
+                        "y" | "yes" => true,
+                        "n" | "no" => false,
+                        "l" | "later" => return None,
+                        _ => continue,
+                    };
+                    print!("comment: ");
+                    let _ = std::io::stdout().flush();
+                    let mut comment = String::new();
+                    let _ = std::io::stdin().lock().read_line(&mut comment);
+                    return Some((approve, comment.trim().to_owned()));
+                }
+            }
+            ApproveMode::Ask => {
+                println!(
+                    "[{}] {stage}: waiting for {what} approval (decide with `sluice resume --approve all`)",
+                    release.name
+                );
+                None
+            }
+        }
+    }
+}
+
+/// The exit code and closing line for where a release ended up.
+fn conclude(release: &Release, allow_partial: bool) -> Exit {
+    println!("release {} {}", release.name, describe_state(release));
+    for stage in &release.stages {
+        let state = stage.state();
+        let reason = stage
+            .attempts
+            .last()
+            .and_then(|a| a.reason.clone())
+            .map(|r| format!(" — {r}"))
+            .unwrap_or_default();
+        println!("  {:<16} {}{reason}", stage.name, kebab(state));
+    }
+    match release.state {
+        ReleaseState::Succeeded => Exit::Success,
+        ReleaseState::PartiallySucceeded if allow_partial => Exit::Success,
+        _ => Exit::Failed,
+    }
+}
+
+fn describe_state(release: &Release) -> String {
+    match release.state {
+        ReleaseState::Active => "is waiting (an approval or a manual stage)".into(),
+        ReleaseState::Succeeded => "succeeded".into(),
+        ReleaseState::PartiallySucceeded => "partially succeeded".into(),
+        ReleaseState::Failed => "failed".into(),
+        ReleaseState::Abandoned => "was abandoned".into(),
+    }
+}
+
+fn kebab<T: serde::Serialize>(value: T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+pub(super) fn run(args: RunArgs) -> anyhow::Result<Exit> {
+    let loaded = pipeline::load(&args.pipeline)?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| Path::new(&loaded.plan.dir).join(".sluice"));
+    let engine = engine(&data_dir)?;
+    let options = CreateOptions {
+        artifacts: pairs(&args.artifacts, "--artifact")?.into_iter().collect::<BTreeMap<_, _>>(),
+        variables: pairs(&args.vars, "--var")?,
+        creator: user(),
+        description: args.description.clone(),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let release = runtime.block_on(async {
+        let release = engine.create_release(&loaded, options).await?;
+        let versions: Vec<String> = release
+            .artifacts
+            .iter()
+            .map(|a| format!("{} {}", a.alias, a.version.id))
+            .collect();
+        println!("release {} created ({})", release.name, versions.join(", "));
+        let approvals = Arc::new(LocalApprovals {
+            mode: args.approve,
+            prompt: Mutex::new(()),
+        });
+        engine.drive(&release.name, approvals, Arc::new(Lines)).await
+    })?;
+    Ok(conclude(&release, args.allow_partial))
+}
+
+pub(super) fn resume(args: ResumeArgs) -> anyhow::Result<Exit> {
+    let engine = engine(&args.data.data_dir)?;
+    let unfinished = engine.unfinished()?;
+    if unfinished.is_empty() {
+        println!("nothing to resume: every release in {} is finished", args.data.data_dir.display());
+        return Ok(Exit::Success);
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut exit = Exit::Success;
+    for release in unfinished {
+        println!("resuming release {}", release.name);
+        let approvals = Arc::new(LocalApprovals {
+            mode: args.approve,
+            prompt: Mutex::new(()),
+        });
+        let release = runtime.block_on(engine.drive(&release.name, approvals, Arc::new(Lines)))?;
+        if conclude(&release, args.allow_partial) != Exit::Success {
+            exit = Exit::Failed;
+        }
+    }
+    Ok(exit)
+}
+
+pub(super) fn validate(pipeline_path: &Path) -> anyhow::Result<Exit> {
+    let loaded = pipeline::load(pipeline_path)?;
+    let host = PluginHost::new(HostConfig::default())?;
+    pipeline::check_plugins(&loaded, &host)?;
+    let plan = &loaded.plan;
+    let tasks: usize = plan.stages.iter().map(|s| s.tasks.len()).sum();
+    println!(
+        "{}: pipeline `{}` is valid: {} stages ({}), {} tasks, {} artifacts",
+        pipeline_path.display(),
+        plan.name,
+        plan.stages.len(),
+        plan.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" -> "),
+        tasks,
+        plan.artifacts.len()
+    );
+    Ok(Exit::Success)
+}
+
+pub(super) fn releases(command: ReleasesCommand) -> anyhow::Result<Exit> {
+    match command {
+        ReleasesCommand::List(data) => {
+            let store = Store::open(&data.data_dir)?;
+            println!("{:<24} {:<20} {:<10} STAGES", "RELEASE", "STATE", "CREATOR");
+            for release in store.releases()? {
+                let stages: Vec<String> = release
+                    .stages
+                    .iter()
+                    .map(|s| format!("{}={}", s.name, kebab(s.state())))
+                    .collect();
+                println!("{:<24} {:<20} {:<10} {}", release.name, kebab(release.state), release.creator, stages.join(" "));
+            }
+            Ok(Exit::Success)
+        }
+        ReleasesCommand::Show { release, data } => {
+            let store = Store::open(&data.data_dir)?;
+            let release = store
+                .release(&release)?
+                .with_context(|| format!("there is no release `{release}` in {}", data.data_dir.display()))?;
+            show(&release);
+            Ok(Exit::Success)
+        }
+    }
+}
+
+fn show(release: &Release) {
+    println!("release   {}  ({})", release.name, kebab(release.state));
+    println!("pipeline  {}  revision {}", release.pipeline, release.revision);
+    println!("creator   {}", release.creator);
+    if let Some(d) = &release.description {
+        println!("about     {d}");
+    }
+    for a in &release.artifacts {
+        let v = &a.version;
+        let mut extra = Vec::new();
+        if let Some(b) = &v.branch {
+            extra.push(format!("branch {b}"));
+        }
+        if let Some(c) = &v.commit {
+            extra.push(format!("commit {c}"));
+        }
+        println!("artifact  {} {} {}", a.alias, v.id, extra.join(", "));
+    }
+    for (plugin, digest) in &release.digests {
+        println!("plugin    {plugin} {digest}");
+    }
+    for stage in &release.stages {
+        println!("stage     {} ({})", stage.name, kebab(stage.state()));
+        for attempt in &stage.attempts {
+            let reason = attempt.reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default();
+            println!("  attempt {} {}{reason}", attempt.number, kebab(attempt.state));
+            for approval in &attempt.approvals {
+                let decisions: Vec<String> = approval
+                    .decisions
+                    .iter()
+                    .map(|d| format!("{} by {}", if d.approve { "approved" } else { "rejected" }, d.by))
+                    .collect();
+                println!(
+                    "    {}-approval {} {}",
+                    kebab(approval.kind),
+                    kebab(approval.state),
+                    decisions.join(", ")
+                );
+            }
+            for task in &attempt.tasks {
+                let messages = if task.messages.is_empty() { String::new() } else { format!(" — {}", task.messages.join("; ")) };
+                println!("    task {} {}{messages}", task.name, kebab(task.state));
+                for o in &task.outputs {
+                    println!("      output {} = {}", o.name, o.value);
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn logs(release: &str, stage: Option<&str>, task: Option<&str>, data: &DataDir) -> anyhow::Result<Exit> {
+    let store = Store::open(&data.data_dir)?;
+    let found = store
+        .release(release)?
+        .with_context(|| format!("there is no release `{release}` in {}", data.data_dir.display()))?;
+    if let Some(stage) = stage
+        && found.stage(stage).is_none()
+    {
+        let names: Vec<&str> = found.stages.iter().map(|s| s.name.as_str()).collect();
+        bail!("release {release} has no stage `{stage}` (stages: {})", names.join(", "));
+    }
+    let mut shown = 0;
+    for run in found.stages.iter().filter(|s| stage.is_none_or(|n| n == s.name)) {
+        for attempt in &run.attempts {
+            for t in attempt.tasks.iter().filter(|t| task.is_none_or(|n| n == t.name)) {
+                if t.state == TaskState::Pending {
+                    continue;
+                }
+                let key = LogKey {
+                    release,
+                    stage: &run.name,
+                    attempt: attempt.number,
+                    task: &t.name,
+                };
+                println!("== {} / attempt {} / {} ({})", run.name, attempt.number, t.name, kebab(t.state));
+                for line in store.log(&key)?.unwrap_or_default() {
+                    println!("{}", format_line(&line));
+                }
+                shown += 1;
+            }
+        }
+    }
+    if shown == 0 {
+        bail!("no task logs match (release {release}{})", task.map(|t| format!(", task {t}")).unwrap_or_default());
+    }
+    Ok(Exit::Success)
+}
+
+pub(super) fn deploy(release: &str, stage: &str, approve: ApproveMode, data: &DataDir) -> anyhow::Result<Exit> {
+    let engine = engine(&data.data_dir)?;
+    engine.apply(release, Event::Deploy { stage: stage.into() }, &user(), &Lines)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let approvals = Arc::new(LocalApprovals {
+        mode: approve,
+        prompt: Mutex::new(()),
+    });
+    let release = runtime.block_on(engine.drive(release, approvals, Arc::new(Lines)))?;
+    let state = release.stage(stage).map(|s| s.state());
+    conclude(&release, false);
+    Ok(if matches!(state, Some(StageState::Succeeded | StageState::PartiallySucceeded)) { Exit::Success } else { Exit::Failed })
+}

@@ -1,0 +1,236 @@
+//! Acting on `Prepare` and `RunTask`: a fresh workspace with the release's artifacts fetched by
+//! their sources, then each task in its own sandbox, built from the pipeline's grants with
+//! `$(...)` resolved. A plugin whose digest changed since the release was created is refused.
+
+use std::cmp::Ordering;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::vars::Scope;
+use super::{Engine, Observer, recorded_digest};
+use crate::core::{Release, TaskOutcome};
+use crate::pipeline::{ArtifactSpec, GrantSpec, Plan};
+use crate::plugin::{Access, Artifact, Context, Grants, Limits, Plugin, PluginRef, Sandbox, TaskInput};
+use crate::store::LogKey;
+
+impl Engine {
+    /// Loads a plugin of the release and checks it is the one the release recorded.
+    fn release_plugin(&self, release: &Release, reference: &str) -> Result<Arc<Plugin>, String> {
+        let plugin = self
+            .host
+            .load(&PluginRef::parse(reference, Path::new(&release.plan.dir)))
+            .map_err(|e| e.to_string())?;
+        if let Some(recorded) = recorded_digest(release, reference)
+            && recorded != plugin.digest()
+        {
+            return Err(format!(
+                "plugin `{reference}` changed since release {} was created (recorded {recorded}, now {}): \
+                 refusing to deploy it; create a new release to use the new plugin",
+                release.name,
+                plugin.digest()
+            ));
+        }
+        Ok(plugin)
+    }
+
+    /// Creates a fresh workspace and fetches every artifact of the release into it.
+    pub(super) async fn prepare(&self, release: &Release, stage: &str, attempt: u32) -> Result<(), String> {
+        let workspace = self.workspace(&release.name, stage, attempt);
+        if workspace.exists() {
+            std::fs::remove_dir_all(&workspace).map_err(|e| format!("cannot clear workspace {}: {e}", workspace.display()))?;
+        }
+        std::fs::create_dir_all(&workspace).map_err(|e| format!("cannot create workspace {}: {e}", workspace.display()))?;
+        for chosen in &release.artifacts {
+            let spec = release
+                .plan
+                .artifacts
+                .iter()
+                .find(|a| a.alias == chosen.alias)
+                .ok_or_else(|| format!("artifact `{}` is not in the release's plan", chosen.alias))?;
+            let plugin = self.release_plugin(release, &spec.source)?;
+            let into = workspace.join(&chosen.alias);
+            std::fs::create_dir_all(&into).map_err(|e| format!("cannot create {}: {e}", into.display()))?;
+            let sandbox = source_sandbox(&release.plan, spec, &self.data_dir, Some(&into))?;
+            let fetched = self
+                .host
+                .fetch(&plugin, sandbox, &spec.config.to_string(), &chosen.version.id, "/artifact")
+                .await;
+            fetched.result.map_err(|f| {
+                format!("fetching artifact `{}` version {} failed: {f}", chosen.alias, chosen.version.id)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Runs one task and stores its log; any failure becomes the task's failure.
+    pub(super) async fn run_task(
+        &self,
+        release: &Release,
+        stage: &str,
+        attempt: u32,
+        index: usize,
+        observer: Arc<dyn Observer>,
+    ) -> TaskOutcome {
+        let Some(stage_index) = release.plan.stages.iter().position(|s| s.name == stage) else {
+            return TaskOutcome::Failed(format!("stage `{stage}` is not in the plan"));
+        };
+        let spec = &release.plan.stages[stage_index].tasks[index];
+        let workspace = self.workspace(&release.name, stage, attempt);
+        let prepared = async {
+            let scope = Scope::for_task(release, stage_index, attempt, &self.data_dir, &workspace)?;
+            let plugin = self.release_plugin(release, &spec.plugin)?;
+            let config = scope.substitute_json(&spec.config)?;
+            let grants = grants(&spec.grants, &scope, Some(&workspace))?;
+            Ok::<_, String>((scope, plugin, config, grants))
+        };
+        let (scope, plugin, config, grants) = match prepared.await {
+            Ok(parts) => parts,
+            Err(why) => return TaskOutcome::Failed(why),
+        };
+        let workspace_granted = spec.grants.workspace.is_some();
+        let input = TaskInput {
+            config: config.to_string(),
+            context: Context {
+                pipeline: release.pipeline.clone(),
+                release: release.name.clone(),
+                release_number: release.number,
+                stage: stage.to_owned(),
+                attempt,
+                artifacts: release
+                    .artifacts
+                    .iter()
+                    .map(|a| Artifact {
+                        alias: a.alias.clone(),
+                        version: a.version.clone(),
+                        path: format!("/workspace/{}", a.alias),
+                    })
+                    .collect(),
+                workspace: workspace_granted.then(|| "/workspace".to_owned()),
+            },
+            variables: scope.variables(),
+        };
+        let (release_name, stage_name, task_name) = (release.name.clone(), stage.to_owned(), spec.name.clone());
+        let sink_observer = observer.clone();
+        let sandbox = Sandbox {
+            grants,
+            limits: spec.limits,
+            mask: scope.secrets(),
+            sink: Some(Arc::new(move |event| {
+                sink_observer.task_event(&release_name, &stage_name, &task_name, event);
+            })),
+        };
+        let invocation = self.host.run_task(&plugin, sandbox, &input).await;
+        let key = LogKey {
+            release: &release.name,
+            stage,
+            attempt,
+            task: &spec.name,
+        };
+        if let Err(e) = self.store.put_log(&key, &invocation.logs) {
+            return TaskOutcome::Failed(format!("the task ran but its log could not be stored: {e}"));
+        }
+        match invocation.result {
+            Ok(report) => TaskOutcome::Succeeded {
+                warnings: report.warnings,
+                outputs: report
+                    .outputs
+                    .into_iter()
+                    // Secret outputs are never stored in clear.
+                    .map(|mut o| {
+                        if o.secret {
+                            o.value = "***".into();
+                        }
+                        o
+                    })
+                    .collect(),
+            },
+            Err(failure) => TaskOutcome::Failed(failure.to_string()),
+        }
+    }
+}
+
+/// Builds a sandbox's grants from the pipeline's, resolving `$(...)`. Read-write directories
+/// the engine owns (under the data directory) are created when missing.
+fn grants(spec: &GrantSpec, scope: &Scope, workspace: Option<&Path>) -> Result<Grants, String> {
+    let mut grants = Grants::none();
+    for dir in &spec.dirs {
+        let host = scope.substitute(&dir.host)?;
+        let guest = scope.substitute(&dir.guest)?;
+        if dir.access == Access::ReadWrite && !Path::new(&host).exists() {
+            std::fs::create_dir_all(&host).map_err(|e| format!("cannot create granted directory {host}: {e}"))?;
+        }
+        grants = grants.dir(&host, guest, dir.access).map_err(|e| e.to_string())?;
+    }
+    for name in &spec.env {
+        let value = std::env::var(name)
+            .map_err(|_| format!("environment variable {name} is granted to the task but not set for the engine"))?;
+        grants = grants.env(name.clone(), value);
+    }
+    for host in &spec.hosts {
+        grants = grants.host(host.clone()).map_err(|e| e.to_string())?;
+    }
+    if let (Some(access), Some(workspace)) = (spec.workspace, workspace) {
+        grants = grants.dir(workspace, "/workspace", access).map_err(|e| e.to_string())?;
+    }
+    Ok(grants)
+}
+
+/// The sandbox of an artifact source: its grants, plus the destination at `/artifact`.
+pub(super) fn source_sandbox(
+    plan: &Plan,
+    spec: &ArtifactSpec,
+    data_dir: &Path,
+    destination: Option<&Path>,
+) -> Result<Sandbox, String> {
+    let resolve = |text: &str| {
+        text.replace("$(sluice.pipeline-dir)", &plan.dir)
+            .replace("$(sluice.data-dir)", &data_dir.display().to_string())
+    };
+    let mut grants = Grants::none();
+    for dir in &spec.grants.dirs {
+        grants = grants
+            .dir(resolve(&dir.host), resolve(&dir.guest), dir.access)
+            .map_err(|e| e.to_string())?;
+    }
+    for name in &spec.grants.env {
+        let value = std::env::var(name).map_err(|_| format!("environment variable {name} is granted but not set"))?;
+        grants = grants.env(name.clone(), value);
+    }
+    for host in &spec.grants.hosts {
+        grants = grants.host(host.clone()).map_err(|e| e.to_string())?;
+    }
+    if let Some(destination) = destination {
+        grants = grants.dir(destination, "/artifact", Access::ReadWrite).map_err(|e| e.to_string())?;
+    }
+    Ok(Sandbox {
+        grants,
+        limits: Limits::default(),
+        mask: Vec::new(),
+        sink: None,
+    })
+}
+
+/// Version order: numeric parts compared as numbers (`1.10` after `1.9`).
+pub(super) fn version_order(a: &str, b: &str) -> Ordering {
+    fn parts(s: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for c in s.chars() {
+            match out.last_mut() {
+                Some(last) if last.chars().all(|d| d.is_ascii_digit()) == c.is_ascii_digit() => last.push(c),
+                _ => out.push(c.to_string()),
+            }
+        }
+        out
+    }
+    let (pa, pb) = (parts(a), parts(b));
+    for (x, y) in pa.iter().zip(&pb) {
+        let ord = match (x.parse::<u64>(), y.parse::<u64>()) {
+            (Ok(x), Ok(y)) => x.cmp(&y),
+            _ => x.cmp(y),
+        };
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    pa.len().cmp(&pb.len())
+}

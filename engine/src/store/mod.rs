@@ -1,0 +1,259 @@
+//! Durable state in redb — **the only module that imports redb**. Typed access per entity:
+//! releases (a JSON record each, rewritten per transition), per-pipeline release counters, the
+//! audit trail (one entry per transition, in commit order) and task logs. Every write is one
+//! transaction committed with fsync before the caller acts on it.
+
+mod fault;
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::core::Release;
+use crate::plugin::LogLine;
+
+/// Bumped when the layout changes incompatibly.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("release_counters");
+const RELEASES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("releases");
+const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
+const LOGS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("task_logs");
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened.
+    #[error("cannot open the data store {path}: {reason}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Written by an incompatible version of Sluice.
+    #[error(
+        "the data store {path} has schema version {found}, this Sluice reads version {SCHEMA_VERSION}: \
+         use a matching Sluice or a new --data-dir"
+    )]
+    Schema {
+        /// The database file.
+        path: PathBuf,
+        /// The version found.
+        found: u64,
+    },
+    /// A read or write failed.
+    #[error("data store error: {0}")]
+    Storage(String),
+    /// A record could not be decoded.
+    #[error("data store record {key} is unreadable: {reason}")]
+    Corrupt {
+        /// Which record.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn storage<E: Into<redb::Error>>(e: E) -> StoreError {
+    StoreError::Storage(e.into().to_string())
+}
+
+/// One entry of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Release.
+    pub release: String,
+    /// The release's revision after the change.
+    pub revision: u64,
+    /// When (Unix milliseconds).
+    pub at: u64,
+    /// Who, or `engine`.
+    pub actor: String,
+    /// What happened.
+    pub what: String,
+}
+
+/// Identifies one task's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogKey<'a> {
+    /// Release name.
+    pub release: &'a str,
+    /// Stage.
+    pub stage: &'a str,
+    /// Attempt.
+    pub attempt: u32,
+    /// Task name.
+    pub task: &'a str,
+}
+
+impl LogKey<'_> {
+    fn key(&self) -> String {
+        format!("{}/{}/{}/{}", self.release, self.stage, self.attempt, self.task)
+    }
+}
+
+/// The engine's durable state.
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join("sluice.redb");
+        let open_err = |reason: String| StoreError::Open {
+            path: path.clone(),
+            reason,
+        };
+        std::fs::create_dir_all(data_dir).map_err(|e| open_err(e.to_string()))?;
+        let db = Database::create(&path).map_err(|e| open_err(e.to_string()))?;
+        let store = Self { db };
+        let txn = store.db.begin_write().map_err(storage)?;
+        {
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            let found = meta.get("schema-version").map_err(storage)?.map(|v| v.value());
+            match found {
+                None => {
+                    meta.insert("schema-version", SCHEMA_VERSION).map_err(storage)?;
+                }
+                Some(SCHEMA_VERSION) => {}
+                Some(found) => return Err(StoreError::Schema { path, found }),
+            }
+            txn.open_table(COUNTERS).map_err(storage)?;
+            txn.open_table(RELEASES).map_err(storage)?;
+            txn.open_table(AUDIT).map_err(storage)?;
+            txn.open_table(LOGS).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        Ok(store)
+    }
+
+    /// Creates a release: takes the pipeline's next number, builds the release with `make`,
+    /// stores it, all in one transaction.
+    pub fn create_release(
+        &self,
+        pipeline: &str,
+        actor: &str,
+        make: impl FnOnce(u64) -> Release,
+    ) -> Result<Release, StoreError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let release = {
+            let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
+            let number = counters.get(pipeline).map_err(storage)?.map_or(0, |v| v.value()) + 1;
+            counters.insert(pipeline, number).map_err(storage)?;
+            let release = make(number);
+            put_release(&txn, &release)?;
+            audit(&txn, &release, actor, "created")?;
+            release
+        };
+        txn.commit().map_err(storage)?;
+        fault::after_commit();
+        Ok(release)
+    }
+
+    /// Stores a release after a transition, with its audit entry, in one transaction.
+    pub fn save(&self, release: &Release, actor: &str, what: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        put_release(&txn, release)?;
+        audit(&txn, release, actor, what)?;
+        txn.commit().map_err(storage)?;
+        fault::after_commit();
+        Ok(())
+    }
+
+    /// The release called `name`.
+    pub fn release(&self, name: &str) -> Result<Option<Release>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(RELEASES).map_err(storage)?;
+        let value = table.get(name).map_err(storage)?;
+        value.map(|v| decode(name, v.value())).transpose()
+    }
+
+    /// Every release, ordered by pipeline then number.
+    pub fn releases(&self) -> Result<Vec<Release>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(RELEASES).map_err(storage)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            let (key, value) = entry.map_err(storage)?;
+            out.push(decode(key.value(), value.value())?);
+        }
+        out.sort_by(|a: &Release, b| (&a.pipeline, a.number).cmp(&(&b.pipeline, b.number)));
+        Ok(out)
+    }
+
+    /// Stores a task's log lines (already masked and bounded).
+    pub fn put_log(&self, key: &LogKey<'_>, lines: &[LogLine]) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(lines).map_err(|e| StoreError::Storage(e.to_string()))?;
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut logs = txn.open_table(LOGS).map_err(storage)?;
+            logs.insert(key.key().as_str(), bytes.as_slice()).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        fault::after_commit();
+        Ok(())
+    }
+
+    /// A task's log lines, if stored.
+    pub fn log(&self, key: &LogKey<'_>) -> Result<Option<Vec<LogLine>>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(LOGS).map_err(storage)?;
+        let k = key.key();
+        let value = table.get(k.as_str()).map_err(storage)?;
+        value.map(|v| decode(&k, v.value())).transpose()
+    }
+
+    /// The audit trail, oldest first.
+    pub fn audit(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(AUDIT).map_err(storage)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            let (key, value) = entry.map_err(storage)?;
+            out.push(decode(&key.value().to_string(), value.value())?);
+        }
+        Ok(out)
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn put_release(txn: &redb::WriteTransaction, release: &Release) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(release).map_err(|e| StoreError::Storage(e.to_string()))?;
+    let mut table = txn.open_table(RELEASES).map_err(storage)?;
+    table
+        .insert(release.name.as_str(), bytes.as_slice())
+        .map_err(storage)?;
+    Ok(())
+}
+
+fn audit(txn: &redb::WriteTransaction, release: &Release, actor: &str, what: &str) -> Result<(), StoreError> {
+    let mut table = txn.open_table(AUDIT).map_err(storage)?;
+    let next = table.last().map_err(storage)?.map_or(0, |(k, _)| k.value() + 1);
+    let entry = AuditEntry {
+        release: release.name.clone(),
+        revision: release.revision,
+        at: now_ms(),
+        actor: actor.to_owned(),
+        what: what.to_owned(),
+    };
+    let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Storage(e.to_string()))?;
+    table.insert(next, bytes.as_slice()).map_err(storage)?;
+    Ok(())
+}
+
+/// Wall-clock time in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
