@@ -3,6 +3,8 @@
 //! `SLUICE_PLUGIN_*` environment variables.
 
 mod cli;
+mod engine;
+mod kill;
 mod pipelines;
 mod plugins;
 mod sandbox;

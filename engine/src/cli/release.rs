@@ -101,7 +101,11 @@ fn engine(data_dir: &Path) -> anyhow::Result<Arc<Engine>> {
         cache_dir: Some(data_dir.join("cache")),
         ..HostConfig::default()
     })?;
-    Ok(Arc::new(Engine::new(store, Arc::new(host), data_dir.to_owned())))
+    Ok(Arc::new(Engine::new(
+        store,
+        Arc::new(host),
+        data_dir.to_owned(),
+    )))
 }
 
 /// Prints committed transitions and task log lines as plain lines.
@@ -114,7 +118,10 @@ impl Observer for Lines {
 
     fn task_event(&self, release: &str, stage: &str, task: &str, event: &LogEvent) {
         if let LogEvent::Line(line) = event {
-            println!("[{release}] {stage}/{task} {}", format_line(line).trim_start());
+            println!(
+                "[{release}] {stage}/{task} {}",
+                format_line(line).trim_start()
+            );
         }
     }
 }
@@ -137,7 +144,10 @@ impl Approvals for LocalApprovals {
             ApproveMode::Ask if std::io::stdin().is_terminal() => {
                 let _one_at_a_time = self.prompt.lock().unwrap_or_else(|e| e.into_inner());
                 loop {
-                    print!("{} {stage}: {what} approval — approve? [y]es / [n]o / [l]ater: ", release.name);
+                    print!(
+                        "{} {stage}: {what} approval — approve? [y]es / [n]o / [l]ater: ",
+                        release.name
+                    );
                     let _ = std::io::stdout().flush();
                     let mut answer = String::new();
                     if std::io::stdin().lock().read_line(&mut answer).ok()? == 0 {
@@ -212,7 +222,9 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<Exit> {
         .unwrap_or_else(|| Path::new(&loaded.plan.dir).join(".sluice"));
     let engine = engine(&data_dir)?;
     let options = CreateOptions {
-        artifacts: pairs(&args.artifacts, "--artifact")?.into_iter().collect::<BTreeMap<_, _>>(),
+        artifacts: pairs(&args.artifacts, "--artifact")?
+            .into_iter()
+            .collect::<BTreeMap<_, _>>(),
         variables: pairs(&args.vars, "--var")?,
         creator: user(),
         description: args.description.clone(),
@@ -230,7 +242,9 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<Exit> {
             mode: args.approve,
             prompt: Mutex::new(()),
         });
-        engine.drive(&release.name, approvals, Arc::new(Lines)).await
+        engine
+            .drive(&release.name, approvals, Arc::new(Lines))
+            .await
     })?;
     Ok(conclude(&release, args.allow_partial))
 }
@@ -239,7 +253,10 @@ pub(super) fn resume(args: ResumeArgs) -> anyhow::Result<Exit> {
     let engine = engine(&args.data.data_dir)?;
     let unfinished = engine.unfinished()?;
     if unfinished.is_empty() {
-        println!("nothing to resume: every release in {} is finished", args.data.data_dir.display());
+        println!(
+            "nothing to resume: every release in {} is finished",
+            args.data.data_dir.display()
+        );
         return Ok(Exit::Success);
     }
     let runtime = tokio::runtime::Runtime::new()?;
@@ -269,7 +286,11 @@ pub(super) fn validate(pipeline_path: &Path) -> anyhow::Result<Exit> {
         pipeline_path.display(),
         plan.name,
         plan.stages.len(),
-        plan.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" -> "),
+        plan.stages
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" -> "),
         tasks,
         plan.artifacts.len()
     );
@@ -287,15 +308,24 @@ pub(super) fn releases(command: ReleasesCommand) -> anyhow::Result<Exit> {
                     .iter()
                     .map(|s| format!("{}={}", s.name, kebab(s.state())))
                     .collect();
-                println!("{:<24} {:<20} {:<10} {}", release.name, kebab(release.state), release.creator, stages.join(" "));
+                println!(
+                    "{:<24} {:<20} {:<10} {}",
+                    release.name,
+                    kebab(release.state),
+                    release.creator,
+                    stages.join(" ")
+                );
             }
             Ok(Exit::Success)
         }
         ReleasesCommand::Show { release, data } => {
             let store = Store::open(&data.data_dir)?;
-            let release = store
-                .release(&release)?
-                .with_context(|| format!("there is no release `{release}` in {}", data.data_dir.display()))?;
+            let release = store.release(&release)?.with_context(|| {
+                format!(
+                    "there is no release `{release}` in {}",
+                    data.data_dir.display()
+                )
+            })?;
             show(&release);
             Ok(Exit::Success)
         }
@@ -304,7 +334,10 @@ pub(super) fn releases(command: ReleasesCommand) -> anyhow::Result<Exit> {
 
 fn show(release: &Release) {
     println!("release   {}  ({})", release.name, kebab(release.state));
-    println!("pipeline  {}  revision {}", release.pipeline, release.revision);
+    println!(
+        "pipeline  {}  revision {}",
+        release.pipeline, release.revision
+    );
     println!("creator   {}", release.creator);
     if let Some(d) = &release.description {
         println!("about     {d}");
@@ -326,13 +359,27 @@ fn show(release: &Release) {
     for stage in &release.stages {
         println!("stage     {} ({})", stage.name, kebab(stage.state()));
         for attempt in &stage.attempts {
-            let reason = attempt.reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default();
-            println!("  attempt {} {}{reason}", attempt.number, kebab(attempt.state));
+            let reason = attempt
+                .reason
+                .as_deref()
+                .map(|r| format!(" — {r}"))
+                .unwrap_or_default();
+            println!(
+                "  attempt {} {}{reason}",
+                attempt.number,
+                kebab(attempt.state)
+            );
             for approval in &attempt.approvals {
                 let decisions: Vec<String> = approval
                     .decisions
                     .iter()
-                    .map(|d| format!("{} by {}", if d.approve { "approved" } else { "rejected" }, d.by))
+                    .map(|d| {
+                        format!(
+                            "{} by {}",
+                            if d.approve { "approved" } else { "rejected" },
+                            d.by
+                        )
+                    })
                     .collect();
                 println!(
                     "    {}-approval {} {}",
@@ -342,7 +389,11 @@ fn show(release: &Release) {
                 );
             }
             for task in &attempt.tasks {
-                let messages = if task.messages.is_empty() { String::new() } else { format!(" — {}", task.messages.join("; ")) };
+                let messages = if task.messages.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", task.messages.join("; "))
+                };
                 println!("    task {} {}{messages}", task.name, kebab(task.state));
                 for o in &task.outputs {
                     println!("      output {} = {}", o.name, o.value);
@@ -352,21 +403,40 @@ fn show(release: &Release) {
     }
 }
 
-pub(super) fn logs(release: &str, stage: Option<&str>, task: Option<&str>, data: &DataDir) -> anyhow::Result<Exit> {
+pub(super) fn logs(
+    release: &str,
+    stage: Option<&str>,
+    task: Option<&str>,
+    data: &DataDir,
+) -> anyhow::Result<Exit> {
     let store = Store::open(&data.data_dir)?;
-    let found = store
-        .release(release)?
-        .with_context(|| format!("there is no release `{release}` in {}", data.data_dir.display()))?;
+    let found = store.release(release)?.with_context(|| {
+        format!(
+            "there is no release `{release}` in {}",
+            data.data_dir.display()
+        )
+    })?;
     if let Some(stage) = stage
         && found.stage(stage).is_none()
     {
         let names: Vec<&str> = found.stages.iter().map(|s| s.name.as_str()).collect();
-        bail!("release {release} has no stage `{stage}` (stages: {})", names.join(", "));
+        bail!(
+            "release {release} has no stage `{stage}` (stages: {})",
+            names.join(", ")
+        );
     }
     let mut shown = 0;
-    for run in found.stages.iter().filter(|s| stage.is_none_or(|n| n == s.name)) {
+    for run in found
+        .stages
+        .iter()
+        .filter(|s| stage.is_none_or(|n| n == s.name))
+    {
         for attempt in &run.attempts {
-            for t in attempt.tasks.iter().filter(|t| task.is_none_or(|n| n == t.name)) {
+            for t in attempt
+                .tasks
+                .iter()
+                .filter(|t| task.is_none_or(|n| n == t.name))
+            {
                 if t.state == TaskState::Pending {
                     continue;
                 }
@@ -376,7 +446,13 @@ pub(super) fn logs(release: &str, stage: Option<&str>, task: Option<&str>, data:
                     attempt: attempt.number,
                     task: &t.name,
                 };
-                println!("== {} / attempt {} / {} ({})", run.name, attempt.number, t.name, kebab(t.state));
+                println!(
+                    "== {} / attempt {} / {} ({})",
+                    run.name,
+                    attempt.number,
+                    t.name,
+                    kebab(t.state)
+                );
                 for line in store.log(&key)?.unwrap_or_default() {
                     println!("{}", format_line(&line));
                 }
@@ -385,14 +461,29 @@ pub(super) fn logs(release: &str, stage: Option<&str>, task: Option<&str>, data:
         }
     }
     if shown == 0 {
-        bail!("no task logs match (release {release}{})", task.map(|t| format!(", task {t}")).unwrap_or_default());
+        bail!(
+            "no task logs match (release {release}{})",
+            task.map(|t| format!(", task {t}")).unwrap_or_default()
+        );
     }
     Ok(Exit::Success)
 }
 
-pub(super) fn deploy(release: &str, stage: &str, approve: ApproveMode, data: &DataDir) -> anyhow::Result<Exit> {
+pub(super) fn deploy(
+    release: &str,
+    stage: &str,
+    approve: ApproveMode,
+    data: &DataDir,
+) -> anyhow::Result<Exit> {
     let engine = engine(&data.data_dir)?;
-    engine.apply(release, Event::Deploy { stage: stage.into() }, &user(), &Lines)?;
+    engine.apply(
+        release,
+        Event::Deploy {
+            stage: stage.into(),
+        },
+        &user(),
+        &Lines,
+    )?;
     let runtime = tokio::runtime::Runtime::new()?;
     let approvals = Arc::new(LocalApprovals {
         mode: approve,
@@ -401,5 +492,14 @@ pub(super) fn deploy(release: &str, stage: &str, approve: ApproveMode, data: &Da
     let release = runtime.block_on(engine.drive(release, approvals, Arc::new(Lines)))?;
     let state = release.stage(stage).map(|s| s.state());
     conclude(&release, false);
-    Ok(if matches!(state, Some(StageState::Succeeded | StageState::PartiallySucceeded)) { Exit::Success } else { Exit::Failed })
+    Ok(
+        if matches!(
+            state,
+            Some(StageState::Succeeded | StageState::PartiallySucceeded)
+        ) {
+            Exit::Success
+        } else {
+            Exit::Failed
+        },
+    )
 }

@@ -29,8 +29,8 @@ use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
 pub use api::{
-    Artifact, Context, Failure, Health, Invocation, Level, LogEvent, LogLine, PluginError, Source, TaskInput,
-    TaskReport, Variable, Version,
+    Artifact, Context, Failure, Health, Invocation, Level, LogEvent, LogLine, PluginError, Source,
+    TaskInput, TaskReport, Variable, Version,
 };
 pub use builtin::{BUILTINS, Builtin, builtin};
 pub use grants::{Access, GrantError, Grants};

@@ -101,7 +101,11 @@ impl Engine {
 
     /// Creates a release of a loaded pipeline: picks artifact versions through their sources,
     /// records every plugin's digest, stores the snapshot and starts its first stages.
-    pub async fn create_release(&self, loaded: &Loaded, options: CreateOptions) -> Result<Release, EngineError> {
+    pub async fn create_release(
+        &self,
+        loaded: &Loaded,
+        options: CreateOptions,
+    ) -> Result<Release, EngineError> {
         pipeline::check_plugins(loaded, &self.host)?;
         let plan = &loaded.plan;
         for alias in options.artifacts.keys() {
@@ -109,24 +113,29 @@ impl Engine {
                 let known: Vec<&str> = plan.artifacts.iter().map(|a| a.alias.as_str()).collect();
                 return Err(EngineError::Artifact {
                     alias: alias.clone(),
-                    reason: format!("the pipeline has no such artifact (it has: {})", known.join(", ")),
+                    reason: format!(
+                        "the pipeline has no such artifact (it has: {})",
+                        known.join(", ")
+                    ),
                 });
             }
         }
         let mut artifacts = Vec::new();
         for spec in &plan.artifacts {
-            let version = self.choose_version(plan, spec, options.artifacts.get(&spec.alias)).await?;
+            let version = self
+                .choose_version(plan, spec, options.artifacts.get(&spec.alias))
+                .await?;
             artifacts.push(ChosenArtifact {
                 alias: spec.alias.clone(),
                 version,
             });
         }
         let mut digests = BTreeMap::new();
-        let refs = plan
-            .artifacts
-            .iter()
-            .map(|a| &a.source)
-            .chain(plan.stages.iter().flat_map(|s| s.tasks.iter().map(|t| &t.plugin)));
+        let refs = plan.artifacts.iter().map(|a| &a.source).chain(
+            plan.stages
+                .iter()
+                .flat_map(|s| s.tasks.iter().map(|t| &t.plugin)),
+        );
         for reference in refs {
             let plugin = self
                 .host
@@ -141,18 +150,20 @@ impl Engine {
             digests.insert(reference.clone(), plugin.digest().to_string());
         }
         let now = now_ms();
-        let release = self.store.create_release(&plan.name, &options.creator, |number| {
-            Release::new(
-                plan.clone(),
-                number,
-                options.creator.clone(),
-                options.description.clone(),
-                artifacts,
-                options.variables.clone(),
-                digests.into_iter().collect(),
-                now,
-            )
-        })?;
+        let release = self
+            .store
+            .create_release(&plan.name, &options.creator, |number| {
+                Release::new(
+                    plan.clone(),
+                    number,
+                    options.creator.clone(),
+                    options.description.clone(),
+                    artifacts,
+                    options.variables.clone(),
+                    digests.into_iter().collect(),
+                    now,
+                )
+            })?;
         Ok(release)
     }
 
@@ -178,7 +189,7 @@ impl Engine {
             .await
             .result
             .map_err(|f| err(format!("listing versions failed: {f}")))?;
-        versions.sort_by(|a, b| b.created.cmp(&a.created));
+        versions.sort_by_key(|v| std::cmp::Reverse(v.created));
         versions.sort_by(|a, b| run::version_order(&b.id, &a.id));
         let found = match (chosen, &spec.selector) {
             (Some(id), _) => versions.iter().find(|v| &v.id == id),
@@ -196,7 +207,10 @@ impl Engine {
                 (None, Selector::Tag(t)) => format!("a version tagged `{t}`"),
             };
             let known: Vec<&str> = versions.iter().map(|v| v.id.as_str()).collect();
-            err(format!("the source has no {wanted} (it has: {})", known.join(", ")))
+            err(format!(
+                "the source has no {wanted} (it has: {})",
+                known.join(", ")
+            ))
         })
     }
 
@@ -216,8 +230,17 @@ impl Engine {
     }
 
     /// Applies an event to a stored release from outside a drive (a redeploy, say).
-    pub fn apply(&self, name: &str, event: Event, actor: &str, observer: &dyn Observer) -> Result<Release, EngineError> {
-        let mut release = self.store.release(name)?.ok_or_else(|| EngineError::NoRelease(name.into()))?;
+    pub fn apply(
+        &self,
+        name: &str,
+        event: Event,
+        actor: &str,
+        observer: &dyn Observer,
+    ) -> Result<Release, EngineError> {
+        let mut release = self
+            .store
+            .release(name)?
+            .ok_or_else(|| EngineError::NoRelease(name.into()))?;
         self.transition(&mut release, event, actor, observer)?;
         Ok(release)
     }
@@ -231,18 +254,31 @@ impl Engine {
         approvals: Arc<dyn Approvals>,
         observer: Arc<dyn Observer>,
     ) -> Result<Release, EngineError> {
-        let mut release = self.store.release(name)?.ok_or_else(|| EngineError::NoRelease(name.into()))?;
+        let mut release = self
+            .store
+            .release(name)?
+            .ok_or_else(|| EngineError::NoRelease(name.into()))?;
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         let mut in_flight = 0usize;
 
         let mut pending: Vec<Effect> = Vec::new();
         if release.revision == 0 {
-            pending.extend(self.transition(&mut release, Event::Created, "engine", observer.as_ref())?);
+            pending.extend(self.transition(
+                &mut release,
+                Event::Created,
+                "engine",
+                observer.as_ref(),
+            )?);
         } else {
             let (events, effects) = core::recover(&release);
             pending.extend(effects);
             for event in events {
-                pending.extend(self.transition(&mut release, event, "engine", observer.as_ref())?);
+                pending.extend(self.transition(
+                    &mut release,
+                    event,
+                    "engine",
+                    observer.as_ref(),
+                )?);
             }
         }
         loop {
@@ -285,11 +321,21 @@ impl Engine {
                 });
                 true
             }
-            Effect::RunTask { stage, attempt, task } => {
+            Effect::RunTask {
+                stage,
+                attempt,
+                task,
+            } => {
                 let (engine, release, observer) = (self.clone(), release.clone(), observer.clone());
                 tokio::spawn(async move {
-                    let outcome = engine.run_task(&release, &stage, attempt, task, observer).await;
-                    let event = Event::TaskFinished { stage, task, outcome };
+                    let outcome = engine
+                        .run_task(&release, &stage, attempt, task, observer)
+                        .await;
+                    let event = Event::TaskFinished {
+                        stage,
+                        task,
+                        outcome,
+                    };
                     let _ = tx.send(Msg::Event(event, "engine".into()));
                 });
                 true
@@ -362,7 +408,13 @@ fn describe(release: &Release, event: &Event) -> String {
     match event {
         Event::Created => "release created".into(),
         Event::Deploy { stage } => format!("{stage}: deploy requested"),
-        Event::Decide { stage, by, approve, comment, .. } => {
+        Event::Decide {
+            stage,
+            by,
+            approve,
+            comment,
+            ..
+        } => {
             let verb = if *approve { "approved" } else { "rejected" };
             if comment.is_empty() {
                 format!("{stage}: {verb} by {by}")
@@ -372,19 +424,35 @@ fn describe(release: &Release, event: &Event) -> String {
         }
         Event::Prepared { stage } => format!("{stage}: artifacts fetched"),
         Event::PrepareFailed { stage, reason } => format!("{stage}: preparing failed: {reason}"),
-        Event::TaskFinished { stage, task, outcome } => {
+        Event::TaskFinished {
+            stage,
+            task,
+            outcome,
+        } => {
             let task = task_name(stage, task);
             match outcome {
-                core::TaskOutcome::Succeeded { warnings, .. } if warnings.is_empty() => format!("{stage}: task {task} succeeded"),
+                core::TaskOutcome::Succeeded { warnings, .. } if warnings.is_empty() => {
+                    format!("{stage}: task {task} succeeded")
+                }
                 core::TaskOutcome::Succeeded { warnings, .. } => {
-                    format!("{stage}: task {task} succeeded with issues: {}", warnings.join("; "))
+                    format!(
+                        "{stage}: task {task} succeeded with issues: {}",
+                        warnings.join("; ")
+                    )
                 }
                 core::TaskOutcome::Failed(why) => format!("{stage}: task {task} failed: {why}"),
             }
         }
-        Event::TaskInterrupted { stage, task } => format!("{stage}: task {} {}", task_name(stage, task), core::INTERRUPTED),
+        Event::TaskInterrupted { stage, task } => format!(
+            "{stage}: task {} {}",
+            task_name(stage, task),
+            core::INTERRUPTED
+        ),
         Event::TaskRestarted { stage, task } => {
-            format!("{stage}: task {} restarted after an engine restart (idempotent)", task_name(stage, task))
+            format!(
+                "{stage}: task {} restarted after an engine restart (idempotent)",
+                task_name(stage, task)
+            )
         }
         Event::Cancel { stage } => format!("{stage}: canceled"),
         Event::Abandon => "release abandoned".into(),

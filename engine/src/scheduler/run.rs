@@ -10,7 +10,9 @@ use super::vars::Scope;
 use super::{Engine, Observer, recorded_digest};
 use crate::core::{Release, TaskOutcome};
 use crate::pipeline::{ArtifactSpec, GrantSpec, Plan};
-use crate::plugin::{Access, Artifact, Context, Grants, Limits, Plugin, PluginRef, Sandbox, TaskInput};
+use crate::plugin::{
+    Access, Artifact, Context, Grants, Limits, Plugin, PluginRef, Sandbox, TaskInput,
+};
 use crate::store::LogKey;
 
 impl Engine {
@@ -34,29 +36,48 @@ impl Engine {
     }
 
     /// Creates a fresh workspace and fetches every artifact of the release into it.
-    pub(super) async fn prepare(&self, release: &Release, stage: &str, attempt: u32) -> Result<(), String> {
+    pub(super) async fn prepare(
+        &self,
+        release: &Release,
+        stage: &str,
+        attempt: u32,
+    ) -> Result<(), String> {
         let workspace = self.workspace(&release.name, stage, attempt);
         if workspace.exists() {
-            std::fs::remove_dir_all(&workspace).map_err(|e| format!("cannot clear workspace {}: {e}", workspace.display()))?;
+            std::fs::remove_dir_all(&workspace)
+                .map_err(|e| format!("cannot clear workspace {}: {e}", workspace.display()))?;
         }
-        std::fs::create_dir_all(&workspace).map_err(|e| format!("cannot create workspace {}: {e}", workspace.display()))?;
+        std::fs::create_dir_all(&workspace)
+            .map_err(|e| format!("cannot create workspace {}: {e}", workspace.display()))?;
         for chosen in &release.artifacts {
             let spec = release
                 .plan
                 .artifacts
                 .iter()
                 .find(|a| a.alias == chosen.alias)
-                .ok_or_else(|| format!("artifact `{}` is not in the release's plan", chosen.alias))?;
+                .ok_or_else(|| {
+                    format!("artifact `{}` is not in the release's plan", chosen.alias)
+                })?;
             let plugin = self.release_plugin(release, &spec.source)?;
             let into = workspace.join(&chosen.alias);
-            std::fs::create_dir_all(&into).map_err(|e| format!("cannot create {}: {e}", into.display()))?;
+            std::fs::create_dir_all(&into)
+                .map_err(|e| format!("cannot create {}: {e}", into.display()))?;
             let sandbox = source_sandbox(&release.plan, spec, &self.data_dir, Some(&into))?;
             let fetched = self
                 .host
-                .fetch(&plugin, sandbox, &spec.config.to_string(), &chosen.version.id, "/artifact")
+                .fetch(
+                    &plugin,
+                    sandbox,
+                    &spec.config.to_string(),
+                    &chosen.version.id,
+                    "/artifact",
+                )
                 .await;
             fetched.result.map_err(|f| {
-                format!("fetching artifact `{}` version {} failed: {f}", chosen.alias, chosen.version.id)
+                format!(
+                    "fetching artifact `{}` version {} failed: {f}",
+                    chosen.alias, chosen.version.id
+                )
             })?;
         }
         Ok(())
@@ -109,7 +130,8 @@ impl Engine {
             },
             variables: scope.variables(),
         };
-        let (release_name, stage_name, task_name) = (release.name.clone(), stage.to_owned(), spec.name.clone());
+        let (release_name, stage_name, task_name) =
+            (release.name.clone(), stage.to_owned(), spec.name.clone());
         let sink_observer = observer.clone();
         let sandbox = Sandbox {
             grants,
@@ -127,7 +149,9 @@ impl Engine {
             task: &spec.name,
         };
         if let Err(e) = self.store.put_log(&key, &invocation.logs) {
-            return TaskOutcome::Failed(format!("the task ran but its log could not be stored: {e}"));
+            return TaskOutcome::Failed(format!(
+                "the task ran but its log could not be stored: {e}"
+            ));
         }
         match invocation.result {
             Ok(report) => TaskOutcome::Succeeded {
@@ -157,20 +181,26 @@ fn grants(spec: &GrantSpec, scope: &Scope, workspace: Option<&Path>) -> Result<G
         let host = scope.substitute(&dir.host)?;
         let guest = scope.substitute(&dir.guest)?;
         if dir.access == Access::ReadWrite && !Path::new(&host).exists() {
-            std::fs::create_dir_all(&host).map_err(|e| format!("cannot create granted directory {host}: {e}"))?;
+            std::fs::create_dir_all(&host)
+                .map_err(|e| format!("cannot create granted directory {host}: {e}"))?;
         }
-        grants = grants.dir(&host, guest, dir.access).map_err(|e| e.to_string())?;
+        grants = grants
+            .dir(&host, guest, dir.access)
+            .map_err(|e| e.to_string())?;
     }
     for name in &spec.env {
-        let value = std::env::var(name)
-            .map_err(|_| format!("environment variable {name} is granted to the task but not set for the engine"))?;
+        let value = std::env::var(name).map_err(|_| {
+            format!("environment variable {name} is granted to the task but not set for the engine")
+        })?;
         grants = grants.env(name.clone(), value);
     }
     for host in &spec.hosts {
         grants = grants.host(host.clone()).map_err(|e| e.to_string())?;
     }
     if let (Some(access), Some(workspace)) = (spec.workspace, workspace) {
-        grants = grants.dir(workspace, "/workspace", access).map_err(|e| e.to_string())?;
+        grants = grants
+            .dir(workspace, "/workspace", access)
+            .map_err(|e| e.to_string())?;
     }
     Ok(grants)
 }
@@ -193,14 +223,17 @@ pub(super) fn source_sandbox(
             .map_err(|e| e.to_string())?;
     }
     for name in &spec.grants.env {
-        let value = std::env::var(name).map_err(|_| format!("environment variable {name} is granted but not set"))?;
+        let value = std::env::var(name)
+            .map_err(|_| format!("environment variable {name} is granted but not set"))?;
         grants = grants.env(name.clone(), value);
     }
     for host in &spec.grants.hosts {
         grants = grants.host(host.clone()).map_err(|e| e.to_string())?;
     }
     if let Some(destination) = destination {
-        grants = grants.dir(destination, "/artifact", Access::ReadWrite).map_err(|e| e.to_string())?;
+        grants = grants
+            .dir(destination, "/artifact", Access::ReadWrite)
+            .map_err(|e| e.to_string())?;
     }
     Ok(Sandbox {
         grants,
@@ -216,7 +249,9 @@ pub(super) fn version_order(a: &str, b: &str) -> Ordering {
         let mut out: Vec<String> = Vec::new();
         for c in s.chars() {
             match out.last_mut() {
-                Some(last) if last.chars().all(|d| d.is_ascii_digit()) == c.is_ascii_digit() => last.push(c),
+                Some(last) if last.chars().all(|d| d.is_ascii_digit()) == c.is_ascii_digit() => {
+                    last.push(c)
+                }
                 _ => out.push(c.to_string()),
             }
         }

@@ -44,11 +44,20 @@ impl Scope {
         }
         scope.declare(&spec.variables)?;
         for run in &release.stages {
-            let Some(attempt) = run.attempts.last() else { continue };
+            let Some(attempt) = run.attempts.last() else {
+                continue;
+            };
             for task in &attempt.tasks {
-                if matches!(task.state, TaskState::Succeeded | TaskState::SucceededWithIssues) {
+                if matches!(
+                    task.state,
+                    TaskState::Succeeded | TaskState::SucceededWithIssues
+                ) {
                     for output in &task.outputs {
-                        scope.set(&format!("{}.{}", task.name, output.name), output.value.clone(), output.secret);
+                        scope.set(
+                            &format!("{}.{}", task.name, output.name),
+                            output.value.clone(),
+                            output.secret,
+                        );
                     }
                 }
             }
@@ -95,10 +104,9 @@ impl Scope {
                 return Ok(out);
             };
             let name = &after[..end];
-            let value = self
-                .values
-                .get(name)
-                .ok_or_else(|| format!("`$({name})` is not set (did the task that outputs it run?)"))?;
+            let value = self.values.get(name).ok_or_else(|| {
+                format!("`$({name})` is not set (did the task that outputs it run?)")
+            })?;
             out.push_str(&value.value);
             rest = &after[end + 1..];
         }
@@ -107,11 +115,19 @@ impl Scope {
     }
 
     /// Substitutes inside every string of a JSON value.
-    pub(crate) fn substitute_json(&self, value: &serde_json::Value) -> Result<serde_json::Value, String> {
+    pub(crate) fn substitute_json(
+        &self,
+        value: &serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
         use serde_json::Value;
         Ok(match value {
             Value::String(s) => Value::String(self.substitute(s)?),
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.substitute_json(v)).collect::<Result<_, _>>()?),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.substitute_json(v))
+                    .collect::<Result<_, _>>()?,
+            ),
             Value::Object(map) => Value::Object(
                 map.iter()
                     .map(|(k, v)| Ok((k.clone(), self.substitute_json(v)?)))
@@ -128,6 +144,10 @@ impl Scope {
 
     /// Secret values, to mask in logs.
     pub(crate) fn secrets(&self) -> Vec<String> {
-        self.values.values().filter(|v| v.secret).map(|v| v.value.clone()).collect()
+        self.values
+            .values()
+            .filter(|v| v.secret)
+            .map(|v| v.value.clone())
+            .collect()
     }
 }

@@ -91,7 +91,10 @@ pub struct LogKey<'a> {
 
 impl LogKey<'_> {
     fn key(&self) -> String {
-        format!("{}/{}/{}/{}", self.release, self.stage, self.attempt, self.task)
+        format!(
+            "{}/{}/{}/{}",
+            self.release, self.stage, self.attempt, self.task
+        )
     }
 }
 
@@ -114,10 +117,14 @@ impl Store {
         let txn = store.db.begin_write().map_err(storage)?;
         {
             let mut meta = txn.open_table(META).map_err(storage)?;
-            let found = meta.get("schema-version").map_err(storage)?.map(|v| v.value());
+            let found = meta
+                .get("schema-version")
+                .map_err(storage)?
+                .map(|v| v.value());
             match found {
                 None => {
-                    meta.insert("schema-version", SCHEMA_VERSION).map_err(storage)?;
+                    meta.insert("schema-version", SCHEMA_VERSION)
+                        .map_err(storage)?;
                 }
                 Some(SCHEMA_VERSION) => {}
                 Some(found) => return Err(StoreError::Schema { path, found }),
@@ -142,7 +149,11 @@ impl Store {
         let txn = self.db.begin_write().map_err(storage)?;
         let release = {
             let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
-            let number = counters.get(pipeline).map_err(storage)?.map_or(0, |v| v.value()) + 1;
+            let number = counters
+                .get(pipeline)
+                .map_err(storage)?
+                .map_or(0, |v| v.value())
+                + 1;
             counters.insert(pipeline, number).map_err(storage)?;
             let release = make(number);
             put_release(&txn, &release)?;
@@ -191,7 +202,8 @@ impl Store {
         let txn = self.db.begin_write().map_err(storage)?;
         {
             let mut logs = txn.open_table(LOGS).map_err(storage)?;
-            logs.insert(key.key().as_str(), bytes.as_slice()).map_err(storage)?;
+            logs.insert(key.key().as_str(), bytes.as_slice())
+                .map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
         fault::after_commit();
@@ -236,9 +248,17 @@ fn put_release(txn: &redb::WriteTransaction, release: &Release) -> Result<(), St
     Ok(())
 }
 
-fn audit(txn: &redb::WriteTransaction, release: &Release, actor: &str, what: &str) -> Result<(), StoreError> {
+fn audit(
+    txn: &redb::WriteTransaction,
+    release: &Release,
+    actor: &str,
+    what: &str,
+) -> Result<(), StoreError> {
     let mut table = txn.open_table(AUDIT).map_err(storage)?;
-    let next = table.last().map_err(storage)?.map_or(0, |(k, _)| k.value() + 1);
+    let next = table
+        .last()
+        .map_err(storage)?
+        .map_or(0, |(k, _)| k.value() + 1);
     let entry = AuditEntry {
         release: release.name.clone(),
         revision: release.revision,

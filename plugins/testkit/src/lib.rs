@@ -30,6 +30,13 @@ enum Action {
     Print { count: u64, size: usize },
     /// Execute `unreachable`: a trap that is not a panic.
     Trap,
+    /// Append `line` to the file at `path` (counting real runs), then sleep `sleep_ms`.
+    Append {
+        path: String,
+        line: String,
+        #[serde(default)]
+        sleep_ms: u64,
+    },
     /// Read the file at `path` and return its content as output `content`.
     Read { path: String },
     /// Write `content` to `path`.
@@ -95,6 +102,21 @@ impl Task for Testkit {
                 Ok(Report::new())
             }
             Action::Trap => trap(),
+            Action::Append {
+                path,
+                line,
+                sleep_ms,
+            } => {
+                use std::io::Write as _;
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .and_then(|mut f| writeln!(f, "{line}"))
+                    .map_err(|e| Error::failed(format!("cannot append to {path}: {e}")))?;
+                std::thread::sleep(Duration::from_millis(sleep_ms));
+                Ok(Report::new().output("appended", line))
+            }
             Action::Read { path } => std::fs::read_to_string(&path)
                 .map(|content| Report::new().output("content", content))
                 .map_err(|e| Error::failed(format!("cannot read {path}: {e}"))),
