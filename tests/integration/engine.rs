@@ -287,6 +287,7 @@ after = "dev"
             "tester",
             &Quiet,
         )
+        .await
         .unwrap();
     let release = engine
         .drive(&release.name, Arc::new(Decide(None)), Arc::new(Quiet))
@@ -346,6 +347,7 @@ async fn a_plugin_changed_after_the_release_was_created_is_refused() {
             "tester",
             &Quiet,
         )
+        .await
         .unwrap();
     let release = engine
         .drive(&release.name, Arc::new(Decide(None)), Arc::new(Quiet))

@@ -476,15 +476,15 @@ pub(super) fn deploy(
     data: &DataDir,
 ) -> anyhow::Result<Exit> {
     let engine = engine(&data.data_dir)?;
-    engine.apply(
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(engine.apply(
         release,
         Event::Deploy {
             stage: stage.into(),
         },
         &user(),
         &Lines,
-    )?;
-    let runtime = tokio::runtime::Runtime::new()?;
+    ))?;
     let approvals = Arc::new(LocalApprovals {
         mode: approve,
         prompt: Mutex::new(()),

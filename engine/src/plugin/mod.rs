@@ -122,6 +122,36 @@ impl fmt::Display for World {
     }
 }
 
+/// What identifies a file's content without reading it: path, size, modification and change
+/// times (nanoseconds) and inode. Writing or replacing the file changes at least one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FileKey {
+    path: PathBuf,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    #[cfg(unix)]
+    ctime: (i64, i64),
+    #[cfg(unix)]
+    inode: u64,
+}
+
+impl FileKey {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        let meta = std::fs::metadata(path)?;
+        #[cfg(unix)]
+        use std::os::unix::fs::MetadataExt;
+        Ok(Self {
+            path: path.to_owned(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            #[cfg(unix)]
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            #[cfg(unix)]
+            inode: meta.ino(),
+        })
+    }
+}
+
 /// Where a plugin comes from: a built-in name or a component file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginRef {
@@ -288,6 +318,9 @@ pub struct PluginHost {
     linker: Linker<State>,
     cache: Option<Cache>,
     loaded: Mutex<HashMap<Digest, Arc<Plugin>>>,
+    /// Files already hashed, by what identifies their content on disk: an unchanged file is
+    /// not read again; a replaced or rewritten one changes its key and is hashed anew.
+    files: Mutex<HashMap<FileKey, Arc<Plugin>>>,
     max_stack: usize,
     _ticker: Ticker,
 }
@@ -324,6 +357,7 @@ impl PluginHost {
             linker,
             cache,
             loaded: Mutex::new(HashMap::new()),
+            files: Mutex::new(HashMap::new()),
             max_stack: config.max_stack,
         })
     }
@@ -337,11 +371,30 @@ impl PluginHost {
                 self.load_bytes(builtin.bytes, reference.to_string())
             }
             PluginRef::File(path) => {
-                let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+                let read_err = |source| LoadError::Read {
                     path: path.clone(),
                     source,
-                })?;
-                self.load_bytes(&bytes, path.display().to_string())
+                };
+                let key = FileKey::of(path).map_err(read_err)?;
+                let known = self
+                    .files
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&key)
+                    .cloned();
+                if let Some(plugin) = known {
+                    return Ok(plugin);
+                }
+                let bytes = std::fs::read(path).map_err(read_err)?;
+                let plugin = self.load_bytes(&bytes, path.display().to_string())?;
+                // Only remember the file if it did not change while it was read.
+                if FileKey::of(path).ok() == Some(key.clone()) {
+                    self.files
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(key, plugin.clone());
+                }
+                Ok(plugin)
             }
         }
     }

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::core::{self, ApprovalKind, ChosenArtifact, Effect, Event, Release, ReleaseState};
 use crate::pipeline::{self, Loaded, PipelineError, Selector};
 use crate::plugin::{Digest, LogEvent, PluginHost, PluginRef, Version};
-use crate::store::{Store, StoreError, now_ms};
+use crate::store::{LogKey, Store, StoreError, now_ms};
 
 /// Why the engine could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +81,17 @@ pub struct Engine {
 /// A message from an effect back to the driving loop.
 enum Msg {
     Event(Event, String),
+    /// A task finished: its event, and its log to store in the same commit.
+    TaskDone(Event, TaskLog),
     Nothing,
+}
+
+/// A finished task's log, stored with the transition that records the task's end.
+struct TaskLog {
+    stage: String,
+    attempt: u32,
+    task: String,
+    lines: Vec<crate::plugin::LogLine>,
 }
 
 impl Engine {
@@ -150,10 +160,11 @@ impl Engine {
             digests.insert(reference.clone(), plugin.digest().to_string());
         }
         let now = now_ms();
+        let mut invalid = None;
         let release = self
             .store
             .create_release(&plan.name, &options.creator, |number| {
-                Release::new(
+                let mut release = Release::new(
                     plan.clone(),
                     number,
                     options.creator.clone(),
@@ -162,9 +173,18 @@ impl Engine {
                     options.variables.clone(),
                     digests.into_iter().collect(),
                     now,
-                )
+                );
+                // Start the first stages in the same commit; `drive` finds their effects
+                // through `core::recover`, exactly as after a restart.
+                if let Err(e) = core::apply(&mut release, Event::Created, now) {
+                    invalid = Some(e);
+                }
+                release
             })?;
-        Ok(release)
+        match invalid {
+            Some(e) => Err(e.into()),
+            None => Ok(release),
+        }
     }
 
     async fn choose_version(
@@ -215,22 +235,35 @@ impl Engine {
     }
 
     /// Applies one event, commits it, and returns the effects to act on.
-    fn transition(
+    async fn transition(
         &self,
         release: &mut Release,
         event: Event,
         actor: &str,
+        log: Option<TaskLog>,
         observer: &dyn Observer,
     ) -> Result<Vec<Effect>, EngineError> {
         let what = describe(release, &event);
-        let effects = core::apply(release, event, now_ms())?;
-        self.store.save(release, actor, &what)?;
+        let mut next = release.clone();
+        let effects = core::apply(&mut next, event, now_ms())?;
+        let key = log.as_ref().map(|l| LogKey {
+            release: &release.name,
+            stage: &l.stage,
+            attempt: l.attempt,
+            task: &l.task,
+        });
+        let log = key
+            .as_ref()
+            .zip(log.as_ref())
+            .map(|(k, l)| (k, l.lines.as_slice()));
+        self.store.save(&next, actor, &what, log).await?;
+        *release = next;
         observer.committed(release, &what);
         Ok(effects)
     }
 
     /// Applies an event to a stored release from outside a drive (a redeploy, say).
-    pub fn apply(
+    pub async fn apply(
         &self,
         name: &str,
         event: Event,
@@ -241,7 +274,8 @@ impl Engine {
             .store
             .release(name)?
             .ok_or_else(|| EngineError::NoRelease(name.into()))?;
-        self.transition(&mut release, event, actor, observer)?;
+        self.transition(&mut release, event, actor, None, observer)
+            .await?;
         Ok(release)
     }
 
@@ -263,22 +297,19 @@ impl Engine {
 
         let mut pending: Vec<Effect> = Vec::new();
         if release.revision == 0 {
-            pending.extend(self.transition(
-                &mut release,
-                Event::Created,
-                "engine",
-                observer.as_ref(),
-            )?);
+            let created = Event::Created;
+            pending.extend(
+                self.transition(&mut release, created, "engine", None, observer.as_ref())
+                    .await?,
+            );
         } else {
             let (events, effects) = core::recover(&release);
             pending.extend(effects);
             for event in events {
-                pending.extend(self.transition(
-                    &mut release,
-                    event,
-                    "engine",
-                    observer.as_ref(),
-                )?);
+                pending.extend(
+                    self.transition(&mut release, event, "engine", None, observer.as_ref())
+                        .await?,
+                );
             }
         }
         loop {
@@ -292,9 +323,15 @@ impl Engine {
             }
             let Some(msg) = rx.recv().await else { break };
             in_flight -= 1;
-            if let Msg::Event(event, actor) = msg {
-                pending.extend(self.transition(&mut release, event, &actor, observer.as_ref())?);
-            }
+            let (event, actor, log) = match msg {
+                Msg::Event(event, actor) => (event, actor, None),
+                Msg::TaskDone(event, log) => (event, "engine".to_owned(), Some(log)),
+                Msg::Nothing => continue,
+            };
+            pending.extend(
+                self.transition(&mut release, event, &actor, log, observer.as_ref())
+                    .await?,
+            );
         }
         Ok(release)
     }
@@ -328,15 +365,27 @@ impl Engine {
             } => {
                 let (engine, release, observer) = (self.clone(), release.clone(), observer.clone());
                 tokio::spawn(async move {
-                    let outcome = engine
+                    let (outcome, lines) = engine
                         .run_task(&release, &stage, attempt, task, observer)
                         .await;
+                    let log = TaskLog {
+                        stage: stage.clone(),
+                        attempt,
+                        task: release
+                            .plan
+                            .stages
+                            .iter()
+                            .find(|s| s.name == stage)
+                            .and_then(|s| s.tasks.get(task))
+                            .map_or_else(|| task.to_string(), |t| t.name.clone()),
+                        lines,
+                    };
                     let event = Event::TaskFinished {
                         stage,
                         task,
                         outcome,
                     };
-                    let _ = tx.send(Msg::Event(event, "engine".into()));
+                    let _ = tx.send(Msg::TaskDone(event, log));
                 });
                 true
             }

@@ -10,10 +10,10 @@ use super::vars::Scope;
 use super::{Engine, Observer, recorded_digest};
 use crate::core::{Release, TaskOutcome};
 use crate::pipeline::{ArtifactSpec, GrantSpec, Plan};
+use crate::plugin::LogLine;
 use crate::plugin::{
     Access, Artifact, Context, Grants, Limits, Plugin, PluginRef, Sandbox, TaskInput,
 };
-use crate::store::LogKey;
 
 impl Engine {
     /// Loads a plugin of the release and checks it is the one the release recorded.
@@ -83,7 +83,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs one task and stores its log; any failure becomes the task's failure.
+    /// Runs one task; any failure becomes the task's failure. Returns the outcome and the log
+    /// (stored with the transition that records the outcome).
     pub(super) async fn run_task(
         &self,
         release: &Release,
@@ -91,9 +92,12 @@ impl Engine {
         attempt: u32,
         index: usize,
         observer: Arc<dyn Observer>,
-    ) -> TaskOutcome {
+    ) -> (TaskOutcome, Vec<LogLine>) {
         let Some(stage_index) = release.plan.stages.iter().position(|s| s.name == stage) else {
-            return TaskOutcome::Failed(format!("stage `{stage}` is not in the plan"));
+            return (
+                TaskOutcome::Failed(format!("stage `{stage}` is not in the plan")),
+                Vec::new(),
+            );
         };
         let spec = &release.plan.stages[stage_index].tasks[index];
         let workspace = self.workspace(&release.name, stage, attempt);
@@ -106,7 +110,7 @@ impl Engine {
         };
         let (scope, plugin, config, grants) = match prepared.await {
             Ok(parts) => parts,
-            Err(why) => return TaskOutcome::Failed(why),
+            Err(why) => return (TaskOutcome::Failed(why), Vec::new()),
         };
         let workspace_granted = spec.grants.workspace.is_some();
         let input = TaskInput {
@@ -142,18 +146,7 @@ impl Engine {
             })),
         };
         let invocation = self.host.run_task(&plugin, sandbox, &input).await;
-        let key = LogKey {
-            release: &release.name,
-            stage,
-            attempt,
-            task: &spec.name,
-        };
-        if let Err(e) = self.store.put_log(&key, &invocation.logs) {
-            return TaskOutcome::Failed(format!(
-                "the task ran but its log could not be stored: {e}"
-            ));
-        }
-        match invocation.result {
+        let outcome = match invocation.result {
             Ok(report) => TaskOutcome::Succeeded {
                 warnings: report.warnings,
                 outputs: report
@@ -169,7 +162,8 @@ impl Engine {
                     .collect(),
             },
             Err(failure) => TaskOutcome::Failed(failure.to_string()),
-        }
+        };
+        (outcome, invocation.logs)
     }
 }
 

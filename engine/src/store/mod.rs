@@ -1,11 +1,18 @@
 //! Durable state in redb — **the only module that imports redb**. Typed access per entity:
 //! releases (a JSON record each, rewritten per transition), per-pipeline release counters, the
-//! audit trail (one entry per transition, in commit order) and task logs. Every write is one
-//! transaction committed with fsync before the caller acts on it.
+//! audit trail (one entry per transition, in commit order) and task logs. Every write is
+//! committed with fsync before the caller hears back, so nothing is acted on before it is durable.
+//!
+//! Group commit: transitions arriving together (many releases in flight) are written by one
+//! committer thread in a single transaction and share its fsync; each caller still waits for the
+//! commit that holds its write.
 
 mod fault;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -100,7 +107,77 @@ impl LogKey<'_> {
 
 /// The engine's durable state.
 pub struct Store {
-    db: Database,
+    db: Arc<Database>,
+    /// Writes for the committer thread; `None` once dropped.
+    writer: Option<mpsc::Sender<Job>>,
+    committer: Option<JoinHandle<()>>,
+}
+
+/// One caller's write: a release after a transition, its audit entry, maybe a task log.
+struct Job {
+    release: Vec<u8>,
+    name: String,
+    audit: AuditEntry,
+    log: Option<(String, Vec<u8>)>,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// Writes per transaction at most, so one fsync never waits on an unbounded batch.
+const MAX_BATCH: usize = 256;
+
+fn commit_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let result = write_batch(&db, &batch).map_err(|e| e.to_string());
+        for job in batch {
+            if result.is_ok() {
+                fault::after_commit();
+            }
+            let _ = job.done.send(result.clone());
+        }
+    }
+}
+
+fn write_batch(db: &Database, batch: &[Job]) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(storage)?;
+    {
+        let mut releases = txn.open_table(RELEASES).map_err(storage)?;
+        let mut audit = txn.open_table(AUDIT).map_err(storage)?;
+        let mut logs = txn.open_table(LOGS).map_err(storage)?;
+        let first = audit
+            .last()
+            .map_err(storage)?
+            .map_or(0, |(k, _)| k.value() + 1);
+        for (next, job) in (first..).zip(batch) {
+            releases
+                .insert(job.name.as_str(), job.release.as_slice())
+                .map_err(storage)?;
+            let entry =
+                serde_json::to_vec(&job.audit).map_err(|e| StoreError::Storage(e.to_string()))?;
+            audit.insert(next, entry.as_slice()).map_err(storage)?;
+            if let Some((key, lines)) = &job.log {
+                logs.insert(key.as_str(), lines.as_slice())
+                    .map_err(storage)?;
+            }
+        }
+    }
+    txn.commit().map_err(storage)
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Let the committer finish what it has, and release the database file, before returning.
+        self.writer.take();
+        if let Some(committer) = self.committer.take() {
+            let _ = committer.join();
+        }
+    }
 }
 
 impl Store {
@@ -112,8 +189,18 @@ impl Store {
             reason,
         };
         std::fs::create_dir_all(data_dir).map_err(|e| open_err(e.to_string()))?;
-        let db = Database::create(&path).map_err(|e| open_err(e.to_string()))?;
-        let store = Self { db };
+        let db = Arc::new(Database::create(&path).map_err(|e| open_err(e.to_string()))?);
+        let (writer, jobs) = mpsc::channel();
+        let committer_db = db.clone();
+        let committer = std::thread::Builder::new()
+            .name("sluice-store".into())
+            .spawn(move || commit_loop(committer_db, jobs))
+            .map_err(|e| open_err(e.to_string()))?;
+        let store = Self {
+            db,
+            writer: Some(writer),
+            committer: Some(committer),
+        };
         let txn = store.db.begin_write().map_err(storage)?;
         {
             let mut meta = txn.open_table(META).map_err(storage)?;
@@ -165,14 +252,44 @@ impl Store {
         Ok(release)
     }
 
-    /// Stores a release after a transition, with its audit entry, in one transaction.
-    pub fn save(&self, release: &Release, actor: &str, what: &str) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(storage)?;
-        put_release(&txn, release)?;
-        audit(&txn, release, actor, what)?;
-        txn.commit().map_err(storage)?;
-        fault::after_commit();
-        Ok(())
+    /// Stores a release after a transition, with its audit entry and (when a task just
+    /// finished) the task's log, durably; returns once the commit holding them is on disk.
+    pub async fn save(
+        &self,
+        release: &Release,
+        actor: &str,
+        what: &str,
+        log: Option<(&LogKey<'_>, &[LogLine])>,
+    ) -> Result<(), StoreError> {
+        let encode = |e: serde_json::Error| StoreError::Storage(e.to_string());
+        let log = match log {
+            Some((key, lines)) => Some((key.key(), serde_json::to_vec(lines).map_err(encode)?)),
+            None => None,
+        };
+        let (done, committed) = tokio::sync::oneshot::channel();
+        let job = Job {
+            release: serde_json::to_vec(release).map_err(encode)?,
+            name: release.name.clone(),
+            audit: AuditEntry {
+                release: release.name.clone(),
+                revision: release.revision,
+                at: now_ms(),
+                actor: actor.to_owned(),
+                what: what.to_owned(),
+            },
+            log,
+            done,
+        };
+        let closed = || StoreError::Storage("the store is closed".into());
+        self.writer
+            .as_ref()
+            .ok_or_else(closed)?
+            .send(job)
+            .map_err(|_| closed())?;
+        committed
+            .await
+            .map_err(|_| closed())?
+            .map_err(StoreError::Storage)
     }
 
     /// The release called `name`.
@@ -194,20 +311,6 @@ impl Store {
         }
         out.sort_by(|a: &Release, b| (&a.pipeline, a.number).cmp(&(&b.pipeline, b.number)));
         Ok(out)
-    }
-
-    /// Stores a task's log lines (already masked and bounded).
-    pub fn put_log(&self, key: &LogKey<'_>, lines: &[LogLine]) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(lines).map_err(|e| StoreError::Storage(e.to_string()))?;
-        let txn = self.db.begin_write().map_err(storage)?;
-        {
-            let mut logs = txn.open_table(LOGS).map_err(storage)?;
-            logs.insert(key.key().as_str(), bytes.as_slice())
-                .map_err(storage)?;
-        }
-        txn.commit().map_err(storage)?;
-        fault::after_commit();
-        Ok(())
     }
 
     /// A task's log lines, if stored.
