@@ -15,6 +15,7 @@ use sluice::scheduler::{Approvals, CreateOptions, Engine, Observer};
 use sluice::store::{LogKey, Store};
 
 use super::Exit;
+use super::live::Live;
 use super::plugin::format_line;
 
 #[derive(Debug, Args)]
@@ -131,6 +132,28 @@ struct LocalApprovals {
     mode: ApproveMode,
     /// One prompt at a time on the terminal.
     prompt: Mutex<()>,
+    /// The live view to clear while prompting, on a terminal.
+    live: Option<Arc<Live>>,
+}
+
+impl LocalApprovals {
+    fn new(mode: ApproveMode, live: Option<Arc<Live>>) -> Arc<Self> {
+        Arc::new(Self {
+            mode,
+            prompt: Mutex::new(()),
+            live,
+        })
+    }
+}
+
+/// The live view on a terminal, plain lines otherwise.
+fn observer() -> (Arc<dyn Observer>, Option<Arc<Live>>) {
+    if std::io::stdout().is_terminal() {
+        let live = Arc::new(Live::new());
+        (live.clone(), Some(live))
+    } else {
+        (Arc::new(Lines), None)
+    }
 }
 
 impl Approvals for LocalApprovals {
@@ -143,7 +166,7 @@ impl Approvals for LocalApprovals {
             ApproveMode::All => Some((true, "approved with --approve all".into())),
             ApproveMode::Ask if std::io::stdin().is_terminal() => {
                 let _one_at_a_time = self.prompt.lock().unwrap_or_else(|e| e.into_inner());
-                loop {
+                let ask = || loop {
                     print!(
                         "{} {stage}: {what} approval — approve? [y]es / [n]o / [l]ater: ",
                         release.name
@@ -164,6 +187,10 @@ impl Approvals for LocalApprovals {
                     let mut comment = String::new();
                     let _ = std::io::stdin().lock().read_line(&mut comment);
                     return Some((approve, comment.trim().to_owned()));
+                };
+                match &self.live {
+                    Some(live) => live.suspend(ask),
+                    None => ask(),
                 }
             }
             ApproveMode::Ask => {
@@ -237,14 +264,13 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<Exit> {
             .iter()
             .map(|a| format!("{} {}", a.alias, a.version.id))
             .collect();
-        println!("release {} created ({})", release.name, versions.join(", "));
-        let approvals = Arc::new(LocalApprovals {
-            mode: args.approve,
-            prompt: Mutex::new(()),
-        });
-        engine
-            .drive(&release.name, approvals, Arc::new(Lines))
-            .await
+        match versions.is_empty() {
+            true => println!("release {} created", release.name),
+            false => println!("release {} created ({})", release.name, versions.join(", ")),
+        }
+        let (observer, live) = observer();
+        let approvals = LocalApprovals::new(args.approve, live);
+        engine.drive(&release.name, approvals, observer).await
     })?;
     Ok(conclude(&release, args.allow_partial))
 }
@@ -263,11 +289,9 @@ pub(super) fn resume(args: ResumeArgs) -> anyhow::Result<Exit> {
     let mut exit = Exit::Success;
     for release in unfinished {
         println!("resuming release {}", release.name);
-        let approvals = Arc::new(LocalApprovals {
-            mode: args.approve,
-            prompt: Mutex::new(()),
-        });
-        let release = runtime.block_on(engine.drive(&release.name, approvals, Arc::new(Lines)))?;
+        let (observer, live) = observer();
+        let approvals = LocalApprovals::new(args.approve, live);
+        let release = runtime.block_on(engine.drive(&release.name, approvals, observer))?;
         if conclude(&release, args.allow_partial) != Exit::Success {
             exit = Exit::Failed;
         }
@@ -485,11 +509,9 @@ pub(super) fn deploy(
         &user(),
         &Lines,
     ))?;
-    let approvals = Arc::new(LocalApprovals {
-        mode: approve,
-        prompt: Mutex::new(()),
-    });
-    let release = runtime.block_on(engine.drive(release, approvals, Arc::new(Lines)))?;
+    let (observer, live) = observer();
+    let approvals = LocalApprovals::new(approve, live);
+    let release = runtime.block_on(engine.drive(release, approvals, observer))?;
     let state = release.stage(stage).map(|s| s.state());
     conclude(&release, false);
     Ok(
