@@ -114,50 +114,51 @@ pub fn format_bytes(bytes: u64) -> String {
     format!("{bytes} B")
 }
 
-/// Parses a size such as `64MiB`, `512 KiB`, `1G`, `1000` (bytes).
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
+/// Splits `64MiB` into `(64, "mib")`; `what` and `example` make the error message.
+fn number_and_unit(text: &str, what: &str, example: &str) -> Result<(u64, String), String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
+    let number = number
         .parse()
-        .map_err(|_| format!("`{text}` is not a size: write e.g. `64MiB`, `512KiB`, `1GiB`"))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        .map_err(|_| format!("`{text}` is not a {what}: write e.g. {example}"))?;
+    Ok((number, unit.trim().to_ascii_lowercase()))
+}
+
+/// Parses a size such as `64MiB`, `512 KiB`, `1G`, `1000` (bytes).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let (number, unit) = number_and_unit(text, "size", "`64MiB`, `512KiB`, `1GiB`")?;
+    let factor: u64 = match unit.as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
         other => {
             return Err(format!(
-                "unknown size unit `{other}` in `{text}`: use B, KiB, MiB or GiB"
+                "unknown size unit `{other}` in `{}`: use B, KiB, MiB or GiB",
+                text.trim()
             ));
         }
     };
     number
         .checked_mul(factor)
-        .ok_or_else(|| format!("`{text}` is too large"))
+        .ok_or_else(|| format!("`{}` is too large", text.trim()))
 }
 
 /// Parses a duration such as `30s`, `500ms`, `5m`, `1h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: write e.g. `30s`, `500ms`, `5m`"))?;
-    Ok(match unit.trim() {
+    let (number, unit) = number_and_unit(text, "duration", "`30s`, `500ms`, `5m`")?;
+    Ok(match unit.as_str() {
         "ms" => Duration::from_millis(number),
         "s" | "" => Duration::from_secs(number),
         "m" | "min" => Duration::from_secs(number * 60),
         "h" => Duration::from_secs(number * 3600),
         other => {
             return Err(format!(
-                "unknown duration unit `{other}` in `{text}`: use ms, s, m or h"
+                "unknown duration unit `{other}` in `{}`: use ms, s, m or h",
+                text.trim()
             ));
         }
     })

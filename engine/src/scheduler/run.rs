@@ -105,7 +105,11 @@ impl Engine {
             let scope = Scope::for_task(release, stage_index, attempt, &self.data_dir, &workspace)?;
             let plugin = self.release_plugin(release, &spec.plugin)?;
             let config = scope.substitute_json(&spec.config)?;
-            let grants = grants(&spec.grants, &scope, Some(&workspace))?;
+            let workspace = spec
+                .grants
+                .workspace
+                .map(|_| (workspace.as_path(), "/workspace"));
+            let grants = grants(&spec.grants, &|text| scope.substitute(text), workspace)?;
             Ok::<_, String>((scope, plugin, config, grants))
         };
         let (scope, plugin, config, grants) = match prepared.await {
@@ -167,13 +171,17 @@ impl Engine {
     }
 }
 
-/// Builds a sandbox's grants from the pipeline's, resolving `$(...)`. Read-write directories
-/// the engine owns (under the data directory) are created when missing.
-fn grants(spec: &GrantSpec, scope: &Scope, workspace: Option<&Path>) -> Result<Grants, String> {
+/// Builds a sandbox's grants from the pipeline's, resolving `$(...)` with `resolve`.
+/// Read-write directories the engine owns (under the data directory) are created when missing.
+fn grants(
+    spec: &GrantSpec,
+    resolve: &dyn Fn(&str) -> Result<String, String>,
+    workspace: Option<(&Path, &str)>,
+) -> Result<Grants, String> {
     let mut grants = Grants::none();
     for dir in &spec.dirs {
-        let host = scope.substitute(&dir.host)?;
-        let guest = scope.substitute(&dir.guest)?;
+        let host = resolve(&dir.host)?;
+        let guest = resolve(&dir.guest)?;
         if dir.access == Access::ReadWrite && !Path::new(&host).exists() {
             std::fs::create_dir_all(&host)
                 .map_err(|e| format!("cannot create granted directory {host}: {e}"))?;
@@ -184,17 +192,16 @@ fn grants(spec: &GrantSpec, scope: &Scope, workspace: Option<&Path>) -> Result<G
     }
     for name in &spec.env {
         let value = std::env::var(name).map_err(|_| {
-            format!("environment variable {name} is granted to the task but not set for the engine")
+            format!("environment variable {name} is granted but not set for the engine")
         })?;
         grants = grants.env(name.clone(), value);
     }
     for host in &spec.hosts {
         grants = grants.host(host.clone()).map_err(|e| e.to_string())?;
     }
-    if let (Some(access), Some(workspace)) = (spec.workspace, workspace) {
-        grants = grants
-            .dir(workspace, "/workspace", access)
-            .map_err(|e| e.to_string())?;
+    if let Some((dir, guest)) = workspace {
+        let access = spec.workspace.unwrap_or(Access::ReadWrite);
+        grants = grants.dir(dir, guest, access).map_err(|e| e.to_string())?;
     }
     Ok(grants)
 }
@@ -206,31 +213,15 @@ pub(super) fn source_sandbox(
     data_dir: &Path,
     destination: Option<&Path>,
 ) -> Result<Sandbox, String> {
+    let data_dir = data_dir.display().to_string();
     let resolve = |text: &str| {
-        text.replace("$(sluice.pipeline-dir)", &plan.dir)
-            .replace("$(sluice.data-dir)", &data_dir.display().to_string())
+        Ok(text
+            .replace("$(sluice.pipeline-dir)", &plan.dir)
+            .replace("$(sluice.data-dir)", &data_dir))
     };
-    let mut grants = Grants::none();
-    for dir in &spec.grants.dirs {
-        grants = grants
-            .dir(resolve(&dir.host), resolve(&dir.guest), dir.access)
-            .map_err(|e| e.to_string())?;
-    }
-    for name in &spec.grants.env {
-        let value = std::env::var(name)
-            .map_err(|_| format!("environment variable {name} is granted but not set"))?;
-        grants = grants.env(name.clone(), value);
-    }
-    for host in &spec.grants.hosts {
-        grants = grants.host(host.clone()).map_err(|e| e.to_string())?;
-    }
-    if let Some(destination) = destination {
-        grants = grants
-            .dir(destination, "/artifact", Access::ReadWrite)
-            .map_err(|e| e.to_string())?;
-    }
+    let destination = destination.map(|d| (d, "/artifact"));
     Ok(Sandbox {
-        grants,
+        grants: grants(&spec.grants, &resolve, destination)?,
         limits: Limits::default(),
         mask: Vec::new(),
         sink: None,
