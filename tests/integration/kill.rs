@@ -63,16 +63,19 @@ fn sluice(project: &Project, args: &[&str]) -> Command {
     cmd
 }
 
-/// Forwards the child's stderr lines to a channel.
-fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+/// Forwards the lines of one of the child's outputs to a channel.
+fn lines(output: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
     rx
+}
+
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    lines(child.stderr.take().unwrap())
 }
 
 /// Waits (bounded) for a line containing `needle`; false when the process ended first.

@@ -114,6 +114,7 @@ impl Task for Testkit {
                     .open(&path)
                     .and_then(|mut f| writeln!(f, "{line}"))
                     .map_err(|e| Error::failed(format!("cannot append to {path}: {e}")))?;
+                log::info(format!("appended {line}"));
                 std::thread::sleep(Duration::from_millis(sleep_ms));
                 Ok(Report::new().output("appended", line))
             }
