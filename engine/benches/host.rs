@@ -34,15 +34,19 @@ fn main() {
     // 1,000 have logged, every instance is alive at once and RSS is read.
     let before = rss_kib();
     let started = Arc::new(AtomicUsize::new(0));
+    let all_started = Arc::new(tokio::sync::Notify::new());
     let live = runtime.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..1000 {
             let (host, plugin, started) = (host.clone(), plugin.clone(), started.clone());
+            let all_started = all_started.clone();
             tasks.push(tokio::spawn(async move {
                 let sandbox = Sandbox {
                     grants: Grants::none(),
                     sink: Some(Arc::new(move |_: &LogEvent| {
-                        started.fetch_add(1, Ordering::SeqCst);
+                        if started.fetch_add(1, Ordering::SeqCst) + 1 == 1000 {
+                            all_started.notify_one();
+                        }
                     })),
                     ..Sandbox::default()
                 };
@@ -56,14 +60,10 @@ fn main() {
                     .unwrap();
             }));
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while started.load(Ordering::SeqCst) < 1000 {
-            assert!(
-                Instant::now() < deadline,
-                "1,000 instances did not start within 60 s"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        // `notify_one` stores a permit, so a notification before this await is not lost.
+        tokio::time::timeout(Duration::from_secs(60), all_started.notified())
+            .await
+            .expect("1,000 instances did not start within 60 s");
         let during = rss_kib();
         for task in tasks {
             task.await.unwrap();
