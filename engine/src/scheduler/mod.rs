@@ -244,10 +244,12 @@ impl Engine {
         observer: &dyn Observer,
     ) -> Result<Vec<Effect>, EngineError> {
         let what = describe(release, &event);
-        let mut next = release.clone();
-        let effects = core::apply(&mut next, event, now_ms())?;
+        // `apply` changes nothing on an invalid event. If the commit below fails, the caller
+        // gets the error and drops this copy: the stored release stays the source of truth.
+        let effects = core::apply(release, event, now_ms())?;
+        let name = release.name.clone();
         let key = log.as_ref().map(|l| LogKey {
-            release: &release.name,
+            release: &name,
             stage: &l.stage,
             attempt: l.attempt,
             task: &l.task,
@@ -256,8 +258,7 @@ impl Engine {
             .as_ref()
             .zip(log.as_ref())
             .map(|(k, l)| (k, l.lines.as_slice()));
-        self.store.save(&next, actor, &what, log).await?;
-        *release = next;
+        self.store.save(release, actor, &what, log).await?;
         observer.committed(release, &what);
         Ok(effects)
     }
