@@ -1,6 +1,7 @@
 //! The plugin host's costs, printed as numbers (run with `cargo bench --bench host`):
 //! cold compile, cached load, the full sandboxed round trip of a no-op task next to spawning
-//! `/bin/true`, and the memory of 1,000 live task instances.
+//! `/bin/true`, and the memory of 1,000 live task instances (in a fresh process that loads the
+//! component from the compiled-artifact cache).
 //!
 //! Targets (issue #2, this 2-core machine): round trip ≤ 150 µs median and ≥ 5x cheaper than
 //! the process spawn; cached load ≤ 2 ms; 1,000 live instances ≤ 128 MiB RSS.
@@ -15,7 +16,14 @@ use sluice::plugin::{
 
 const TESTKIT: &str = env!("SLUICE_PLUGIN_TESTKIT");
 
+/// The argument that makes this binary measure 1,000 live instances, given the cache directory.
+const LIVE_INSTANCES: &str = "--live-instances";
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == LIVE_INSTANCES) {
+        return live_instances(args[at + 1].as_ref());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -30,52 +38,28 @@ fn main() {
     let host = Arc::new(PluginHost::new(HostConfig::default()).unwrap());
     let plugin = host.load(&reference).unwrap();
 
-    // 1,000 live instances: each task logs once, then sleeps inside the sandbox; once all
-    // 1,000 have logged, every instance is alive at once and RSS is read.
-    let before = rss_kib();
-    let started = Arc::new(AtomicUsize::new(0));
-    let all_started = Arc::new(tokio::sync::Notify::new());
-    let live = runtime.block_on(async {
-        let mut tasks = Vec::new();
-        for _ in 0..1000 {
-            let (host, plugin, started) = (host.clone(), plugin.clone(), started.clone());
-            let all_started = all_started.clone();
-            tasks.push(tokio::spawn(async move {
-                let sandbox = Sandbox {
-                    grants: Grants::none(),
-                    sink: Some(Arc::new(move |_: &LogEvent| {
-                        if started.fetch_add(1, Ordering::SeqCst) + 1 == 1000 {
-                            all_started.notify_one();
-                        }
-                    })),
-                    ..Sandbox::default()
-                };
-                let input = TaskInput {
-                    config: r#"{"action":"sleep","ms":3000}"#.into(),
-                    ..TaskInput::default()
-                };
-                host.run_task(&plugin, sandbox, &input)
-                    .await
-                    .result
-                    .unwrap();
-            }));
-        }
-        // `notify_one` stores a permit, so a notification before this await is not lost.
-        tokio::time::timeout(Duration::from_secs(60), all_started.notified())
-            .await
-            .expect("1,000 instances did not start within 60 s");
-        let during = rss_kib();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        during
-    });
-    println!(
-        "1,000 live task instances: RSS {:.1} MiB (+{:.1} MiB over {:.1} MiB before)",
-        live as f64 / 1024.0,
-        (live - before) as f64 / 1024.0,
-        before as f64 / 1024.0
+    // 1,000 live instances, measured in a fresh process (below) that loads the component from
+    // the compiled-artifact cache, as `sluice` does once a plugin has been compiled: this
+    // process has already run the compiler, whose code and freed heap stay resident.
+    let cached_config = HostConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        ..HostConfig::default()
+    };
+    PluginHost::new(cached_config.clone())
+        .unwrap()
+        .load(&reference)
+        .unwrap();
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg(LIVE_INSTANCES)
+        .arg(cache.path())
+        .output()
+        .unwrap();
+    assert!(
+        child.status.success(),
+        "{}",
+        String::from_utf8_lossy(&child.stderr)
     );
+    print!("{}", String::from_utf8_lossy(&child.stdout));
 
     // Cold compile: a fresh engine without a cache compiles the component.
     let cold = sample(5, || {
@@ -87,14 +71,6 @@ fn main() {
     report("cold compile", &cold);
 
     // Cached load: a fresh engine reads the compiled artifact from the disk cache.
-    let cached_config = HostConfig {
-        cache_dir: Some(cache.path().to_owned()),
-        ..HostConfig::default()
-    };
-    PluginHost::new(cached_config.clone())
-        .unwrap()
-        .load(&reference)
-        .unwrap();
     let cached = sample(20, || {
         let host = PluginHost::new(cached_config.clone()).unwrap();
         let start = Instant::now();
@@ -160,6 +136,73 @@ fn main() {
     );
 }
 
+/// Runs 1,000 task instances at once and prints the process's RSS while all are alive. Each task
+/// logs once, then sleeps inside the sandbox; once all 1,000 have logged, every instance is
+/// alive and RSS is read.
+fn live_instances(cache_dir: &std::path::Path) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = HostConfig {
+        cache_dir: Some(cache_dir.to_owned()),
+        ..HostConfig::default()
+    };
+    let host = Arc::new(PluginHost::new(config).unwrap());
+    let plugin = host.load(&PluginRef::File(TESTKIT.into())).unwrap();
+    let before = rss_kib();
+    let started = Arc::new(AtomicUsize::new(0));
+    let all_started = Arc::new(tokio::sync::Notify::new());
+    let live = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..1000 {
+            let (host, plugin, started) = (host.clone(), plugin.clone(), started.clone());
+            let all_started = all_started.clone();
+            tasks.push(tokio::spawn(async move {
+                let sandbox = Sandbox {
+                    grants: Grants::none(),
+                    sink: Some(Arc::new(move |_: &LogEvent| {
+                        if started.fetch_add(1, Ordering::SeqCst) + 1 == 1000 {
+                            all_started.notify_one();
+                        }
+                    })),
+                    ..Sandbox::default()
+                };
+                let input = TaskInput {
+                    config: r#"{"action":"sleep","ms":3000}"#.into(),
+                    ..TaskInput::default()
+                };
+                host.run_task(&plugin, sandbox, &input)
+                    .await
+                    .result
+                    .unwrap();
+            }));
+        }
+        // `notify_one` stores a permit, so a notification before this await is not lost.
+        tokio::time::timeout(Duration::from_secs(60), all_started.notified())
+            .await
+            .expect("1,000 instances did not start within 60 s");
+        let during = (rss_kib(), status_kib("RssShmem:"));
+        if std::env::var_os("SLUICE_BENCH_SMAPS").is_some() {
+            smaps_breakdown();
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        during
+    });
+    let (live, image) = live;
+    println!(
+        "1,000 live task instances: RSS {:.1} MiB (+{:.1} MiB over {:.1} MiB before; \
+         {:.1} MiB of it the guest's data image, shared pages counted once per instance)",
+        live as f64 / 1024.0,
+        (live - before) as f64 / 1024.0,
+        before as f64 / 1024.0,
+        image as f64 / 1024.0,
+    );
+}
+
 struct Stats {
     median: Duration,
     p99: Duration,
@@ -191,10 +234,47 @@ fn report(name: &str, s: &Stats) {
 
 /// Resident set size of this process, from `/proc/self/status`.
 fn rss_kib() -> u64 {
+    status_kib("VmRSS:")
+}
+
+/// One figure, in KiB, from `/proc/self/status`.
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
+}
+
+/// Resident memory by kind of mapping, from `/proc/self/smaps` (set `SLUICE_BENCH_SMAPS=1`).
+fn smaps_breakdown() {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut groups: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    let mut key = String::new();
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields
+            .first()
+            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+        {
+            let (lo, hi) = fields[0].split_once('-').unwrap();
+            let size = u64::from_str_radix(hi, 16).unwrap() - u64::from_str_radix(lo, 16).unwrap();
+            let name = fields.get(5).copied().unwrap_or("[anon]");
+            key = format!("{name} {}K {}", size >> 10, fields[1]);
+        } else if fields.first() == Some(&"Rss:") {
+            let rss: u64 = fields[1].parse().unwrap();
+            let entry = groups.entry(key.clone()).or_default();
+            entry.0 += rss;
+            entry.1 += 1;
+        }
+    }
+    let mut groups: Vec<_> = groups
+        .into_iter()
+        .filter(|(_, (rss, _))| *rss > 512)
+        .collect();
+    groups.sort_by_key(|(_, (rss, _))| std::cmp::Reverse(*rss));
+    for (key, (rss, count)) in groups.iter().take(25) {
+        println!("  {rss:>8} KiB in {count:>5} mappings: {key}");
+    }
 }
