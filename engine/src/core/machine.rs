@@ -4,11 +4,17 @@
 //! stage deployment (latest attempt)      event                        -> state            effects
 //! ------------------------------------------------------------------------------------------------------------
 //! not-started                            Start (trigger satisfied)    -> awaiting-approval RequestApproval(pre)   [pre-approval]
+//!                                                                     -> in-progress       Prepare  [approved in the previous stage]
 //! not-started                            Start                        -> in-progress       Prepare               [no pre-approval]
 //! any terminal, release not abandoned    Deploy (redeploy: attempt+1) -> as Start
 //! awaiting-approval (pre)                Decide approve, policy met   -> in-progress       Prepare
 //! awaiting-approval (pre|post)           Decide approve, policy unmet -> awaiting-approval
 //! awaiting-approval (pre|post)           Decide reject                -> rejected
+//! awaiting-approval (pre)                Decide approve, defer_until  -> scheduled         Timer(Due)
+//! scheduled                              Due                          -> in-progress       Prepare
+//! awaiting-approval (pre|post)           Reassign                     -> awaiting-approval RequestApproval (old: reassigned)
+//! awaiting-approval (pre|post)           Expire (timeout passed)      -> rejected          (approval: expired)
+//! awaiting-approval (pre|post)           Void (a plugin changed)      -> failed            (approval: canceled)
 //! in-progress, not prepared              Prepared                     -> in-progress       RunTask(0) (task 0 marked running)
 //! in-progress, not prepared              PrepareFailed                -> failed
 //! in-progress, task i running            TaskFinished ok, i < last    -> in-progress       RunTask(i+1)
@@ -24,6 +30,9 @@
 //! active                                 Abandon                      -> abandoned (in-flight stages canceled)
 //! terminal (not abandoned)               Deploy                       -> active
 //! ```
+//!
+//! A pending approval with a timeout also yields `Timer(Expire)`. Events about an attempt that is
+//! no longer the stage's current one are [`InvalidTransition::Stale`] (a redeploy voids them).
 //!
 //! After every transition the machine starts the stages whose trigger is now satisfied and, when
 //! nothing is left in flight, finishes the release. Anything else is an [`InvalidTransition`].
@@ -42,10 +51,14 @@ pub enum Event {
         /// The stage.
         stage: String,
     },
-    /// A decision on the stage's pending approval.
+    /// A decision on a pending approval.
     Decide {
         /// The stage.
         stage: String,
+        /// The attempt the approval belongs to.
+        attempt: u32,
+        /// Which approval.
+        kind: ApprovalKind,
         /// Who decides.
         by: String,
         /// The groups `by` belongs to (resolved by the caller).
@@ -54,18 +67,68 @@ pub enum Event {
         approve: bool,
         /// Why.
         comment: String,
-        /// Decide for every approver at once (the operator of a local `sluice run`).
-        on_behalf_of_all: bool,
+        /// In person, or overriding the approvers.
+        authority: Authority,
+        /// Approve now, deploy at this time (Unix milliseconds; pre-deployment approvals).
+        defer_until: Option<u64>,
+    },
+    /// Hand a pending approval to someone else.
+    Reassign {
+        /// The stage.
+        stage: String,
+        /// The attempt the approval belongs to.
+        attempt: u32,
+        /// Which approval.
+        kind: ApprovalKind,
+        /// Who hands it over.
+        by: String,
+        /// The groups `by` belongs to.
+        groups: Vec<String>,
+        /// The new approver: a user or `group:name`.
+        to: String,
+        /// Why.
+        comment: String,
+        /// A listed approver hands over their part; an override replaces every approver.
+        authority: Authority,
+    },
+    /// A pending approval's timeout passed.
+    Expire {
+        /// The stage.
+        stage: String,
+        /// The attempt.
+        attempt: u32,
+        /// Which approval.
+        kind: ApprovalKind,
+    },
+    /// A deferred deployment's time came.
+    Due {
+        /// The stage.
+        stage: String,
+        /// The attempt.
+        attempt: u32,
+    },
+    /// What a pending approval was given for changed (a plugin's digest): it is void.
+    Void {
+        /// The stage.
+        stage: String,
+        /// The attempt.
+        attempt: u32,
+        /// What changed.
+        reason: String,
     },
     /// The workspace is ready: artifacts fetched.
     Prepared {
         /// The stage.
         stage: String,
+        /// The attempt it was prepared for.
+        attempt: u32,
     },
     /// Fetching artifacts failed.
     PrepareFailed {
         /// The stage.
         stage: String,
+        /// The attempt.
+        attempt: u32,
         /// Why.
         reason: String,
     },
@@ -73,6 +136,8 @@ pub enum Event {
     TaskFinished {
         /// The stage.
         stage: String,
+        /// The attempt it ran in.
+        attempt: u32,
         /// Task index in the stage.
         task: usize,
         /// How it went.
@@ -99,6 +164,16 @@ pub enum Event {
     },
     /// Abandon the release.
     Abandon,
+}
+
+/// On what authority a decision is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authority {
+    /// A listed approver, in person: every approval rule applies.
+    Approver,
+    /// For every approver at once, bypassing the rules: an admin override, or the operator of a
+    /// local `sluice run`. Recorded as such.
+    Override,
 }
 
 /// How a task ended.
@@ -146,6 +221,13 @@ pub enum Effect {
         /// The stage.
         stage: String,
     },
+    /// Apply `event` at time `at` (Unix milliseconds), unless it no longer applies by then.
+    Timer {
+        /// When.
+        at: u64,
+        /// What.
+        event: Event,
+    },
     /// The release reached a terminal state.
     Finished(ReleaseState),
 }
@@ -184,6 +266,16 @@ pub enum InvalidTransition {
     /// The decider may not decide this approval.
     #[error("{0}")]
     NotAllowed(String),
+    /// The event is about an attempt that is no longer the stage's current one.
+    #[error("stage `{stage}`: attempt {attempt} is over (the current attempt is {current})")]
+    Stale {
+        /// Stage.
+        stage: String,
+        /// The attempt the event is about.
+        attempt: u32,
+        /// The stage's current attempt.
+        current: u32,
+    },
 }
 
 /// Applies `event` at time `now` (Unix milliseconds): changes `release` and returns the effects.
@@ -227,6 +319,48 @@ fn current<'a>(
     })
 }
 
+/// The stage's current attempt, which must be `number`.
+fn attempt_no<'a>(
+    release: &'a mut Release,
+    index: usize,
+    number: u32,
+    action: &'static str,
+) -> Result<&'a mut Attempt, InvalidTransition> {
+    let stage = release.stages[index].name.clone();
+    let attempt = current(release, index, action)?;
+    if attempt.number != number {
+        return Err(InvalidTransition::Stale {
+            stage,
+            attempt: number,
+            current: attempt.number,
+        });
+    }
+    Ok(attempt)
+}
+
+/// The attempt's pending approval of `kind`.
+fn pending<'a>(
+    attempt: &'a mut Attempt,
+    stage: &str,
+    kind: ApprovalKind,
+) -> Result<&'a mut Approval, InvalidTransition> {
+    let state = attempt.state;
+    attempt
+        .approvals
+        .last_mut()
+        .filter(|a| {
+            a.state == ApprovalState::Pending
+                && a.kind == kind
+                && state == StageState::AwaitingApproval
+        })
+        .ok_or_else(|| {
+            InvalidTransition::NotAllowed(format!(
+                "stage `{stage}` has no pending {}-deployment approval (it is {state:?})",
+                kind.as_str()
+            ))
+        })
+}
+
 fn wrong(release: &Release, index: usize, action: &'static str) -> InvalidTransition {
     InvalidTransition::Stage {
         stage: release.stages[index].name.clone(),
@@ -266,75 +400,78 @@ fn step(
         }
         Event::Decide {
             stage,
+            attempt: number,
+            kind,
             by,
             groups,
             approve,
             comment,
-            on_behalf_of_all,
+            authority,
+            defer_until,
         } => {
             let i = stage_index(release, &stage)?;
-            if release.stages[i].state() != StageState::AwaitingApproval {
-                return Err(wrong(release, i, "decide an approval"));
-            }
             let creator = release.creator.clone();
-            let allow_creator = {
-                let kind = current(release, i, "decide")?
-                    .approvals
-                    .last()
-                    .map(|a| a.kind);
-                let spec = &release.plan.stages[i];
-                match kind {
-                    Some(ApprovalKind::Pre) => spec.pre_approval.as_ref(),
-                    _ => spec.post_approval.as_ref(),
-                }
-                .is_some_and(|a| a.allow_release_creator)
-            };
-            let attempt = current(release, i, "decide")?;
-            let approval = attempt
-                .approvals
-                .last_mut()
-                .filter(|a| a.state == ApprovalState::Pending)
-                .ok_or_else(|| {
-                    InvalidTransition::NotAllowed(format!(
-                        "stage `{stage}` has no pending approval"
-                    ))
-                })?;
-            if !on_behalf_of_all {
-                if by == creator && !allow_creator {
-                    return Err(InvalidTransition::NotAllowed(format!(
-                        "{by} created this release and the stage does not allow the release creator to approve"
-                    )));
-                }
-                check_approver(approval, &by, &groups)?;
+            let spec = &release.plan.stages[i];
+            let allow_creator = match kind {
+                ApprovalKind::Pre => spec.pre_approval.as_ref(),
+                ApprovalKind::Post => spec.post_approval.as_ref(),
             }
+            .is_some_and(|a| a.allow_release_creator);
+            let attempt = attempt_no(release, i, number, "decide an approval")?;
+            let approval = pending(attempt, &stage, kind)?;
+            let (as_approver, note) = match authority {
+                Authority::Approver => {
+                    if by == creator && !allow_creator {
+                        return Err(InvalidTransition::NotAllowed(format!(
+                            "{by} created this release and the stage does not allow the release creator to approve"
+                        )));
+                    }
+                    (Some(check_approver(approval, &by, &groups)?), None)
+                }
+                Authority::Override => (None, Some("override: decided for every approver".into())),
+            };
             approval.decisions.push(Decision {
                 by,
                 approve,
                 comment,
                 at: now,
+                as_approver,
+                note,
             });
             let done = if !approve {
                 approval.state = ApprovalState::Rejected;
                 Some(false)
-            } else if on_behalf_of_all || policy_met(approval) {
+            } else if authority == Authority::Override || policy_met(approval) {
                 approval.state = ApprovalState::Approved;
                 Some(true)
             } else {
                 None
             };
-            let kind = approval.kind;
             match (done, kind) {
                 (None, _) => {}
                 (Some(false), _) => {
                     finish_attempt(attempt, StageState::Rejected, Some("rejected".into()), now)
                 }
-                (Some(true), ApprovalKind::Pre) => {
-                    attempt.state = StageState::InProgress;
-                    effects.push(Effect::Prepare {
-                        stage: stage.clone(),
-                        attempt: attempt.number,
-                    });
-                }
+                (Some(true), ApprovalKind::Pre) => match defer_until.filter(|&at| at > now) {
+                    Some(at) => {
+                        attempt.state = StageState::Scheduled;
+                        attempt.deferred_until = Some(at);
+                        effects.push(Effect::Timer {
+                            at,
+                            event: Event::Due {
+                                stage: stage.clone(),
+                                attempt: number,
+                            },
+                        });
+                    }
+                    None => {
+                        attempt.state = StageState::InProgress;
+                        effects.push(Effect::Prepare {
+                            stage: stage.clone(),
+                            attempt: number,
+                        });
+                    }
+                },
                 (Some(true), ApprovalKind::Post) => {
                     let outcome = attempt.outcome.unwrap_or(StageState::Succeeded);
                     finish_attempt(attempt, outcome, None, now);
@@ -342,9 +479,118 @@ fn step(
             }
             Ok(())
         }
-        Event::Prepared { stage } => {
+        Event::Reassign {
+            stage,
+            attempt: number,
+            kind,
+            by,
+            groups,
+            to,
+            comment,
+            authority,
+        } => {
             let i = stage_index(release, &stage)?;
-            let attempt = current(release, i, "prepare")?;
+            let attempt = attempt_no(release, i, number, "reassign an approval")?;
+            let approval = pending(attempt, &stage, kind)?;
+            if approval.approvers.contains(&to) {
+                return Err(InvalidTransition::NotAllowed(format!(
+                    "{to} is already an approver of this stage"
+                )));
+            }
+            let mut next = approval.clone();
+            next.approvers = match authority {
+                Authority::Override => vec![to.clone()],
+                Authority::Approver => {
+                    let entry = listed_as(approval, &by, &groups).ok_or_else(|| {
+                        InvalidTransition::NotAllowed(format!(
+                            "{by} is not an approver of this stage"
+                        ))
+                    })?;
+                    let at = approval.approvers.iter().position(|a| *a == entry);
+                    let mut approvers = approval.approvers.clone();
+                    if let Some(at) = at {
+                        approvers[at] = to.clone();
+                    }
+                    approvers
+                }
+            };
+            approval.state = ApprovalState::Reassigned;
+            approval.decisions.push(Decision {
+                by,
+                approve: false,
+                comment,
+                at: now,
+                as_approver: None,
+                note: Some(format!("reassigned to {to}")),
+            });
+            next.requested_at = now;
+            attempt.approvals.push(next);
+            effects.push(Effect::RequestApproval { stage, kind });
+            Ok(())
+        }
+        Event::Expire {
+            stage,
+            attempt: number,
+            kind,
+        } => {
+            let i = stage_index(release, &stage)?;
+            let attempt = attempt_no(release, i, number, "expire an approval")?;
+            let approval = pending(attempt, &stage, kind)?;
+            approval.state = ApprovalState::Expired;
+            finish_attempt(
+                attempt,
+                StageState::Rejected,
+                Some(format!(
+                    "the {}-deployment approval expired: nobody decided in time",
+                    kind.as_str()
+                )),
+                now,
+            );
+            Ok(())
+        }
+        Event::Due {
+            stage,
+            attempt: number,
+        } => {
+            let i = stage_index(release, &stage)?;
+            let attempt = attempt_no(release, i, number, "start a deferred deployment")?;
+            if attempt.state != StageState::Scheduled {
+                return Err(wrong(release, i, "start a deferred deployment"));
+            }
+            attempt.state = StageState::InProgress;
+            attempt.deferred_until = None;
+            effects.push(Effect::Prepare {
+                stage,
+                attempt: number,
+            });
+            Ok(())
+        }
+        Event::Void {
+            stage,
+            attempt: number,
+            reason,
+        } => {
+            let i = stage_index(release, &stage)?;
+            let attempt = attempt_no(release, i, number, "void an approval")?;
+            let Some(approval) = attempt
+                .approvals
+                .last_mut()
+                .filter(|a| a.state == ApprovalState::Pending)
+            else {
+                return Err(wrong(release, i, "void an approval: none is pending"));
+            };
+            approval.state = ApprovalState::Canceled;
+            finish_attempt(
+                attempt,
+                StageState::Failed,
+                Some(format!("approval void: {reason}")),
+                now,
+            );
+            Ok(())
+        }
+        Event::Prepared { stage, attempt } => {
+            let i = stage_index(release, &stage)?;
+            let attempt = attempt_no(release, i, attempt, "prepare")?;
             if attempt.state != StageState::InProgress || attempt.prepared {
                 return Err(wrong(release, i, "finish preparing"));
             }
@@ -352,9 +598,13 @@ fn step(
             run_next(release, i, 0, now, effects);
             Ok(())
         }
-        Event::PrepareFailed { stage, reason } => {
+        Event::PrepareFailed {
+            stage,
+            attempt,
+            reason,
+        } => {
             let i = stage_index(release, &stage)?;
-            let attempt = current(release, i, "prepare")?;
+            let attempt = attempt_no(release, i, attempt, "prepare")?;
             if attempt.state != StageState::InProgress || attempt.prepared {
                 return Err(wrong(release, i, "fail preparing"));
             }
@@ -366,6 +616,7 @@ fn step(
         }
         Event::TaskFinished {
             stage,
+            attempt,
             task,
             outcome,
         } => {
@@ -374,7 +625,7 @@ fn step(
                 .tasks
                 .get(task)
                 .is_some_and(|t| t.continue_on_error);
-            let attempt = current(release, i, "finish a task")?;
+            let attempt = attempt_no(release, i, attempt, "finish a task")?;
             if attempt.state != StageState::InProgress
                 || attempt.tasks.get(task).map(|t| t.state) != Some(TaskState::Running)
             {
@@ -487,9 +738,17 @@ pub fn recover(release: &Release) -> (Vec<Event>, Vec<Effect>) {
         match attempt.state {
             StageState::AwaitingApproval => {
                 if let Some(approval) = attempt.approvals.last() {
-                    effects.push(Effect::RequestApproval {
-                        stage: name,
-                        kind: approval.kind,
+                    effects.extend(request(&name, attempt.number, approval));
+                }
+            }
+            StageState::Scheduled => {
+                if let Some(at) = attempt.deferred_until {
+                    effects.push(Effect::Timer {
+                        at,
+                        event: Event::Due {
+                            stage: name,
+                            attempt: attempt.number,
+                        },
                     });
                 }
             }
@@ -521,20 +780,44 @@ pub fn recover(release: &Release) -> (Vec<Event>, Vec<Effect>) {
 /// The message of a deployment whose non-idempotent task was running when the engine died.
 pub const INTERRUPTED: &str = "interrupted by engine restart — redeploy to retry";
 
+/// Whether the approver entry `entry` (a user or `group:name`) names `by`.
+fn names(entry: &str, by: &str, groups: &[String]) -> bool {
+    match entry.strip_prefix("group:") {
+        Some(group) => groups.iter().any(|g| g == group),
+        None => entry == by,
+    }
+}
+
+/// The approver entry `by` decides for: listed by name first, else through a group; an entry
+/// nobody has approved for yet before one already satisfied.
+fn listed_as(approval: &Approval, by: &str, groups: &[String]) -> Option<String> {
+    let satisfied = |a: &String| {
+        approval
+            .decisions
+            .iter()
+            .any(|d| d.approve && d.as_approver.as_ref() == Some(a))
+    };
+    let mut entries: Vec<&String> = approval
+        .approvers
+        .iter()
+        .filter(|a| names(a, by, groups))
+        .collect();
+    entries.sort_by_key(|a| (satisfied(a), *a != by));
+    entries.first().map(|a| (*a).clone())
+}
+
+/// Checks that `by` may decide now; returns the approver entry the decision counts for.
 fn check_approver(
     approval: &Approval,
     by: &str,
     groups: &[String],
-) -> Result<(), InvalidTransition> {
-    let listed = |a: &String| match a.strip_prefix("group:") {
-        Some(group) => groups.iter().any(|g| g == group),
-        None => a == by,
-    };
-    if !approval.approvers.iter().any(listed) {
+) -> Result<String, InvalidTransition> {
+    let listed = |a: &String| names(a, by, groups);
+    let Some(entry) = listed_as(approval, by, groups) else {
         return Err(InvalidTransition::NotAllowed(format!(
             "{by} is not an approver of this stage"
         )));
-    }
+    };
     if approval.decisions.iter().any(|d| d.by == by) {
         return Err(InvalidTransition::NotAllowed(format!(
             "{by} already decided this approval"
@@ -548,16 +831,52 @@ fn check_approver(
                 next.map_or("nobody", String::as_str)
             )));
         }
+        return Ok(next.cloned().unwrap_or(entry));
     }
-    Ok(())
+    Ok(entry)
 }
 
+/// The effects of a pending approval: ask its approvers, and expire it at its timeout.
+fn request(stage: &str, attempt: u32, approval: &Approval) -> Vec<Effect> {
+    let mut effects = vec![Effect::RequestApproval {
+        stage: stage.to_owned(),
+        kind: approval.kind,
+    }];
+    if let Some(at) = approval.expires_at {
+        effects.push(Effect::Timer {
+            at,
+            event: Event::Expire {
+                stage: stage.to_owned(),
+                attempt,
+                kind: approval.kind,
+            },
+        });
+    }
+    effects
+}
+
+/// Whether the approving decisions meet the policy: `all` and `sequence` need every approver
+/// entry (a group counts once), `at-least N` needs N people, `any` one.
 fn policy_met(approval: &Approval) -> bool {
-    let approvals = approval.decisions.iter().filter(|d| d.approve).count();
+    let approving = || {
+        approval.decisions.iter().filter(|d| d.approve).filter(|d| {
+            d.as_approver
+                .as_ref()
+                .is_some_and(|a| approval.approvers.contains(a))
+        })
+    };
+    let distinct = |mut v: Vec<&String>| {
+        v.sort();
+        v.dedup();
+        v.len()
+    };
     match approval.policy {
-        ApprovalPolicy::Any => approvals >= 1,
-        ApprovalPolicy::All | ApprovalPolicy::Sequence => approvals >= approval.approvers.len(),
-        ApprovalPolicy::AtLeast(n) => approvals >= n as usize,
+        ApprovalPolicy::Any => approving().next().is_some(),
+        ApprovalPolicy::All | ApprovalPolicy::Sequence => {
+            distinct(approving().filter_map(|d| d.as_approver.as_ref()).collect())
+                >= approval.approvers.len()
+        }
+        ApprovalPolicy::AtLeast(n) => distinct(approving().map(|d| &d.by).collect()) >= n as usize,
     }
 }
 
@@ -610,24 +929,71 @@ fn start(release: &mut Release, i: usize, now: u64, effects: &mut Vec<Effect>) {
         reason: None,
         started_at: now,
         finished_at: None,
+        deferred_until: None,
     };
-    match &spec.pre_approval {
-        Some(approval) => {
+    let approval = spec.pre_approval.as_ref().map(|approval_spec| {
+        let mut approval = Approval::new(ApprovalKind::Pre, approval_spec, now);
+        if approval_spec.skip_if_approved_in_previous_stage {
+            carry_previous_approvals(release, i, &mut approval);
+        }
+        approval
+    });
+    match approval {
+        Some(approval) if approval.state == ApprovalState::Pending => {
             attempt.state = StageState::AwaitingApproval;
-            attempt
-                .approvals
-                .push(Approval::new(ApprovalKind::Pre, approval, now));
-            effects.push(Effect::RequestApproval {
+            effects.extend(request(&stage, number, &approval));
+            attempt.approvals.push(approval);
+        }
+        approved => {
+            attempt.approvals.extend(approved);
+            effects.push(Effect::Prepare {
                 stage,
-                kind: ApprovalKind::Pre,
+                attempt: number,
             });
         }
-        None => effects.push(Effect::Prepare {
-            stage,
-            attempt: number,
-        }),
     }
     release.stages[i].attempts.push(attempt);
+}
+
+/// "Skip if approved in the previous stage": counts the approvals that this stage's approvers
+/// gave the stages it follows (their latest attempts), and approves when that meets the policy.
+fn carry_previous_approvals(release: &Release, i: usize, approval: &mut Approval) {
+    let previous: Vec<&str> = match &release.plan.stages[i].trigger {
+        Trigger::AfterStages { stages, .. } => stages.iter().map(String::as_str).collect(),
+        _ => i
+            .checked_sub(1)
+            .map(|p| vec![release.plan.stages[p].name.as_str()])
+            .unwrap_or_default(),
+    };
+    for name in previous {
+        let Some(attempt) = release.stage(name).and_then(|s| s.attempts.last()) else {
+            continue;
+        };
+        let given = attempt
+            .approvals
+            .iter()
+            .filter(|a| a.state == ApprovalState::Approved)
+            .flat_map(|a| &a.decisions)
+            .filter(|d| d.approve);
+        for decision in given {
+            // Only a person listed here by name, or through a group listed here, carries over.
+            let entry = approval
+                .approvers
+                .iter()
+                .find(|a| **a == decision.by || decision.as_approver.as_ref() == Some(*a));
+            let counted = approval.decisions.iter().any(|d| d.by == decision.by);
+            if let (Some(entry), false) = (entry.cloned(), counted) {
+                approval.decisions.push(Decision {
+                    as_approver: Some(entry),
+                    note: Some(format!("approved in previous stage `{name}`")),
+                    ..decision.clone()
+                });
+            }
+        }
+    }
+    if policy_met(approval) {
+        approval.state = ApprovalState::Approved;
+    }
 }
 
 /// Runs task `from` of stage `i`, or ends the deployment when there is none.
@@ -653,13 +1019,9 @@ fn run_next(release: &mut Release, i: usize, from: usize, now: u64, effects: &mu
     match post {
         Some(spec) => {
             attempt.state = StageState::AwaitingApproval;
-            attempt
-                .approvals
-                .push(Approval::new(ApprovalKind::Post, &spec, now));
-            effects.push(Effect::RequestApproval {
-                stage,
-                kind: ApprovalKind::Post,
-            });
+            let approval = Approval::new(ApprovalKind::Post, &spec, now);
+            effects.extend(request(&stage, attempt.number, &approval));
+            attempt.approvals.push(approval);
         }
         None => finish_attempt(attempt, outcome, None, now),
     }

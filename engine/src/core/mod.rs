@@ -4,7 +4,9 @@
 mod machine;
 pub mod model;
 
-pub use machine::{Effect, Event, INTERRUPTED, InvalidTransition, TaskOutcome, apply, recover};
+pub use machine::{
+    Authority, Effect, Event, INTERRUPTED, InvalidTransition, TaskOutcome, apply, recover,
+};
 pub use model::*;
 
 use crate::pipeline::Plan;

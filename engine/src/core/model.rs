@@ -127,6 +127,22 @@ pub enum ApprovalKind {
     Post,
 }
 
+impl ApprovalKind {
+    /// `pre` or `post`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pre => "pre",
+            Self::Post => "post",
+        }
+    }
+}
+
+/// The id of an approval: `release.stage.attempt.pre|post` (names never hold a `.`). A redeploy is a new attempt, so its
+/// approvals have new ids and no decision on an earlier attempt carries over.
+pub fn approval_id(release: &str, stage: &str, attempt: u32, kind: ApprovalKind) -> String {
+    format!("{release}.{stage}.{attempt}.{}", kind.as_str())
+}
+
 /// One decision on an approval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
@@ -138,6 +154,12 @@ pub struct Decision {
     pub comment: String,
     /// When (Unix milliseconds).
     pub at: u64,
+    /// The approver entry it counts for (`alice`, `group:qa`); `None` for an override.
+    #[serde(default)]
+    pub as_approver: Option<String>,
+    /// How it was made, when not by a listed approver in person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// An approval on one deployment attempt.
@@ -155,6 +177,9 @@ pub struct Approval {
     pub decisions: Vec<Decision>,
     /// When it was requested (Unix milliseconds).
     pub requested_at: u64,
+    /// When it expires unless decided (Unix milliseconds).
+    #[serde(default)]
+    pub expires_at: Option<u64>,
 }
 
 impl Approval {
@@ -166,6 +191,7 @@ impl Approval {
             policy: spec.policy,
             decisions: Vec::new(),
             requested_at: at,
+            expires_at: spec.timeout.map(|t| at + t.as_millis() as u64),
         }
     }
 }
@@ -206,6 +232,9 @@ pub struct Attempt {
     pub started_at: u64,
     /// When it finished.
     pub finished_at: Option<u64>,
+    /// While `scheduled`: when the deployment starts (Unix milliseconds).
+    #[serde(default)]
+    pub deferred_until: Option<u64>,
 }
 
 /// One stage of a release: its attempts, newest last.
@@ -267,6 +296,24 @@ pub struct Release {
 }
 
 impl Release {
+    /// The approval with this id (`release.stage.attempt.pre|post`), with its stage and attempt.
+    pub fn approval(&self, id: &str) -> Option<(&StageRun, &Attempt, &Approval)> {
+        let rest = id.strip_prefix(&self.name)?.strip_prefix('.')?;
+        let (rest, kind) = rest.rsplit_once('.')?;
+        let (stage, attempt) = rest.rsplit_once('.')?;
+        let stage = self.stage(stage)?;
+        let attempt = stage
+            .attempts
+            .iter()
+            .find(|a| a.number.to_string() == attempt)?;
+        let approval = attempt
+            .approvals
+            .iter()
+            .rev()
+            .find(|a| a.kind.as_str() == kind)?;
+        Some((stage, attempt, approval))
+    }
+
     /// The stage called `name`.
     pub fn stage(&self, name: &str) -> Option<&StageRun> {
         self.stages.iter().find(|s| s.name == name)

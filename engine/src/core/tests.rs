@@ -37,26 +37,50 @@ fn event(r: &mut Release, e: Event) -> Vec<Effect> {
 fn prepared(stage: &str) -> Event {
     Event::Prepared {
         stage: stage.into(),
+        attempt: 1,
     }
 }
 
 fn finished(stage: &str, task: usize, outcome: TaskOutcome) -> Event {
     Event::TaskFinished {
         stage: stage.into(),
+        attempt: 1,
         task,
         outcome,
     }
 }
 
+/// A decision on the latest pending approval of the stage's first attempt.
 fn decide(stage: &str, by: &str, approve: bool) -> Event {
+    decide_kind(stage, ApprovalKind::Pre, by, approve)
+}
+
+fn decide_kind(stage: &str, kind: ApprovalKind, by: &str, approve: bool) -> Event {
     Event::Decide {
         stage: stage.into(),
+        attempt: 1,
+        kind,
         by: by.into(),
         groups: vec![],
         approve,
         comment: String::new(),
-        on_behalf_of_all: false,
+        authority: Authority::Approver,
+        defer_until: None,
     }
+}
+
+fn overriding(mut e: Event) -> Event {
+    if let Event::Decide { authority, .. } = &mut e {
+        *authority = Authority::Override;
+    }
+    e
+}
+
+fn deferred(mut e: Event, until: u64) -> Event {
+    if let Event::Decide { defer_until, .. } = &mut e {
+        *defer_until = Some(until);
+    }
+    e
 }
 
 fn run(stage: &str, task: usize) -> Effect {
@@ -69,10 +93,17 @@ fn run(stage: &str, task: usize) -> Effect {
 
 /// Runs a stage whose workspace is ready through all its `n` tasks successfully.
 fn deploy_ok(r: &mut Release, stage: &str, n: usize) -> Vec<Effect> {
-    event(r, prepared(stage));
+    let number = r.stage(stage).unwrap().attempts.last().unwrap().number;
+    let in_attempt = |mut e: Event| {
+        if let Event::Prepared { attempt, .. } | Event::TaskFinished { attempt, .. } = &mut e {
+            *attempt = number;
+        }
+        e
+    };
+    event(r, in_attempt(prepared(stage)));
     let mut last = Vec::new();
     for i in 0..n {
-        last = event(r, finished(stage, i, ok()));
+        last = event(r, in_attempt(finished(stage, i, ok())));
     }
     last
 }
@@ -121,6 +152,7 @@ fn prepare_failed_fails_the_stage_and_the_release() {
         &mut r,
         Event::PrepareFailed {
             stage: "dev".into(),
+            attempt: 1,
             reason: "no such version".into(),
         },
     );
@@ -405,7 +437,10 @@ fn post_approval_gates_success() {
             kind: ApprovalKind::Post
         }]
     );
-    let effects = event(&mut r, decide("staging", "alice", true));
+    let effects = event(
+        &mut r,
+        decide_kind("staging", ApprovalKind::Post, "alice", true),
+    );
     assert_eq!(effects, [Effect::Finished(ReleaseState::Succeeded)]);
 }
 
@@ -469,17 +504,7 @@ pre-approval = { approvers = ["group:sre", "dave", "erin"], policy = "n-of-m", r
 fn the_local_operator_decides_for_everyone() {
     let mut r = release(APPROVALS);
     event(&mut r, Event::Created);
-    let effects = event(
-        &mut r,
-        Event::Decide {
-            stage: "staging".into(),
-            by: "carol".into(),
-            groups: vec![],
-            approve: true,
-            comment: "--approve all".into(),
-            on_behalf_of_all: true,
-        },
-    );
+    let effects = event(&mut r, overriding(decide("staging", "carol", true)));
     assert_eq!(
         effects,
         [Effect::Prepare {
@@ -627,4 +652,208 @@ name = "d"
     let b = &r.stage("b").unwrap().attempts[0];
     assert_eq!(b.state, StageState::Failed);
     assert_eq!(b.reason.as_deref(), Some(INTERRUPTED));
+}
+
+#[test]
+fn a_decision_names_its_approval_and_a_redeploy_voids_old_ones() {
+    let mut r = release(APPROVALS);
+    event(&mut r, Event::Created);
+    // The pending approval is pre-deployment: a decision for the post one does not apply.
+    let err = apply(
+        &mut r,
+        decide_kind("staging", ApprovalKind::Post, "alice", true),
+        NOW,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no pending post-deployment approval"),
+        "{err}"
+    );
+    event(
+        &mut r,
+        Event::Cancel {
+            stage: "staging".into(),
+        },
+    );
+    event(
+        &mut r,
+        Event::Deploy {
+            stage: "staging".into(),
+        },
+    );
+    let revision = r.revision;
+    let err = apply(&mut r, decide("staging", "alice", true), NOW).unwrap_err();
+    assert_eq!(
+        err,
+        InvalidTransition::Stale {
+            stage: "staging".into(),
+            attempt: 1,
+            current: 2
+        }
+    );
+    assert_eq!(r.revision, revision, "a stale decision changes nothing");
+    let id = approval_id(&r.name, "staging", 2, ApprovalKind::Pre);
+    assert_eq!(id, "test-1.staging.2.pre");
+    assert_eq!(r.approval(&id).unwrap().2.state, ApprovalState::Pending);
+    assert!(r.approval("test-1.staging.1.pre").unwrap().2.state == ApprovalState::Canceled);
+}
+
+#[test]
+fn approve_with_a_deferral_schedules_the_deployment() {
+    let mut r = release(APPROVALS);
+    event(&mut r, Event::Created);
+    event(&mut r, decide("staging", "alice", true));
+    let effects = event(
+        &mut r,
+        deferred(decide("staging", "bob", true), NOW + 60_000),
+    );
+    let due = Event::Due {
+        stage: "staging".into(),
+        attempt: 1,
+    };
+    assert_eq!(
+        effects,
+        [Effect::Timer {
+            at: NOW + 60_000,
+            event: due.clone()
+        }]
+    );
+    assert_eq!(state(&r, "staging"), StageState::Scheduled);
+    // After a restart the timer is set again.
+    assert_eq!(
+        recover(&r).1,
+        [Effect::Timer {
+            at: NOW + 60_000,
+            event: due.clone()
+        }]
+    );
+    assert_eq!(
+        event(&mut r, due),
+        [Effect::Prepare {
+            stage: "staging".into(),
+            attempt: 1
+        }]
+    );
+}
+
+#[test]
+fn a_timeout_expires_the_approval_and_rejects_the_deployment() {
+    let mut r =
+        release(&APPROVALS.replace(r#"policy = "all" }"#, r#"policy = "all", timeout = "1h" }"#));
+    let effects = event(&mut r, Event::Created);
+    let expire = Event::Expire {
+        stage: "staging".into(),
+        attempt: 1,
+        kind: ApprovalKind::Pre,
+    };
+    assert!(effects.contains(&Effect::Timer {
+        at: NOW + 3_600_000,
+        event: expire.clone()
+    }));
+    assert!(recover(&r).1.contains(&Effect::Timer {
+        at: NOW + 3_600_000,
+        event: expire.clone()
+    }));
+    event(&mut r, expire.clone());
+    assert_eq!(state(&r, "staging"), StageState::Rejected);
+    let approval = &r.stage("staging").unwrap().attempts[0].approvals[0];
+    assert_eq!(approval.state, ApprovalState::Expired);
+    // A timer that fires after a decision changes nothing.
+    assert!(apply(&mut r, expire, NOW).is_err());
+}
+
+#[test]
+fn reassign_hands_an_approvers_part_to_someone_else() {
+    let mut r = release(APPROVALS);
+    event(&mut r, Event::Created);
+    let reassign = Event::Reassign {
+        stage: "staging".into(),
+        attempt: 1,
+        kind: ApprovalKind::Pre,
+        by: "bob".into(),
+        groups: vec![],
+        to: "dave".into(),
+        comment: "on leave".into(),
+        authority: Authority::Approver,
+    };
+    let err = apply(
+        &mut r,
+        {
+            let mut by_mallory = reassign.clone();
+            if let Event::Reassign { by, .. } = &mut by_mallory {
+                *by = "mallory".into();
+            }
+            by_mallory
+        },
+        NOW,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("not an approver"), "{err}");
+    event(&mut r, reassign);
+    let attempt = &r.stage("staging").unwrap().attempts[0];
+    assert_eq!(attempt.approvals[0].state, ApprovalState::Reassigned);
+    assert_eq!(attempt.approvals[1].approvers, ["alice", "dave"]);
+    assert!(apply(&mut r, decide("staging", "bob", true), NOW).is_err());
+    event(&mut r, decide("staging", "alice", true));
+    assert_eq!(
+        event(&mut r, decide("staging", "dave", true)),
+        [Effect::Prepare {
+            stage: "staging".into(),
+            attempt: 1
+        }]
+    );
+}
+
+#[test]
+fn a_void_approval_fails_the_deployment() {
+    let mut r = release(APPROVALS);
+    event(&mut r, Event::Created);
+    event(
+        &mut r,
+        Event::Void {
+            stage: "staging".into(),
+            attempt: 1,
+            reason: "plugin `copy` changed".into(),
+        },
+    );
+    let attempt = &r.stage("staging").unwrap().attempts[0];
+    assert_eq!(attempt.state, StageState::Failed);
+    assert_eq!(attempt.approvals[0].state, ApprovalState::Canceled);
+    assert!(attempt.reason.as_ref().unwrap().contains("approval void"));
+}
+
+#[test]
+fn skip_if_approved_in_previous_stage_carries_the_same_approvers() {
+    let pipeline = r#"
+version = 1
+[[stages]]
+name = "qa"
+pre-approval = { approvers = ["alice"] }
+[[stages]]
+name = "prod"
+after = ["qa"]
+pre-approval = { approvers = ["alice", "bob"], policy = "any", skip-if-approved-in-previous-stage = true }
+[[stages]]
+name = "prod-2"
+after = ["prod"]
+pre-approval = { approvers = ["bob"], skip-if-approved-in-previous-stage = true }
+"#;
+    let mut r = release(pipeline);
+    event(&mut r, Event::Created);
+    let effects = event(&mut r, decide("qa", "alice", true));
+    event(&mut r, prepared("qa"));
+    // qa has no tasks: it succeeded; prod needs alice or bob, and alice approved qa.
+    let _ = effects;
+    assert_eq!(state(&r, "qa"), StageState::Succeeded);
+    assert_eq!(state(&r, "prod"), StageState::InProgress);
+    let approval = &r.stage("prod").unwrap().attempts[0].approvals[0];
+    assert_eq!(approval.state, ApprovalState::Approved);
+    assert_eq!(
+        approval.decisions[0].note.as_deref(),
+        Some("approved in previous stage `qa`")
+    );
+    // prod-2's approver (bob) approved nothing before: asked as usual.
+    event(&mut r, prepared("prod"));
+    assert_eq!(state(&r, "prod-2"), StageState::AwaitingApproval);
 }

@@ -1,19 +1,25 @@
-//! The scheduler: the imperative shell around the pure core. It owns each release it drives,
-//! feeds events to [`core::apply`], **commits every transition to the store before acting on its
-//! effects**, and applies the effects on tokio: workspaces and artifact fetches, tasks in the
-//! sandbox (logs stored per task), approval requests. On start it resumes unfinished releases
-//! through [`core::recover`].
+//! The scheduler: the imperative shell around the pure core. One *driver* task owns each release
+//! it drives (an actor, as in mini-redis): it feeds events to [`core::apply`] one at a time,
+//! **commits every transition to the store before acting on its effects**, and applies the
+//! effects on tokio: workspaces and artifact fetches, tasks in the sandbox (logs stored per
+//! task), approval requests, timers. Decisions and deploys from outside (the HTTP API) are
+//! commands sent to the release's driver, so they are ordered with its own events: two racing
+//! decisions on one approval make exactly one transition. On start, unfinished releases are
+//! resumed through [`core::recover`].
 
 mod run;
 mod vars;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::core::{self, ApprovalKind, ChosenArtifact, Effect, Event, Release, ReleaseState};
+use crate::core::{
+    self, ApprovalKind, Authority, ChosenArtifact, Effect, Event, Release, ReleaseState,
+};
 use crate::pipeline::{self, Loaded, PipelineError, Selector};
 use crate::plugin::{Digest, LogEvent, PluginHost, PluginRef, Version};
 use crate::store::{LogKey, Store, StoreError, now_ms};
@@ -41,6 +47,12 @@ pub enum EngineError {
     /// The event does not apply.
     #[error(transparent)]
     Transition(#[from] core::InvalidTransition),
+    /// The approval was void: what it was given for changed.
+    #[error("the approval is void: {0}")]
+    Void(String),
+    /// The release's driver stopped (the engine is shutting down, or its store failed).
+    #[error("the engine stopped driving release {0}; retry")]
+    Stopped(String),
 }
 
 /// Sees what the engine does, for a live view.
@@ -56,7 +68,30 @@ pub trait Approvals: Send + Sync {
     /// Returns `Some((approve, comment))` to decide now, `None` to leave the approval pending.
     /// Called on a blocking thread: it may wait for a person.
     fn decide(&self, release: &Release, stage: &str, kind: ApprovalKind) -> Option<(bool, String)>;
+
+    /// Whether this ever decides; `false` leaves every approval to commands (the service).
+    fn decides(&self) -> bool {
+        true
+    }
 }
+
+/// Leaves every approval pending, for approvers to decide through the API.
+pub struct Pending;
+
+impl Approvals for Pending {
+    fn decide(&self, _: &Release, _: &str, _: ApprovalKind) -> Option<(bool, String)> {
+        None
+    }
+
+    fn decides(&self) -> bool {
+        false
+    }
+}
+
+/// Sees nothing.
+pub struct Unobserved;
+
+impl Observer for Unobserved {}
 
 /// How a release is created.
 #[derive(Debug, Clone, Default)]
@@ -71,19 +106,36 @@ pub struct CreateOptions {
     pub description: Option<String>,
 }
 
-/// The engine: store, plugin host, data directory.
+/// The engine: store, plugin host, data directory, and the drivers of the releases it serves.
 pub struct Engine {
     store: Store,
     host: Arc<PluginHost>,
     data_dir: PathBuf,
+    /// The driver of each release being served, by release name. Commands are sent while this
+    /// lock is held, and a driver leaves only while holding it with nothing queued, so no
+    /// command is ever sent to a driver that has gone.
+    drivers: Mutex<HashMap<String, mpsc::UnboundedSender<Msg>>>,
+    /// Set by [`Engine::serve`]: how served releases ask for approvals and report.
+    service: OnceLock<(Arc<dyn Approvals>, Arc<dyn Observer>)>,
 }
 
-/// A message from an effect back to the driving loop.
+/// A message to a release's driver.
 enum Msg {
+    /// An effect's result, to apply.
     Event(Event, String),
     /// A task finished: its event, and its log to store in the same commit.
     TaskDone(Event, TaskLog),
+    /// An effect ended with nothing to apply.
     Nothing,
+    /// A deadline (an approval's timeout) passed: apply unless it no longer applies. Not an
+    /// effect in flight: nobody waits for it.
+    Deadline(Event),
+    /// A command from outside, answered with the release after it or why it does not apply.
+    Command {
+        event: Event,
+        actor: String,
+        reply: oneshot::Sender<Result<Release, EngineError>>,
+    },
 }
 
 /// A finished task's log, stored with the transition that records the task's end.
@@ -101,7 +153,119 @@ impl Engine {
             store,
             host,
             data_dir,
+            drivers: Mutex::new(HashMap::new()),
+            service: OnceLock::new(),
         }
+    }
+
+    /// The plugin host.
+    pub fn host(&self) -> &Arc<PluginHost> {
+        &self.host
+    }
+
+    /// Serves releases from now on: every unfinished release gets a driver that lives until
+    /// the release ends, and [`Engine::submit`] reaches them. Returns how many were resumed.
+    pub fn serve(
+        self: &Arc<Self>,
+        approvals: Arc<dyn Approvals>,
+        observer: Arc<dyn Observer>,
+    ) -> Result<usize, EngineError> {
+        let _ = self.service.set((approvals, observer));
+        let unfinished = self.unfinished()?;
+        for release in &unfinished {
+            self.ensure_driver(&release.name);
+        }
+        Ok(unfinished.len())
+    }
+
+    /// Starts driving a release (just created, say) if no driver has it yet.
+    pub fn start(self: &Arc<Self>, name: &str) {
+        self.ensure_driver(name);
+    }
+
+    /// Applies `event` to a served release, in order with everything else that happens to it;
+    /// returns the release after the transition, or why it does not apply.
+    pub async fn submit(
+        self: &Arc<Self>,
+        name: &str,
+        event: Event,
+        actor: &str,
+    ) -> Result<Release, EngineError> {
+        if self.store.release(name)?.is_none() {
+            return Err(EngineError::NoRelease(name.into()));
+        }
+        let (reply, answer) = oneshot::channel();
+        let mut msg = Msg::Command {
+            event,
+            actor: actor.to_owned(),
+            reply,
+        };
+        {
+            let mut drivers = self.drivers.lock().unwrap_or_else(|e| e.into_inner());
+            // A driver that failed leaves its sender behind: start a fresh one once.
+            for _ in 0..2 {
+                let tx = drivers
+                    .entry(name.to_owned())
+                    .or_insert_with(|| self.spawn_driver(name));
+                match tx.send(msg) {
+                    Ok(()) => break,
+                    Err(mpsc::error::SendError(back)) => {
+                        msg = back;
+                        drivers.remove(name);
+                    }
+                }
+            }
+        }
+        answer
+            .await
+            .map_err(|_| EngineError::Stopped(name.into()))?
+    }
+
+    /// How many releases have a driver now.
+    pub fn driving(&self) -> usize {
+        self.drivers.lock().map_or(0, |d| d.len())
+    }
+
+    fn ensure_driver(self: &Arc<Self>, name: &str) {
+        let mut drivers = self.drivers.lock().unwrap_or_else(|e| e.into_inner());
+        if drivers.get(name).is_none_or(|tx| tx.is_closed()) {
+            let tx = self.spawn_driver(name);
+            drivers.insert(name.to_owned(), tx);
+        }
+    }
+
+    /// Spawns a long-lived driver for `name`; the caller registers the sender.
+    fn spawn_driver(self: &Arc<Self>, name: &str) -> mpsc::UnboundedSender<Msg> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (approvals, observer) = self
+            .service
+            .get()
+            .cloned()
+            .unwrap_or_else(|| (Arc::new(Pending), Arc::new(Unobserved)));
+        let (engine, name, driver_tx) = (self.clone(), name.to_owned(), tx.clone());
+        tokio::spawn(async move {
+            let result = engine
+                .run_driver(&name, driver_tx, rx, true, approvals, observer)
+                .await;
+            if let Err(e) = result {
+                tracing::error!(release = %name, "driver stopped: {e}");
+                let mut drivers = engine.drivers.lock().unwrap_or_else(|e| e.into_inner());
+                if drivers.get(&name).is_some_and(|tx| tx.is_closed()) {
+                    drivers.remove(&name);
+                }
+            }
+        });
+        tx
+    }
+
+    /// Removes this driver from the registry if nothing is queued for it; true when it left.
+    fn retire(&self, name: &str, rx: &mpsc::UnboundedReceiver<Msg>) -> bool {
+        let mut drivers = self.drivers.lock().unwrap_or_else(|e| e.into_inner());
+        if !rx.is_empty() {
+            return false;
+        }
+        drivers.remove(name);
+        true
     }
 
     /// The store.
@@ -282,10 +446,27 @@ impl Engine {
 
     /// Drives the release `name` until nothing more can happen without someone: it finished,
     /// or it waits on an approval nobody here decides, or on a manual stage. Unfinished work
-    /// from before a restart is recovered first.
+    /// from before a restart is recovered first. (A local `sluice run`; the service keeps a
+    /// driver per release instead, see [`Engine::serve`].)
     pub async fn drive(
         self: &Arc<Self>,
         name: &str,
+        approvals: Arc<dyn Approvals>,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Release, EngineError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.run_driver(name, tx, rx, false, approvals, observer)
+            .await
+    }
+
+    /// The driver loop: recovers the release, then applies one message at a time. A local
+    /// driver ends when nothing is in flight; a served one when the release has ended too.
+    async fn run_driver(
+        self: &Arc<Self>,
+        name: &str,
+        tx: mpsc::UnboundedSender<Msg>,
+        mut rx: mpsc::UnboundedReceiver<Msg>,
+        served: bool,
         approvals: Arc<dyn Approvals>,
         observer: Arc<dyn Observer>,
     ) -> Result<Release, EngineError> {
@@ -293,8 +474,8 @@ impl Engine {
             .store
             .release(name)?
             .ok_or_else(|| EngineError::NoRelease(name.into()))?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         let mut in_flight = 0usize;
+        let mut cancels: HashMap<String, watch::Sender<bool>> = HashMap::new();
 
         let mut pending: Vec<Effect> = Vec::new();
         if release.revision == 0 {
@@ -315,26 +496,116 @@ impl Engine {
         }
         loop {
             for effect in pending.drain(..) {
-                if self.spawn(&release, effect, &tx, &approvals, &observer) {
+                if let Effect::CancelTasks { stage } = &effect {
+                    if let Some(cancel) = cancels.remove(stage) {
+                        let _ = cancel.send(true);
+                    }
+                    continue;
+                }
+                let stage = effect_stage(&effect).map(str::to_owned);
+                let canceled = stage.map(|stage| {
+                    cancels
+                        .entry(stage)
+                        .or_insert_with(|| watch::channel(false).0)
+                        .subscribe()
+                });
+                if self.spawn(&release, effect, &tx, canceled, &approvals, &observer) {
                     in_flight += 1;
                 }
             }
-            if in_flight == 0 {
+            if in_flight == 0
+                && (!served || (release.state.is_terminal() && self.retire(name, &rx)))
+            {
                 break;
             }
             let Some(msg) = rx.recv().await else { break };
-            in_flight -= 1;
             let (event, actor, log) = match msg {
-                Msg::Event(event, actor) => (event, actor, None),
-                Msg::TaskDone(event, log) => (event, "engine".to_owned(), Some(log)),
-                Msg::Nothing => continue,
+                Msg::Command {
+                    event,
+                    actor,
+                    reply,
+                } => {
+                    let result = self.command(&mut release, event, &actor, &observer).await;
+                    let result = result.map(|effects| {
+                        pending.extend(effects);
+                        release.clone()
+                    });
+                    let _ = reply.send(result);
+                    continue;
+                }
+                Msg::Deadline(event) => (event, "engine".to_owned(), None),
+                Msg::Event(event, actor) => {
+                    in_flight -= 1;
+                    (event, actor, None)
+                }
+                Msg::TaskDone(event, log) => {
+                    in_flight -= 1;
+                    (event, "engine".to_owned(), Some(log))
+                }
+                Msg::Nothing => {
+                    in_flight -= 1;
+                    continue;
+                }
             };
-            pending.extend(
-                self.transition(&mut release, event, &actor, log, observer.as_ref())
-                    .await?,
-            );
+            match self
+                .transition(&mut release, event, &actor, log, observer.as_ref())
+                .await
+            {
+                Ok(effects) => pending.extend(effects),
+                // A result about work that was canceled or superseded meanwhile: nothing to do.
+                Err(EngineError::Transition(stale)) => {
+                    tracing::debug!(release = %release.name, "ignored: {stale}");
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(release)
+    }
+
+    /// Applies a command. An approval is void when a plugin of its stage changed since the
+    /// release was created: the stage fails and the approver hears why.
+    async fn command(
+        &self,
+        release: &mut Release,
+        event: Event,
+        actor: &str,
+        observer: &Arc<dyn Observer>,
+    ) -> Result<Vec<Effect>, EngineError> {
+        if let Event::Decide {
+            stage,
+            attempt,
+            approve: true,
+            ..
+        } = &event
+            && let Some(reason) = self.changed_plugin(release, stage)
+        {
+            let void = Event::Void {
+                stage: stage.clone(),
+                attempt: *attempt,
+                reason: reason.clone(),
+            };
+            // Only a pending approval can be void; otherwise the decision's own error stands.
+            if core::apply(&mut release.clone(), void.clone(), now_ms()).is_ok() {
+                self.transition(release, void, actor, None, observer.as_ref())
+                    .await?;
+                return Err(EngineError::Void(reason));
+            }
+        }
+        self.transition(release, event, actor, None, observer.as_ref())
+            .await
+    }
+
+    /// Why the plugins of `stage` are not those the release recorded, if they are not.
+    fn changed_plugin(&self, release: &Release, stage: &str) -> Option<String> {
+        let spec = release.plan.stages.iter().find(|s| s.name == stage)?;
+        let refs = release
+            .plan
+            .artifacts
+            .iter()
+            .map(|a| &a.source)
+            .chain(spec.tasks.iter().map(|t| &t.plugin));
+        refs.into_iter()
+            .find_map(|reference| self.release_plugin(release, reference).err())
     }
 
     /// Starts acting on an effect; true when it will answer on `tx`.
@@ -343,20 +614,42 @@ impl Engine {
         release: &Release,
         effect: Effect,
         tx: &mpsc::UnboundedSender<Msg>,
+        canceled: Option<watch::Receiver<bool>>,
         approvals: &Arc<dyn Approvals>,
         observer: &Arc<dyn Observer>,
     ) -> bool {
+        let effect_tx = tx.clone();
         let tx = tx.clone();
+        // Runs `work` unless the stage's deployment is canceled first (dropping the work, and
+        // with it a running task's store); either way the driver hears back once.
+        let cancelable = move |work: std::pin::Pin<Box<dyn Future<Output = Msg> + Send>>| {
+            let tx = effect_tx;
+            let mut canceled = canceled;
+            async move {
+                let msg = match canceled.as_mut() {
+                    Some(canceled) => tokio::select! {
+                        msg = work => msg,
+                        _ = canceled.wait_for(|c| *c) => Msg::Nothing,
+                    },
+                    None => work.await,
+                };
+                let _ = tx.send(msg);
+            }
+        };
         match effect {
             Effect::Prepare { stage, attempt } => {
                 let (engine, release) = (self.clone(), release.clone());
-                tokio::spawn(async move {
+                tokio::spawn(cancelable(Box::pin(async move {
                     let event = match engine.prepare(&release, &stage, attempt).await {
-                        Ok(()) => Event::Prepared { stage },
-                        Err(reason) => Event::PrepareFailed { stage, reason },
+                        Ok(()) => Event::Prepared { stage, attempt },
+                        Err(reason) => Event::PrepareFailed {
+                            stage,
+                            attempt,
+                            reason,
+                        },
                     };
-                    let _ = tx.send(Msg::Event(event, "engine".into()));
-                });
+                    Msg::Event(event, "engine".into())
+                })));
                 true
             }
             Effect::RunTask {
@@ -365,7 +658,7 @@ impl Engine {
                 task,
             } => {
                 let (engine, release, observer) = (self.clone(), release.clone(), observer.clone());
-                tokio::spawn(async move {
+                tokio::spawn(cancelable(Box::pin(async move {
                     let (outcome, lines) = engine
                         .run_task(&release, &stage, attempt, task, observer)
                         .await;
@@ -383,25 +676,36 @@ impl Engine {
                     };
                     let event = Event::TaskFinished {
                         stage,
+                        attempt,
                         task,
                         outcome,
                     };
-                    let _ = tx.send(Msg::TaskDone(event, log));
-                });
+                    Msg::TaskDone(event, log)
+                })));
                 true
             }
             Effect::RequestApproval { stage, kind } => {
+                if !approvals.decides() {
+                    return false;
+                }
                 let (approvals, release) = (approvals.clone(), release.clone());
+                let attempt = release
+                    .stage(&stage)
+                    .and_then(|s| s.attempts.last())
+                    .map_or(1, |a| a.number);
                 tokio::task::spawn_blocking(move || {
                     let msg = match approvals.decide(&release, &stage, kind) {
                         Some((approve, comment)) => Msg::Event(
                             Event::Decide {
                                 stage,
+                                attempt,
+                                kind,
                                 by: release.creator.clone(),
                                 groups: Vec::new(),
                                 approve,
                                 comment,
-                                on_behalf_of_all: true,
+                                authority: Authority::Override,
+                                defer_until: None,
                             },
                             release.creator.clone(),
                         ),
@@ -411,8 +715,21 @@ impl Engine {
                 });
                 true
             }
-            // Nothing runs concurrently with a local drive that could be canceled from here;
-            // the service mode cancels through the same effect.
+            Effect::Timer { at, event } => {
+                // A deferred deployment is work to come; an approval's expiry only a deadline.
+                let work = matches!(event, Event::Due { .. });
+                tokio::spawn(async move {
+                    let wait = at.saturating_sub(now_ms());
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    let msg = if work {
+                        Msg::Event(event, "engine".into())
+                    } else {
+                        Msg::Deadline(event)
+                    };
+                    let _ = tx.send(msg);
+                });
+                work
+            }
             Effect::CancelTasks { .. } | Effect::Finished(_) => false,
         }
     }
@@ -433,6 +750,14 @@ impl Engine {
             .join(release)
             .join(stage)
             .join(attempt.to_string())
+    }
+}
+
+/// The stage an effect works in, for canceling it.
+fn effect_stage(effect: &Effect) -> Option<&str> {
+    match effect {
+        Effect::Prepare { stage, .. } | Effect::RunTask { stage, .. } => Some(stage),
+        _ => None,
     }
 }
 
@@ -460,24 +785,56 @@ fn describe(release: &Release, event: &Event) -> String {
         Event::Deploy { stage } => format!("{stage}: deploy requested"),
         Event::Decide {
             stage,
+            attempt,
+            kind,
             by,
             approve,
             comment,
+            authority,
+            defer_until,
             ..
         } => {
             let verb = if *approve { "approved" } else { "rejected" };
-            if comment.is_empty() {
-                format!("{stage}: {verb} by {by}")
+            let how = match authority {
+                Authority::Approver => "",
+                Authority::Override => " (override, for every approver)",
+            };
+            let when = defer_until.map_or(String::new(), |t| format!(", deploy at {t} (Unix ms)"));
+            let why = if comment.is_empty() {
+                String::new()
             } else {
-                format!("{stage}: {verb} by {by}: {comment}")
-            }
+                format!(": {comment}")
+            };
+            let kind = kind.as_str();
+            format!(
+                "{stage}: {kind}-deployment approval of attempt {attempt} {verb} by {by}{how}{when}{why}"
+            )
         }
-        Event::Prepared { stage } => format!("{stage}: artifacts fetched"),
-        Event::PrepareFailed { stage, reason } => format!("{stage}: preparing failed: {reason}"),
+        Event::Reassign {
+            stage,
+            kind,
+            by,
+            to,
+            comment,
+            ..
+        } => format!(
+            "{stage}: {}-deployment approval reassigned by {by} to {to}: {comment}",
+            kind.as_str()
+        ),
+        Event::Expire { stage, kind, .. } => {
+            format!("{stage}: {}-deployment approval expired", kind.as_str())
+        }
+        Event::Due { stage, .. } => format!("{stage}: deferred deployment starts"),
+        Event::Void { stage, reason, .. } => format!("{stage}: approval void: {reason}"),
+        Event::Prepared { stage, .. } => format!("{stage}: artifacts fetched"),
+        Event::PrepareFailed { stage, reason, .. } => {
+            format!("{stage}: preparing failed: {reason}")
+        }
         Event::TaskFinished {
             stage,
             task,
             outcome,
+            ..
         } => {
             let task = task_name(stage, task);
             match outcome {

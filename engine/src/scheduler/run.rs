@@ -17,7 +17,11 @@ use crate::plugin::{
 
 impl Engine {
     /// Loads a plugin of the release and checks it is the one the release recorded.
-    fn release_plugin(&self, release: &Release, reference: &str) -> Result<Arc<Plugin>, String> {
+    pub(super) fn release_plugin(
+        &self,
+        release: &Release,
+        reference: &str,
+    ) -> Result<Arc<Plugin>, String> {
         let plugin = self
             .host
             .load(&PluginRef::parse(reference, Path::new(&release.plan.dir)))
