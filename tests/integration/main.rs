@@ -8,4 +8,5 @@ mod kill;
 mod pipelines;
 mod plugins;
 mod sandbox;
+mod service;
 mod support;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod live;
 mod plugin;
 mod release;
+mod remote;
 
 /// Sluice: release pipelines whose every task is a sandboxed WebAssembly component.
 #[derive(Debug, Parser)]
@@ -60,6 +61,25 @@ enum Command {
     /// Work with plugins: list the built-ins, inspect a component, run one locally.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Run the service: the HTTP API, releases driven until they end, approvals from anywhere.
+    Serve(remote::ServeArgs),
+    /// Make API tokens for sluice.toml.
+    #[command(subcommand)]
+    Token(remote::TokenCommand),
+    /// Releases on a server: create, list, show, abandon.
+    #[command(subcommand)]
+    Release(remote::ReleaseCommand),
+    /// Approvals on a server: list, approve, reject, reassign.
+    #[command(subcommand)]
+    Approvals(remote::ApprovalsCommand),
+    /// The audit trail on a server.
+    Audit {
+        /// Only this release's entries.
+        #[arg(long)]
+        release: Option<String>,
+        #[command(flatten)]
+        server: remote::Server,
+    },
 }
 
 /// How the process ends.
@@ -103,5 +123,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             data,
         } => release::deploy(&release, &stage, approve, &data),
         Command::Plugin(command) => plugin::run(command),
+        Command::Serve(args) => remote::serve(args),
+        Command::Token(command) => remote::token(command),
+        Command::Release(command) => remote::release(command),
+        Command::Approvals(command) => remote::approvals(command),
+        Command::Audit { release, server } => remote::audit(release, server),
     }
 }

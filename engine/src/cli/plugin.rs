@@ -392,14 +392,5 @@ fn print_event(event: &LogEvent) {
 
 /// `  0.012s info  message key=value`
 pub(crate) fn format_line(line: &LogLine) -> String {
-    let mut text = format!(
-        "{:>8.3}s {:<5} {}",
-        line.at.as_secs_f64(),
-        line.level,
-        line.message
-    );
-    for (key, value) in &line.fields {
-        text.push_str(&format!(" {key}={value}"));
-    }
-    text
+    line.to_string()
 }

@@ -266,6 +266,9 @@ pub enum InvalidTransition {
     /// The decider may not decide this approval.
     #[error("{0}")]
     NotAllowed(String),
+    /// The approval is not in a state where this applies (decided, out of turn).
+    #[error("{0}")]
+    Conflict(String),
     /// The event is about an attempt that is no longer the stage's current one.
     #[error("stage `{stage}`: attempt {attempt} is over (the current attempt is {current})")]
     Stale {
@@ -354,7 +357,7 @@ fn pending<'a>(
                 && state == StageState::AwaitingApproval
         })
         .ok_or_else(|| {
-            InvalidTransition::NotAllowed(format!(
+            InvalidTransition::Conflict(format!(
                 "stage `{stage}` has no pending {}-deployment approval (it is {state:?})",
                 kind.as_str()
             ))
@@ -493,7 +496,7 @@ fn step(
             let attempt = attempt_no(release, i, number, "reassign an approval")?;
             let approval = pending(attempt, &stage, kind)?;
             if approval.approvers.contains(&to) {
-                return Err(InvalidTransition::NotAllowed(format!(
+                return Err(InvalidTransition::Conflict(format!(
                     "{to} is already an approver of this stage"
                 )));
             }
@@ -819,14 +822,14 @@ fn check_approver(
         )));
     };
     if approval.decisions.iter().any(|d| d.by == by) {
-        return Err(InvalidTransition::NotAllowed(format!(
+        return Err(InvalidTransition::Conflict(format!(
             "{by} already decided this approval"
         )));
     }
     if approval.policy == ApprovalPolicy::Sequence {
         let next = approval.approvers.get(approval.decisions.len());
         if !next.is_some_and(listed) {
-            return Err(InvalidTransition::NotAllowed(format!(
+            return Err(InvalidTransition::Conflict(format!(
                 "approvals go in sequence; next is {}",
                 next.map_or("nobody", String::as_str)
             )));

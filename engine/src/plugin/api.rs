@@ -185,6 +185,23 @@ pub struct LogLine {
     pub fields: Vec<(String, String)>,
 }
 
+impl fmt::Display for LogLine {
+    /// `   0.012s info  message key=value`: how the CLI and the API show a stored line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:>8.3}s {:<5} {}",
+            self.at.as_secs_f64(),
+            self.level,
+            self.message
+        )?;
+        for (key, value) in &self.fields {
+            write!(f, " {key}={value}")?;
+        }
+        Ok(())
+    }
+}
+
 /// What a plugin reports while it runs, for a live view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogEvent {

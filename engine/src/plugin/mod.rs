@@ -34,7 +34,7 @@ pub use api::{
 };
 pub use builtin::{BUILTINS, Builtin, builtin};
 pub use grants::{Access, GrantError, Grants};
-pub use limits::{LimitExceeded, LimitKind, Limits};
+pub use limits::{LimitExceeded, LimitKind, Limits, parse_bytes, parse_duration};
 pub use log::LogSink;
 
 use bindings::{artifact_source, gate, task};

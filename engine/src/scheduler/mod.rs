@@ -22,7 +22,7 @@ use crate::core::{
 };
 use crate::pipeline::{self, Loaded, PipelineError, Selector};
 use crate::plugin::{Digest, LogEvent, PluginHost, PluginRef, Version};
-use crate::store::{LogKey, Store, StoreError, now_ms};
+use crate::store::{LogKey, Receipt, Store, StoreError, now_ms};
 
 /// Why the engine could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +134,7 @@ enum Msg {
     Command {
         event: Event,
         actor: String,
+        receipt: Option<Receipt>,
         reply: oneshot::Sender<Result<Release, EngineError>>,
     },
 }
@@ -191,6 +192,17 @@ impl Engine {
         event: Event,
         actor: &str,
     ) -> Result<Release, EngineError> {
+        self.submit_with(name, event, actor, None).await
+    }
+
+    /// [`Engine::submit`], storing `receipt` in the commit of the transition.
+    pub async fn submit_with(
+        self: &Arc<Self>,
+        name: &str,
+        event: Event,
+        actor: &str,
+        receipt: Option<Receipt>,
+    ) -> Result<Release, EngineError> {
         if self.store.release(name)?.is_none() {
             return Err(EngineError::NoRelease(name.into()));
         }
@@ -198,6 +210,7 @@ impl Engine {
         let mut msg = Msg::Command {
             event,
             actor: actor.to_owned(),
+            receipt,
             reply,
         };
         {
@@ -280,6 +293,16 @@ impl Engine {
         loaded: &Loaded,
         options: CreateOptions,
     ) -> Result<Release, EngineError> {
+        self.create_release_with(loaded, options, None).await
+    }
+
+    /// [`Engine::create_release`], storing `receipt` in the commit that creates the release.
+    pub async fn create_release_with(
+        &self,
+        loaded: &Loaded,
+        options: CreateOptions,
+        receipt: Option<Receipt>,
+    ) -> Result<Release, EngineError> {
         pipeline::check_plugins(loaded, &self.host)?;
         let plan = &loaded.plan;
         for alias in options.artifacts.keys() {
@@ -325,9 +348,10 @@ impl Engine {
         }
         let now = now_ms();
         let mut invalid = None;
-        let release = self
-            .store
-            .create_release(&plan.name, &options.creator, |number| {
+        let release = self.store.create_release(
+            &plan.name,
+            &options.creator,
+            |number| {
                 let mut release = Release::new(
                     plan.clone(),
                     number,
@@ -344,7 +368,9 @@ impl Engine {
                     invalid = Some(e);
                 }
                 release
-            })?;
+            },
+            receipt,
+        )?;
         match invalid {
             Some(e) => Err(e.into()),
             None => Ok(release),
@@ -407,6 +433,19 @@ impl Engine {
         log: Option<TaskLog>,
         observer: &dyn Observer,
     ) -> Result<Vec<Effect>, EngineError> {
+        self.transition_with(release, event, actor, log, None, observer)
+            .await
+    }
+
+    async fn transition_with(
+        &self,
+        release: &mut Release,
+        event: Event,
+        actor: &str,
+        log: Option<TaskLog>,
+        receipt: Option<Receipt>,
+        observer: &dyn Observer,
+    ) -> Result<Vec<Effect>, EngineError> {
         let what = describe(release, &event);
         // `apply` changes nothing on an invalid event. If the commit below fails, the caller
         // gets the error and drops this copy: the stored release stays the source of truth.
@@ -422,7 +461,7 @@ impl Engine {
             .as_ref()
             .zip(log.as_ref())
             .map(|(k, l)| (k, l.lines.as_slice()));
-        self.store.save(release, actor, &what, log).await?;
+        self.store.save(release, actor, &what, log, receipt).await?;
         observer.committed(release, &what);
         Ok(effects)
     }
@@ -523,9 +562,12 @@ impl Engine {
                 Msg::Command {
                     event,
                     actor,
+                    receipt,
                     reply,
                 } => {
-                    let result = self.command(&mut release, event, &actor, &observer).await;
+                    let result = self
+                        .command(&mut release, event, &actor, receipt, &observer)
+                        .await;
                     let result = result.map(|effects| {
                         pending.extend(effects);
                         release.clone()
@@ -569,6 +611,7 @@ impl Engine {
         release: &mut Release,
         event: Event,
         actor: &str,
+        receipt: Option<Receipt>,
         observer: &Arc<dyn Observer>,
     ) -> Result<Vec<Effect>, EngineError> {
         if let Event::Decide {
@@ -591,7 +634,7 @@ impl Engine {
                 return Err(EngineError::Void(reason));
             }
         }
-        self.transition(release, event, actor, None, observer.as_ref())
+        self.transition_with(release, event, actor, None, receipt, observer.as_ref())
             .await
     }
 

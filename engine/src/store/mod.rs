@@ -28,6 +28,27 @@ const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("release_c
 const RELEASES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("releases");
 const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
 const LOGS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("task_logs");
+/// Responses to requests with an `Idempotency-Key`, by `user\nkey`.
+const RECEIPTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("idempotency_receipts");
+/// Every version of every pipeline the service was given, by name.
+const PIPELINES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("pipeline_versions");
+
+/// The response to an idempotent request, made from the release after the change and stored
+/// in the same commit: a retry after a crash finds it exactly when the change is there.
+pub type Receipt = (String, Box<dyn FnOnce(&Release) -> Vec<u8> + Send>);
+
+/// One stored version of a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineVersion {
+    /// 1, 2, ...
+    pub version: u64,
+    /// The TOML text.
+    pub source: String,
+    /// When (Unix milliseconds).
+    pub at: u64,
+    /// Who put it (`file` when loaded from the pipelines directory).
+    pub by: String,
+}
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +140,7 @@ struct Job {
     name: String,
     audit: AuditEntry,
     log: Option<(String, Vec<u8>)>,
+    receipt: Option<(String, Vec<u8>)>,
     done: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
@@ -150,6 +172,7 @@ fn write_batch(db: &Database, batch: &[Job]) -> Result<(), StoreError> {
         let mut releases = txn.open_table(RELEASES).map_err(storage)?;
         let mut audit = txn.open_table(AUDIT).map_err(storage)?;
         let mut logs = txn.open_table(LOGS).map_err(storage)?;
+        let mut receipts = txn.open_table(RECEIPTS).map_err(storage)?;
         let first = audit
             .last()
             .map_err(storage)?
@@ -163,6 +186,11 @@ fn write_batch(db: &Database, batch: &[Job]) -> Result<(), StoreError> {
             audit.insert(next, entry.as_slice()).map_err(storage)?;
             if let Some((key, lines)) = &job.log {
                 logs.insert(key.as_str(), lines.as_slice())
+                    .map_err(storage)?;
+            }
+            if let Some((key, bytes)) = &job.receipt {
+                receipts
+                    .insert(key.as_str(), bytes.as_slice())
                     .map_err(storage)?;
             }
         }
@@ -220,6 +248,8 @@ impl Store {
             txn.open_table(RELEASES).map_err(storage)?;
             txn.open_table(AUDIT).map_err(storage)?;
             txn.open_table(LOGS).map_err(storage)?;
+            txn.open_table(RECEIPTS).map_err(storage)?;
+            txn.open_table(PIPELINES).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
         Ok(store)
@@ -232,6 +262,7 @@ impl Store {
         pipeline: &str,
         actor: &str,
         make: impl FnOnce(u64) -> Release,
+        receipt: Option<Receipt>,
     ) -> Result<Release, StoreError> {
         let txn = self.db.begin_write().map_err(storage)?;
         let release = {
@@ -245,6 +276,12 @@ impl Store {
             let release = make(number);
             put_release(&txn, &release)?;
             audit(&txn, &release, actor, "created")?;
+            if let Some((key, encode)) = receipt {
+                let mut receipts = txn.open_table(RECEIPTS).map_err(storage)?;
+                receipts
+                    .insert(key.as_str(), encode(&release).as_slice())
+                    .map_err(storage)?;
+            }
             release
         };
         txn.commit().map_err(storage)?;
@@ -260,6 +297,7 @@ impl Store {
         actor: &str,
         what: &str,
         log: Option<(&LogKey<'_>, &[LogLine])>,
+        receipt: Option<Receipt>,
     ) -> Result<(), StoreError> {
         let encode = |e: serde_json::Error| StoreError::Storage(e.to_string());
         let log = match log {
@@ -278,6 +316,7 @@ impl Store {
                 what: what.to_owned(),
             },
             log,
+            receipt: receipt.map(|(key, encode)| (key, encode(release))),
             done,
         };
         let closed = || StoreError::Storage("the store is closed".into());
@@ -320,6 +359,74 @@ impl Store {
         let k = key.key();
         let value = table.get(k.as_str()).map_err(storage)?;
         value.map(|v| decode(&k, v.value())).transpose()
+    }
+
+    /// The stored response to an idempotent request, if there is one.
+    pub fn receipt(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(RECEIPTS).map_err(storage)?;
+        Ok(table.get(key).map_err(storage)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Stores the response to an idempotent request that changed nothing (a refusal).
+    pub fn put_receipt(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        txn.open_table(RECEIPTS)
+            .map_err(storage)?
+            .insert(key, bytes)
+            .map_err(storage)?;
+        txn.commit().map_err(storage)
+    }
+
+    /// Every stored version of pipeline `name`, oldest first.
+    pub fn pipeline_versions(&self, name: &str) -> Result<Vec<PipelineVersion>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(PIPELINES).map_err(storage)?;
+        let value = table.get(name).map_err(storage)?;
+        Ok(value
+            .map(|v| decode(name, v.value()))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// Stores `source` as the next version of pipeline `name`, unless it is the latest already;
+    /// returns the latest version.
+    pub fn put_pipeline(
+        &self,
+        name: &str,
+        source: &str,
+        by: &str,
+    ) -> Result<PipelineVersion, StoreError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let latest = {
+            let mut table = txn.open_table(PIPELINES).map_err(storage)?;
+            let mut versions: Vec<PipelineVersion> = match table.get(name).map_err(storage)? {
+                Some(v) => decode(name, v.value())?,
+                None => Vec::new(),
+            };
+            if versions.last().is_none_or(|v| v.source != source) {
+                versions.push(PipelineVersion {
+                    version: versions.len() as u64 + 1,
+                    source: source.to_owned(),
+                    at: now_ms(),
+                    by: by.to_owned(),
+                });
+                let bytes = serde_json::to_vec(&versions)
+                    .map_err(|e| StoreError::Storage(e.to_string()))?;
+                table.insert(name, bytes.as_slice()).map_err(storage)?;
+            }
+            versions.pop().expect("at least one version")
+        };
+        txn.commit().map_err(storage)?;
+        Ok(latest)
+    }
+
+    /// Whether a write transaction commits now (for readiness).
+    pub fn can_commit(&self) -> bool {
+        let Ok(txn) = self.db.begin_write() else {
+            return false;
+        };
+        txn.open_table(META).is_ok() && txn.commit().is_ok()
     }
 
     /// The audit trail, oldest first.

@@ -1,0 +1,130 @@
+//! A small client for the API, for the CLI and the tests: one request, the status, the body.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::Request;
+use hyper_util::client::legacy::Client as Hyper;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::CLIENT_TIMEOUT;
+
+/// A connection to a Sluice server.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: Hyper<HttpConnector, Full<Bytes>>,
+}
+
+/// A response.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Headers (names in lowercase).
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The body as JSON (`null` when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Client {
+    /// A client of the server at `server` (`http://host:port`), authenticating with `token`.
+    pub fn new(server: &str, token: Option<String>) -> Result<Self, String> {
+        let base = server.trim_end_matches('/').to_owned();
+        if !base.starts_with("http://") {
+            return Err(format!(
+                "server `{server}`: give an http:// address, e.g. http://127.0.0.1:8080 (put TLS in front of the service)"
+            ));
+        }
+        Ok(Self {
+            base,
+            token,
+            http: Hyper::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    /// Sends one request; `headers` are added as given.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, String> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| format!("bad request: {e}"))?;
+        let call = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| format!("cannot reach {}: {e}", self.base))?;
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                .collect();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("reading the response: {e}"))?
+                .to_bytes()
+                .to_vec();
+            Ok(Reply {
+                status,
+                headers,
+                body,
+            })
+        };
+        tokio::time::timeout(CLIENT_TIMEOUT, call)
+            .await
+            .map_err(|_| format!("{} did not answer within {CLIENT_TIMEOUT:?}", self.base))?
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> Result<Reply, String> {
+        self.send("GET", path, None, &[]).await
+    }
+
+    /// POST a JSON value.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> Result<Reply, String> {
+        self.send("POST", path, Some(body.to_string().into_bytes()), &[])
+            .await
+    }
+}

@@ -1,0 +1,976 @@
+//! The HTTP API (`/api/v1`, JSON) — **the only module that speaks HTTP** (axum for the server,
+//! hyper for the CLI's client in `client.rs`). Handlers are thin: authenticate, parse strictly,
+//! call the service, map its errors onto statuses.
+//!
+//! Hardening, in the order a request meets it: a request id on every response; a body larger
+//! than the limit is refused with 413 from its `Content-Length`, before it is read; a bearer
+//! token (stored hashed) or 401; a per-token rate limit or 429 with `Retry-After`; the role the
+//! endpoint needs or 403; a JSON body with an unknown field is 400 naming the field; an
+//! `Idempotency-Key` on a POST replays the first result. Internal errors reach the log with the
+//! request id; the response carries only the id.
+
+pub mod client;
+mod views;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::core::{ApprovalState, Event, Release, ReleaseState};
+use crate::scheduler::CreateOptions;
+use crate::service::{DecisionRequest, Role, Service, ServiceError, User, hash_token};
+use crate::store::{LogKey, Receipt};
+
+pub use views::ReleaseView;
+
+/// The server's shared state.
+struct App {
+    service: Arc<Service>,
+    buckets: Mutex<HashMap<String, Bucket>>,
+    /// One lock per idempotency key in use, so a retry racing its original waits for it.
+    keys: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The router for a service.
+pub fn router(service: Arc<Service>) -> Router {
+    let body_limit = service.config().limits.body_bytes;
+    let app = Arc::new(App {
+        service,
+        buckets: Mutex::new(HashMap::new()),
+        keys: Mutex::new(HashMap::new()),
+    });
+    let v1 = Router::new()
+        .route("/pipelines", get(list_pipelines))
+        .route("/pipelines/{name}", get(get_pipeline).put(put_pipeline))
+        .route("/pipelines/{name}/validate", post(validate_pipeline))
+        .route("/pipelines/{name}/releases", post(create_release))
+        .route("/releases", get(list_releases))
+        .route("/releases/{id}", get(get_release))
+        .route("/releases/{id}/abandon", post(abandon))
+        .route("/releases/{id}/stages/{stage}/deploy", post(deploy))
+        .route("/releases/{id}/stages/{stage}/cancel", post(cancel))
+        .route(
+            "/releases/{id}/stages/{stage}/attempts/{attempt}/tasks/{task}/log",
+            get(task_log),
+        )
+        .route("/approvals", get(list_approvals))
+        .route("/approvals/{id}", get(get_approval))
+        .route("/approvals/{id}/approve", post(approve))
+        .route("/approvals/{id}/reject", post(reject))
+        .route("/approvals/{id}/reassign", post(reassign))
+        .route("/audit", get(audit));
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .with_state(app)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors and request ids
+
+/// An error response: `{"error": "...", ...}` with a status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: Value,
+    /// For 500s: the detail, logged with the request id by `guard`, never sent.
+    internal: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: json!({ "error": message.into() }),
+            internal: None,
+        }
+    }
+
+    fn internal(detail: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            body: json!({ "error": "internal error" }),
+            internal: Some(detail.into()),
+        }
+    }
+
+    fn with(mut self, key: &str, value: Value) -> Self {
+        self.body[key] = value;
+        self
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, m),
+            ServiceError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, m),
+            ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
+            ServiceError::Invalid(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+            ServiceError::Pipeline(p) => {
+                let diagnostics: Vec<String> =
+                    p.diagnostics.iter().map(ToString::to_string).collect();
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "the pipeline is invalid")
+                    .with("diagnostics", json!(diagnostics))
+            }
+            ServiceError::Internal(m) => Self::internal(m),
+        }
+    }
+}
+
+/// The detail of an internal error, handed from the response to `guard`.
+#[derive(Clone)]
+struct InternalDetail(String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body)).into_response();
+        if let Some(detail) = self.internal {
+            response.extensions_mut().insert(InternalDetail(detail));
+        }
+        response
+    }
+}
+
+/// The first layer: a request id on every response, 413 for a declared body over the limit,
+/// and internal errors logged with the id (the body carries only the id).
+async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let id = format!(
+        "{:x}-{}",
+        crate::store::now_ms(),
+        NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    );
+    let limit = app.service.config().limits.body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut response = match declared {
+        Some(n) if n > limit => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is {n} bytes; the limit is {limit} (limits.body in sluice.toml)"
+            ),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    };
+    if let Some(InternalDetail(detail)) = response.extensions_mut().remove::<InternalDetail>() {
+        tracing::error!(request_id = %id, "internal error: {detail}");
+        response = (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "error": "internal error", "request_id": id })),
+        )
+            .into_response();
+    } else if response.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_none_or(|t| t != "application/json")
+    {
+        response = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is over the limit of {limit} bytes (limits.body in sluice.toml)"
+            ),
+        )
+        .into_response();
+    }
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication, roles, rate limits
+
+/// The authenticated user of a request.
+struct Auth(User);
+
+/// A token bucket.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl FromRequestParts<Arc<App>> for Auth {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
+        let unauthorized = |why: &str| {
+            let mut response = ApiError::new(StatusCode::UNAUTHORIZED, why).into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        };
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(unauthorized(
+                "no credentials: send `Authorization: Bearer <token>`",
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        let user = app
+            .service
+            .user(token)
+            .cloned()
+            .ok_or_else(|| unauthorized("the token is not valid"))?;
+        app.admit(&hash_token(token)).map_err(|r| *r)?;
+        Ok(Auth(user))
+    }
+}
+
+impl App {
+    /// Takes one request from the token's bucket, or answers 429.
+    fn admit(&self, token: &str) -> Result<(), Box<Response>> {
+        let limits = &self.service.config().limits;
+        let (rate, burst) = (
+            f64::from(limits.requests_per_second),
+            f64::from(limits.burst),
+        );
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let bucket = buckets.entry(token.to_owned()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        bucket.tokens =
+            (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate).min(burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        let wait = ((1.0 - bucket.tokens) / rate).ceil().max(1.0) as u64;
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "rate limit: {} requests per second per token (limits.requests-per-second)",
+                limits.requests_per_second
+            ),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        Err(Box::new(response))
+    }
+}
+
+fn require(user: &User, role: Role) -> Result<(), ApiError> {
+    if user.has(role) {
+        Ok(())
+    } else {
+        let role = format!("{role:?}").to_lowercase();
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{} does not have the {role} role this needs", user.name),
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strict bodies and idempotency
+
+/// Parses a JSON body strictly: an unknown field is a 400 that names it. An empty body is `{}`.
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+/// What an idempotent request stored: enough to answer a retry exactly as the first time.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    fingerprint: String,
+    status: u16,
+    body: Value,
+}
+
+fn stored_response(stored: Stored) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, Json(stored.body)).into_response();
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}
+
+/// Runs a change that yields a release, answering with the release's view and `status`. With
+/// an `Idempotency-Key`, the answer is stored (in the commit of the change itself) and a retry
+/// gets it back without changing anything; the same key on a different request is a 422.
+async fn mutate<F, Fut>(
+    app: &App,
+    user: &User,
+    headers: &HeaderMap,
+    request: &str,
+    status: StatusCode,
+    change: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce(Option<Receipt>) -> Fut,
+    Fut: Future<Output = Result<Release, ServiceError>>,
+{
+    let Some(key) = headers.get("idempotency-key") else {
+        let release = change(None).await?;
+        return Ok((status, Json(ReleaseView::of(&release))).into_response());
+    };
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 200)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "Idempotency-Key must be 1 to 200 visible characters",
+            )
+        })?;
+    let key = format!("{}\n{key}", user.name);
+    let fingerprint = hex::encode(Sha256::digest(request.as_bytes()));
+    let lock = {
+        let mut keys = app.keys.lock().unwrap_or_else(|e| e.into_inner());
+        keys.retain(|_, l| Arc::strong_count(l) > 1);
+        keys.entry(key.clone()).or_default().clone()
+    };
+    let _held = lock.lock().await;
+    let store = app.service.store();
+    if let Some(bytes) = store
+        .receipt(&key)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+    {
+        let stored: Stored =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::internal(e.to_string()))?;
+        if stored.fingerprint != fingerprint {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "this Idempotency-Key was used for a different request: use a new key",
+            ));
+        }
+        return Ok(stored_response(stored));
+    }
+    let receipt_fingerprint = fingerprint.clone();
+    let receipt: Receipt = (
+        key.clone(),
+        Box::new(move |release: &Release| {
+            let stored = Stored {
+                fingerprint: receipt_fingerprint,
+                status: status.as_u16(),
+                body: serde_json::to_value(ReleaseView::of(release)).unwrap_or(Value::Null),
+            };
+            serde_json::to_vec(&stored).unwrap_or_default()
+        }),
+    );
+    match change(Some(receipt)).await {
+        Ok(release) => Ok((status, Json(ReleaseView::of(&release))).into_response()),
+        Err(ServiceError::Internal(detail)) => Err(ApiError::internal(detail)),
+        Err(refused) => {
+            // A refusal changed nothing; a retry gets the same refusal.
+            let error = ApiError::from(refused);
+            let stored = Stored {
+                fingerprint,
+                status: error.status.as_u16(),
+                body: error.body.clone(),
+            };
+            let bytes =
+                serde_json::to_vec(&stored).map_err(|e| ApiError::internal(e.to_string()))?;
+            store
+                .put_receipt(&key, &bytes)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            Err(error)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health and metrics
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    match app.service.ready() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
+    let releases = app
+        .service
+        .store()
+        .releases()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut by_state: HashMap<String, u64> = HashMap::new();
+    let mut stages: HashMap<String, u64> = HashMap::new();
+    for release in &releases {
+        *by_state.entry(views::kebab(&release.state)).or_default() += 1;
+        for stage in &release.stages {
+            *stages.entry(views::kebab(&stage.state())).or_default() += 1;
+        }
+    }
+    let mut out = String::new();
+    out.push_str("# HELP sluice_releases Releases by state.\n# TYPE sluice_releases gauge\n");
+    let mut by_state: Vec<_> = by_state.into_iter().collect();
+    by_state.sort();
+    for (state, n) in by_state {
+        out.push_str(&format!("sluice_releases{{state=\"{state}\"}} {n}\n"));
+    }
+    out.push_str(
+        "# HELP sluice_deployments Stage deployments (latest attempt) by state.\n# TYPE sluice_deployments gauge\n",
+    );
+    let mut stages: Vec<_> = stages.into_iter().collect();
+    stages.sort();
+    for (state, n) in stages {
+        out.push_str(&format!("sluice_deployments{{state=\"{state}\"}} {n}\n"));
+    }
+    out.push_str(&format!(
+        "# HELP sluice_pending_approvals Approvals waiting for a decision.\n# TYPE sluice_pending_approvals gauge\nsluice_pending_approvals {}\n",
+        app.service.pending_approvals().len()
+    ));
+    out.push_str(&format!(
+        "# HELP sluice_releases_driving Releases the engine is driving now.\n# TYPE sluice_releases_driving gauge\nsluice_releases_driving {}\n",
+        app.service.driving()
+    ));
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pipelines
+
+async fn list_pipelines(State(app): State<Arc<App>>, Auth(_): Auth) -> Json<Value> {
+    let pipelines: Vec<Value> = app
+        .service
+        .pipelines()
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "version": p.version,
+                "stages": p.loaded.plan.stages.iter().map(|s| &s.name).collect::<Vec<_>>(),
+                "artifacts": p.loaded.plan.artifacts.iter().map(|a| &a.alias).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({ "pipelines": pipelines }))
+}
+
+async fn get_pipeline(
+    State(app): State<Arc<App>>,
+    Auth(_): Auth,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let pipeline = app.service.pipeline(&name)?;
+    let versions = app
+        .service
+        .store()
+        .pipeline_versions(&name)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(json!({
+        "name": pipeline.name,
+        "version": pipeline.version,
+        "source": pipeline.source,
+        "versions": versions.iter().map(|v| json!({"version": v.version, "at": v.at, "by": v.by})).collect::<Vec<_>>(),
+        "plan": pipeline.loaded.plan,
+    })))
+}
+
+fn toml_body(body: &Bytes) -> Result<&str, ApiError> {
+    std::str::from_utf8(body).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the body must be TOML text (UTF-8)",
+        )
+    })
+}
+
+async fn put_pipeline(
+    State(app): State<Arc<App>>,
+    Auth(user): Auth,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    require(&user, Role::Admin)?;
+    let pipeline = app
+        .service
+        .put_pipeline(&name, toml_body(&body)?, &user.name)?;
+    Ok(Json(
+        json!({ "name": pipeline.name, "version": pipeline.version }),
+    ))
+}
+
+async fn validate_pipeline(
+    State(app): State<Arc<App>>,
+    Auth(user): Auth,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    require(&user, Role::Releaser)?;
+    let loaded = app.service.validate_pipeline(&name, toml_body(&body)?)?;
+    Ok(Json(json!({ "valid": true, "name": loaded.plan.name })))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Releases and deployments
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRelease {
+    #[serde(default)]
+    artifacts: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    variables: std::collections::BTreeMap<String, String>,
+    description: Option<String>,
+}
+
+async fn create_release(
+    State(app): State<Arc<App>>,
+    Auth(user): Auth,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require(&user, Role::Releaser)?;
+    let request: CreateRelease = parse(&body)?;
+    let options = CreateOptions {
+        artifacts: request.artifacts,
+        variables: request.variables.into_iter().collect(),
+        creator: user.name.clone(),
+        description: request.description,
+    };
+    let fingerprint = format!("create {name} {}", String::from_utf8_lossy(&body));
+    let service = &app.service;
+    mutate(
+        &app,
+        &user,
+        &headers,
+        &fingerprint,
+        StatusCode::CREATED,
+        |receipt| service.create_release(&name, options, receipt),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListReleases {
+    pipeline: Option<String>,
+    state: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: usize,
+    #[serde(default)]
+    offset: usize,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+async fn list_releases(
+    State(app): State<Arc<App>>,
+    Auth(_): Auth,
+    query: Result<Query<ListReleases>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let state = match &query.state {
+        Some(s) => Some(
+            serde_json::from_value::<ReleaseState>(Value::String(s.clone())).map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("state `{s}`: use active, succeeded, partially-succeeded, failed or abandoned"),
+                )
+            })?,
+        ),
+        None => None,
+    };
+    let mut releases = app
+        .service
+        .store()
+        .releases()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    releases.retain(|r| {
+        query.pipeline.as_ref().is_none_or(|p| &r.pipeline == p)
+            && state.is_none_or(|s| r.state == s)
+    });
+    // Newest first.
+    releases.sort_by(|a, b| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then(b.number.cmp(&a.number))
+    });
+    let total = releases.len();
+    let page: Vec<Value> = releases
+        .iter()
+        .skip(query.offset)
+        .take(query.limit.min(500))
+        .map(views::summary)
+        .collect();
+    Ok(Json(
+        json!({ "releases": page, "total": total, "offset": query.offset }),
+    ))
+}
+
+async fn get_release(
+    State(app): State<Arc<App>>,
+    Auth(_): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let release = app.service.release(&id)?;
+    Ok(Json(json!(ReleaseView::of(&release))))
+}
+
+/// The body of a deploy, cancel or abandon: nothing (or `{}`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoFields {}
+
+async fn release_event(
+    app: &App,
+    user: User,
+    headers: HeaderMap,
+    body: Bytes,
+    release: String,
+    event: Event,
+) -> Result<Response, ApiError> {
+    require(&user, Role::Releaser)?;
+    let NoFields {} = parse(&body)?;
+    let fingerprint = format!("{release} {event:?}");
+    let service = &app.service;
+    mutate(
+        app,
+        &user,
+        &headers,
+        &fingerprint,
+        StatusCode::OK,
+        |receipt| service.submit(&release, event, &user, receipt),
+    )
+    .await
+}
+
+async fn abandon(
+    State(app): State<Arc<App>>,
+    Auth(user): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    release_event(&app, user, headers, body, id, Event::Abandon).await
+}
+
+async fn deploy(
+    State(app): State<Arc<App>>,
+    Auth(user): Auth,
+    Path((id, stage)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    release_event(&app, user, headers, body, id, Event::Deploy { stage }).await
+}
+
+async fn cancel(
+    State(app): State<Arc<App>>,
+    Auth(user): Auth,
+    Path((id, stage)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    release_event(&app, user, headers, body, id, Event::Cancel { stage }).await
+}
+
+async fn task_log(
+    State(app): State<Arc<App>>,
+    Auth(_): Auth,
+    Path((id, stage, attempt, task)): Path<(String, String, u32, String)>,
+) -> Result<Response, ApiError> {
+    let key = LogKey {
+        release: &id,
+        stage: &stage,
+        attempt,
+        task: &task,
+    };
+    let lines = app
+        .service
+        .store()
+        .log(&key)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no log for task `{task}` of {id} stage `{stage}` attempt {attempt} (yet)"),
+            )
+        })?;
+    let text: String = lines
+        .iter()
+        .map(|l| format!("{}\n", views::log_line(l)))
+        .collect();
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Approvals
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListApprovals {
+    #[serde(default = "pending_status")]
+    status: String,
+    approver: Option<String>,
+    release: Option<String>,
+    stage: Option<String>,
+}
+
+fn pending_status() -> String {
+    "pending".into()
+}
+
+async fn list_approvals(
+    State(app): State<Arc<App>>,
+    Auth(user): Auth,
+    query: Result<Query<ListApprovals>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let status = match query.status.as_str() {
+        "all" => None,
+        s => Some(
+            serde_json::from_value::<ApprovalState>(Value::String(s.into())).map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "status `{s}`: use pending, approved, rejected, reassigned, canceled, skipped, expired or all"
+                    ),
+                )
+            })?,
+        ),
+    };
+    let mut approvals = if status == Some(ApprovalState::Pending) {
+        app.service.pending_approvals()
+    } else {
+        let releases = app
+            .service
+            .store()
+            .releases()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        releases
+            .iter()
+            .flat_map(crate::service::approvals_of)
+            .filter(|a| status.is_none_or(|s| a.approval.state == s))
+            .collect()
+    };
+    approvals.retain(|a| {
+        query.release.as_ref().is_none_or(|r| &a.release == r)
+            && query.stage.as_ref().is_none_or(|s| &a.stage == s)
+            && match query.approver.as_deref() {
+                None => true,
+                Some("me") => a.lists(&user),
+                Some(name) => a.approval.approvers.iter().any(|x| x == name),
+            }
+    });
+    Ok(Json(json!({ "approvals": approvals })))
+}
+
+async fn get_approval(
+    State(app): State<Arc<App>>,
+    Auth(_): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(app.service.approval(&id)?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Decide {
+    #[serde(default)]
+    comment: String,
+    /// Decide for every approver (admins).
+    #[serde(default, rename = "override")]
+    override_approvers: bool,
+    /// Approve now, deploy at this time (Unix milliseconds).
+    defer_until: Option<u64>,
+}
+
+async fn decide(
+    app: &App,
+    user: User,
+    id: String,
+    headers: HeaderMap,
+    body: Bytes,
+    approve: bool,
+) -> Result<Response, ApiError> {
+    let request: Decide = parse(&body)?;
+    if !approve && request.defer_until.is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "defer-until applies to approvals only: remove it from the rejection",
+        ));
+    }
+    let verb = if approve { "approve" } else { "reject" };
+    let fingerprint = format!("{verb} {id} {}", String::from_utf8_lossy(&body));
+    let decision = DecisionRequest {
+        approve,
+        comment: request.comment,
+        override_approvers: request.override_approvers,
+        defer_until: request.defer_until,
+    };
+    let service = &app.service;
+    let result = mutate(
+        app,
+        &user,
+        &headers,
+        &fingerprint,
+        StatusCode::OK,
+        |receipt| service.decide(&id, &user, decision, receipt),
+    )
+    .await;
+    with_approval_state(app, &id, result)
+}
+
+/// A 409 on an approval says what state it is in now.
+fn with_approval_state(
+    app: &App,
+    id: &str,
+    result: Result<Response, ApiError>,
+) -> Result<Response, ApiError> {
+    result.map_err(|e| {
+        if e.status != StatusCode::CONFLICT {
+            return e;
+        }
+        match app.service.approval(id) {
+            Ok(view) => e.with("approval", json!(view)),
+            Err(_) => e,
+        }
+    })
+}
+
+async fn approve(
+    State(app): State<Arc<App>>,
+    Auth(user): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    decide(&app, user, id, headers, body, true).await
+}
+
+async fn reject(
+    State(app): State<Arc<App>>,
+    Auth(user): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    decide(&app, user, id, headers, body, false).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reassign {
+    to: String,
+    #[serde(default)]
+    comment: String,
+    #[serde(default, rename = "override")]
+    override_approvers: bool,
+}
+
+async fn reassign(
+    State(app): State<Arc<App>>,
+    Auth(user): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: Reassign = parse(&body)?;
+    let fingerprint = format!("reassign {id} {}", String::from_utf8_lossy(&body));
+    let service = &app.service;
+    let result = mutate(
+        &app,
+        &user,
+        &headers,
+        &fingerprint,
+        StatusCode::OK,
+        |receipt| {
+            service.reassign(
+                &id,
+                &user,
+                request.to,
+                request.comment,
+                request.override_approvers,
+                receipt,
+            )
+        },
+    )
+    .await;
+    with_approval_state(&app, &id, result)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    release: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+async fn audit(
+    State(app): State<Arc<App>>,
+    Auth(_): Auth,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let mut entries = app
+        .service
+        .store()
+        .audit()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    entries.retain(|e| query.release.as_ref().is_none_or(|r| &e.release == r));
+    let skip = entries.len().saturating_sub(query.limit.min(10_000));
+    Ok(Json(json!({ "entries": &entries[skip..] })))
+}
+
+/// Serves the API until `shutdown` completes; then stops taking requests and lets those under
+/// way finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: Arc<Service>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(service))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// How long a client waits for the server, by default.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);

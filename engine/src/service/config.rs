@@ -1,0 +1,244 @@
+//! `sluice.toml`: what `sluice serve` reads. Parsed strictly (unknown fields are errors), then
+//! checked as a whole, every problem named with where it is and how to fix it. API tokens are
+//! never stored in clear: a user has the sha256 of their token, or names the environment
+//! variable that holds it (hashed as the server starts, then forgotten).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::plugin::{parse_bytes, parse_duration};
+
+/// What a user may do. Roles add up; `admin` may do everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Read pipelines, releases, approvals, logs and the audit trail.
+    Viewer,
+    /// Also create releases, deploy, cancel and abandon.
+    Releaser,
+    /// Also decide and reassign the approvals they are listed on.
+    Approver,
+    /// Everything: change pipelines, override approvals.
+    Admin,
+}
+
+/// A user of the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Name, as approvers list it.
+    pub name: String,
+    /// Roles.
+    pub roles: Vec<Role>,
+    /// Groups, as approvers list them (`group:NAME`).
+    pub groups: Vec<String>,
+}
+
+impl User {
+    /// Whether the user has `role` (admins have every role).
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&Role::Admin) || role == Role::Viewer || self.roles.contains(&role)
+    }
+}
+
+/// Request limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// Largest request body, in bytes.
+    pub body_bytes: usize,
+    /// Requests per second per token, sustained.
+    pub requests_per_second: u32,
+    /// Requests a token may make at once above the sustained rate.
+    pub burst: u32,
+    /// How long SIGTERM waits for running tasks.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            body_bytes: 1 << 20,
+            requests_per_second: 100,
+            burst: 200,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The service configuration, checked.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The data directory (store, workspaces, compiled plugins).
+    pub data_dir: PathBuf,
+    /// The directory of pipeline files.
+    pub pipelines: PathBuf,
+    /// Users, by the sha256 (hex) of their token.
+    pub tokens: BTreeMap<String, User>,
+    /// Limits.
+    pub limits: ApiLimits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    pipelines: PathBuf,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    users: Vec<RawUser>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLimits {
+    body: Option<String>,
+    requests_per_second: Option<u32>,
+    burst: Option<u32>,
+    shutdown_grace: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawUser {
+    name: String,
+    token_sha256: Option<String>,
+    token_env: Option<String>,
+    roles: Vec<Role>,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+/// The sha256 of a token, as `sluice.toml` stores it (lowercase hex).
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl ServiceConfig {
+    /// Reads and checks the file at `path`; relative paths in it are relative to its directory.
+    /// Every problem is reported at once, one per line.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let shown = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start].lines().count().max(1);
+                    format!(":{line}")
+                })
+                .unwrap_or_default();
+            format!("{shown}{at}: {}", e.message().trim())
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut problems = Vec::new();
+        let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:8080");
+        let listen = listen.parse().unwrap_or_else(|_| {
+            problems.push(format!(
+                "{shown}: listen = \"{listen}\" is not an address: write host:port, e.g. \"127.0.0.1:8080\""
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        });
+        let limits = raw.limits;
+        let defaults = ApiLimits::default();
+        let body_bytes = match limits.body.as_deref().map(parse_bytes) {
+            None => defaults.body_bytes,
+            Some(Ok(n)) => n as usize,
+            Some(Err(e)) => {
+                problems.push(format!("{shown}: limits.body: {e}"));
+                defaults.body_bytes
+            }
+        };
+        let shutdown_grace = match limits.shutdown_grace.as_deref().map(parse_duration) {
+            None => defaults.shutdown_grace,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                problems.push(format!("{shown}: limits.shutdown-grace: {e}"));
+                defaults.shutdown_grace
+            }
+        };
+        let requests_per_second = limits
+            .requests_per_second
+            .unwrap_or(defaults.requests_per_second);
+        if requests_per_second == 0 {
+            problems.push(format!(
+                "{shown}: limits.requests-per-second must be at least 1"
+            ));
+        }
+        let mut tokens = BTreeMap::new();
+        let mut names = Vec::new();
+        for (i, user) in raw.users.into_iter().enumerate() {
+            let at = format!("{shown}: users[{i}] ({})", user.name);
+            if names.contains(&user.name) {
+                problems.push(format!("{at}: a user of this name is listed twice"));
+            }
+            names.push(user.name.clone());
+            if user.roles.is_empty() {
+                problems.push(format!(
+                    "{at}: give the user at least one role (viewer, releaser, approver, admin)"
+                ));
+            }
+            let hash = match (&user.token_sha256, &user.token_env) {
+                (Some(hash), None) => {
+                    let hash = hash.to_ascii_lowercase();
+                    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        problems.push(format!(
+                            "{at}: token-sha256 must be 64 hex digits (see `sluice token hash`)"
+                        ));
+                        continue;
+                    }
+                    hash
+                }
+                (None, Some(var)) => match std::env::var(var) {
+                    Ok(token) if token.len() >= 16 => hash_token(&token),
+                    Ok(_) => {
+                        problems.push(format!(
+                            "{at}: the token in ${var} is shorter than 16 characters (see `sluice token new`)"
+                        ));
+                        continue;
+                    }
+                    Err(_) => {
+                        problems.push(format!("{at}: token-env: ${var} is not set"));
+                        continue;
+                    }
+                },
+                _ => {
+                    problems.push(format!(
+                        "{at}: set exactly one of token-sha256 and token-env"
+                    ));
+                    continue;
+                }
+            };
+            let user = User {
+                name: user.name,
+                roles: user.roles,
+                groups: user.groups,
+            };
+            if let Some(other) = tokens.insert(hash, user) {
+                problems.push(format!("{at}: has the same token as {}", other.name));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems.join("\n"));
+        }
+        Ok(Self {
+            listen,
+            data_dir: base.join(raw.data_dir.unwrap_or_else(|| ".sluice-service".into())),
+            pipelines: base.join(raw.pipelines),
+            tokens,
+            limits: ApiLimits {
+                body_bytes,
+                requests_per_second,
+                burst: limits.burst.unwrap_or(defaults.burst).max(1),
+                shutdown_grace,
+            },
+        })
+    }
+}

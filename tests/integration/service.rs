@@ -1,0 +1,508 @@
+//! Service mode against a real server on 127.0.0.1: authentication and roles, the approval
+//! rules, racing decisions, idempotent retries, expiry, strict bodies and limits.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sluice::api::client::{Client, Reply};
+use sluice::service::{Role, Service, ServiceConfig, User, config::ApiLimits, hash_token};
+
+use crate::support::TESTKIT;
+
+/// Two stages: `qa` (pre-approval by alice or the approvers group, with a timeout) then
+/// `prod` (pre-approval by alice and bob, in any order).
+const PIPELINE: &str = r#"
+version = 1
+name = "shop"
+
+[[stages]]
+name = "qa"
+pre-approval = { approvers = ["alice", "group:approvers"], timeout = "TIMEOUT" }
+[[stages.tasks]]
+plugin = "./kit.wasm"
+config = { action = "noop" }
+
+[[stages]]
+name = "prod"
+after = ["qa"]
+pre-approval = { approvers = ["alice", "bob"], policy = "all" }
+[[stages.tasks]]
+plugin = "./kit.wasm"
+config = { action = "noop" }
+"#;
+
+struct Server {
+    _dir: tempfile::TempDir,
+    base: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn user(name: &str, roles: &[Role], groups: &[&str]) -> User {
+    User {
+        name: name.into(),
+        roles: roles.to_vec(),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+    }
+}
+
+impl Server {
+    fn start(timeout: &str, limits: ApiLimits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pipelines = dir.path().join("pipelines");
+        std::fs::create_dir_all(&pipelines).unwrap();
+        std::fs::copy(TESTKIT, pipelines.join("kit.wasm")).unwrap();
+        std::fs::write(
+            pipelines.join("shop.toml"),
+            PIPELINE.replace("TIMEOUT", timeout),
+        )
+        .unwrap();
+        let mut tokens = BTreeMap::new();
+        for u in [
+            user("ada", &[Role::Admin], &[]),
+            user("rita", &[Role::Releaser], &[]),
+            user("alice", &[Role::Approver, Role::Releaser], &[]),
+            user("bob", &[Role::Approver], &["approvers"]),
+            user("carl", &[Role::Approver], &["approvers"]),
+            user("mallory", &[Role::Approver], &[]),
+            user("vic", &[Role::Viewer], &[]),
+        ] {
+            tokens.insert(hash_token(&token(&u.name)), u);
+        }
+        let config = ServiceConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().join("data"),
+            pipelines,
+            tokens,
+            limits,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let base = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let service = Service::start(config).unwrap();
+            tokio::spawn(sluice::api::serve(
+                listener,
+                service,
+                std::future::pending(),
+            ));
+            base
+        });
+        Self {
+            _dir: dir,
+            base,
+            runtime,
+        }
+    }
+
+    fn client(&self, who: &str) -> Client {
+        Client::new(&self.base, Some(token(who))).unwrap()
+    }
+
+    fn call(&self, who: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let client = self.client(who);
+        self.runtime
+            .block_on(client.send(method, path, body.map(|b| b.to_string().into_bytes()), &[]))
+            .unwrap()
+    }
+
+    fn get(&self, who: &str, path: &str) -> Value {
+        let reply = self.call(who, "GET", path, None);
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        reply.json()
+    }
+
+    /// Creates a release of `shop` as rita; returns its name.
+    fn release(&self) -> String {
+        let reply = self.call(
+            "rita",
+            "POST",
+            "/api/v1/pipelines/shop/releases",
+            Some(json!({})),
+        );
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        reply.json()["name"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits (bounded) until the release's stage is in `state`.
+    fn wait_stage(&self, release: &str, stage: &str, state: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self.get("vic", &format!("/api/v1/releases/{release}"));
+            let now = r["stages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == stage)
+                .map(|s| s["state"].clone());
+            if now.as_ref().and_then(Value::as_str) == Some(state) {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stage {stage} of {release} never became {state}: {now:?}"
+            );
+            std::thread::yield_now();
+        }
+    }
+}
+
+fn token(user: &str) -> String {
+    format!("test-token-of-{user}-0123456789")
+}
+
+fn approve(server: &Server, who: &str, id: &str) -> Reply {
+    server.call(
+        who,
+        "POST",
+        &format!("/api/v1/approvals/{id}/approve"),
+        Some(json!({"comment": "looks good"})),
+    )
+}
+
+#[test]
+fn create_list_approve_and_the_release_completes() {
+    let server = Server::start("1h", ApiLimits::default());
+    let release = server.release();
+    let pending = server.get("bob", "/api/v1/approvals?approver=me");
+    let ids: Vec<&str> = pending["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    let qa = format!("{release}.qa.1.pre");
+    assert_eq!(
+        ids,
+        [qa.as_str()],
+        "bob sees qa's approval through his group"
+    );
+    assert_eq!(
+        server.get("mallory", "/api/v1/approvals?approver=me")["approvals"],
+        json!([])
+    );
+
+    let reply = approve(&server, "bob", &qa);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    server.wait_stage(&release, "prod", "awaiting-approval");
+    let prod = format!("{release}.prod.1.pre");
+    assert_eq!(approve(&server, "alice", &prod).status, 200);
+    // One of two under `all`: still pending.
+    assert_eq!(
+        server.get("vic", &format!("/api/v1/approvals/{prod}"))["state"],
+        "pending"
+    );
+    assert_eq!(approve(&server, "bob", &prod).status, 200);
+    let done = server.wait_stage(&release, "prod", "succeeded");
+    assert_eq!(done["state"], "succeeded");
+
+    // The audit trail names every decision with its actor and revision.
+    let audit = server.get("vic", &format!("/api/v1/audit?release={release}"));
+    let decisions: Vec<(String, String)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["what"].as_str().unwrap().contains("approved by"))
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap().into(),
+                e["what"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(decisions.len(), 3, "{decisions:?}");
+    assert_eq!(decisions[0].0, "bob");
+    assert!(decisions[0].1.contains("looks good"));
+
+    // The task's log is there as text.
+    let task = done["stages"][0]["attempts"][0]["tasks"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let log = server.call(
+        "vic",
+        "GET",
+        &format!("/api/v1/releases/{release}/stages/qa/attempts/1/tasks/{task}/log"),
+        None,
+    );
+    assert_eq!(log.status, 200, "{}", log.text());
+}
+
+#[test]
+fn unauthenticated_is_401_and_unauthorized_is_403() {
+    let server = Server::start("1h", ApiLimits::default());
+    let anonymous = Client::new(&server.base, None).unwrap();
+    let reply = server
+        .runtime
+        .block_on(anonymous.get("/api/v1/releases"))
+        .unwrap();
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(
+        server
+            .call("nobody", "GET", "/api/v1/releases", None)
+            .status,
+        401
+    );
+
+    // The authorization matrix: who may call what (200/201 allowed, 403 not).
+    let release = server.release();
+    let qa = format!("{release}.qa.1.pre");
+    let create = (
+        "POST",
+        "/api/v1/pipelines/shop/releases".to_owned(),
+        json!({}),
+    );
+    let put = ("PUT", "/api/v1/pipelines/shop".to_owned(), Value::Null);
+    type Call = (&'static str, String, Value);
+    let cases: Vec<(&str, Call, &[&str])> = vec![
+        ("create release", create, &["ada", "rita", "alice"]),
+        ("put pipeline", put, &["ada"]),
+    ];
+    for (what, (method, path, body), allowed) in cases {
+        for who in ["ada", "rita", "alice", "bob", "vic"] {
+            let body = match method {
+                "PUT" => Some(PIPELINE.replace("TIMEOUT", "1h").into_bytes()),
+                _ => Some(body.to_string().into_bytes()),
+            };
+            let client = server.client(who);
+            let reply = server
+                .runtime
+                .block_on(client.send(method, &path, body, &[]))
+                .unwrap();
+            let expect_ok = allowed.contains(&who);
+            assert_eq!(
+                reply.status < 300,
+                expect_ok,
+                "{what} by {who}: {} {}",
+                reply.status,
+                reply.text()
+            );
+            if !expect_ok {
+                assert_eq!(reply.status, 403, "{what} by {who}");
+            }
+        }
+    }
+    for who in ["ada", "rita", "alice", "bob", "vic"] {
+        for path in [
+            "/api/v1/pipelines",
+            "/api/v1/releases",
+            "/api/v1/approvals",
+            "/api/v1/audit",
+        ] {
+            assert_eq!(
+                server.call(who, "GET", path, None).status,
+                200,
+                "{who} GET {path}"
+            );
+        }
+    }
+    // Deciding: a viewer and a releaser lack the role; an approver not listed is refused;
+    // the release's creator may not approve unless the stage allows it.
+    for who in ["vic", "rita", "mallory"] {
+        let reply = approve(&server, who, &qa);
+        assert_eq!(reply.status, 403, "{who}: {}", reply.text());
+    }
+    let own = server.call(
+        "alice",
+        "POST",
+        "/api/v1/pipelines/shop/releases",
+        Some(json!({})),
+    );
+    let own_qa = format!("{}.qa.1.pre", own.json()["name"].as_str().unwrap());
+    let reply = approve(&server, "alice", &own_qa);
+    assert_eq!(reply.status, 403);
+    assert!(
+        reply.text().contains("created this release"),
+        "{}",
+        reply.text()
+    );
+    // An admin override is audited as such; a non-admin cannot override.
+    let reply = server.call(
+        "bob",
+        "POST",
+        &format!("/api/v1/approvals/{own_qa}/approve"),
+        Some(json!({"override": true})),
+    );
+    assert_eq!(reply.status, 403);
+    let reply = server.call(
+        "ada",
+        "POST",
+        &format!("/api/v1/approvals/{own_qa}/approve"),
+        Some(json!({"override": true, "comment": "hotfix"})),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let audit = server.get("vic", "/api/v1/audit");
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| { e["actor"] == "ada" && e["what"].as_str().unwrap().contains("override") })
+    );
+}
+
+#[test]
+fn a_hundred_racing_decisions_make_exactly_one_transition() {
+    let server = Server::start("1h", ApiLimits::default());
+    let release = server.release();
+    let qa = format!("{release}.qa.1.pre");
+    let replies: Vec<Reply> = server.runtime.block_on(async {
+        let mut calls = Vec::new();
+        for i in 0..100 {
+            let who = ["alice", "bob", "carl"][i % 3];
+            let verb = if i % 2 == 0 { "approve" } else { "reject" };
+            let client = Client::new(&server.base, Some(token(who))).unwrap();
+            let path = format!("/api/v1/approvals/{qa}/{verb}");
+            calls.push(tokio::spawn(async move {
+                client
+                    .post(&path, &json!({"comment": format!("call {i}")}))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut replies = Vec::new();
+        for call in calls {
+            replies.push(call.await.unwrap());
+        }
+        replies
+    });
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    let conflicts: Vec<&Reply> = replies.iter().filter(|r| r.status == 409).collect();
+    assert_eq!(ok, 1, "exactly one decision applies");
+    assert_eq!(conflicts.len(), 99);
+    // A loser hears the state the approval is in now.
+    let state = conflicts[0].json()["approval"]["state"].clone();
+    assert!(state == "approved" || state == "rejected", "{state}");
+    let approval = server.get("vic", &format!("/api/v1/approvals/{qa}"));
+    assert_eq!(approval["decisions"].as_array().unwrap().len(), 1);
+    let audit = server.get("vic", &format!("/api/v1/audit?release={release}"));
+    let decided = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["what"]
+                .as_str()
+                .unwrap()
+                .contains("qa: pre-deployment approval")
+        })
+        .count();
+    assert_eq!(decided, 1);
+}
+
+#[test]
+fn an_idempotent_retry_returns_the_first_result_and_changes_nothing() {
+    let server = Server::start("1h", ApiLimits::default());
+    let rita = server.client("rita");
+    let send = |key: &str, body: &Value| {
+        server
+            .runtime
+            .block_on(rita.send(
+                "POST",
+                "/api/v1/pipelines/shop/releases",
+                Some(body.to_string().into_bytes()),
+                &[("idempotency-key", key)],
+            ))
+            .unwrap()
+    };
+    let body = json!({"description": "weekly"});
+    let first = send("k-1", &body);
+    assert_eq!(first.status, 201);
+    let again = send("k-1", &body);
+    assert_eq!(again.status, 201);
+    assert_eq!(again.json(), first.json());
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let list = server.get("vic", "/api/v1/releases");
+    assert_eq!(list["total"], 1, "the retry created no second release");
+    // The same key for another request is refused.
+    let other = send("k-1", &json!({"description": "other"}));
+    assert_eq!(other.status, 422);
+
+    // A decision retried gets the original answer, not a conflict.
+    let qa = format!("{}.qa.1.pre", first.json()["name"].as_str().unwrap());
+    let bob = server.client("bob");
+    let decide = || {
+        server
+            .runtime
+            .block_on(bob.send(
+                "POST",
+                &format!("/api/v1/approvals/{qa}/approve"),
+                Some(b"{}".to_vec()),
+                &[("idempotency-key", "d-1")],
+            ))
+            .unwrap()
+    };
+    let first = decide();
+    assert_eq!(first.status, 200, "{}", first.text());
+    let retry = decide();
+    assert_eq!(retry.status, 200);
+    assert_eq!(retry.json()["revision"], first.json()["revision"]);
+}
+
+#[test]
+fn an_approval_nobody_decides_expires_and_stops_the_deployment() {
+    let server = Server::start("300ms", ApiLimits::default());
+    let release = server.release();
+    let r = server.wait_stage(&release, "qa", "rejected");
+    let approval = server.get("vic", &format!("/api/v1/approvals/{release}.qa.1.pre"));
+    assert_eq!(approval["state"], "expired");
+    assert_eq!(r["state"], "failed");
+    assert_eq!(
+        server.get("vic", &format!("/api/v1/releases/{release}"))["stages"][1]["state"],
+        "not-started"
+    );
+}
+
+#[test]
+fn bad_requests_get_errors_that_say_what_to_fix() {
+    let limits = ApiLimits {
+        body_bytes: 1024,
+        requests_per_second: 1,
+        burst: 40,
+        ..ApiLimits::default()
+    };
+    let server = Server::start("1h", limits);
+    let reply = server.call(
+        "rita",
+        "POST",
+        "/api/v1/pipelines/shop/releases",
+        Some(json!({"descripton": "typo"})),
+    );
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.text().contains("unknown field `descripton`"),
+        "{}",
+        reply.text()
+    );
+
+    let big = json!({"description": "x".repeat(4096)});
+    let reply = server.call("rita", "POST", "/api/v1/pipelines/shop/releases", Some(big));
+    assert_eq!(reply.status, 413, "{}", reply.text());
+
+    let reply = server.call("ada", "PUT", "/api/v1/pipelines/shop", None);
+    assert!(
+        reply.status == 422 || reply.status == 400,
+        "{}",
+        reply.text()
+    );
+    let reply = server.call("vic", "GET", "/api/v1/releases/nope-1", None);
+    assert_eq!(reply.status, 404);
+    assert!(reply.header("x-request-id").is_some());
+
+    // The rate limit: a burst of 40, then 429 with Retry-After.
+    let vic = server.client("vic");
+    let statuses: Vec<Reply> = server.runtime.block_on(async {
+        let mut out = Vec::new();
+        for _ in 0..60 {
+            out.push(vic.get("/api/v1/pipelines").await.unwrap());
+        }
+        out
+    });
+    let limited = statuses.iter().find(|r| r.status == 429).expect("a 429");
+    assert!(limited.header("retry-after").is_some());
+}
