@@ -191,8 +191,13 @@ pub struct Service {
 impl Service {
     /// Opens the store, loads and checks every pipeline in the pipelines directory, and
     /// resumes every unfinished release. Must run inside a tokio runtime.
-    pub fn start(config: ServiceConfig) -> Result<Arc<Self>, String> {
+    pub fn start(mut config: ServiceConfig) -> Result<Arc<Self>, String> {
         let store = Store::open(&config.data_dir).map_err(|e| e.to_string())?;
+        // Grants and workspaces need absolute paths.
+        for dir in [&mut config.data_dir, &mut config.pipelines] {
+            *dir = std::fs::canonicalize(&*dir)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
         let host = PluginHost::new(HostConfig {
             cache_dir: Some(config.data_dir.join("compiled")),
             ..HostConfig::default()
