@@ -195,8 +195,7 @@ impl Service {
         let store = Store::open(&config.data_dir).map_err(|e| e.to_string())?;
         // Grants and workspaces need absolute paths.
         for dir in [&mut config.data_dir, &mut config.pipelines] {
-            *dir = std::fs::canonicalize(&*dir)
-                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            *dir = std::fs::canonicalize(&*dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         let host = PluginHost::new(HostConfig {
             cache_dir: Some(config.data_dir.join("compiled")),
