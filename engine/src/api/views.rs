@@ -82,8 +82,3 @@ pub fn kebab<T: Serialize>(state: &T) -> String {
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
 }
-
-/// A stored log line as text.
-pub fn log_line(line: &crate::plugin::LogLine) -> String {
-    line.to_string()
-}

@@ -10,8 +10,6 @@ use sluice::core::{Release, StageState, TaskState};
 use sluice::plugin::{Level, LogEvent};
 use sluice::scheduler::Observer;
 
-use super::plugin::format_line;
-
 /// Stage lines on a terminal.
 pub(super) struct Live {
     multi: MultiProgress,
@@ -85,7 +83,7 @@ impl Observer for Live {
                 self.multi.suspend(|| {
                     println!(
                         "[{release}] {stage}/{task} {}",
-                        format_line(line).trim_start()
+                        line.to_string().trim_start()
                     )
                 });
             }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use sluice::plugin::{
-    Access, BUILTINS, Context, Failure, Grants, HostConfig, LogEvent, LogLine, PluginHost,
-    PluginRef, Sandbox, TaskInput, Variable, World, builtin, limits,
+    Access, BUILTINS, Context, Failure, Grants, HostConfig, LogEvent, PluginHost, PluginRef,
+    Sandbox, TaskInput, Variable, World, builtin, limits,
 };
 
 use super::Exit;
@@ -385,12 +385,7 @@ fn describe_failure(failure: &Failure) -> String {
 fn print_event(event: &LogEvent) {
     let mut out = std::io::stdout().lock();
     let _ = match event {
-        LogEvent::Line(line) => writeln!(out, "{}", format_line(line)),
+        LogEvent::Line(line) => writeln!(out, "{line}"),
         LogEvent::Progress { percent, message } => writeln!(out, "[{percent:>3}%] {message}"),
     };
-}
-
-/// `  0.012s info  message key=value`
-pub(crate) fn format_line(line: &LogLine) -> String {
-    line.to_string()
 }

@@ -16,7 +16,6 @@ use sluice::store::{LogKey, Store};
 
 use super::Exit;
 use super::live::Live;
-use super::plugin::format_line;
 
 #[derive(Debug, Args)]
 pub(super) struct DataDir {
@@ -86,7 +85,7 @@ fn user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "operator".into())
 }
 
-fn pairs(items: &[String], flag: &str) -> anyhow::Result<Vec<(String, String)>> {
+pub(super) fn pairs(items: &[String], flag: &str) -> anyhow::Result<Vec<(String, String)>> {
     items
         .iter()
         .map(|item| match item.split_once('=') {
@@ -121,7 +120,7 @@ impl Observer for Lines {
         if let LogEvent::Line(line) = event {
             println!(
                 "[{release}] {stage}/{task} {}",
-                format_line(line).trim_start()
+                line.to_string().trim_start()
             );
         }
     }
@@ -478,7 +477,7 @@ pub(super) fn logs(
                     kebab(t.state)
                 );
                 for line in store.log(&key)?.unwrap_or_default() {
-                    println!("{}", format_line(&line));
+                    println!("{line}");
                 }
                 shown += 1;
             }

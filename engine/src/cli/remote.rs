@@ -257,14 +257,11 @@ fn print(server: &Server, value: &Value, table: impl FnOnce(&Value)) {
     }
 }
 
-fn pairs(items: &[String], what: &str) -> anyhow::Result<serde_json::Map<String, Value>> {
-    items
-        .iter()
-        .map(|item| match item.split_once('=') {
-            Some((k, v)) => Ok((k.to_owned(), Value::String(v.to_owned()))),
-            None => bail!("{what} `{item}`: write it as name=value"),
-        })
-        .collect()
+fn pairs(items: &[String], flag: &str) -> anyhow::Result<serde_json::Map<String, Value>> {
+    Ok(super::release::pairs(items, flag)?
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect())
 }
 
 fn print_release(release: &Value) {

@@ -296,24 +296,6 @@ pub struct Release {
 }
 
 impl Release {
-    /// The approval with this id (`release.stage.attempt.pre|post`), with its stage and attempt.
-    pub fn approval(&self, id: &str) -> Option<(&StageRun, &Attempt, &Approval)> {
-        let rest = id.strip_prefix(&self.name)?.strip_prefix('.')?;
-        let (rest, kind) = rest.rsplit_once('.')?;
-        let (stage, attempt) = rest.rsplit_once('.')?;
-        let stage = self.stage(stage)?;
-        let attempt = stage
-            .attempts
-            .iter()
-            .find(|a| a.number.to_string() == attempt)?;
-        let approval = attempt
-            .approvals
-            .iter()
-            .rev()
-            .find(|a| a.kind.as_str() == kind)?;
-        Some((stage, attempt, approval))
-    }
-
     /// The stage called `name`.
     pub fn stage(&self, name: &str) -> Option<&StageRun> {
         self.stages.iter().find(|s| s.name == name)

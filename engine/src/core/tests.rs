@@ -695,8 +695,9 @@ fn a_decision_names_its_approval_and_a_redeploy_voids_old_ones() {
     assert_eq!(r.revision, revision, "a stale decision changes nothing");
     let id = approval_id(&r.name, "staging", 2, ApprovalKind::Pre);
     assert_eq!(id, "test-1.staging.2.pre");
-    assert_eq!(r.approval(&id).unwrap().2.state, ApprovalState::Pending);
-    assert!(r.approval("test-1.staging.1.pre").unwrap().2.state == ApprovalState::Canceled);
+    let attempts = &r.stage("staging").unwrap().attempts;
+    assert_eq!(attempts[0].approvals[0].state, ApprovalState::Canceled);
+    assert_eq!(attempts[1].approvals[0].state, ApprovalState::Pending);
 }
 
 #[test]

@@ -203,7 +203,12 @@ impl Engine {
         actor: &str,
         receipt: Option<Receipt>,
     ) -> Result<Release, EngineError> {
-        if self.store.release(name)?.is_none() {
+        // A release with a driver exists; only one without needs looking up.
+        let driven = {
+            let drivers = self.drivers.lock().unwrap_or_else(|e| e.into_inner());
+            drivers.get(name).is_some_and(|tx| !tx.is_closed())
+        };
+        if !driven && self.store.release(name)?.is_none() {
             return Err(EngineError::NoRelease(name.into()));
         }
         let (reply, answer) = oneshot::channel();

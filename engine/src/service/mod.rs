@@ -269,9 +269,9 @@ impl Service {
         self.engine.driving()
     }
 
-    /// The user a token belongs to.
-    pub fn user(&self, token: &str) -> Option<&User> {
-        self.config.tokens.get(&hash_token(token))
+    /// The user whose token has this sha256 (see [`hash_token`]).
+    pub fn user(&self, token_hash: &str) -> Option<&User> {
+        self.config.tokens.get(token_hash)
     }
 
     fn load_pipelines(&self) -> Result<(), String> {

@@ -30,7 +30,9 @@ enum Action {
     Print { count: u64, size: usize },
     /// Execute `unreachable`: a trap that is not a panic.
     Trap,
-    /// Append `line` to the file at `path` (counting real runs), then sleep `sleep_ms`.
+    /// Append `line` to the file at `path` (counting real runs), then stay busy `sleep_ms`: a
+    /// slow deployment step, for tests that kill the engine mid-task. Tests synchronize on the
+    /// task's "appended" log line, never on this duration.
     Append {
         path: String,
         line: String,
