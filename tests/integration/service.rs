@@ -2,10 +2,11 @@
 //! rules, racing decisions, idempotent retries, expiry, strict bodies and limits.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::io::Read as _;
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice::api::client::{Client, Reply};
+use sluice::api::client::{Client, Events, Reply};
 use sluice::service::{Role, Service, ServiceConfig, User, config::ApiLimits, hash_token};
 
 use crate::support::TESTKIT;
@@ -28,6 +29,25 @@ name = "prod"
 after = ["qa"]
 pre-approval = { approvers = ["alice", "bob"], policy = "all" }
 [[stages.tasks]]
+plugin = "./kit.wasm"
+config = { action = "noop" }
+"#;
+
+/// One stage, two tasks: `wait` logs, waits for `signals/go` to appear, logs again; `after`
+/// does nothing.
+const LOGS_PIPELINE: &str = r#"
+version = 1
+name = "logs"
+
+[[stages]]
+name = "build"
+[[stages.tasks]]
+name = "wait"
+plugin = "./kit.wasm"
+config = { action = "wait-for", path = "/signals/go", timeout_ms = 60000 }
+grants.dirs = [{ host = "$(sluice.pipeline-dir)/signals", guest = "/signals" }]
+[[stages.tasks]]
+name = "after"
 plugin = "./kit.wasm"
 config = { action = "noop" }
 "#;
@@ -57,6 +77,8 @@ impl Server {
             PIPELINE.replace("TIMEOUT", timeout),
         )
         .unwrap();
+        std::fs::write(pipelines.join("logs.toml"), LOGS_PIPELINE).unwrap();
+        std::fs::create_dir(pipelines.join("signals")).unwrap();
         let mut tokens = BTreeMap::new();
         for u in [
             user("ada", &[Role::Admin], &[]),
@@ -128,26 +150,41 @@ impl Server {
         reply.json()["name"].as_str().unwrap().to_owned()
     }
 
-    /// Waits (bounded) until the release's stage is in `state`.
+    /// Waits (bounded) until the release's stage is in `state`: checks the release after each
+    /// entry of its audit stream.
     fn wait_stage(&self, release: &str, stage: &str, state: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let r = self.get("vic", &format!("/api/v1/releases/{release}"));
-            let now = r["stages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|s| s["name"] == stage)
-                .map(|s| s["state"].clone());
-            if now.as_ref().and_then(Value::as_str) == Some(state) {
-                return r;
+        let vic = self.client("vic");
+        self.runtime.block_on(async {
+            let mut audit = vic
+                .events(&format!(
+                    "/api/v1/audit?follow=true&release={release}&limit=0"
+                ))
+                .await
+                .map_err(|e| format!("{e:?}"))
+                .unwrap();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let reply = vic
+                    .get(&format!("/api/v1/releases/{release}"))
+                    .await
+                    .unwrap();
+                assert_eq!(reply.status, 200, "{}", reply.text());
+                let r = reply.json();
+                let now = r["stages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["name"] == stage)
+                    .map(|s| s["state"].clone());
+                if now.as_ref().and_then(Value::as_str) == Some(state) {
+                    return r;
+                }
+                let next = tokio::time::timeout_at(deadline, audit.next()).await;
+                let Ok(Ok(Some(_))) = next else {
+                    panic!("stage {stage} of {release} never became {state}: {now:?} ({next:?})");
+                };
             }
-            assert!(
-                Instant::now() < deadline,
-                "stage {stage} of {release} never became {state}: {now:?}"
-            );
-            std::thread::yield_now();
-        }
+        })
     }
 }
 
@@ -505,4 +542,140 @@ fn bad_requests_get_errors_that_say_what_to_fix() {
     });
     let limited = statuses.iter().find(|r| r.status == 429).expect("a 429");
     assert!(limited.header("retry-after").is_some());
+}
+
+/// The next event of a stream, within a bound.
+fn next_event(server: &Server, events: &mut Events) -> sluice::api::client::ServerEvent {
+    server
+        .runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(30), events.next()).await })
+        .expect("an event within 30s")
+        .unwrap()
+        .expect("the stream goes on")
+}
+
+#[test]
+fn a_task_log_is_followed_while_it_runs_and_archived_with_the_release() {
+    let server = Server::start("1h", ApiLimits::default());
+    let reply = server.call(
+        "rita",
+        "POST",
+        "/api/v1/pipelines/logs/releases",
+        Some(json!({})),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let release = reply.json()["name"].as_str().unwrap().to_owned();
+    let log = format!("/api/v1/releases/{release}/stages/build/attempts/1/tasks/wait/log");
+    let vic = server.client("vic");
+    let mut follow = server
+        .runtime
+        .block_on(vic.events(&format!("{log}?follow=true")))
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+
+    // The first line arrives while the task still runs: nothing is stored yet.
+    let first = next_event(&server, &mut follow);
+    assert_eq!(first.event, "line");
+    assert!(first.data.contains("waiting for /signals/go"), "{first:?}");
+    assert_eq!(server.call("vic", "GET", &log, None).status, 404);
+
+    // The test lets the task finish; the rest of the log follows, then the end.
+    std::fs::write(server._dir.path().join("pipelines/signals/go"), "").unwrap();
+    let second = next_event(&server, &mut follow);
+    assert!(second.data.contains("found /signals/go"), "{second:?}");
+    assert_eq!(next_event(&server, &mut follow).event, "end");
+
+    // Followed, stored and archived logs say the same.
+    let done = server.wait_stage(&release, "build", "succeeded");
+    assert_eq!(done["state"], "succeeded");
+    let stored = server.call("vic", "GET", &log, None);
+    assert_eq!(stored.status, 200);
+    assert_eq!(stored.text(), format!("{}\n{}\n", first.data, second.data));
+    // Following a task that has ended replays its log and ends.
+    let mut replay = server
+        .runtime
+        .block_on(vic.events(&format!("{log}?follow=true")))
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+    assert_eq!(next_event(&server, &mut replay).data, first.data);
+    assert_eq!(next_event(&server, &mut replay).data, second.data);
+    assert_eq!(next_event(&server, &mut replay).event, "end");
+
+    let archive = server.call(
+        "vic",
+        "GET",
+        &format!("/api/v1/releases/{release}/logs"),
+        None,
+    );
+    assert_eq!(archive.status, 200, "{}", archive.text());
+    assert_eq!(archive.header("content-type"), Some("application/gzip"));
+    let mut files = BTreeMap::new();
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive.body.as_slice()));
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut text = String::new();
+        entry.read_to_string(&mut text).unwrap();
+        files.insert(name, text);
+    }
+    let names: Vec<&String> = files.keys().collect();
+    assert_eq!(
+        names,
+        [
+            &format!("{release}/build/1/after.log"),
+            &format!("{release}/build/1/wait.log")
+        ]
+    );
+    assert_eq!(files[&format!("{release}/build/1/wait.log")], stored.text());
+
+    // No such task: 404, not a stream that never ends.
+    let missing = server.runtime.block_on(vic.events(&format!(
+        "/api/v1/releases/{release}/stages/build/attempts/1/tasks/nope/log?follow=true"
+    )));
+    assert_eq!(missing.err().unwrap().unwrap().status, 404);
+}
+
+#[test]
+fn the_audit_stream_replays_then_follows_and_resumes_after_an_id() {
+    let server = Server::start("1h", ApiLimits::default());
+    let release = server.release();
+    let listed = server.get("vic", &format!("/api/v1/audit?release={release}"))["entries"].clone();
+    let listed = listed.as_array().unwrap().clone();
+    assert!(!listed.is_empty());
+    let vic = server.client("vic");
+    let open = |query: &str| {
+        server
+            .runtime
+            .block_on(vic.events(&format!(
+                "/api/v1/audit?follow=true&release={release}{query}"
+            )))
+            .map_err(|e| format!("{e:?}"))
+            .unwrap()
+    };
+    // The stream starts with what the list shows, ids being the entries' sequence numbers.
+    let mut stream = open("");
+    for entry in &listed {
+        let event = next_event(&server, &mut stream);
+        assert_eq!(event.event, "audit");
+        assert_eq!(event.id, Some(entry["seq"].to_string()));
+        assert_eq!(serde_json::from_str::<Value>(&event.data).unwrap(), *entry);
+    }
+    // Then each new entry as it commits: a decision.
+    let reply = approve(&server, "bob", &format!("{release}.qa.1.pre"));
+    assert_eq!(reply.status, 200);
+    let event = next_event(&server, &mut stream);
+    let decided: Value = serde_json::from_str(&event.data).unwrap();
+    assert_eq!(decided["actor"], "bob");
+    assert!(
+        decided["what"]
+            .as_str()
+            .unwrap()
+            .contains("approved by bob"),
+        "{decided}"
+    );
+
+    // A client that lost the stream carries on after the last id it saw.
+    let last = listed.last().unwrap()["seq"].to_string();
+    let mut resumed = open(&format!("&after={last}"));
+    assert_eq!(next_event(&server, &mut resumed).id, event.id);
 }

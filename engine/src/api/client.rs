@@ -122,9 +122,114 @@ impl Client {
         self.send("GET", path, None, &[]).await
     }
 
+    /// Opens a server-sent event stream (`?follow=true` routes). A refusal comes back as the
+    /// reply that carried it.
+    pub async fn events(&self, path: &str) -> Result<Events, Result<Reply, String>> {
+        let mut request = Request::builder()
+            .method("GET")
+            .uri(format!("{}{path}", self.base))
+            .header("accept", "text/event-stream");
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| Err(format!("bad request: {e}")))?;
+        let response = tokio::time::timeout(CLIENT_TIMEOUT, self.http.request(request))
+            .await
+            .map_err(|_| {
+                Err(format!(
+                    "{} did not answer within {CLIENT_TIMEOUT:?}",
+                    self.base
+                ))
+            })?
+            .map_err(|e| Err(format!("cannot reach {}: {e}", self.base)))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes().to_vec())
+                .unwrap_or_default();
+            return Err(Ok(Reply {
+                status,
+                headers: Vec::new(),
+                body,
+            }));
+        }
+        Ok(Events {
+            body: response.into_body(),
+            buffer: Vec::new(),
+        })
+    }
+
     /// POST a JSON value.
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> Result<Reply, String> {
         self.send("POST", path, Some(body.to_string().into_bytes()), &[])
             .await
+    }
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerEvent {
+    /// `event:` (empty when not given).
+    pub event: String,
+    /// `data:` lines, joined with newlines.
+    pub data: String,
+    /// `id:`.
+    pub id: Option<String>,
+}
+
+/// A stream of server-sent events.
+pub struct Events {
+    body: hyper::body::Incoming,
+    buffer: Vec<u8>,
+}
+
+impl Events {
+    /// The next event; `None` when the server ends the stream.
+    pub async fn next(&mut self) -> Result<Option<ServerEvent>, String> {
+        loop {
+            if let Some(event) = self.parse() {
+                return Ok(Some(event));
+            }
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(format!("reading the event stream: {e}")),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes one complete event off the buffer (comments, such as keep-alives, are skipped).
+    fn parse(&mut self) -> Option<ServerEvent> {
+        loop {
+            let end = self.buffer.windows(2).position(|w| w == b"\n\n")?;
+            let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+            let mut event = ServerEvent::default();
+            let mut data = Vec::new();
+            let mut any = false;
+            for line in String::from_utf8_lossy(&block).lines() {
+                let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                match field {
+                    "event" => event.event = value.to_owned(),
+                    "data" => data.push(value.to_owned()),
+                    "id" => event.id = Some(value.to_owned()),
+                    _ => continue,
+                }
+                any = true;
+            }
+            if any {
+                event.data = data.join("\n");
+                return Some(event);
+            }
+        }
     }
 }

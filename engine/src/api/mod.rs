@@ -9,7 +9,9 @@
 //! `Idempotency-Key` on a POST replays the first result. Internal errors reach the log with the
 //! request id; the response carries only the id.
 
+mod archive;
 pub mod client;
+mod sse;
 mod views;
 
 use std::collections::HashMap;
@@ -19,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::middleware::{self, Next};
@@ -67,6 +70,7 @@ pub fn router(service: Arc<Service>) -> Router {
             "/releases/{id}/stages/{stage}/attempts/{attempt}/tasks/{task}/log",
             get(task_log),
         )
+        .route("/releases/{id}/logs", get(release_logs))
         .route("/approvals", get(list_approvals))
         .route("/approvals/{id}", get(get_approval))
         .route("/approvals/{id}/approve", post(approve))
@@ -283,6 +287,10 @@ impl App {
             .insert(header::RETRY_AFTER, HeaderValue::from(wait));
         Err(Box::new(response))
     }
+}
+
+fn bad_query(e: QueryRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, e.body_text())
 }
 
 fn require(user: &User, role: Role) -> Result<(), ApiError> {
@@ -601,9 +609,9 @@ fn default_limit() -> usize {
 async fn list_releases(
     State(app): State<Arc<App>>,
     Auth(_): Auth,
-    query: Result<Query<ListReleases>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<ListReleases>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Query(query) = query.map_err(bad_query)?;
     let state = match &query.state {
         Some(s) => Some(
             serde_json::from_value::<ReleaseState>(Value::String(s.clone())).map_err(|_| {
@@ -709,17 +717,31 @@ async fn cancel(
     release_event(&app, user, headers, body, id, Event::Cancel { stage }).await
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FollowQuery {
+    /// Stream as server-sent events until the task ends.
+    #[serde(default)]
+    follow: bool,
+}
+
 async fn task_log(
     State(app): State<Arc<App>>,
     Auth(_): Auth,
     Path((id, stage, attempt, task)): Path<(String, String, u32, String)>,
+    query: Result<Query<FollowQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(bad_query)?;
     let key = LogKey {
         release: &id,
         stage: &stage,
         attempt,
         task: &task,
     };
+    if query.follow {
+        let follow = app.service.follow_log(&key)?;
+        return Ok(sse::log(follow));
+    }
     let lines = app
         .service
         .store()
@@ -728,11 +750,37 @@ async fn task_log(
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
-                format!("no log for task `{task}` of {id} stage `{stage}` attempt {attempt} (yet)"),
+                format!(
+                    "no log for task `{task}` of {id} stage `{stage}` attempt {attempt} (yet): add ?follow=true to wait for it"
+                ),
             )
         })?;
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+/// Every stored task log of a release, as a `.tar.gz` of `STAGE/ATTEMPT/TASK.log` files.
+async fn release_logs(
+    State(app): State<Arc<App>>,
+    Auth(_): Auth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    app.service.release(&id)?;
+    let logs = app
+        .service
+        .store()
+        .logs_of(&id)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let archive = archive::logs(&id, &logs).map_err(|e| ApiError::internal(e.to_string()))?;
+    let disposition = format!("attachment; filename=\"{id}-logs.tar.gz\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/gzip".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        archive,
+    )
+        .into_response())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -755,9 +803,9 @@ fn pending_status() -> String {
 async fn list_approvals(
     State(app): State<Arc<App>>,
     Auth(user): Auth,
-    query: Result<Query<ListApprovals>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<ListApprovals>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Query(query) = query.map_err(bad_query)?;
     let status = match query.status.as_str() {
         "all" => None,
         s => Some(
@@ -938,24 +986,45 @@ async fn reassign(
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
     release: Option<String>,
+    /// Entries after this sequence number (oldest first); without it, the latest `limit`.
+    after: Option<u64>,
     #[serde(default = "default_limit")]
     limit: usize,
+    /// Stream as server-sent events: the entries asked for, then each new one.
+    #[serde(default)]
+    follow: bool,
 }
 
 async fn audit(
     State(app): State<Arc<App>>,
     Auth(_): Auth,
-    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let mut entries = app
-        .service
-        .store()
-        .audit()
+    headers: HeaderMap,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(bad_query)?;
+    let store = app.service.store();
+    let limit = query.limit.min(10_000);
+    // A reconnecting event stream says where it was.
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let after = resume.or(query.after);
+    let len = *store.audit_len().borrow();
+    let mut entries = store
+        .audit_from(after.map_or(0, |seq| seq + 1), usize::MAX)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     entries.retain(|e| query.release.as_ref().is_none_or(|r| &e.release == r));
-    let skip = entries.len().saturating_sub(query.limit.min(10_000));
-    Ok(Json(json!({ "entries": &entries[skip..] })))
+    if after.is_some() {
+        entries.truncate(limit);
+    } else {
+        entries.drain(..entries.len().saturating_sub(limit));
+    }
+    if query.follow {
+        let next = entries.last().map_or(len, |e| e.seq + 1);
+        return Ok(sse::audit(app.clone(), entries, next, query.release));
+    }
+    Ok(Json(json!({ "entries": entries })).into_response())
 }
 
 /// Serves the API until `shutdown` completes; then stops taking requests and lets those under

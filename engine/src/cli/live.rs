@@ -9,6 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use sluice::core::{Release, StageState, TaskState};
 use sluice::plugin::{Level, LogEvent};
 use sluice::scheduler::Observer;
+use sluice::store::LogKey;
 
 /// Stage lines on a terminal.
 pub(super) struct Live {
@@ -77,7 +78,8 @@ impl Observer for Live {
         }
     }
 
-    fn task_event(&self, release: &str, stage: &str, task: &str, event: &LogEvent) {
+    fn task_event(&self, key: &LogKey<'_>, event: &LogEvent) {
+        let (release, stage, task) = (key.release, key.stage, key.task);
         match event {
             LogEvent::Line(line) if line.level >= Level::Warn => {
                 self.multi.suspend(|| {

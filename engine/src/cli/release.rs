@@ -116,7 +116,8 @@ impl Observer for Lines {
         println!("[{}] {what}", release.name);
     }
 
-    fn task_event(&self, release: &str, stage: &str, task: &str, event: &LogEvent) {
+    fn task_event(&self, key: &LogKey<'_>, event: &LogEvent) {
+        let (release, stage, task) = (key.release, key.stage, key.task);
         if let LogEvent::Line(line) = event {
             println!(
                 "[{release}] {stage}/{task} {}",

@@ -60,7 +60,7 @@ pub trait Observer: Send + Sync {
     /// A transition was committed.
     fn committed(&self, _release: &Release, _what: &str) {}
     /// A task wrote a log line or reported progress.
-    fn task_event(&self, _release: &str, _stage: &str, _task: &str, _event: &LogEvent) {}
+    fn task_event(&self, _task: &LogKey<'_>, _event: &LogEvent) {}
 }
 
 /// Decides pending approvals for the local operator (a prompt, or `--approve all`).

@@ -14,6 +14,7 @@ use crate::plugin::LogLine;
 use crate::plugin::{
     Access, Artifact, Context, Grants, Limits, Plugin, PluginRef, Sandbox, TaskInput,
 };
+use crate::store::LogKey;
 
 impl Engine {
     /// Loads a plugin of the release and checks it is the one the release recorded.
@@ -144,13 +145,20 @@ impl Engine {
         };
         let (release_name, stage_name, task_name) =
             (release.name.clone(), stage.to_owned(), spec.name.clone());
+        let attempt_number = attempt;
         let sink_observer = observer.clone();
         let sandbox = Sandbox {
             grants,
             limits: spec.limits,
             mask: scope.secrets(),
             sink: Some(Arc::new(move |event| {
-                sink_observer.task_event(&release_name, &stage_name, &task_name, event);
+                let key = LogKey {
+                    release: &release_name,
+                    stage: &stage_name,
+                    attempt: attempt_number,
+                    task: &task_name,
+                };
+                sink_observer.task_event(&key, event);
             })),
         };
         let invocation = self.host.run_task(&plugin, sandbox, &input).await;

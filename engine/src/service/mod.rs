@@ -4,6 +4,7 @@
 //! Speaks no HTTP: `api` translates requests into the calls here.
 
 pub mod config;
+mod live;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,9 +20,10 @@ use crate::core::{
 use crate::pipeline::{self, Loaded, PipelineError};
 use crate::plugin::{HostConfig, PluginHost};
 use crate::scheduler::{CreateOptions, Engine, EngineError, Observer, Pending};
-use crate::store::{Receipt, Store};
+use crate::store::{LogKey, Receipt, Store};
 
 pub use config::{Role, ServiceConfig, User, hash_token};
+pub use live::LogFollow;
 
 /// Why a service call failed, in terms the API maps to a status.
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +187,7 @@ pub struct Service {
     config: ServiceConfig,
     pipelines: RwLock<BTreeMap<String, Pipeline>>,
     pending: Arc<PendingIndex>,
+    live: Arc<live::LiveLogs>,
     ready: AtomicBool,
 }
 
@@ -207,6 +210,7 @@ impl Service {
             engine,
             pipelines: RwLock::new(BTreeMap::new()),
             pending: Arc::new(PendingIndex::default()),
+            live: Arc::default(),
             ready: AtomicBool::new(false),
             config,
         });
@@ -221,7 +225,13 @@ impl Service {
         }
         service
             .engine
-            .serve(Arc::new(Pending), service.pending.clone())
+            .serve(
+                Arc::new(Pending),
+                Arc::new(live::Watch {
+                    pending: service.pending.clone(),
+                    live: service.live.clone(),
+                }),
+            )
             .map_err(|e| e.to_string())?;
         service.ready.store(true, Ordering::SeqCst);
         Ok(service)
@@ -442,6 +452,13 @@ impl Service {
             .engine
             .submit_with(release, event, &user.name, receipt)
             .await?)
+    }
+
+    /// Follows one task's log: the lines so far, then each as it is written, until the task
+    /// ends.
+    pub fn follow_log(&self, key: &LogKey<'_>) -> Result<LogFollow, ServiceError> {
+        let release = self.release(key.release)?;
+        LogFollow::start(&self.live, &self.engine, &release, key)
     }
 
     /// Pending approvals, from the index.

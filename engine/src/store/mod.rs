@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+use tokio::sync::watch;
+
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +94,9 @@ fn storage<E: Into<redb::Error>>(e: E) -> StoreError {
 /// One entry of the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
+    /// Its place in the trail: 0, 1, 2, ... in commit order.
+    #[serde(default)]
+    pub seq: u64,
     /// Release.
     pub release: String,
     /// The release's revision after the change.
@@ -129,6 +134,8 @@ impl LogKey<'_> {
 /// The engine's durable state.
 pub struct Store {
     db: Arc<Database>,
+    /// The length of the audit trail, bumped after every commit that extends it.
+    audit_len: Arc<watch::Sender<u64>>,
     /// Writes for the committer thread; `None` once dropped.
     writer: Option<mpsc::Sender<Job>>,
     committer: Option<JoinHandle<()>>,
@@ -147,7 +154,7 @@ struct Job {
 /// Writes per transaction at most, so one fsync never waits on an unbounded batch.
 const MAX_BATCH: usize = 256;
 
-fn commit_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
+fn commit_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>, audit_len: Arc<watch::Sender<u64>>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -157,6 +164,10 @@ fn commit_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
             }
         }
         let result = write_batch(&db, &batch).map_err(|e| e.to_string());
+        if let Ok(len) = result {
+            audit_len.send_replace(len);
+        }
+        let result = result.map(|_| ());
         for job in batch {
             if result.is_ok() {
                 fault::after_commit();
@@ -166,9 +177,10 @@ fn commit_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
     }
 }
 
-fn write_batch(db: &Database, batch: &[Job]) -> Result<(), StoreError> {
+/// Writes a batch in one transaction; returns the audit trail's new length.
+fn write_batch(db: &Database, batch: &[Job]) -> Result<u64, StoreError> {
     let txn = db.begin_write().map_err(storage)?;
-    {
+    let len = {
         let mut releases = txn.open_table(RELEASES).map_err(storage)?;
         let mut audit = txn.open_table(AUDIT).map_err(storage)?;
         let mut logs = txn.open_table(LOGS).map_err(storage)?;
@@ -181,8 +193,12 @@ fn write_batch(db: &Database, batch: &[Job]) -> Result<(), StoreError> {
             releases
                 .insert(job.name.as_str(), job.release.as_slice())
                 .map_err(storage)?;
+            let entry = AuditEntry {
+                seq: next,
+                ..job.audit.clone()
+            };
             let entry =
-                serde_json::to_vec(&job.audit).map_err(|e| StoreError::Storage(e.to_string()))?;
+                serde_json::to_vec(&entry).map_err(|e| StoreError::Storage(e.to_string()))?;
             audit.insert(next, entry.as_slice()).map_err(storage)?;
             if let Some((key, lines)) = &job.log {
                 logs.insert(key.as_str(), lines.as_slice())
@@ -194,8 +210,10 @@ fn write_batch(db: &Database, batch: &[Job]) -> Result<(), StoreError> {
                     .map_err(storage)?;
             }
         }
-    }
-    txn.commit().map_err(storage)
+        first + batch.len() as u64
+    };
+    txn.commit().map_err(storage)?;
+    Ok(len)
 }
 
 impl Drop for Store {
@@ -220,12 +238,15 @@ impl Store {
         let db = Arc::new(Database::create(&path).map_err(|e| open_err(e.to_string()))?);
         let (writer, jobs) = mpsc::channel();
         let committer_db = db.clone();
+        let audit_len = Arc::new(watch::Sender::new(0));
+        let committer_len = audit_len.clone();
         let committer = std::thread::Builder::new()
             .name("sluice-store".into())
-            .spawn(move || commit_loop(committer_db, jobs))
+            .spawn(move || commit_loop(committer_db, jobs, committer_len))
             .map_err(|e| open_err(e.to_string()))?;
         let store = Self {
             db,
+            audit_len,
             writer: Some(writer),
             committer: Some(committer),
         };
@@ -250,6 +271,13 @@ impl Store {
             txn.open_table(LOGS).map_err(storage)?;
             txn.open_table(RECEIPTS).map_err(storage)?;
             txn.open_table(PIPELINES).map_err(storage)?;
+            let len = txn
+                .open_table(AUDIT)
+                .map_err(storage)?
+                .last()
+                .map_err(storage)?
+                .map_or(0, |(k, _)| k.value() + 1);
+            store.audit_len.send_replace(len);
         }
         txn.commit().map_err(storage)?;
         Ok(store)
@@ -265,7 +293,7 @@ impl Store {
         receipt: Option<Receipt>,
     ) -> Result<Release, StoreError> {
         let txn = self.db.begin_write().map_err(storage)?;
-        let release = {
+        let (release, audit_len) = {
             let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
             let number = counters
                 .get(pipeline)
@@ -275,16 +303,17 @@ impl Store {
             counters.insert(pipeline, number).map_err(storage)?;
             let release = make(number);
             put_release(&txn, &release)?;
-            audit(&txn, &release, actor, "created")?;
+            let audit_len = audit(&txn, &release, actor, "created")?;
             if let Some((key, encode)) = receipt {
                 let mut receipts = txn.open_table(RECEIPTS).map_err(storage)?;
                 receipts
                     .insert(key.as_str(), encode(&release).as_slice())
                     .map_err(storage)?;
             }
-            release
+            (release, audit_len)
         };
         txn.commit().map_err(storage)?;
+        self.audit_len.send_replace(audit_len);
         fault::after_commit();
         Ok(release)
     }
@@ -309,6 +338,7 @@ impl Store {
             release: serde_json::to_vec(release).map_err(encode)?,
             name: release.name.clone(),
             audit: AuditEntry {
+                seq: 0,
                 release: release.name.clone(),
                 revision: release.revision,
                 at: now_ms(),
@@ -431,12 +461,41 @@ impl Store {
 
     /// The audit trail, oldest first.
     pub fn audit(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit_from(0, usize::MAX)
+    }
+
+    /// At most `limit` audit entries from `seq` on, oldest first.
+    pub fn audit_from(&self, seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let table = txn.open_table(AUDIT).map_err(storage)?;
         let mut out = Vec::new();
-        for entry in table.iter().map_err(storage)? {
+        for entry in table.range(seq..).map_err(storage)?.take(limit) {
             let (key, value) = entry.map_err(storage)?;
-            out.push(decode(&key.value().to_string(), value.value())?);
+            let mut entry: AuditEntry = decode(&key.value().to_string(), value.value())?;
+            entry.seq = key.value();
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    /// The audit trail's length, changing after every commit that extends it: wait on it to
+    /// follow the trail.
+    pub fn audit_len(&self) -> watch::Receiver<u64> {
+        self.audit_len.subscribe()
+    }
+
+    /// Every stored task log of `release`, in key order (stage, attempt, task).
+    pub fn logs_of(&self, release: &str) -> Result<Vec<(String, Vec<LogLine>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(LOGS).map_err(storage)?;
+        let prefix = format!("{release}/");
+        let mut out = Vec::new();
+        for entry in table.range(prefix.as_str()..).map_err(storage)? {
+            let (key, value) = entry.map_err(storage)?;
+            let Some(rest) = key.value().strip_prefix(&prefix) else {
+                break;
+            };
+            out.push((rest.to_owned(), decode(key.value(), value.value())?));
         }
         Ok(out)
     }
@@ -458,18 +517,20 @@ fn put_release(txn: &redb::WriteTransaction, release: &Release) -> Result<(), St
     Ok(())
 }
 
+/// Appends an entry to the audit trail; returns the trail's new length.
 fn audit(
     txn: &redb::WriteTransaction,
     release: &Release,
     actor: &str,
     what: &str,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let mut table = txn.open_table(AUDIT).map_err(storage)?;
     let next = table
         .last()
         .map_err(storage)?
         .map_or(0, |(k, _)| k.value() + 1);
     let entry = AuditEntry {
+        seq: next,
         release: release.name.clone(),
         revision: release.revision,
         at: now_ms(),
@@ -478,7 +539,7 @@ fn audit(
     };
     let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Storage(e.to_string()))?;
     table.insert(next, bytes.as_slice()).map_err(storage)?;
-    Ok(())
+    Ok(next + 1)
 }
 
 /// Wall-clock time in Unix milliseconds.

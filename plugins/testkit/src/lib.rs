@@ -39,6 +39,10 @@ enum Action {
         #[serde(default)]
         sleep_ms: u64,
     },
+    /// Log a line, wait until a file exists at `path` (checking every 10 ms, failing after
+    /// `timeout_ms`), log another: a step whose end the test decides, for following a log
+    /// while the task runs.
+    WaitFor { path: String, timeout_ms: u64 },
     /// Read the file at `path` and return its content as output `content`.
     Read { path: String },
     /// Write `content` to `path`.
@@ -119,6 +123,20 @@ impl Task for Testkit {
                 log::info(format!("appended {line}"));
                 std::thread::sleep(Duration::from_millis(sleep_ms));
                 Ok(Report::new().output("appended", line))
+            }
+            Action::WaitFor { path, timeout_ms } => {
+                log::info(format!("waiting for {path}"));
+                let step = Duration::from_millis(10);
+                let mut waited = Duration::ZERO;
+                while !std::path::Path::new(&path).exists() {
+                    if waited.as_millis() >= u128::from(timeout_ms) {
+                        return Err(Error::failed(format!("{path} did not appear")));
+                    }
+                    std::thread::sleep(step);
+                    waited += step;
+                }
+                log::info(format!("found {path}"));
+                Ok(Report::new())
             }
             Action::Read { path } => std::fs::read_to_string(&path)
                 .map(|content| Report::new().output("content", content))

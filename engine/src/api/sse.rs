@@ -1,0 +1,93 @@
+//! Server-sent event streams: the audit trail as it grows, and a task's log as it is written.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream;
+
+use super::App;
+use crate::service::LogFollow;
+use crate::store::AuditEntry;
+
+/// Entries read from the store per wake-up.
+const BATCH: usize = 256;
+
+/// `backlog`, then every audit entry from `next` on as it commits (of one release, if given).
+/// Each event's id is the entry's sequence number: a client that reconnects with
+/// `Last-Event-ID` carries on after it.
+pub(super) fn audit(
+    app: Arc<App>,
+    backlog: Vec<AuditEntry>,
+    next: u64,
+    release: Option<String>,
+) -> Response {
+    struct Follow {
+        app: Arc<App>,
+        ready: std::vec::IntoIter<AuditEntry>,
+        next: u64,
+        release: Option<String>,
+        len: tokio::sync::watch::Receiver<u64>,
+    }
+    let len = app.service.store().audit_len();
+    let start = Follow {
+        app,
+        ready: backlog.into_iter(),
+        next,
+        release,
+        len,
+    };
+    let events = stream::unfold(start, |mut f| async move {
+        loop {
+            if let Some(entry) = f.ready.next() {
+                let event = Event::default()
+                    .id(entry.seq.to_string())
+                    .event("audit")
+                    .json_data(&entry);
+                return Some((event, f));
+            }
+            match f.app.service.store().audit_from(f.next, BATCH) {
+                Ok(mut entries) if !entries.is_empty() => {
+                    f.next = entries.last().map_or(f.next, |e| e.seq + 1);
+                    entries.retain(|e| f.release.as_ref().is_none_or(|r| &e.release == r));
+                    f.ready = entries.into_iter();
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!("audit stream: {e}");
+                    return None;
+                }
+            }
+            f.len.changed().await.ok()?;
+        }
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// A task's log: an `line` event per line (as `sluice logs` prints it), then `end`.
+pub(super) fn log(follow: LogFollow) -> Response {
+    let events = stream::unfold(Some(follow), |follow| async move {
+        let mut follow = follow?;
+        let event = match follow.next().await {
+            Ok(Some(line)) => {
+                let event = Event::default().event("line").data(line.to_string());
+                return Some((Ok::<_, Infallible>(event), Some(follow)));
+            }
+            Ok(None) => Event::default().event("end").data("the task ended"),
+            Err(e) => {
+                tracing::error!("log stream: {e}");
+                Event::default()
+                    .event("error")
+                    .data("internal error: the log could not be read")
+            }
+        };
+        Some((Ok(event), None))
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
