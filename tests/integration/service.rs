@@ -679,3 +679,57 @@ fn the_audit_stream_replays_then_follows_and_resumes_after_an_id() {
     let mut resumed = open(&format!("&after={last}"));
     assert_eq!(next_event(&server, &mut resumed).id, event.id);
 }
+
+#[test]
+fn the_openapi_document_describes_every_route() {
+    let server = Server::start("1h", ApiLimits::default());
+    let anonymous = Client::new(&server.base, None).unwrap();
+    let reply = server
+        .runtime
+        .block_on(anonymous.get("/api/v1/openapi.json"))
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    let doc = reply.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/api/v1/pipelines", &["get"][..]),
+        ("/api/v1/pipelines/{name}", &["get", "put"]),
+        ("/api/v1/pipelines/{name}/validate", &["post"]),
+        ("/api/v1/pipelines/{name}/releases", &["post"]),
+        ("/api/v1/releases", &["get"]),
+        ("/api/v1/releases/{id}", &["get"]),
+        ("/api/v1/releases/{id}/abandon", &["post"]),
+        ("/api/v1/releases/{id}/stages/{stage}/deploy", &["post"]),
+        ("/api/v1/releases/{id}/stages/{stage}/cancel", &["post"]),
+        ("/api/v1/releases/{id}/logs", &["get"]),
+        (
+            "/api/v1/releases/{id}/stages/{stage}/attempts/{attempt}/tasks/{task}/log",
+            &["get"],
+        ),
+        ("/api/v1/approvals", &["get"]),
+        ("/api/v1/approvals/{id}", &["get"]),
+        ("/api/v1/approvals/{id}/approve", &["post"]),
+        ("/api/v1/approvals/{id}/reject", &["post"]),
+        ("/api/v1/approvals/{id}/reassign", &["post"]),
+        ("/api/v1/audit", &["get"]),
+    ] {
+        for method in methods {
+            let op = &paths[path][*method];
+            assert!(op.is_object(), "{method} {path} is not in the document");
+            assert!(
+                op["responses"]["401"].is_object(),
+                "{method} {path} documents no 401"
+            );
+        }
+    }
+    // The documented shapes are the served ones: a release has the fields the schema names.
+    let schema = &doc["components"]["schemas"]["ReleaseView"]["properties"];
+    let release = server.release();
+    let served = server.get("vic", &format!("/api/v1/releases/{release}"));
+    let mut documented: Vec<&String> = schema.as_object().unwrap().keys().collect();
+    let mut fields: Vec<&String> = served.as_object().unwrap().keys().collect();
+    documented.sort();
+    fields.sort();
+    assert_eq!(documented, fields);
+}

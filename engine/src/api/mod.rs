@@ -11,6 +11,7 @@
 
 mod archive;
 pub mod client;
+mod openapi;
 mod sse;
 mod views;
 
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -32,13 +33,25 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::core::{ApprovalState, Event, Release, ReleaseState};
 use crate::scheduler::CreateOptions;
-use crate::service::{DecisionRequest, Role, Service, ServiceError, User, hash_token};
+use crate::service::{
+    ApprovalView, DecisionRequest, Role, Service, ServiceError, User, hash_token,
+};
 use crate::store::{LogKey, Receipt};
 
+pub use openapi::document as openapi;
+use openapi::{
+    ApprovalPath, BadRequest, Conflict, Forbidden, IdempotencyKey, Invalid, NotFound, PipelinePath,
+    ReleasePath, ServerEvent, StagePath, TaskPath, TooLarge, Unauthenticated,
+};
 pub use views::ReleaseView;
+use views::{
+    ApprovalList, AuditList, ErrorBody, PipelineDetail, PipelineList, PipelineSaved,
+    PipelineSummary, PipelineVersionInfo, ReleaseList, ReleaseSummary, Validated,
+};
 
 /// The server's shared state.
 struct App {
@@ -76,7 +89,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/approvals/{id}/approve", post(approve))
         .route("/approvals/{id}/reject", post(reject))
         .route("/approvals/{id}/reassign", post(reassign))
-        .route("/audit", get(audit));
+        .route("/audit", get(audit))
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }));
     Router::new()
         .nest("/api/v1", v1)
         .route("/healthz", get(|| async { "ok\n" }))
@@ -95,7 +109,7 @@ pub fn router(service: Arc<Service>) -> Router {
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    body: Value,
+    body: ErrorBody,
     /// For 500s: the detail, logged with the request id by `guard`, never sent.
     internal: Option<String>,
 }
@@ -104,22 +118,21 @@ impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
-            body: json!({ "error": message.into() }),
+            body: ErrorBody {
+                error: message.into(),
+                request_id: None,
+                diagnostics: None,
+                approval: None,
+            },
             internal: None,
         }
     }
 
     fn internal(detail: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            body: json!({ "error": "internal error" }),
             internal: Some(detail.into()),
+            ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
-    }
-
-    fn with(mut self, key: &str, value: Value) -> Self {
-        self.body[key] = value;
-        self
     }
 }
 
@@ -131,10 +144,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
             ServiceError::Invalid(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, m),
             ServiceError::Pipeline(p) => {
-                let diagnostics: Vec<String> =
-                    p.diagnostics.iter().map(ToString::to_string).collect();
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "the pipeline is invalid")
-                    .with("diagnostics", json!(diagnostics))
+                let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "the pipeline is invalid");
+                e.body.diagnostics = Some(p.diagnostics.iter().map(ToString::to_string).collect());
+                e
             }
             ServiceError::Internal(m) => Self::internal(m),
         }
@@ -182,11 +194,9 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
     };
     if let Some(InternalDetail(detail)) = response.extensions_mut().remove::<InternalDetail>() {
         tracing::error!(request_id = %id, "internal error: {detail}");
-        response = (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({ "error": "internal error", "request_id": id })),
-        )
-            .into_response();
+        let mut error = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        error.body.request_id = Some(id.clone());
+        response = error.into_response();
     } else if response.status() == StatusCode::PAYLOAD_TOO_LARGE
         && response
             .headers()
@@ -289,6 +299,36 @@ impl App {
     }
 }
 
+/// Path parameters, with a JSON 400 (like every other error) when one does not parse.
+struct Path<T>(T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Path(value))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))
+    }
+}
+
+/// A count from a query, checked against the range the API documents.
+fn count(name: &str, value: i64, max: i64) -> Result<usize, ApiError> {
+    if (0..=max).contains(&value) {
+        Ok(value as usize)
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{name} must be between 0 and {max}: it is {value}"),
+        ))
+    }
+}
+
 fn bad_query(e: QueryRejection) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, e.body_text())
 }
@@ -308,9 +348,10 @@ fn require(user: &User, role: Role) -> Result<(), ApiError> {
 // ---------------------------------------------------------------------------------------------
 // Strict bodies and idempotency
 
-/// Parses a JSON body strictly: an unknown field is a 400 that names it. An empty body is `{}`.
+/// Parses a JSON body strictly: an unknown field is a 400 that names it. An empty body (or
+/// `null`) is `{}`.
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         b"{}"
     } else {
         body
@@ -358,7 +399,7 @@ where
     let key = key
         .to_str()
         .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 200)
+        .filter(|k| (1..=200).contains(&k.len()) && k.bytes().all(|b| (b' '..=b'~').contains(&b)))
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -409,7 +450,7 @@ where
             let stored = Stored {
                 fingerprint,
                 status: error.status.as_u16(),
-                body: error.body.clone(),
+                body: serde_json::to_value(&error.body).unwrap_or(Value::Null),
             };
             let bytes =
                 serde_json::to_vec(&stored).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -478,41 +519,65 @@ async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
 // ---------------------------------------------------------------------------------------------
 // Pipelines
 
-async fn list_pipelines(State(app): State<Arc<App>>, Auth(_): Auth) -> Json<Value> {
-    let pipelines: Vec<Value> = app
+/// List the pipelines the service serves.
+#[utoipa::path(get, path = "/api/v1/pipelines", tag = "pipelines",
+    responses((status = 200, body = PipelineList), Unauthenticated))]
+async fn list_pipelines(State(app): State<Arc<App>>, Auth(_): Auth) -> Json<PipelineList> {
+    let pipelines = app
         .service
         .pipelines()
-        .iter()
-        .map(|p| {
-            json!({
-                "name": p.name,
-                "version": p.version,
-                "stages": p.loaded.plan.stages.iter().map(|s| &s.name).collect::<Vec<_>>(),
-                "artifacts": p.loaded.plan.artifacts.iter().map(|a| &a.alias).collect::<Vec<_>>(),
-            })
+        .into_iter()
+        .map(|p| PipelineSummary {
+            stages: p
+                .loaded
+                .plan
+                .stages
+                .iter()
+                .map(|s| s.name.clone())
+                .collect(),
+            artifacts: p
+                .loaded
+                .plan
+                .artifacts
+                .iter()
+                .map(|a| a.alias.clone())
+                .collect(),
+            name: p.name,
+            version: p.version,
         })
         .collect();
-    Json(json!({ "pipelines": pipelines }))
+    Json(PipelineList { pipelines })
 }
 
+/// A pipeline: its TOML, its plan, and every stored version.
+#[utoipa::path(get, path = "/api/v1/pipelines/{name}", tag = "pipelines", params(PipelinePath),
+    responses((status = 200, body = PipelineDetail), Unauthenticated, NotFound))]
 async fn get_pipeline(
     State(app): State<Arc<App>>,
     Auth(_): Auth,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PipelineDetail>, ApiError> {
     let pipeline = app.service.pipeline(&name)?;
     let versions = app
         .service
         .store()
         .pipeline_versions(&name)
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(Json(json!({
-        "name": pipeline.name,
-        "version": pipeline.version,
-        "source": pipeline.source,
-        "versions": versions.iter().map(|v| json!({"version": v.version, "at": v.at, "by": v.by})).collect::<Vec<_>>(),
-        "plan": pipeline.loaded.plan,
-    })))
+    Ok(Json(PipelineDetail {
+        plan: serde_json::to_value(&pipeline.loaded.plan)
+            .map_err(|e| ApiError::internal(e.to_string()))?,
+        name: pipeline.name,
+        version: pipeline.version,
+        source: pipeline.source,
+        versions: versions
+            .into_iter()
+            .map(|v| PipelineVersionInfo {
+                version: v.version,
+                at: v.at,
+                by: v.by,
+            })
+            .collect(),
+    }))
 }
 
 fn toml_body(body: &Bytes) -> Result<&str, ApiError> {
@@ -524,45 +589,66 @@ fn toml_body(body: &Bytes) -> Result<&str, ApiError> {
     })
 }
 
+/// Replace a pipeline (admins): the TOML is validated, stored as the next version and written
+/// to its file. Releases already created keep their snapshot.
+#[utoipa::path(put, path = "/api/v1/pipelines/{name}", tag = "pipelines", params(PipelinePath),
+    request_body(content = String, content_type = "text/plain", description = "The pipeline's TOML"),
+    responses((status = 200, body = PipelineSaved), BadRequest, Unauthenticated, Forbidden, Invalid, TooLarge))]
 async fn put_pipeline(
     State(app): State<Arc<App>>,
     Auth(user): Auth,
     Path(name): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PipelineSaved>, ApiError> {
     require(&user, Role::Admin)?;
     let pipeline = app
         .service
         .put_pipeline(&name, toml_body(&body)?, &user.name)?;
-    Ok(Json(
-        json!({ "name": pipeline.name, "version": pipeline.version }),
-    ))
+    Ok(Json(PipelineSaved {
+        name: pipeline.name,
+        version: pipeline.version,
+    }))
 }
 
+/// Check a pipeline's TOML without saving it (releasers).
+#[utoipa::path(post, path = "/api/v1/pipelines/{name}/validate", tag = "pipelines", params(PipelinePath),
+    request_body(content = String, content_type = "text/plain", description = "The pipeline's TOML"),
+    responses((status = 200, body = Validated), BadRequest, Unauthenticated, Forbidden, Invalid, TooLarge))]
 async fn validate_pipeline(
     State(app): State<Arc<App>>,
     Auth(user): Auth,
     Path(name): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Validated>, ApiError> {
     require(&user, Role::Releaser)?;
     let loaded = app.service.validate_pipeline(&name, toml_body(&body)?)?;
-    Ok(Json(json!({ "valid": true, "name": loaded.plan.name })))
+    Ok(Json(Validated {
+        valid: true,
+        name: loaded.plan.name,
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Releases and deployments
 
-#[derive(Deserialize)]
+/// A new release: artifact versions (latest, or the pipeline's selector, unless given),
+/// variables settable at release time, a description.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateRelease {
+    /// Artifact alias -> version id.
     #[serde(default)]
     artifacts: std::collections::BTreeMap<String, String>,
+    /// Variable name -> value.
     #[serde(default)]
     variables: std::collections::BTreeMap<String, String>,
     description: Option<String>,
 }
 
+/// Create a release of a pipeline (releasers); its first stages start at once.
+#[utoipa::path(post, path = "/api/v1/pipelines/{name}/releases", tag = "releases",
+    params(PipelinePath, IdempotencyKey), request_body = CreateRelease,
+    responses((status = 201, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Invalid, TooLarge))]
 async fn create_release(
     State(app): State<Arc<App>>,
     Auth(user): Auth,
@@ -591,38 +677,42 @@ async fn create_release(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListReleases {
+    /// Only this pipeline's releases.
     pipeline: Option<String>,
-    state: Option<String>,
+    /// Only releases in this state.
+    state: Option<ReleaseState>,
+    /// Page size.
     #[serde(default = "default_limit")]
-    limit: usize,
+    #[param(minimum = 0, maximum = 500)]
+    limit: i64,
+    /// Releases to skip.
     #[serde(default)]
-    offset: usize,
+    #[param(minimum = 0)]
+    offset: i64,
 }
 
-fn default_limit() -> usize {
+fn default_limit() -> i64 {
     50
 }
 
+/// List releases, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/releases", tag = "releases", params(ListReleases),
+    responses((status = 200, body = ReleaseList<'static>), BadRequest, Unauthenticated))]
 async fn list_releases(
     State(app): State<Arc<App>>,
     Auth(_): Auth,
     query: Result<Query<ListReleases>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(bad_query)?;
-    let state = match &query.state {
-        Some(s) => Some(
-            serde_json::from_value::<ReleaseState>(Value::String(s.clone())).map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("state `{s}`: use active, succeeded, partially-succeeded, failed or abandoned"),
-                )
-            })?,
-        ),
-        None => None,
-    };
+    let (limit, offset) = (
+        count("limit", query.limit, 500)?,
+        count("offset", query.offset, i64::MAX)?,
+    );
+    let state = query.state;
     let mut releases = app
         .service
         .store()
@@ -638,29 +728,34 @@ async fn list_releases(
             .cmp(&a.created_at)
             .then(b.number.cmp(&a.number))
     });
-    let total = releases.len();
-    let page: Vec<Value> = releases
-        .iter()
-        .skip(query.offset)
-        .take(query.limit.min(500))
-        .map(views::summary)
-        .collect();
-    Ok(Json(
-        json!({ "releases": page, "total": total, "offset": query.offset }),
-    ))
+    let page = ReleaseList {
+        releases: releases
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(ReleaseSummary::of)
+            .collect(),
+        total: releases.len(),
+        offset,
+    };
+    Ok(Json(page).into_response())
 }
 
+/// A release: its stages with their attempts, tasks and approvals, its artifact versions and
+/// plugin digests.
+#[utoipa::path(get, path = "/api/v1/releases/{id}", tag = "releases", params(ReleasePath),
+    responses((status = 200, body = ReleaseView<'static>), Unauthenticated, NotFound))]
 async fn get_release(
     State(app): State<Arc<App>>,
     Auth(_): Auth,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let release = app.service.release(&id)?;
-    Ok(Json(json!(ReleaseView::of(&release))))
+    Ok(Json(ReleaseView::of(&release)).into_response())
 }
 
 /// The body of a deploy, cancel or abandon: nothing (or `{}`).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NoFields {}
 
@@ -687,6 +782,10 @@ async fn release_event(
     .await
 }
 
+/// Abandon a release (releasers): nothing more of it deploys.
+#[utoipa::path(post, path = "/api/v1/releases/{id}/abandon", tag = "releases",
+    params(ReleasePath, IdempotencyKey), request_body(content = Option<NoFields>),
+    responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
 async fn abandon(
     State(app): State<Arc<App>>,
     Auth(user): Auth,
@@ -697,6 +796,10 @@ async fn abandon(
     release_event(&app, user, headers, body, id, Event::Abandon).await
 }
 
+/// Deploy (or redeploy, as a new attempt) a stage by hand (releasers).
+#[utoipa::path(post, path = "/api/v1/releases/{id}/stages/{stage}/deploy", tag = "deployments",
+    params(StagePath, IdempotencyKey), request_body(content = Option<NoFields>),
+    responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
 async fn deploy(
     State(app): State<Arc<App>>,
     Auth(user): Auth,
@@ -707,6 +810,10 @@ async fn deploy(
     release_event(&app, user, headers, body, id, Event::Deploy { stage }).await
 }
 
+/// Cancel a stage's deployment (releasers): running tasks are stopped.
+#[utoipa::path(post, path = "/api/v1/releases/{id}/stages/{stage}/cancel", tag = "deployments",
+    params(StagePath, IdempotencyKey), request_body(content = Option<NoFields>),
+    responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
 async fn cancel(
     State(app): State<Arc<App>>,
     Auth(user): Auth,
@@ -717,14 +824,24 @@ async fn cancel(
     release_event(&app, user, headers, body, id, Event::Cancel { stage }).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct FollowQuery {
-    /// Stream as server-sent events until the task ends.
+    /// Stream as server-sent events (`line` per line, then `end`) until the task ends.
     #[serde(default)]
     follow: bool,
 }
 
+/// One task's log as text; with `follow=true`, live as server-sent events.
+#[utoipa::path(get, path = "/api/v1/releases/{id}/stages/{stage}/attempts/{attempt}/tasks/{task}/log",
+    tag = "logs", params(TaskPath, FollowQuery),
+    responses(
+        (status = 200, description = "The log, a line per line", content(
+            (String = "text/plain"),
+            (ServerEvent = "text/event-stream"),
+        )),
+        BadRequest, Unauthenticated, NotFound))]
 async fn task_log(
     State(app): State<Arc<App>>,
     Auth(_): Auth,
@@ -759,7 +876,12 @@ async fn task_log(
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
-/// Every stored task log of a release, as a `.tar.gz` of `STAGE/ATTEMPT/TASK.log` files.
+/// Every stored task log of a release, as a `.tar.gz` of `RELEASE/STAGE/ATTEMPT/TASK.log`
+/// files.
+#[utoipa::path(get, path = "/api/v1/releases/{id}/logs", tag = "logs", params(ReleasePath),
+    responses(
+        (status = 200, description = "A .tar.gz archive", content_type = "application/gzip", body = Vec<u8>),
+        Unauthenticated, NotFound))]
 async fn release_logs(
     State(app): State<Arc<App>>,
     Auth(_): Auth,
@@ -786,39 +908,63 @@ async fn release_logs(
 // ---------------------------------------------------------------------------------------------
 // Approvals
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListApprovals {
-    #[serde(default = "pending_status")]
-    status: String,
+    /// Approvals in this state (`all`: any).
+    #[serde(default)]
+    #[param(inline)]
+    status: StatusFilter,
+    /// `me`, or a user or `group:NAME` listed as approver.
     approver: Option<String>,
+    /// Only this release's approvals.
     release: Option<String>,
+    /// Only this stage's.
     stage: Option<String>,
 }
 
-fn pending_status() -> String {
-    "pending".into()
+/// Which approvals to list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+enum StatusFilter {
+    #[default]
+    Pending,
+    Approved,
+    Rejected,
+    Reassigned,
+    Canceled,
+    Skipped,
+    Expired,
+    All,
 }
 
+impl StatusFilter {
+    /// The state it selects; `None` for all.
+    fn state(self) -> Option<ApprovalState> {
+        Some(match self {
+            Self::Pending => ApprovalState::Pending,
+            Self::Approved => ApprovalState::Approved,
+            Self::Rejected => ApprovalState::Rejected,
+            Self::Reassigned => ApprovalState::Reassigned,
+            Self::Canceled => ApprovalState::Canceled,
+            Self::Skipped => ApprovalState::Skipped,
+            Self::Expired => ApprovalState::Expired,
+            Self::All => return None,
+        })
+    }
+}
+
+/// List approvals: pending ones by default; `approver=me` for those the caller may decide.
+#[utoipa::path(get, path = "/api/v1/approvals", tag = "approvals", params(ListApprovals),
+    responses((status = 200, body = ApprovalList), BadRequest, Unauthenticated))]
 async fn list_approvals(
     State(app): State<Arc<App>>,
     Auth(user): Auth,
     query: Result<Query<ListApprovals>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(bad_query)?;
-    let status = match query.status.as_str() {
-        "all" => None,
-        s => Some(
-            serde_json::from_value::<ApprovalState>(Value::String(s.into())).map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "status `{s}`: use pending, approved, rejected, reassigned, canceled, skipped, expired or all"
-                    ),
-                )
-            })?,
-        ),
-    };
+    let status = query.status.state();
     let mut approvals = if status == Some(ApprovalState::Pending) {
         app.service.pending_approvals()
     } else {
@@ -845,17 +991,22 @@ async fn list_approvals(
     Ok(Json(json!({ "approvals": approvals })))
 }
 
+/// One approval, with its decisions.
+#[utoipa::path(get, path = "/api/v1/approvals/{id}", tag = "approvals", params(ApprovalPath),
+    responses((status = 200, body = ApprovalView), Unauthenticated, NotFound))]
 async fn get_approval(
     State(app): State<Arc<App>>,
     Auth(_): Auth,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(app.service.approval(&id)?)))
+) -> Result<Json<ApprovalView>, ApiError> {
+    Ok(Json(app.service.approval(&id)?))
 }
 
-#[derive(Deserialize)]
+/// A decision on an approval.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct Decide {
+    /// Why; kept in the audit trail.
     #[serde(default)]
     comment: String,
     /// Decide for every approver (admins).
@@ -911,13 +1062,17 @@ fn with_approval_state(
         if e.status != StatusCode::CONFLICT {
             return e;
         }
-        match app.service.approval(id) {
-            Ok(view) => e.with("approval", json!(view)),
-            Err(_) => e,
-        }
+        let mut e = e;
+        e.body.approval = app.service.approval(id).ok().map(Box::new);
+        e
     })
 }
 
+/// Approve (approvers listed on it, directly or through a group; admins with `override`).
+/// With `defer-until`, the deployment waits until then.
+#[utoipa::path(post, path = "/api/v1/approvals/{id}/approve", tag = "approvals",
+    params(ApprovalPath, IdempotencyKey), request_body(content = Option<Decide>),
+    responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
 async fn approve(
     State(app): State<Arc<App>>,
     Auth(user): Auth,
@@ -928,6 +1083,10 @@ async fn approve(
     decide(&app, user, id, headers, body, true).await
 }
 
+/// Reject: the deployment does not go ahead.
+#[utoipa::path(post, path = "/api/v1/approvals/{id}/reject", tag = "approvals",
+    params(ApprovalPath, IdempotencyKey), request_body(content = Option<Decide>),
+    responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
 async fn reject(
     State(app): State<Arc<App>>,
     Auth(user): Auth,
@@ -938,16 +1097,23 @@ async fn reject(
     decide(&app, user, id, headers, body, false).await
 }
 
-#[derive(Deserialize)]
+/// Hand an approval to someone else.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Reassign {
+    /// A user, or `group:NAME`.
     to: String,
     #[serde(default)]
     comment: String,
+    /// Reassign without being an approver on it (admins).
     #[serde(default, rename = "override")]
     override_approvers: bool,
 }
 
+/// Reassign an approval to another user or group.
+#[utoipa::path(post, path = "/api/v1/approvals/{id}/reassign", tag = "approvals",
+    params(ApprovalPath, IdempotencyKey), request_body = Reassign,
+    responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
 async fn reassign(
     State(app): State<Arc<App>>,
     Auth(user): Auth,
@@ -982,19 +1148,33 @@ async fn reassign(
 // ---------------------------------------------------------------------------------------------
 // Audit
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// Only this release's entries.
     release: Option<String>,
     /// Entries after this sequence number (oldest first); without it, the latest `limit`.
-    after: Option<u64>,
+    #[param(minimum = 0)]
+    after: Option<i64>,
+    /// How many entries.
     #[serde(default = "default_limit")]
-    limit: usize,
-    /// Stream as server-sent events: the entries asked for, then each new one.
+    #[param(minimum = 0, maximum = 10000)]
+    limit: i64,
+    /// Stream as server-sent events (`audit`, id = seq): the entries asked for, then each new
+    /// one as it commits. A reconnecting client sends `Last-Event-ID`.
     #[serde(default)]
     follow: bool,
 }
 
+/// The audit trail: every state change and decision, with actor, time and release revision.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+    responses(
+        (status = 200, description = "Entries, oldest first", content(
+            (AuditList = "application/json"),
+            (ServerEvent = "text/event-stream"),
+        )),
+        BadRequest, Unauthenticated))]
 async fn audit(
     State(app): State<Arc<App>>,
     Auth(_): Auth,
@@ -1003,13 +1183,17 @@ async fn audit(
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(bad_query)?;
     let store = app.service.store();
-    let limit = query.limit.min(10_000);
+    let limit = count("limit", query.limit, 10_000)?;
+    let after = match query.after {
+        Some(after) => Some(count("after", after, i64::MAX)? as u64),
+        None => None,
+    };
     // A reconnecting event stream says where it was.
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let after = resume.or(query.after);
+    let after = resume.or(after);
     let len = *store.audit_len().borrow();
     let mut entries = store
         .audit_from(after.map_or(0, |seq| seq + 1), usize::MAX)

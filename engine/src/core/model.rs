@@ -7,7 +7,7 @@ use crate::pipeline::{ApprovalPolicy, ApprovalSpec, Plan};
 use crate::plugin::{Variable, Version};
 
 /// A release's lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReleaseState {
     /// Deploying, or waiting on a decision.
@@ -30,7 +30,7 @@ impl ReleaseState {
 }
 
 /// A stage deployment's lifecycle (the states users see).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum StageState {
     /// Not triggered (yet).
@@ -80,7 +80,7 @@ impl StageState {
 }
 
 /// An approval's lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ApprovalState {
     /// Waiting for decisions.
@@ -100,7 +100,7 @@ pub enum ApprovalState {
 }
 
 /// A task's lifecycle within one attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TaskState {
     /// Not reached yet.
@@ -118,7 +118,7 @@ pub enum TaskState {
 }
 
 /// Pre- or post-deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ApprovalKind {
     /// Before the deployment runs.
@@ -144,7 +144,7 @@ pub fn approval_id(release: &str, stage: &str, attempt: u32, kind: ApprovalKind)
 }
 
 /// One decision on an approval.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Decision {
     /// Who decided.
     pub by: String,
@@ -163,7 +163,7 @@ pub struct Decision {
 }
 
 /// An approval on one deployment attempt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Approval {
     /// Pre or post.
     pub kind: ApprovalKind,
@@ -197,7 +197,7 @@ impl Approval {
 }
 
 /// One task in one attempt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskRun {
     /// The task's name in the plan.
     pub name: String,
@@ -212,7 +212,7 @@ pub struct TaskRun {
 }
 
 /// One attempt to deploy a stage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attempt {
     /// 1, 2, ... (a redeploy is a new attempt).
     pub number: u32,
@@ -256,7 +256,7 @@ impl StageRun {
 }
 
 /// An artifact version chosen for a release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChosenArtifact {
     /// Alias.
     pub alias: String,

@@ -119,7 +119,7 @@ pub enum Trigger {
 }
 
 /// How approvers' decisions combine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ApprovalPolicy {
     /// One approval is enough.

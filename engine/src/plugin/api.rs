@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::limits::LimitExceeded;
 
 /// A variable passed to a plugin, or an output variable a task returns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Variable {
     /// Name as written in the pipeline.
     pub name: String,
@@ -20,7 +20,7 @@ pub struct Variable {
 }
 
 /// One version of an artifact, as an artifact source describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 pub struct Version {
     /// Version identifier, unique within the artifact.
     pub id: String,

@@ -81,7 +81,7 @@ pub struct Pipeline {
 }
 
 /// A pending approval, as approvers look for it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ApprovalView {
     /// `release.stage.attempt.pre|post`.
     pub id: String,

@@ -92,7 +92,7 @@ fn storage<E: Into<redb::Error>>(e: E) -> StoreError {
 }
 
 /// One entry of the audit trail.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Its place in the trail: 0, 1, 2, ... in commit order.
     #[serde(default)]
