@@ -8,14 +8,17 @@ use clap::Parser;
 mod cli;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let args = cli::Cli::parse();
+    let log = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
                 .unwrap_or_else(|_| "warn,wasmtime_wasi_http=error".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    let args = cli::Cli::parse();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        cli::LogFormat::Text => log.init(),
+        cli::LogFormat::Json => log.json().init(),
+    }
     match cli::run(args) {
         Ok(code) => code.into(),
         Err(err) => {

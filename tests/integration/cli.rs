@@ -186,3 +186,22 @@ fn run_grants_directories_and_hosts_from_flags() {
     assert_eq!(allowed.status.code(), Some(0), "{}", stdout(&allowed));
     assert!(stdout(&allowed).contains("healthy"));
 }
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, marker) in [
+        ("bash", "_sluice()"),
+        ("zsh", "#compdef sluice"),
+        ("fish", "complete -c sluice"),
+    ] {
+        let output = sluice(&["completions", shell], dir.path());
+        assert!(output.status.success(), "{}", stderr(&output));
+        let script = stdout(&output);
+        assert!(script.contains(marker), "{shell}: {script:.200}");
+        assert!(
+            script.contains("approvals"),
+            "{shell} completes subcommands"
+        );
+    }
+}

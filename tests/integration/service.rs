@@ -286,58 +286,8 @@ fn unauthenticated_is_401_and_unauthorized_is_403() {
         401
     );
 
-    // The authorization matrix: who may call what (200/201 allowed, 403 not).
     let release = server.release();
     let qa = format!("{release}.qa.1.pre");
-    let create = (
-        "POST",
-        "/api/v1/pipelines/shop/releases".to_owned(),
-        json!({}),
-    );
-    let put = ("PUT", "/api/v1/pipelines/shop".to_owned(), Value::Null);
-    type Call = (&'static str, String, Value);
-    let cases: Vec<(&str, Call, &[&str])> = vec![
-        ("create release", create, &["ada", "rita", "alice"]),
-        ("put pipeline", put, &["ada"]),
-    ];
-    for (what, (method, path, body), allowed) in cases {
-        for who in ["ada", "rita", "alice", "bob", "vic"] {
-            let body = match method {
-                "PUT" => Some(PIPELINE.replace("TIMEOUT", "1h").into_bytes()),
-                _ => Some(body.to_string().into_bytes()),
-            };
-            let client = server.client(who);
-            let reply = server
-                .runtime
-                .block_on(client.send(method, &path, body, &[]))
-                .unwrap();
-            let expect_ok = allowed.contains(&who);
-            assert_eq!(
-                reply.status < 300,
-                expect_ok,
-                "{what} by {who}: {} {}",
-                reply.status,
-                reply.text()
-            );
-            if !expect_ok {
-                assert_eq!(reply.status, 403, "{what} by {who}");
-            }
-        }
-    }
-    for who in ["ada", "rita", "alice", "bob", "vic"] {
-        for path in [
-            "/api/v1/pipelines",
-            "/api/v1/releases",
-            "/api/v1/approvals",
-            "/api/v1/audit",
-        ] {
-            assert_eq!(
-                server.call(who, "GET", path, None).status,
-                200,
-                "{who} GET {path}"
-            );
-        }
-    }
     // Deciding: a viewer and a releaser lack the role; an approver not listed is refused;
     // the release's creator may not approve unless the stage allows it.
     for who in ["vic", "rita", "mallory"] {
@@ -732,4 +682,270 @@ fn the_openapi_document_describes_every_route() {
     documented.sort();
     fields.sort();
     assert_eq!(documented, fields);
+}
+
+#[test]
+fn every_role_against_every_endpoint() {
+    let server = Server::start("1h", ApiLimits::default());
+    // Who may call what. A permitted call may still be refused for what it asks (409 for a
+    // stage not in a state to deploy, 404 for a log not written yet): only 401 and 403 say
+    // "not allowed". Each mutating call gets a fresh release, so no call depends on another.
+    const ADMIN: &str = "ada";
+    const RELEASER: &str = "rita";
+    const APPROVER: &str = "bob";
+    const VIEWER: &str = "vic";
+    const EVERYONE: [&str; 4] = [ADMIN, RELEASER, APPROVER, VIEWER];
+    let (admin, releaser, approver, everyone) = (ADMIN, RELEASER, APPROVER, EVERYONE);
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("GET", "/api/v1/pipelines", &everyone),
+        ("GET", "/api/v1/pipelines/shop", &everyone),
+        ("PUT", "/api/v1/pipelines/shop", &[admin]),
+        (
+            "POST",
+            "/api/v1/pipelines/shop/validate",
+            &[admin, releaser],
+        ),
+        (
+            "POST",
+            "/api/v1/pipelines/shop/releases",
+            &[admin, releaser],
+        ),
+        ("GET", "/api/v1/releases", &everyone),
+        ("GET", "/api/v1/releases/{r}", &everyone),
+        ("POST", "/api/v1/releases/{r}/abandon", &[admin, releaser]),
+        (
+            "POST",
+            "/api/v1/releases/{r}/stages/qa/deploy",
+            &[admin, releaser],
+        ),
+        (
+            "POST",
+            "/api/v1/releases/{r}/stages/qa/cancel",
+            &[admin, releaser],
+        ),
+        ("GET", "/api/v1/releases/{r}/logs", &everyone),
+        (
+            "GET",
+            "/api/v1/releases/{r}/stages/qa/attempts/1/tasks/1-kit/log",
+            &everyone,
+        ),
+        ("GET", "/api/v1/approvals", &everyone),
+        ("GET", "/api/v1/approvals/{r}.qa.1.pre", &everyone),
+        // The admin is not listed on the approval: without `override` it may not decide.
+        (
+            "POST",
+            "/api/v1/approvals/{r}.qa.1.pre/approve",
+            &[approver],
+        ),
+        ("POST", "/api/v1/approvals/{r}.qa.1.pre/reject", &[approver]),
+        (
+            "POST",
+            "/api/v1/approvals/{r}.qa.1.pre/reassign",
+            &[approver],
+        ),
+        ("GET", "/api/v1/audit", &everyone),
+    ];
+    let anonymous = Client::new(&server.base, None).unwrap();
+    for (method, path, allowed) in cases {
+        for who in everyone.iter().copied().map(Some).chain([None]) {
+            let release = server.release();
+            let path = path.replace("{r}", &release);
+            let body = match (*method, path.ends_with("reassign")) {
+                ("PUT", _) => Some(PIPELINE.replace("TIMEOUT", "1h").into_bytes()),
+                ("POST", _) if path.ends_with("validate") => {
+                    Some(PIPELINE.replace("TIMEOUT", "1h").into_bytes())
+                }
+                ("POST", true) => Some(json!({"to": "carl"}).to_string().into_bytes()),
+                ("POST", false) => Some(b"{}".to_vec()),
+                _ => None,
+            };
+            let client = who.map_or_else(|| anonymous.clone(), |w| server.client(w));
+            let reply = server
+                .runtime
+                .block_on(client.send(method, &path, body, &[]))
+                .unwrap();
+            let expected = match who {
+                None => "401",
+                Some(w) if allowed.contains(&w) => "allowed",
+                Some(_) => "403",
+            };
+            let got = match reply.status {
+                401 => "401",
+                403 => "403",
+                _ => "allowed",
+            };
+            assert_eq!(
+                got,
+                expected,
+                "{method} {path} as {}: {} {}",
+                who.unwrap_or("anonymous"),
+                reply.status,
+                reply.text()
+            );
+            assert!(reply.status < 500, "{method} {path}: {}", reply.text());
+        }
+    }
+}
+
+/// Starts `sluice serve` as a child process on `dir` (config and data there); returns it and
+/// its address, once it listens, and its stderr lines.
+fn serve_process(
+    dir: &std::path::Path,
+    fault_after_commit: Option<u32>,
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
+    use std::io::BufRead as _;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .args(["serve", "--config"])
+        .arg(dir.join("sluice.toml"))
+        .env("SLUICE_RITA", token("rita"))
+        .env("SLUICE_BOB", token("bob"))
+        .env("SLUICE_VIC", token("vic"))
+        .env_remove("SLUICE_FAULT_PAUSE_AFTER_COMMIT")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Some(n) = fault_after_commit {
+        command.env("SLUICE_FAULT_PAUSE_AFTER_COMMIT", n.to_string());
+    }
+    let mut child = command.spawn().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let address = wait_line(&lines, "serving on ")
+        .split("serving on ")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    (child, address, lines)
+}
+
+/// Waits (bounded) for a line containing `needle`.
+fn wait_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("no `{needle}` from the server: {e}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn an_approval_committed_just_before_a_sigkill_is_there_after_restart_and_a_retry_replays_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipelines = dir.path().join("pipelines");
+    std::fs::create_dir_all(&pipelines).unwrap();
+    std::fs::copy(TESTKIT, pipelines.join("kit.wasm")).unwrap();
+    std::fs::write(
+        pipelines.join("shop.toml"),
+        PIPELINE.replace("TIMEOUT", "1h"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("sluice.toml"),
+        r#"
+listen = "127.0.0.1:0"
+data-dir = "data"
+pipelines = "pipelines"
+[[users]]
+name = "rita"
+token-env = "SLUICE_RITA"
+roles = ["releaser"]
+[[users]]
+name = "bob"
+token-env = "SLUICE_BOB"
+roles = ["approver"]
+groups = ["approvers"]
+[[users]]
+name = "vic"
+token-env = "SLUICE_VIC"
+roles = ["viewer"]
+"#,
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    // Commit 1 creates the release; commit 2 is bob's approval. The server stops dead right
+    // after it, before answering, and is SIGKILLed there.
+    let (mut child, address, lines) = serve_process(dir.path(), Some(2));
+    let rita = Client::new(&address, Some(token("rita"))).unwrap();
+    let created = runtime
+        .block_on(rita.post("/api/v1/pipelines/shop/releases", &json!({})))
+        .unwrap();
+    assert_eq!(created.status, 201, "{}", created.text());
+    let release = created.json()["name"].as_str().unwrap().to_owned();
+    let qa = format!("{release}.qa.1.pre");
+    let approve = |client: &Client| {
+        let client = client.clone();
+        let path = format!("/api/v1/approvals/{qa}/approve");
+        async move {
+            client
+                .send(
+                    "POST",
+                    &path,
+                    Some(br#"{"comment":"ship it"}"#.to_vec()),
+                    &[("idempotency-key", "approve-qa-once")],
+                )
+                .await
+        }
+    };
+    let bob = Client::new(&address, Some(token("bob"))).unwrap();
+    let unanswered = runtime.spawn(approve(&bob));
+    wait_line(&lines, "sluice-fault: paused after commit 2");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let lost = runtime.block_on(unanswered).unwrap();
+    assert!(lost.is_err(), "the first answer never arrived: {lost:?}");
+
+    // Restarted on the same data: the approval is there.
+    let (mut child, address, _lines) = serve_process(dir.path(), None);
+    let vic = Client::new(&address, Some(token("vic"))).unwrap();
+    let approval = runtime
+        .block_on(vic.get(&format!("/api/v1/approvals/{qa}")))
+        .unwrap()
+        .json();
+    assert_eq!(approval["state"], "approved", "{approval}");
+    assert_eq!(approval["decisions"][0]["by"], "bob");
+
+    // bob's client retries with the same key: the original result, nothing applied twice.
+    let bob = Client::new(&address, Some(token("bob"))).unwrap();
+    let retry = runtime.block_on(approve(&bob)).unwrap();
+    assert_eq!(retry.status, 200, "{}", retry.text());
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    let audit = runtime
+        .block_on(vic.get(&format!("/api/v1/audit?release={release}&limit=1000")))
+        .unwrap()
+        .json();
+    let decisions: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["what"].as_str().unwrap().contains("approved by bob"))
+        .collect();
+    assert_eq!(decisions.len(), 1, "{audit}");
+    assert_eq!(
+        retry.json()["revision"],
+        decisions[0]["revision"],
+        "the replay is the release as the approval left it"
+    );
+    let approval = runtime
+        .block_on(vic.get(&format!("/api/v1/approvals/{qa}")))
+        .unwrap()
+        .json();
+    assert_eq!(approval["decisions"].as_array().unwrap().len(), 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -17,8 +17,26 @@ mod remote;
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about, max_term_width = 100)]
 pub struct Cli {
+    /// How diagnostics go to stderr: `text`, or `json` (one object per line, for log shippers).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SLUICE_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The format of the process's own log (`tracing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,7 +53,7 @@ enum Command {
     /// List or show releases.
     #[command(subcommand)]
     Releases(release::ReleasesCommand),
-    /// Print task logs of a release.
+    /// Print task logs of a release (from the data directory, or from a server with --server).
     Logs {
         /// Release name.
         release: String,
@@ -43,20 +61,41 @@ enum Command {
         stage: Option<String>,
         /// Only this task.
         task: Option<String>,
+        /// Follow the task's log as it is written, until the task ends (needs --server, a
+        /// stage and a task).
+        #[arg(long, short)]
+        follow: bool,
+        /// With --follow: this attempt (default: the latest).
+        #[arg(long)]
+        attempt: Option<u32>,
         #[command(flatten)]
         data: release::DataDir,
+        #[command(flatten)]
+        remote: remote::Remote,
     },
-    /// Deploy (or redeploy, as a new attempt) one stage of a release, and drive it.
+    /// Deploy (or redeploy, as a new attempt) one stage of a release: locally, driving it
+    /// here, or on a server with --server.
     Deploy {
         /// Release name.
         release: String,
         /// Stage.
         stage: String,
-        /// How approvals are decided.
+        /// How approvals are decided (locally).
         #[arg(long, value_enum, default_value = "ask")]
         approve: release::ApproveMode,
         #[command(flatten)]
         data: release::DataDir,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Cancel a stage's running deployment on a server.
+    Cancel {
+        /// Release name.
+        release: String,
+        /// Stage.
+        stage: String,
+        #[command(flatten)]
+        server: remote::Server,
     },
     /// Work with plugins: list the built-ins, inspect a component, run one locally.
     #[command(subcommand)]
@@ -77,8 +116,16 @@ enum Command {
         /// Only this release's entries.
         #[arg(long)]
         release: Option<String>,
+        /// Keep printing entries as they are committed.
+        #[arg(long, short)]
+        follow: bool,
         #[command(flatten)]
         server: remote::Server,
+    },
+    /// Print a shell completion script: `sluice completions bash > /etc/bash_completion.d/sluice`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -114,19 +161,48 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             release,
             stage,
             task,
+            follow,
+            attempt,
             data,
-        } => release::logs(&release, stage.as_deref(), task.as_deref(), &data),
+            remote,
+        } => match remote.server() {
+            Some(server) => remote::logs(&release, stage, task, attempt, follow, &server),
+            None if follow => anyhow::bail!(
+                "--follow reads a running task's log from a server: give --server (or SLUICE_SERVER)"
+            ),
+            None => release::logs(&release, stage.as_deref(), task.as_deref(), &data),
+        },
         Command::Deploy {
             release,
             stage,
             approve,
             data,
-        } => release::deploy(&release, &stage, approve, &data),
+            remote,
+        } => match remote.server() {
+            Some(server) => remote::stage_command(&release, &stage, "deploy", &server),
+            None => release::deploy(&release, &stage, approve, &data),
+        },
+        Command::Cancel {
+            release,
+            stage,
+            server,
+        } => remote::stage_command(&release, &stage, "cancel", &server),
         Command::Plugin(command) => plugin::run(command),
         Command::Serve(args) => remote::serve(args),
         Command::Token(command) => remote::token(command),
         Command::Release(command) => remote::release(command),
         Command::Approvals(command) => remote::approvals(command),
-        Command::Audit { release, server } => remote::audit(release, server),
+        Command::Audit {
+            release,
+            follow,
+            server,
+        } => remote::audit(release, follow, server),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "sluice", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
+            Ok(Exit::Success)
+        }
     }
 }

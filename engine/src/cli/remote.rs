@@ -216,21 +216,52 @@ pub(super) struct DecideArgs {
     server: Server,
 }
 
+/// `--server` and `--token` for commands that work locally unless given a server.
+#[derive(Debug, Args)]
+pub(super) struct Remote {
+    /// Ask this Sluice server instead of working on the local data directory.
+    #[arg(long, env = "SLUICE_SERVER")]
+    server: Option<String>,
+    /// The API token.
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl Remote {
+    /// The server, when one was given.
+    pub(super) fn server(self) -> Option<Server> {
+        Some(Server {
+            server: self.server?,
+            token: self.token,
+            output: Output::Table,
+        })
+    }
+}
+
 impl Server {
     fn client(&self) -> anyhow::Result<Client> {
         Client::new(&self.server, self.token.clone()).map_err(anyhow::Error::msg)
     }
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
 /// Runs one request on a fresh runtime and turns an error status into an error.
 fn call(server: &Server, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
     let client = server.client()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let reply: Reply = runtime
+    let reply: Reply = runtime()?
         .block_on(client.send(method, path, body.map(|b| b.to_string().into_bytes()), &[]))
         .map_err(anyhow::Error::msg)?;
+    refused(&reply)?;
+    Ok(reply.json())
+}
+
+/// An error status as an error that says what the server said.
+fn refused(reply: &Reply) -> anyhow::Result<()> {
     let value = reply.json();
     if reply.status >= 400 {
         let message = value["error"]
@@ -244,7 +275,7 @@ fn call(server: &Server, method: &str, path: &str, body: Option<Value>) -> anyho
         }
         bail!(text);
     }
-    Ok(value)
+    Ok(())
 }
 
 fn print(server: &Server, value: &Value, table: impl FnOnce(&Value)) {
@@ -393,20 +424,151 @@ fn decide(args: DecideArgs, verb: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) fn audit(release: Option<String>, server: Server) -> anyhow::Result<Exit> {
-    let query = release.map_or(String::new(), |r| format!("?release={r}"));
-    let list = call(&server, "GET", &format!("/api/v1/audit{query}"), None)?;
+fn print_entry(e: &Value) {
+    println!(
+        "{} {:<22} r{:<4} {:<10} {}",
+        e["at"],
+        e["release"].as_str().unwrap_or("?"),
+        e["revision"],
+        e["actor"].as_str().unwrap_or("?"),
+        e["what"].as_str().unwrap_or("?")
+    );
+}
+
+pub(super) fn audit(release: Option<String>, follow: bool, server: Server) -> anyhow::Result<Exit> {
+    let query = release.map_or(String::new(), |r| format!("&release={r}"));
+    if follow {
+        let path = format!("/api/v1/audit?follow=true{query}");
+        follow_events(&server, &path, |event| match server.output {
+            Output::Json => println!("{}", event.data),
+            Output::Table => print_entry(&serde_json::from_str(&event.data).unwrap_or_default()),
+        })?;
+        return Ok(Exit::Success);
+    }
+    let list = call(&server, "GET", &format!("/api/v1/audit?{query}"), None)?;
     print(&server, &list, |list| {
-        for e in list["entries"].as_array().into_iter().flatten() {
-            println!(
-                "{} {:<22} r{:<4} {:<10} {}",
-                e["at"],
-                e["release"].as_str().unwrap_or("?"),
-                e["revision"],
-                e["actor"].as_str().unwrap_or("?"),
-                e["what"].as_str().unwrap_or("?")
-            );
-        }
+        list["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .for_each(print_entry);
     });
+    Ok(Exit::Success)
+}
+
+/// Prints a server-sent event stream's events until the server ends it.
+fn follow_events(
+    server: &Server,
+    path: &str,
+    mut each: impl FnMut(&sluice::api::client::ServerEvent),
+) -> anyhow::Result<()> {
+    let client = server.client()?;
+    runtime()?.block_on(async {
+        let mut events = match client.events(path).await {
+            Ok(events) => events,
+            Err(Ok(reply)) => {
+                refused(&reply)?;
+                bail!("the server answered {}", reply.status)
+            }
+            Err(Err(e)) => bail!(e),
+        };
+        while let Some(event) = events.next().await.map_err(anyhow::Error::msg)? {
+            if event.event == "error" {
+                bail!("{}", event.data);
+            }
+            each(&event);
+        }
+        Ok(())
+    })
+}
+
+/// `sluice deploy|cancel RELEASE STAGE --server ...`.
+pub(super) fn stage_command(
+    release: &str,
+    stage: &str,
+    verb: &str,
+    server: &Server,
+) -> anyhow::Result<Exit> {
+    let path = format!("/api/v1/releases/{release}/stages/{stage}/{verb}");
+    let release = call(server, "POST", &path, Some(json!({})))?;
+    print(server, &release, print_release);
+    Ok(Exit::Success)
+}
+
+/// `sluice logs --server ...`: stored logs, or one task's followed live.
+pub(super) fn logs(
+    release: &str,
+    stage: Option<String>,
+    task: Option<String>,
+    attempt: Option<u32>,
+    follow: bool,
+    server: &Server,
+) -> anyhow::Result<Exit> {
+    let view = call(server, "GET", &format!("/api/v1/releases/{release}"), None)?;
+    let stages = view["stages"].as_array().cloned().unwrap_or_default();
+    if let Some(stage) = &stage
+        && !stages.iter().any(|s| s["name"] == stage.as_str())
+    {
+        bail!("release {release} has no stage `{stage}`");
+    }
+    if follow {
+        let (Some(stage), Some(task)) = (&stage, &task) else {
+            bail!(
+                "--follow follows one task: give the stage and the task, e.g. `sluice logs {release} STAGE TASK -f`"
+            );
+        };
+        let attempts = stages
+            .iter()
+            .find(|s| s["name"] == stage.as_str())
+            .and_then(|s| s["attempts"].as_array().cloned())
+            .unwrap_or_default();
+        let Some(attempt) = attempt.or_else(|| {
+            attempts
+                .last()
+                .and_then(|a| a["number"].as_u64())
+                .map(|n| n as u32)
+        }) else {
+            bail!("stage `{stage}` of {release} has not started: nothing to follow yet");
+        };
+        let path = format!(
+            "/api/v1/releases/{release}/stages/{stage}/attempts/{attempt}/tasks/{task}/log?follow=true"
+        );
+        follow_events(server, &path, |event| {
+            if event.event == "line" {
+                println!("{}", event.data);
+            }
+        })?;
+        return Ok(Exit::Success);
+    }
+    for s in stages
+        .iter()
+        .filter(|s| stage.as_ref().is_none_or(|n| s["name"] == n.as_str()))
+    {
+        let name = s["name"].as_str().unwrap_or("?");
+        for a in s["attempts"].as_array().into_iter().flatten() {
+            let number = &a["number"];
+            for t in a["tasks"].as_array().into_iter().flatten().filter(|t| {
+                task.as_ref().is_none_or(|n| t["name"] == n.as_str()) && t["state"] != "pending"
+            }) {
+                let task_name = t["name"].as_str().unwrap_or("?");
+                println!(
+                    "== {name} / attempt {number} / {task_name} ({})",
+                    t["state"].as_str().unwrap_or("?")
+                );
+                let path = format!(
+                    "/api/v1/releases/{release}/stages/{name}/attempts/{number}/tasks/{task_name}/log"
+                );
+                let client = server.client()?;
+                let reply = runtime()?
+                    .block_on(client.get(&path))
+                    .map_err(anyhow::Error::msg)?;
+                match reply.status {
+                    200 => print!("{}", reply.text()),
+                    404 => println!("(no log stored yet)"),
+                    _ => refused(&reply)?,
+                }
+            }
+        }
+    }
     Ok(Exit::Success)
 }
