@@ -267,6 +267,20 @@ fn create_list_approve_and_the_release_completes() {
         None,
     );
     assert_eq!(log.status, 200, "{}", log.text());
+
+    // Prometheus metrics count what happened: two tasks timed, nothing pending or queued.
+    let metrics = server.call("vic", "GET", "/metrics", None).text();
+    for line in [
+        "sluice_task_duration_seconds_count 2",
+        "sluice_pending_approvals 0",
+        "sluice_queue_depth 0",
+        "sluice_releases{state=\"succeeded\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in:\n{metrics}"
+        );
+    }
 }
 
 #[test]
@@ -948,4 +962,36 @@ roles = ["viewer"]
     assert_eq!(approval["decisions"].as_array().unwrap().len(), 1);
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[test]
+fn an_approval_may_defer_the_deployment_to_an_rfc3339_time() {
+    let server = Server::start("1h", ApiLimits::default());
+    let release = server.release();
+    let qa = format!("{release}.qa.1.pre");
+    let bad = server.call(
+        "bob",
+        "POST",
+        &format!("/api/v1/approvals/{qa}/approve"),
+        Some(json!({"defer-until": "tomorrow morning"})),
+    );
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("RFC 3339"), "{}", bad.text());
+    // An hour from now, written with a +02:00 offset.
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    let written = at
+        .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(2)))
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string();
+    let reply = server.call(
+        "bob",
+        "POST",
+        &format!("/api/v1/approvals/{qa}/approve"),
+        Some(json!({"defer-until": written})),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let stage = &reply.json()["stages"][0];
+    assert_eq!(stage["state"], "scheduled", "{stage}");
+    let deferred = stage["attempts"][0]["deferred_until"].as_i64().unwrap();
+    assert_eq!(deferred / 1000, at.as_second(), "{written}");
 }

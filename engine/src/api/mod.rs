@@ -500,11 +500,30 @@ async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
     out.push_str(
         "# HELP sluice_deployments Stage deployments (latest attempt) by state.\n# TYPE sluice_deployments gauge\n",
     );
+    let queued = stages.get("queued").copied().unwrap_or(0);
     let mut stages: Vec<_> = stages.into_iter().collect();
     stages.sort();
     for (state, n) in stages {
         out.push_str(&format!("sluice_deployments{{state=\"{state}\"}} {n}\n"));
     }
+    out.push_str(&format!(
+        "# HELP sluice_queue_depth Stage deployments waiting for their turn.\n# TYPE sluice_queue_depth gauge\nsluice_queue_depth {queued}\n"
+    ));
+    let durations = app.service.task_durations();
+    out.push_str("# HELP sluice_task_duration_seconds Task run time, from running to ended.\n# TYPE sluice_task_duration_seconds histogram\n");
+    for (bound, n) in crate::service::metrics::BUCKETS
+        .iter()
+        .zip(durations.buckets)
+    {
+        out.push_str(&format!(
+            "sluice_task_duration_seconds_bucket{{le=\"{bound}\"}} {n}\n"
+        ));
+    }
+    out.push_str(&format!(
+        "sluice_task_duration_seconds_bucket{{le=\"+Inf\"}} {count}\nsluice_task_duration_seconds_sum {sum}\nsluice_task_duration_seconds_count {count}\n",
+        count = durations.count,
+        sum = durations.sum
+    ));
     out.push_str(&format!(
         "# HELP sluice_pending_approvals Approvals waiting for a decision.\n# TYPE sluice_pending_approvals gauge\nsluice_pending_approvals {}\n",
         app.service.pending_approvals().len()
@@ -1012,8 +1031,39 @@ struct Decide {
     /// Decide for every approver (admins).
     #[serde(default, rename = "override")]
     override_approvers: bool,
-    /// Approve now, deploy at this time (Unix milliseconds).
-    defer_until: Option<u64>,
+    /// Approve now, deploy at this time: RFC 3339 (`2026-11-24T06:00:00+01:00`) or Unix
+    /// milliseconds.
+    defer_until: Option<DeferUntil>,
+}
+
+/// A time to deploy at.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+enum DeferUntil {
+    /// Unix milliseconds.
+    Millis(u64),
+    /// RFC 3339, with an offset or `Z`.
+    Time(String),
+}
+
+impl DeferUntil {
+    /// Unix milliseconds.
+    fn millis(&self) -> Result<u64, ApiError> {
+        let time = match self {
+            Self::Millis(ms) => return Ok(*ms),
+            Self::Time(text) => text,
+        };
+        let bad = |why: String| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "defer-until `{time}`: {why}; give an RFC 3339 time such as 2026-11-24T06:00:00Z, or Unix milliseconds"
+                ),
+            )
+        };
+        let at: jiff::Timestamp = time.parse().map_err(|e: jiff::Error| bad(e.to_string()))?;
+        u64::try_from(at.as_millisecond()).map_err(|_| bad("it is before 1970".into()))
+    }
 }
 
 async fn decide(
@@ -1025,7 +1075,12 @@ async fn decide(
     approve: bool,
 ) -> Result<Response, ApiError> {
     let request: Decide = parse(&body)?;
-    if !approve && request.defer_until.is_some() {
+    let defer_until = request
+        .defer_until
+        .as_ref()
+        .map(DeferUntil::millis)
+        .transpose()?;
+    if !approve && defer_until.is_some() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "defer-until applies to approvals only: remove it from the rejection",
@@ -1037,7 +1092,7 @@ async fn decide(
         approve,
         comment: request.comment,
         override_approvers: request.override_approvers,
-        defer_until: request.defer_until,
+        defer_until,
     };
     let service = &app.service;
     let result = mutate(

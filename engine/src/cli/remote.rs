@@ -212,6 +212,9 @@ pub(super) struct DecideArgs {
     /// Decide for every approver (admins; audited as an override).
     #[arg(long = "override")]
     override_approvers: bool,
+    /// Approve now, deploy at this time (RFC 3339, e.g. 2026-11-24T06:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    defer_until: Option<String>,
     #[command(flatten)]
     server: Server,
 }
@@ -418,7 +421,10 @@ pub(super) fn approvals(command: ApprovalsCommand) -> anyhow::Result<Exit> {
 
 fn decide(args: DecideArgs, verb: &str) -> anyhow::Result<()> {
     let path = format!("/api/v1/approvals/{}/{verb}", args.id);
-    let body = json!({"comment": args.comment, "override": args.override_approvers});
+    let mut body = json!({"comment": args.comment, "override": args.override_approvers});
+    if let Some(time) = args.defer_until {
+        body["defer-until"] = Value::String(time);
+    }
     let release = call(&args.server, "POST", &path, Some(body))?;
     print(&args.server, &release, print_release);
     Ok(())

@@ -1,4 +1,5 @@
-//! Following a task's log while it runs. The store holds a task's log from the commit that
+//! What the service watches the engine for (pending approvals, task times), and following a
+//! task's log while it runs. The store holds a task's log from the commit that
 //! records the task's end; until then its lines live here, kept from the first line on, so a
 //! follower that arrives late still sees the whole log. An entry goes when its task ends.
 
@@ -13,6 +14,7 @@ use crate::plugin::{LogEvent, LogLine};
 use crate::scheduler::{Engine, Observer};
 use crate::store::LogKey;
 
+use super::metrics::TaskTimes;
 use super::{PendingIndex, ServiceError};
 
 /// (release, stage, attempt, task).
@@ -59,11 +61,13 @@ impl LiveLogs {
 pub(super) struct Watch {
     pub(super) pending: Arc<PendingIndex>,
     pub(super) live: Arc<LiveLogs>,
+    pub(super) times: Arc<TaskTimes>,
 }
 
 impl Observer for Watch {
     fn committed(&self, release: &Release, what: &str) {
         self.pending.committed(release, what);
+        self.times.committed(release);
         let mut logs = self.live.0.lock().unwrap_or_else(|e| e.into_inner());
         logs.retain(|key, log| {
             if key.0 != release.name || over(release, key) == Some(false) {

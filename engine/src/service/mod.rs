@@ -5,6 +5,7 @@
 
 pub mod config;
 mod live;
+pub mod metrics;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -188,6 +189,7 @@ pub struct Service {
     pipelines: RwLock<BTreeMap<String, Pipeline>>,
     pending: Arc<PendingIndex>,
     live: Arc<live::LiveLogs>,
+    times: Arc<metrics::TaskTimes>,
     ready: AtomicBool,
 }
 
@@ -211,6 +213,7 @@ impl Service {
             pipelines: RwLock::new(BTreeMap::new()),
             pending: Arc::new(PendingIndex::default()),
             live: Arc::default(),
+            times: Arc::default(),
             ready: AtomicBool::new(false),
             config,
         });
@@ -230,6 +233,7 @@ impl Service {
                 Arc::new(live::Watch {
                     pending: service.pending.clone(),
                     live: service.live.clone(),
+                    times: service.times.clone(),
                 }),
             )
             .map_err(|e| e.to_string())?;
@@ -459,6 +463,11 @@ impl Service {
     pub fn follow_log(&self, key: &LogKey<'_>) -> Result<LogFollow, ServiceError> {
         let release = self.release(key.release)?;
         LogFollow::start(&self.live, &self.engine, &release, key)
+    }
+
+    /// How long tasks took, since the service started.
+    pub fn task_durations(&self) -> metrics::Histogram {
+        self.times.histogram()
     }
 
     /// Pending approvals, from the index.
