@@ -52,6 +52,11 @@ impl Engine {
             std::fs::remove_dir_all(&workspace)
                 .map_err(|e| format!("cannot clear workspace {}: {e}", workspace.display()))?;
         }
+        // With nothing to fetch, the workspace is made when a task is granted it (`run_task`):
+        // a directory per stage costs more than a no-op task on a busy file system.
+        if release.artifacts.is_empty() {
+            return Ok(());
+        }
         std::fs::create_dir_all(&workspace)
             .map_err(|e| format!("cannot create workspace {}: {e}", workspace.display()))?;
         for chosen in &release.artifacts {
@@ -107,13 +112,36 @@ impl Engine {
         let spec = &release.plan.stages[stage_index].tasks[index];
         let workspace = self.workspace(&release.name, stage, attempt);
         let prepared = async {
+            let mkdir = |dir: &Path| {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create workspace {}: {e}", dir.display()))
+            };
+            // A release without artifacts has an empty workspace. Read-only, one shared empty
+            // directory is the same thing to the task, without a directory per stage.
+            let shared_empty = self.data_dir.join("workspaces").join(".empty");
+            let granted = match spec.grants.workspace {
+                Some(Access::ReadOnly) if release.artifacts.is_empty() && !workspace.exists() => {
+                    mkdir(&shared_empty)?;
+                    Some(shared_empty.as_path())
+                }
+                Some(_) => {
+                    mkdir(&workspace)?;
+                    Some(workspace.as_path())
+                }
+                None => None,
+            };
+            if spec
+                .grants
+                .dirs
+                .iter()
+                .any(|d| d.host.contains("$(sluice.workspace)"))
+            {
+                mkdir(&workspace)?;
+            }
             let scope = Scope::for_task(release, stage_index, attempt, &self.data_dir, &workspace)?;
             let plugin = self.release_plugin(release, &spec.plugin)?;
             let config = scope.substitute_json(&spec.config)?;
-            let workspace = spec
-                .grants
-                .workspace
-                .map(|_| (workspace.as_path(), "/workspace"));
+            let workspace = granted.map(|dir| (dir, "/workspace"));
             let grants = grants(&spec.grants, &|text| scope.substitute(text), workspace)?;
             Ok::<_, String>((scope, plugin, config, grants))
         };
