@@ -132,6 +132,21 @@ impl Server {
             .unwrap()
     }
 
+    /// A request without credentials.
+    fn anonymous(&self, path: &str) -> Reply {
+        let client = Client::new(&self.base, None).unwrap();
+        self.runtime.block_on(client.get(path)).unwrap()
+    }
+
+    /// Opens an event stream as `who`; panics on a refusal.
+    fn events(&self, who: &str, path: &str) -> Events {
+        let client = self.client(who);
+        self.runtime
+            .block_on(client.events(path))
+            .map_err(|e| format!("{e:?}"))
+            .unwrap()
+    }
+
     fn get(&self, who: &str, path: &str) -> Value {
         let reply = self.call(who, "GET", path, None);
         assert_eq!(reply.status, 200, "{}", reply.text());
@@ -286,11 +301,7 @@ fn create_list_approve_and_the_release_completes() {
 #[test]
 fn unauthenticated_is_401_and_unauthorized_is_403() {
     let server = Server::start("1h", ApiLimits::default());
-    let anonymous = Client::new(&server.base, None).unwrap();
-    let reply = server
-        .runtime
-        .block_on(anonymous.get("/api/v1/releases"))
-        .unwrap();
+    let reply = server.anonymous("/api/v1/releases");
     assert_eq!(reply.status, 401);
     assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
     assert_eq!(
@@ -530,12 +541,7 @@ fn a_task_log_is_followed_while_it_runs_and_archived_with_the_release() {
     assert_eq!(reply.status, 201, "{}", reply.text());
     let release = reply.json()["name"].as_str().unwrap().to_owned();
     let log = format!("/api/v1/releases/{release}/stages/build/attempts/1/tasks/wait/log");
-    let vic = server.client("vic");
-    let mut follow = server
-        .runtime
-        .block_on(vic.events(&format!("{log}?follow=true")))
-        .map_err(|e| format!("{e:?}"))
-        .unwrap();
+    let mut follow = server.events("vic", &format!("{log}?follow=true"));
 
     // The first line arrives while the task still runs: nothing is stored yet.
     let first = next_event(&server, &mut follow);
@@ -556,11 +562,7 @@ fn a_task_log_is_followed_while_it_runs_and_archived_with_the_release() {
     assert_eq!(stored.status, 200);
     assert_eq!(stored.text(), format!("{}\n{}\n", first.data, second.data));
     // Following a task that has ended replays its log and ends.
-    let mut replay = server
-        .runtime
-        .block_on(vic.events(&format!("{log}?follow=true")))
-        .map_err(|e| format!("{e:?}"))
-        .unwrap();
+    let mut replay = server.events("vic", &format!("{log}?follow=true"));
     assert_eq!(next_event(&server, &mut replay).data, first.data);
     assert_eq!(next_event(&server, &mut replay).data, second.data);
     assert_eq!(next_event(&server, &mut replay).event, "end");
@@ -593,6 +595,7 @@ fn a_task_log_is_followed_while_it_runs_and_archived_with_the_release() {
     assert_eq!(files[&format!("{release}/build/1/wait.log")], stored.text());
 
     // No such task: 404, not a stream that never ends.
+    let vic = server.client("vic");
     let missing = server.runtime.block_on(vic.events(&format!(
         "/api/v1/releases/{release}/stages/build/attempts/1/tasks/nope/log?follow=true"
     )));
@@ -606,15 +609,11 @@ fn the_audit_stream_replays_then_follows_and_resumes_after_an_id() {
     let listed = server.get("vic", &format!("/api/v1/audit?release={release}"))["entries"].clone();
     let listed = listed.as_array().unwrap().clone();
     assert!(!listed.is_empty());
-    let vic = server.client("vic");
     let open = |query: &str| {
-        server
-            .runtime
-            .block_on(vic.events(&format!(
-                "/api/v1/audit?follow=true&release={release}{query}"
-            )))
-            .map_err(|e| format!("{e:?}"))
-            .unwrap()
+        server.events(
+            "vic",
+            &format!("/api/v1/audit?follow=true&release={release}{query}"),
+        )
     };
     // The stream starts with what the list shows, ids being the entries' sequence numbers.
     let mut stream = open("");
@@ -647,11 +646,7 @@ fn the_audit_stream_replays_then_follows_and_resumes_after_an_id() {
 #[test]
 fn the_openapi_document_describes_every_route() {
     let server = Server::start("1h", ApiLimits::default());
-    let anonymous = Client::new(&server.base, None).unwrap();
-    let reply = server
-        .runtime
-        .block_on(anonymous.get("/api/v1/openapi.json"))
-        .unwrap();
+    let reply = server.anonymous("/api/v1/openapi.json");
     assert_eq!(reply.status, 200);
     let doc = reply.json();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));

@@ -31,7 +31,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
@@ -981,7 +981,7 @@ async fn list_approvals(
     State(app): State<Arc<App>>,
     Auth(user): Auth,
     query: Result<Query<ListApprovals>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApprovalList>, ApiError> {
     let Query(query) = query.map_err(bad_query)?;
     let status = query.status.state();
     let mut approvals = if status == Some(ApprovalState::Pending) {
@@ -1007,7 +1007,7 @@ async fn list_approvals(
                 Some(name) => a.approval.approvers.iter().any(|x| x == name),
             }
     });
-    Ok(Json(json!({ "approvals": approvals })))
+    Ok(Json(ApprovalList { approvals }))
 }
 
 /// One approval, with its decisions.
@@ -1263,7 +1263,7 @@ async fn audit(
         let next = entries.last().map_or(len, |e| e.seq + 1);
         return Ok(sse::audit(app.clone(), entries, next, query.release));
     }
-    Ok(Json(json!({ "entries": entries })).into_response())
+    Ok(Json(AuditList { entries }).into_response())
 }
 
 /// Serves the API until `shutdown` completes; then stops taking requests and lets those under
