@@ -990,3 +990,98 @@ fn an_approval_may_defer_the_deployment_to_an_rfc3339_time() {
     let deferred = stage["attempts"][0]["deferred_until"].as_i64().unwrap();
     assert_eq!(deferred / 1000, at.as_second(), "{written}");
 }
+
+/// Three stages: `seq` (alice then bob, in that order), `quorum` (2 of alice, bob, carl), and
+/// `carry` (the same 2-of-3, skipped when its approvers approved the stage before).
+const RULES_PIPELINE: &str = r#"
+version = 1
+name = "rules"
+
+[[stages]]
+name = "seq"
+pre-approval = { approvers = ["alice", "bob"], policy = "sequence" }
+[[stages.tasks]]
+plugin = "./kit.wasm"
+config = { action = "noop" }
+
+[[stages]]
+name = "quorum"
+after = ["seq"]
+pre-approval = { approvers = ["alice", "bob", "carl"], policy = "n-of-m", required = 2 }
+[[stages.tasks]]
+plugin = "./kit.wasm"
+config = { action = "noop" }
+
+[[stages]]
+name = "carry"
+after = ["quorum"]
+pre-approval = { approvers = ["alice", "bob", "carl"], policy = "n-of-m", required = 2, skip-if-approved-in-previous-stage = true }
+[[stages.tasks]]
+plugin = "./kit.wasm"
+config = { action = "noop" }
+"#;
+
+#[test]
+fn sequence_n_of_m_and_skip_if_approved_are_enforced_by_the_server() {
+    let server = Server::start("1h", ApiLimits::default());
+    // An admin adds the pipeline through the API.
+    let put = server
+        .runtime
+        .block_on(server.client("ada").send(
+            "PUT",
+            "/api/v1/pipelines/rules",
+            Some(RULES_PIPELINE.as_bytes().to_vec()),
+            &[],
+        ))
+        .unwrap();
+    assert_eq!(put.status, 200, "{}", put.text());
+    let created = server.call(
+        "rita",
+        "POST",
+        "/api/v1/pipelines/rules/releases",
+        Some(json!({})),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let release = created.json()["name"].as_str().unwrap().to_owned();
+    let id = |stage: &str| format!("{release}.{stage}.1.pre");
+
+    // Sequence: bob may not go before alice; the answer says who is next.
+    let early = approve(&server, "bob", &id("seq"));
+    assert_eq!(early.status, 409, "{}", early.text());
+    assert!(early.text().contains("next is alice"), "{}", early.text());
+    assert_eq!(approve(&server, "alice", &id("seq")).status, 200);
+    assert_eq!(approve(&server, "bob", &id("seq")).status, 200);
+
+    // Two of three: one approval leaves it pending, the second lets the stage go.
+    server.wait_stage(&release, "quorum", "awaiting-approval");
+    assert_eq!(approve(&server, "alice", &id("quorum")).status, 200);
+    assert_eq!(
+        server.get("vic", &format!("/api/v1/approvals/{}", id("quorum")))["state"],
+        "pending"
+    );
+    assert_eq!(approve(&server, "carl", &id("quorum")).status, 200);
+
+    // The same approvers approved the stage before: `carry` needs nobody.
+    let done = server.wait_stage(&release, "carry", "succeeded");
+    assert_eq!(done["state"], "succeeded");
+    let carry = server.get("vic", &format!("/api/v1/approvals/{}", id("carry")));
+    assert_eq!(carry["state"], "approved", "{carry}");
+}
+
+#[test]
+fn a_pending_approval_is_void_once_a_plugin_of_its_stage_changed() {
+    let server = Server::start("1h", ApiLimits::default());
+    let release = server.release();
+    // Someone replaces the component the release recorded (same path, other bytes).
+    std::fs::copy(
+        crate::support::TEMPLATE,
+        server._dir.path().join("pipelines/kit.wasm"),
+    )
+    .unwrap();
+    let reply = approve(&server, "bob", &format!("{release}.qa.1.pre"));
+    assert_eq!(reply.status, 409, "{}", reply.text());
+    assert!(reply.text().contains("void"), "{}", reply.text());
+    let r = server.wait_stage(&release, "qa", "failed");
+    assert_eq!(r["state"], "failed");
+    assert_eq!(r["stages"][1]["state"], "not-started");
+}
