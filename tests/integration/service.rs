@@ -852,8 +852,9 @@ fn wait_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String 
     }
 }
 
-#[test]
-fn an_approval_committed_just_before_a_sigkill_is_there_after_restart_and_a_retry_replays_it() {
+/// A directory for `sluice serve` as a process: sluice.toml (rita releaser, bob approver in
+/// group approvers, vic viewer; tokens from the environment), the `shop` and `logs` pipelines.
+fn service_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let pipelines = dir.path().join("pipelines");
     std::fs::create_dir_all(&pipelines).unwrap();
@@ -885,6 +886,76 @@ roles = ["viewer"]
 "#,
     )
     .unwrap();
+    std::fs::write(pipelines.join("logs.toml"), LOGS_PIPELINE).unwrap();
+    std::fs::create_dir(pipelines.join("signals")).unwrap();
+    dir
+}
+
+#[test]
+fn sigterm_stops_taking_requests_lets_the_running_task_finish_and_exits_0() {
+    let dir = service_dir();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (mut child, address, lines) = serve_process(dir.path(), None);
+    let rita = Client::new(&address, Some(token("rita"))).unwrap();
+    let created = runtime
+        .block_on(rita.post("/api/v1/pipelines/logs/releases", &json!({})))
+        .unwrap();
+    assert_eq!(created.status, 201, "{}", created.text());
+    let release = created.json()["name"].as_str().unwrap().to_owned();
+    // The task is running once its first line arrives.
+    let vic = Client::new(&address, Some(token("vic"))).unwrap();
+    let log =
+        format!("/api/v1/releases/{release}/stages/build/attempts/1/tasks/wait/log?follow=true");
+    let mut follow = runtime
+        .block_on(vic.events(&log))
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+    let first = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(30), follow.next()).await })
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.data.contains("waiting for"), "{first:?}");
+    // A follower of the audit trail: a stream that never ends by itself.
+    let mut audit = runtime
+        .block_on(vic.events("/api/v1/audit?follow=true&limit=0"))
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_line(&lines, "stopping: no new requests");
+    let refused = runtime.block_on(vic.get("/api/v1/releases"));
+    assert!(refused.is_err(), "a request after SIGTERM: {refused:?}");
+
+    // The audit stream ends, or the server could never finish draining.
+    let ended = runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(_)) = audit.next().await {}
+        })
+        .await
+    });
+    assert!(ended.is_ok(), "the audit stream outlived SIGTERM");
+
+    // The task finishes (the test lets it), its end is committed, and the process exits 0.
+    std::fs::write(dir.path().join("pipelines/signals/go"), "").unwrap();
+    let code = child.wait().unwrap();
+    assert!(code.success(), "{code:?}");
+    let store = sluice::store::Store::open(&dir.path().join("data")).unwrap();
+    let release = store.release(&release).unwrap().unwrap();
+    assert_eq!(
+        release.state,
+        sluice::core::ReleaseState::Succeeded,
+        "{release:?}"
+    );
+}
+
+#[test]
+fn an_approval_committed_just_before_a_sigkill_is_there_after_restart_and_a_retry_replays_it() {
+    let dir = service_dir();
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
     // Commit 1 creates the release; commit 2 is bob's approval. The server stops dead right

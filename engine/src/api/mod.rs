@@ -876,7 +876,7 @@ async fn task_log(
     };
     if query.follow {
         let follow = app.service.follow_log(&key)?;
-        return Ok(sse::log(follow));
+        return Ok(sse::log(app.clone(), follow));
     }
     let lines = app
         .service

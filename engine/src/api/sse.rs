@@ -60,7 +60,11 @@ pub(super) fn audit(
                     return None;
                 }
             }
-            f.len.changed().await.ok()?;
+            // A stopping server ends its streams, or it could never finish draining.
+            tokio::select! {
+                changed = f.len.changed() => changed.ok()?,
+                () = f.app.service.stopped() => return None,
+            }
         }
     });
     Sse::new(events)
@@ -68,14 +72,19 @@ pub(super) fn audit(
         .into_response()
 }
 
-/// A task's log: an `line` event per line (as `sluice logs` prints it), then `end`.
-pub(super) fn log(follow: LogFollow) -> Response {
-    let events = stream::unfold(Some(follow), |follow| async move {
-        let mut follow = follow?;
-        let event = match follow.next().await {
+/// A task's log: a `line` event per line (as `sluice logs` prints it), then `end`.
+pub(super) fn log(app: Arc<App>, follow: LogFollow) -> Response {
+    let events = stream::unfold(Some((app, follow)), |state| async move {
+        let (app, mut follow) = state?;
+        let next = tokio::select! {
+            next = follow.next() => next,
+            // A stopping server ends its streams, or it could never finish draining.
+            () = app.service.stopped() => return None,
+        };
+        let event = match next {
             Ok(Some(line)) => {
                 let event = Event::default().event("line").data(line.to_string());
-                return Some((Ok::<_, Infallible>(event), Some(follow)));
+                return Some((Ok::<_, Infallible>(event), Some((app, follow))));
             }
             Ok(None) => Event::default().event("end").data("the task ended"),
             Err(e) => {

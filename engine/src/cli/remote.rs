@@ -2,7 +2,6 @@
 //! `release`, `approvals`, `audit`.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
@@ -53,9 +52,10 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
             eprintln!("sluice: stopping: no new requests; letting running tasks finish");
         })
         .await?;
-        let deadline = Instant::now() + grace;
-        while service.tasks_running() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if !service.drain(grace).await {
+            eprintln!(
+                "sluice: stopping with tasks still running after {grace:?} (limits.shutdown-grace): they are recovered at the next start"
+            );
         }
         anyhow::Ok(())
     })?;

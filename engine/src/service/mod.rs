@@ -191,6 +191,8 @@ pub struct Service {
     live: Arc<live::LiveLogs>,
     times: Arc<metrics::TaskTimes>,
     ready: AtomicBool,
+    /// Set on SIGTERM: long-lived answers (event streams) end, so the server can drain.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Service {
@@ -215,6 +217,7 @@ impl Service {
             live: Arc::default(),
             times: Arc::default(),
             ready: AtomicBool::new(false),
+            stopping: tokio::sync::watch::Sender::new(false),
             config,
         });
         service.load_pipelines()?;
@@ -262,9 +265,16 @@ impl Service {
         Ok(())
     }
 
-    /// Stops taking work (SIGTERM).
+    /// Stops taking work (SIGTERM): not ready any more, and event streams end.
     pub fn stop_taking_work(&self) {
         self.ready.store(false, Ordering::SeqCst);
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once the service stops taking work.
+    pub async fn stopped(&self) {
+        let mut stopping = self.stopping.subscribe();
+        let _ = stopping.wait_for(|s| *s).await;
     }
 
     /// Whether any task or artifact fetch is under way (SIGTERM waits for them).
@@ -276,6 +286,20 @@ impl Service {
                     .any(|s| s.state() == crate::core::StageState::InProgress)
             })
         })
+    }
+
+    /// Waits until no task or artifact fetch is under way (their results committed), or
+    /// `grace` passes; true when drained. Woken by commits, not by polling.
+    pub async fn drain(&self, grace: std::time::Duration) -> bool {
+        let mut commits = self.store().audit_len();
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.tasks_running() {
+            match tokio::time::timeout_at(deadline, commits.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return false,
+            }
+        }
+        true
     }
 
     /// How many releases are being driven now.
