@@ -876,7 +876,7 @@ async fn task_log(
     };
     if query.follow {
         let follow = app.service.follow_log(&key)?;
-        return Ok(sse::log(app.clone(), follow));
+        return Ok(sse::log(app, follow));
     }
     let lines = app
         .service
