@@ -18,7 +18,7 @@ use super::metrics::TaskTimes;
 use super::{PendingIndex, ServiceError};
 
 /// (release, stage, attempt, task).
-type TaskKey = (String, String, u32, String);
+pub(super) type TaskKey = (String, String, u32, String);
 
 fn owned(key: &LogKey<'_>) -> TaskKey {
     (

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use super::live::TaskKey;
 use crate::core::{Release, TaskState};
 
 /// Upper bounds of the histogram's buckets, in seconds (`+Inf` is implied).
@@ -32,9 +33,6 @@ impl Histogram {
         self.sum += seconds;
     }
 }
-
-/// (release, stage, attempt, task).
-type TaskKey = (String, String, u32, String);
 
 #[derive(Default)]
 pub(super) struct TaskTimes {
