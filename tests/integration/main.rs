@@ -7,6 +7,7 @@ mod engine;
 mod kill;
 mod pipelines;
 mod plugins;
+mod queue;
 mod sandbox;
 mod service;
 mod support;

@@ -6,6 +6,9 @@
 //! not-started                            Start (trigger satisfied)    -> awaiting-approval RequestApproval(pre)   [pre-approval]
 //!                                                                     -> in-progress       Prepare  [approved in the previous stage]
 //! not-started                            Start                        -> in-progress       Prepare               [no pre-approval]
+//! not-started                            Start, queue policy limits   -> queued                                  [sequential, latest-only, parallel(N)]
+//! queued                                 Admit (the stage's turn)     -> as Start, unqueued
+//! queued                                 Supersede (a newer release)  -> skipped           (pending approvals: skipped)
 //! any terminal, release not abandoned    Deploy (redeploy: attempt+1) -> as Start
 //! awaiting-approval (pre)                Decide approve, policy met   -> in-progress       Prepare
 //! awaiting-approval (pre|post)           Decide approve, policy unmet -> awaiting-approval
@@ -37,7 +40,7 @@
 //! After every transition the machine starts the stages whose trigger is now satisfied and, when
 //! nothing is left in flight, finishes the release. Anything else is an [`InvalidTransition`].
 
-use crate::pipeline::{ApprovalPolicy, Trigger};
+use crate::pipeline::{ApprovalPolicy, QueuePolicy, Trigger};
 
 use super::model::*;
 
@@ -164,6 +167,22 @@ pub enum Event {
     },
     /// Abandon the release.
     Abandon,
+    /// A queued deployment's turn came: it goes ahead (approval, then deployment).
+    Admit {
+        /// The stage.
+        stage: String,
+        /// The queued attempt.
+        attempt: u32,
+    },
+    /// A queued deployment is skipped: a newer release goes instead (latest-only).
+    Supersede {
+        /// The stage.
+        stage: String,
+        /// The queued attempt.
+        attempt: u32,
+        /// The release that goes instead.
+        by: String,
+    },
 }
 
 /// On what authority a decision is made.
@@ -704,6 +723,40 @@ fn step(
             cancel(release, i, now, effects);
             Ok(())
         }
+        Event::Admit {
+            stage,
+            attempt: number,
+        } => {
+            let i = stage_index(release, &stage)?;
+            let attempt = attempt_no(release, i, number, "admit it")?;
+            if attempt.state != StageState::Queued {
+                return Err(wrong(release, i, "admit it: it is not queued"));
+            }
+            admit(release, i, now, effects);
+            Ok(())
+        }
+        Event::Supersede {
+            stage,
+            attempt: number,
+            by,
+        } => {
+            let i = stage_index(release, &stage)?;
+            let attempt = attempt_no(release, i, number, "skip it")?;
+            if attempt.state != StageState::Queued {
+                return Err(wrong(release, i, "skip it: it is not queued"));
+            }
+            for task in &mut attempt.tasks {
+                task.state = TaskState::Skipped;
+            }
+            for approval in &mut attempt.approvals {
+                if approval.state == ApprovalState::Pending {
+                    approval.state = ApprovalState::Skipped;
+                }
+            }
+            let reason = format!("skipped: {by} is newer (queue: latest-only)");
+            finish_attempt(attempt, StageState::Skipped, Some(reason), now);
+            Ok(())
+        }
         Event::Abandon => {
             if release.state == ReleaseState::Abandoned {
                 return Err(InvalidTransition::Release {
@@ -907,14 +960,19 @@ fn cancel(release: &mut Release, i: usize, now: u64, effects: &mut Vec<Effect>) 
     }
 }
 
-/// Starts a new attempt of stage `i`.
+/// Starts a new attempt of stage `i`: queued when the stage's queue policy limits how many
+/// deployments run at once (the scheduler admits it in its turn), else admitted at once.
 fn start(release: &mut Release, i: usize, now: u64, effects: &mut Vec<Effect>) {
     let spec = &release.plan.stages[i];
-    let stage = spec.name.clone();
     let number = release.stages[i].attempts.len() as u32 + 1;
-    let mut attempt = Attempt {
+    let queued = spec.queue != QueuePolicy::Parallel(None);
+    let attempt = Attempt {
         number,
-        state: StageState::InProgress,
+        state: if queued {
+            StageState::Queued
+        } else {
+            StageState::InProgress
+        },
         prepared: false,
         tasks: spec
             .tasks
@@ -934,6 +992,16 @@ fn start(release: &mut Release, i: usize, now: u64, effects: &mut Vec<Effect>) {
         finished_at: None,
         deferred_until: None,
     };
+    release.stages[i].attempts.push(attempt);
+    if !queued {
+        admit(release, i, now, effects);
+    }
+}
+
+/// Lets stage `i`'s current attempt go ahead: its pre-approval, or straight to deploying.
+fn admit(release: &mut Release, i: usize, now: u64, effects: &mut Vec<Effect>) {
+    let spec = &release.plan.stages[i];
+    let stage = spec.name.clone();
     let approval = spec.pre_approval.as_ref().map(|approval_spec| {
         let mut approval = Approval::new(ApprovalKind::Pre, approval_spec, now);
         if approval_spec.skip_if_approved_in_previous_stage {
@@ -941,6 +1009,10 @@ fn start(release: &mut Release, i: usize, now: u64, effects: &mut Vec<Effect>) {
         }
         approval
     });
+    let Some(attempt) = release.stages[i].attempts.last_mut() else {
+        return;
+    };
+    let number = attempt.number;
     match approval {
         Some(approval) if approval.state == ApprovalState::Pending => {
             attempt.state = StageState::AwaitingApproval;
@@ -948,6 +1020,7 @@ fn start(release: &mut Release, i: usize, now: u64, effects: &mut Vec<Effect>) {
             attempt.approvals.push(approval);
         }
         approved => {
+            attempt.state = StageState::InProgress;
             attempt.approvals.extend(approved);
             effects.push(Effect::Prepare {
                 stage,
@@ -955,7 +1028,6 @@ fn start(release: &mut Release, i: usize, now: u64, effects: &mut Vec<Effect>) {
             });
         }
     }
-    release.stages[i].attempts.push(attempt);
 }
 
 /// "Skip if approved in the previous stage": counts the approvals that this stage's approvers
@@ -1072,6 +1144,9 @@ fn advance(release: &mut Release, now: u64, effects: &mut Vec<Effect>) {
         )
     }) {
         ReleaseState::Failed
+    } else if states.contains(&StageState::Skipped) {
+        // A newer release went instead: this one is dropped, not failed.
+        ReleaseState::Abandoned
     } else if states.contains(&StageState::PartiallySucceeded) {
         ReleaseState::PartiallySucceeded
     } else {

@@ -7,6 +7,7 @@
 //! decisions on one approval make exactly one transition. On start, unfinished releases are
 //! resumed through [`core::recover`].
 
+mod queue;
 mod run;
 mod vars;
 
@@ -117,6 +118,8 @@ pub struct Engine {
     drivers: Mutex<HashMap<String, mpsc::UnboundedSender<Msg>>>,
     /// Set by [`Engine::serve`]: how served releases ask for approvals and report.
     service: OnceLock<(Arc<dyn Approvals>, Arc<dyn Observer>)>,
+    /// The queues of stages whose queue policy limits them.
+    queues: queue::Queues,
 }
 
 /// A message to a release's driver.
@@ -156,6 +159,7 @@ impl Engine {
             data_dir,
             drivers: Mutex::new(HashMap::new()),
             service: OnceLock::new(),
+            queues: queue::Queues::default(),
         }
     }
 
@@ -378,7 +382,10 @@ impl Engine {
         )?;
         match invalid {
             Some(e) => Err(e.into()),
-            None => Ok(release),
+            None => {
+                self.queue_committed(&release);
+                Ok(release)
+            }
         }
     }
 
@@ -469,7 +476,48 @@ impl Engine {
             .map(|(k, l)| (k, l.lines.as_slice()));
         self.store.save(release, actor, &what, log, receipt).await?;
         observer.committed(release, &what);
+        self.queue_committed(release);
         Ok(effects)
+    }
+
+    /// Updates the stage queues after `release` was committed.
+    fn queue_committed(&self, release: &Release) {
+        self.queues
+            .committed(release, &|pipeline| match self.store.releases() {
+                Ok(all) => all
+                    .into_iter()
+                    .filter(|r| r.pipeline == pipeline && r.state == ReleaseState::Active)
+                    .collect(),
+                Err(e) => {
+                    tracing::error!("loading the queue of {pipeline}: {e}");
+                    Vec::new()
+                }
+            });
+    }
+
+    /// Sends the queues' decisions: a decision about `own` (the release this driver drives)
+    /// goes into its own queue of messages, any other to that release's driver.
+    fn dispatch(self: &Arc<Self>, own: Option<(&str, &mpsc::UnboundedSender<Msg>)>) {
+        for decision in self.queues.take() {
+            if let Some((name, tx)) = own
+                && decision.release == name
+            {
+                let _ = tx.send(Msg::Deadline(decision.event));
+                continue;
+            }
+            let engine = self.clone();
+            tokio::spawn(async move {
+                let name = decision.release;
+                if let Err(e) = engine.submit(&name, decision.event, "engine").await {
+                    // Its turn was not taken (canceled meanwhile, say): look at it again.
+                    tracing::debug!(release = %name, "queue decision did not apply: {e}");
+                    if let Ok(Some(release)) = engine.store.release(&name) {
+                        engine.queue_committed(&release);
+                        engine.dispatch(None);
+                    }
+                }
+            });
+        }
     }
 
     /// A release without artifacts has nothing to fetch: its workspace is made here and the
@@ -579,7 +627,10 @@ impl Engine {
                 );
             }
         }
+        // A queued stage may have its turn now (after a restart, nothing else would say so).
+        self.queue_committed(&release);
         loop {
+            self.dispatch(Some((name, &tx)));
             for effect in pending.drain(..) {
                 if let Effect::CancelTasks { stage } = &effect {
                     if let Some(cancel) = cancels.remove(stage) {
@@ -599,6 +650,7 @@ impl Engine {
                 }
             }
             if in_flight == 0
+                && rx.is_empty()
                 && (!served || (release.state.is_terminal() && self.retire(name, &rx)))
             {
                 break;
@@ -952,5 +1004,9 @@ fn describe(release: &Release, event: &Event) -> String {
         }
         Event::Cancel { stage } => format!("{stage}: canceled"),
         Event::Abandon => "release abandoned".into(),
+        Event::Admit { stage, .. } => format!("{stage}: its turn in the queue"),
+        Event::Supersede { stage, by, .. } => {
+            format!("{stage}: skipped, {by} is newer (latest-only)")
+        }
     }
 }

@@ -62,12 +62,15 @@ pub(super) struct Watch {
     pub(super) pending: Arc<PendingIndex>,
     pub(super) live: Arc<LiveLogs>,
     pub(super) times: Arc<TaskTimes>,
+    /// Bumped after each commit has been taken into the service's views.
+    pub(super) changed: Arc<watch::Sender<u64>>,
 }
 
 impl Observer for Watch {
     fn committed(&self, release: &Release, what: &str) {
         self.pending.committed(release, what);
         self.times.committed(release);
+        self.changed.send_modify(|n| *n += 1);
         let mut logs = self.live.0.lock().unwrap_or_else(|e| e.into_inner());
         logs.retain(|key, log| {
             if key.0 != release.name || over(release, key) == Some(false) {

@@ -190,6 +190,7 @@ pub struct Service {
     pending: Arc<PendingIndex>,
     live: Arc<live::LiveLogs>,
     times: Arc<metrics::TaskTimes>,
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
     ready: AtomicBool,
     /// Set on SIGTERM: long-lived answers (event streams) end, so the server can drain.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -216,6 +217,7 @@ impl Service {
             pending: Arc::new(PendingIndex::default()),
             live: Arc::default(),
             times: Arc::default(),
+            changed: Arc::new(tokio::sync::watch::Sender::new(0)),
             ready: AtomicBool::new(false),
             stopping: tokio::sync::watch::Sender::new(false),
             config,
@@ -237,6 +239,7 @@ impl Service {
                     pending: service.pending.clone(),
                     live: service.live.clone(),
                     times: service.times.clone(),
+                    changed: service.changed.clone(),
                 }),
             )
             .map_err(|e| e.to_string())?;
@@ -456,6 +459,7 @@ impl Service {
             .create_release_with(&pipeline.loaded, options, receipt)
             .await?;
         self.pending.update(&release);
+        self.changed.send_modify(|n| *n += 1);
         self.engine.start(&release.name);
         Ok(release)
     }
@@ -487,6 +491,12 @@ impl Service {
     pub fn follow_log(&self, key: &LogKey<'_>) -> Result<LogFollow, ServiceError> {
         let release = self.release(key.release)?;
         LogFollow::start(&self.live, &self.engine, &release, key)
+    }
+
+    /// Changes after every commit once the service's views (pending approvals, live logs,
+    /// metrics) include it: wait on it, then look.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// How long tasks took, since the service started.
