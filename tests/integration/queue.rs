@@ -217,6 +217,10 @@ fn latest_only_skips_r2_to_r4_and_asks_for_r5_after_r1() {
     h.approve(&post(&r[0]));
     // R1 is through: R5's pre-approval comes next; R2, R3 and R4 are skipped, never asked.
     h.wait_pending(std::slice::from_ref(&pre(&r[4])));
+    // Skipped in the same decision that gave R5 its turn (each in its own commit).
+    h.wait("R2..R4 skipped", |h| {
+        r[1..4].iter().all(|s| h.qa(s) == StageState::Skipped)
+    });
     for skipped in &r[1..4] {
         let release = h.service.release(skipped).unwrap();
         assert_eq!(release.stages[0].state(), StageState::Skipped);

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice::api::client::{Client, Events, Reply};
@@ -1155,4 +1155,216 @@ fn a_pending_approval_is_void_once_a_plugin_of_its_stage_changed() {
     let r = server.wait_stage(&release, "qa", "failed");
     assert_eq!(r["state"], "failed");
     assert_eq!(r["stages"][1]["state"], "not-started");
+}
+
+/// A `sluice serve` process on `dir` that a test can SIGKILL and start again.
+struct Process {
+    dir: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
+    child: std::process::Child,
+    address: String,
+}
+
+impl Process {
+    fn start(dir: tempfile::TempDir) -> Self {
+        let (child, address, _lines) = serve_process(dir.path(), None);
+        Self {
+            dir,
+            runtime: tokio::runtime::Runtime::new().unwrap(),
+            child,
+            address,
+        }
+    }
+
+    fn kill_and_restart(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+        let (child, address, _lines) = serve_process(self.dir.path(), None);
+        (self.child, self.address) = (child, address);
+    }
+
+    fn call(&self, who: &str, method: &str, path: &str) -> Reply {
+        let client = Client::new(&self.address, Some(token(who))).unwrap();
+        let body = (method == "POST").then(|| b"{}".to_vec());
+        self.runtime
+            .block_on(client.send(method, path, body, &[]))
+            .unwrap()
+    }
+
+    fn pending(&self) -> Vec<String> {
+        let list = self.call("vic", "GET", "/api/v1/approvals").json();
+        let mut ids: Vec<String> = list["approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Waits (bounded, woken by the audit stream) until exactly `want` are pending.
+    fn wait_pending(&self, want: &[String]) {
+        let mut want = want.to_vec();
+        want.sort();
+        self.wait(&format!("pending = {want:?}"), |p| p.pending() == want);
+    }
+
+    /// Waits (bounded, woken by the audit stream) until `ready` holds.
+    fn wait(&self, what: &str, ready: impl Fn(&Self) -> bool) {
+        let vic = Client::new(&self.address, Some(token("vic"))).unwrap();
+        let mut audit = self
+            .runtime
+            .block_on(vic.events("/api/v1/audit?follow=true&limit=0"))
+            .map_err(|e| format!("{e:?}"))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready(self) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let next = self
+                .runtime
+                .block_on(async { tokio::time::timeout(left, audit.next()).await });
+            assert!(
+                matches!(next, Ok(Ok(Some(_)))),
+                "never: {what} (pending: {:?})",
+                self.pending()
+            );
+        }
+    }
+
+    fn approve(&self, id: &str) {
+        let reply = self.call("bob", "POST", &format!("/api/v1/approvals/{id}/approve"));
+        assert_eq!(reply.status, 200, "{id}: {}", reply.text());
+    }
+
+    fn release(&self, name: &str) -> Value {
+        self.call("vic", "GET", &format!("/api/v1/releases/{name}"))
+            .json()
+    }
+
+    /// Releases in the order their QA deployment ran.
+    fn deployed(&self) -> Vec<String> {
+        let audit = self.call("vic", "GET", "/api/v1/audit?limit=10000").json();
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                let what = e["what"].as_str().unwrap();
+                what.contains("qa: task") && what.contains("succeeded")
+            })
+            .map(|e| e["release"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// R1..R5 on a QA stage with pre- and post-approvers, under `queue`, in a server process.
+fn r1_to_r5(queue: &str) -> (Process, Vec<String>) {
+    let dir = service_dir();
+    std::fs::write(
+        dir.path().join("pipelines/web.toml"),
+        format!(
+            r#"
+version = 1
+name = "web"
+[[stages]]
+name = "qa"
+queue = {queue}
+pre-approval = {{ approvers = ["bob"] }}
+post-approval = {{ approvers = ["bob"] }}
+[[stages.tasks]]
+plugin = "./kit.wasm"
+config = {{ action = "noop" }}
+"#
+        ),
+    )
+    .unwrap();
+    let process = Process::start(dir);
+    let releases = (0..5)
+        .map(|_| {
+            let reply = process.call("rita", "POST", "/api/v1/pipelines/web/releases");
+            assert_eq!(reply.status, 201, "{}", reply.text());
+            reply.json()["name"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    (process, releases)
+}
+
+fn qa_pre(release: &str) -> String {
+    format!("{release}.qa.1.pre")
+}
+
+fn qa_post(release: &str) -> String {
+    format!("{release}.qa.1.post")
+}
+
+#[test]
+fn sequential_r1_to_r5_survives_a_sigkill_between_turns() {
+    let (mut p, r) = r1_to_r5(r#"{ policy = "sequential" }"#);
+    for (i, release) in r.iter().enumerate() {
+        p.wait_pending(std::slice::from_ref(&qa_pre(release)));
+        p.approve(&qa_pre(release));
+        p.wait_pending(std::slice::from_ref(&qa_post(release)));
+        p.approve(&qa_post(release));
+        if i == 0 {
+            // Killed as R1 ends: R2's turn may or may not have been committed.
+            p.kill_and_restart();
+        }
+    }
+    p.wait_pending(&[]);
+    assert_eq!(
+        p.deployed(),
+        r,
+        "one at a time, R1 to R5, across the restart"
+    );
+}
+
+#[test]
+fn latest_only_r1_to_r5_survives_a_sigkill_between_turns() {
+    let (mut p, r) = r1_to_r5(r#"{ policy = "latest-only" }"#);
+    p.wait_pending(std::slice::from_ref(&qa_pre(&r[0])));
+    p.approve(&qa_pre(&r[0]));
+    p.wait_pending(std::slice::from_ref(&qa_post(&r[0])));
+    p.approve(&qa_post(&r[0]));
+    p.kill_and_restart();
+    p.wait_pending(std::slice::from_ref(&qa_pre(&r[4])));
+    // R2..R4 are skipped in the same decision that gave R5 its turn (each in its own commit).
+    p.wait("R2..R4 skipped", |p| {
+        r[1..4]
+            .iter()
+            .all(|s| p.release(s)["stages"][0]["state"] == "skipped")
+    });
+    for skipped in &r[1..4] {
+        let release = p.release(skipped);
+        assert_eq!(release["stages"][0]["state"], "skipped", "{release}");
+        assert_eq!(release["approvals"], json!([]), "never asked");
+    }
+    p.approve(&qa_pre(&r[4]));
+    p.wait_pending(std::slice::from_ref(&qa_post(&r[4])));
+    p.approve(&qa_post(&r[4]));
+    p.wait_pending(&[]);
+    assert_eq!(p.deployed(), [r[0].clone(), r[4].clone()]);
+}
+
+#[test]
+fn parallel_r1_to_r5_survives_a_sigkill_mid_way() {
+    let (mut p, r) = r1_to_r5(r#"{ policy = "parallel" }"#);
+    let pres: Vec<String> = r.iter().map(|r| qa_pre(r)).collect();
+    p.wait_pending(&pres);
+    // Killed with five approvals pending (and no task running, which would fail as
+    // interrupted): after the restart all five are still asked for.
+    p.kill_and_restart();
+    p.wait_pending(&pres);
+    for id in &pres {
+        p.approve(id);
+    }
+    let posts: Vec<String> = r.iter().map(|r| qa_post(r)).collect();
+    p.wait_pending(&posts);
+    for id in &posts {
+        p.approve(id);
+    }
+    p.wait_pending(&[]);
+    let mut deployed = p.deployed();
+    deployed.sort();
+    assert_eq!(deployed, r);
 }

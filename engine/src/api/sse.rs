@@ -28,15 +28,17 @@ pub(super) fn audit(
         ready: std::vec::IntoIter<AuditEntry>,
         next: u64,
         release: Option<String>,
-        len: tokio::sync::watch::Receiver<u64>,
+        /// Bumped once the service's views include a commit, so a client that looks at
+        /// them (pending approvals, say) after an event sees what the event says.
+        changes: tokio::sync::watch::Receiver<u64>,
     }
-    let len = app.service.store().audit_len();
+    let changes = app.service.changes();
     let start = Follow {
         app,
         ready: backlog.into_iter(),
         next,
         release,
-        len,
+        changes,
     };
     let events = stream::unfold(start, |mut f| async move {
         loop {
@@ -62,7 +64,7 @@ pub(super) fn audit(
             }
             // A stopping server ends its streams, or it could never finish draining.
             tokio::select! {
-                changed = f.len.changed() => changed.ok()?,
+                changed = f.changes.changed() => changed.ok()?,
                 () = f.app.service.stopped() => return None,
             }
         }
