@@ -120,6 +120,10 @@ pub struct Engine {
     service: OnceLock<(Arc<dyn Approvals>, Arc<dyn Observer>)>,
     /// The queues of stages whose queue policy limits them.
     queues: queue::Queues,
+    /// Releases recovered since this engine started: a served driver leaves when idle and a
+    /// new one comes for the next command; only the first recovers (re-asks approvals, sets
+    /// timers).
+    recovered: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A message to a release's driver.
@@ -160,6 +164,7 @@ impl Engine {
             drivers: Mutex::new(HashMap::new()),
             service: OnceLock::new(),
             queues: queue::Queues::default(),
+            recovered: Mutex::default(),
         }
     }
 
@@ -617,7 +622,12 @@ impl Engine {
                 self.transition(&mut release, created, "engine", None, observer.as_ref())
                     .await?,
             );
-        } else {
+        } else if self
+            .recovered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned())
+        {
             let (events, effects) = core::recover(&release);
             pending.extend(effects);
             for event in events {
@@ -645,13 +655,18 @@ impl Engine {
                         .or_insert_with(|| watch::channel(false).0)
                         .subscribe()
                 });
-                if self.spawn(&release, effect, &tx, canceled, &approvals, &observer) {
+                let act = Act {
+                    tx: &tx,
+                    canceled,
+                    served,
+                };
+                if self.spawn(&release, effect, act, &approvals, &observer) {
                     in_flight += 1;
                 }
             }
-            if in_flight == 0
-                && rx.is_empty()
-                && (!served || (release.state.is_terminal() && self.retire(name, &rx)))
+            // Idle: a local drive is done; a served driver leaves (the release waits in the
+            // store, and the next command or timer starts a new driver).
+            if in_flight == 0 && rx.is_empty() && (!served || self.retire(name, &rx))
             {
                 break;
             }
@@ -754,11 +769,15 @@ impl Engine {
         self: &Arc<Self>,
         release: &Release,
         effect: Effect,
-        tx: &mpsc::UnboundedSender<Msg>,
-        canceled: Option<watch::Receiver<bool>>,
+        act: Act<'_>,
         approvals: &Arc<dyn Approvals>,
         observer: &Arc<dyn Observer>,
     ) -> bool {
+        let Act {
+            tx,
+            canceled,
+            served,
+        } = act;
         let effect_tx = tx.clone();
         let tx = tx.clone();
         // Runs `work` unless the stage's deployment is canceled first (dropping the work, and
@@ -856,6 +875,19 @@ impl Engine {
                 });
                 true
             }
+            Effect::Timer { at, event } if served => {
+                // A served release's driver may have left by then: the timer comes back
+                // through `submit`, which starts one. Not in flight: nobody waits for it.
+                let (engine, name) = (self.clone(), release.name.clone());
+                tokio::spawn(async move {
+                    let wait = at.saturating_sub(now_ms());
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    if let Err(e) = engine.submit(&name, event, "engine").await {
+                        tracing::debug!(release = %name, "timer did not apply: {e}");
+                    }
+                });
+                false
+            }
             Effect::Timer { at, event } => {
                 // A deferred deployment is work to come; an approval's expiry only a deadline.
                 let work = matches!(event, Event::Due { .. });
@@ -892,6 +924,13 @@ impl Engine {
             .join(stage)
             .join(attempt.to_string())
     }
+}
+
+/// How a driver acts on effects: where results go, what cancels them, whether it is served.
+struct Act<'a> {
+    tx: &'a mpsc::UnboundedSender<Msg>,
+    canceled: Option<watch::Receiver<bool>>,
+    served: bool,
 }
 
 /// The stage an effect works in, for canceling it.
