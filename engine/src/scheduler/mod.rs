@@ -666,8 +666,7 @@ impl Engine {
             }
             // Idle: a local drive is done; a served driver leaves (the release waits in the
             // store, and the next command or timer starts a new driver).
-            if in_flight == 0 && rx.is_empty() && (!served || self.retire(name, &rx))
-            {
+            if in_flight == 0 && rx.is_empty() && (!served || self.retire(name, &rx)) {
                 break;
             }
             let Some(msg) = rx.recv().await else { break };

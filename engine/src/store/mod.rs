@@ -22,6 +22,11 @@ use serde::{Deserialize, Serialize};
 use crate::core::Release;
 use crate::plugin::LogLine;
 
+/// redb's page cache. Its default (1 GiB) lets the cache, and so the engine's memory, grow with
+/// the store; releases are read rarely (a driver loads one when it starts), so a small cache
+/// costs little.
+const CACHE_BYTES: usize = 32 << 20;
+
 /// Bumped when the layout changes incompatibly.
 pub const SCHEMA_VERSION: u64 = 1;
 
@@ -235,7 +240,12 @@ impl Store {
             reason,
         };
         std::fs::create_dir_all(data_dir).map_err(|e| open_err(e.to_string()))?;
-        let db = Arc::new(Database::create(&path).map_err(|e| open_err(e.to_string()))?);
+        let db = Arc::new(
+            redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .create(&path)
+                .map_err(|e| open_err(e.to_string()))?,
+        );
         let (writer, jobs) = mpsc::channel();
         let committer_db = db.clone();
         let audit_len = Arc::new(watch::Sender::new(0));
