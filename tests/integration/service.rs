@@ -1368,3 +1368,44 @@ fn parallel_r1_to_r5_survives_a_sigkill_mid_way() {
     deployed.sort();
     assert_eq!(deployed, r);
 }
+
+#[test]
+fn an_operator_schedules_a_stage_and_its_approval_is_asked_at_that_time() {
+    let server = Server::start("1h", ApiLimits::default());
+    let release = server.release();
+    let deploy = |at: Value| {
+        server.call(
+            "rita",
+            "POST",
+            &format!("/api/v1/releases/{release}/stages/prod/deploy"),
+            Some(json!({ "at": at })),
+        )
+    };
+    let bad = deploy(json!("next tuesday"));
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    // An hour ahead: scheduled, nothing asked yet.
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    let reply = deploy(json!(later.to_string()));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let prod = &reply.json()["stages"][1];
+    assert_eq!(prod["state"], "scheduled", "{prod}");
+    assert_eq!(
+        prod["attempts"][0]["deferred_until"].as_i64().unwrap() / 1000,
+        later.as_second()
+    );
+    assert_eq!(prod["attempts"][0]["approvals"], json!([]));
+    // Canceled, then scheduled a moment ahead: at that time the pre-approval is asked.
+    let cancel = server.call(
+        "rita",
+        "POST",
+        &format!("/api/v1/releases/{release}/stages/prod/cancel"),
+        Some(json!({})),
+    );
+    assert_eq!(cancel.status, 200, "{}", cancel.text());
+    let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(300);
+    assert_eq!(deploy(json!(soon.to_string())).status, 200);
+    server.wait_stage(&release, "prod", "awaiting-approval");
+    let approval = server.get("vic", &format!("/api/v1/approvals/{release}.prod.2.pre"));
+    assert_eq!(approval["state"], "pending");
+    assert!(approval["requested_at"].as_i64().unwrap() >= soon.as_millisecond());
+}

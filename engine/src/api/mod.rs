@@ -778,16 +778,23 @@ async fn get_release(
 #[serde(deny_unknown_fields)]
 struct NoFields {}
 
+/// A deploy: now, or `at` a time.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct DeployRequest {
+    /// Deploy at this time instead of now: RFC 3339 or Unix milliseconds. Nothing is asked
+    /// (approvals, a queue turn) before then.
+    at: Option<DeferUntil>,
+}
+
 async fn release_event(
     app: &App,
     user: User,
     headers: HeaderMap,
-    body: Bytes,
     release: String,
     event: Event,
 ) -> Result<Response, ApiError> {
     require(&user, Role::Releaser)?;
-    let NoFields {} = parse(&body)?;
     let fingerprint = format!("{release} {event:?}");
     let service = &app.service;
     mutate(
@@ -812,12 +819,13 @@ async fn abandon(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    release_event(&app, user, headers, body, id, Event::Abandon).await
+    let NoFields {} = parse(&body)?;
+    release_event(&app, user, headers, id, Event::Abandon).await
 }
 
-/// Deploy (or redeploy, as a new attempt) a stage by hand (releasers).
+/// Deploy (or redeploy, as a new attempt) a stage by hand (releasers), now or at a time.
 #[utoipa::path(post, path = "/api/v1/releases/{id}/stages/{stage}/deploy", tag = "deployments",
-    params(StagePath, IdempotencyKey), request_body(content = Option<NoFields>),
+    params(StagePath, IdempotencyKey), request_body(content = Option<DeployRequest>),
     responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
 async fn deploy(
     State(app): State<Arc<App>>,
@@ -826,7 +834,12 @@ async fn deploy(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    release_event(&app, user, headers, body, id, Event::Deploy { stage }).await
+    let request: DeployRequest = parse(&body)?;
+    let event = match request.at.as_ref().map(DeferUntil::millis).transpose()? {
+        Some(at) => Event::Schedule { stage, at },
+        None => Event::Deploy { stage },
+    };
+    release_event(&app, user, headers, id, event).await
 }
 
 /// Cancel a stage's deployment (releasers): running tasks are stopped.
@@ -840,7 +853,8 @@ async fn cancel(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    release_event(&app, user, headers, body, id, Event::Cancel { stage }).await
+    let NoFields {} = parse(&body)?;
+    release_event(&app, user, headers, id, Event::Cancel { stage }).await
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -83,6 +83,10 @@ enum Command {
         /// How approvals are decided (locally).
         #[arg(long, value_enum, default_value = "ask")]
         approve: release::ApproveMode,
+        /// With --server: deploy at this time (RFC 3339, e.g. 2026-11-24T06:00:00Z) instead
+        /// of now.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
         #[command(flatten)]
         data: release::DataDir,
         #[command(flatten)]
@@ -176,17 +180,21 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             release,
             stage,
             approve,
+            at,
             data,
             remote,
         } => match remote.server() {
-            Some(server) => remote::stage_command(&release, &stage, "deploy", &server),
+            Some(server) => remote::deploy(&release, &stage, at, &server),
+            None if at.is_some() => anyhow::bail!(
+                "--at schedules the deployment on a server: give --server (or SLUICE_SERVER)"
+            ),
             None => release::deploy(&release, &stage, approve, &data),
         },
         Command::Cancel {
             release,
             stage,
             server,
-        } => remote::stage_command(&release, &stage, "cancel", &server),
+        } => remote::cancel(&release, &stage, &server),
         Command::Plugin(command) => plugin::run(command),
         Command::Serve(args) => remote::serve(args),
         Command::Token(command) => remote::token(command),

@@ -488,15 +488,34 @@ fn follow_events(
     })
 }
 
-/// `sluice deploy|cancel RELEASE STAGE --server ...`.
-pub(super) fn stage_command(
+/// `sluice deploy RELEASE STAGE [--at TIME] --server ...`.
+pub(super) fn deploy(
+    release: &str,
+    stage: &str,
+    at: Option<String>,
+    server: &Server,
+) -> anyhow::Result<Exit> {
+    let body = match at {
+        Some(at) => json!({ "at": at }),
+        None => json!({}),
+    };
+    stage_command(release, stage, "deploy", body, server)
+}
+
+/// `sluice cancel RELEASE STAGE --server ...`.
+pub(super) fn cancel(release: &str, stage: &str, server: &Server) -> anyhow::Result<Exit> {
+    stage_command(release, stage, "cancel", json!({}), server)
+}
+
+fn stage_command(
     release: &str,
     stage: &str,
     verb: &str,
+    body: Value,
     server: &Server,
 ) -> anyhow::Result<Exit> {
     let path = format!("/api/v1/releases/{release}/stages/{stage}/{verb}");
-    let release = call(server, "POST", &path, Some(json!({})))?;
+    let release = call(server, "POST", &path, Some(body))?;
     print(server, &release, print_release);
     Ok(Exit::Success)
 }

@@ -15,6 +15,8 @@
 //! awaiting-approval (pre|post)           Decide reject                -> rejected
 //! awaiting-approval (pre)                Decide approve, defer_until  -> scheduled         Timer(Due)
 //! scheduled                              Due                          -> in-progress       Prepare
+//! not-started | terminal                 Schedule (at a time)         -> scheduled         Timer(Due)  [an operator's]
+//! scheduled (by an operator)             Due                          -> as Start (queue, pre-approval)
 //! awaiting-approval (pre|post)           Reassign                     -> awaiting-approval RequestApproval (old: reassigned)
 //! awaiting-approval (pre|post)           Expire (timeout passed)      -> rejected          (approval: expired)
 //! awaiting-approval (pre|post)           Void (a plugin changed)      -> failed            (approval: canceled)
@@ -167,6 +169,13 @@ pub enum Event {
     },
     /// Abandon the release.
     Abandon,
+    /// Deploy (or redeploy) a stage at a time (Unix milliseconds); now, if that has passed.
+    Schedule {
+        /// The stage.
+        stage: String,
+        /// When.
+        at: u64,
+    },
     /// A queued deployment's turn came: it goes ahead (approval, then deployment).
     Admit {
         /// The stage.
@@ -420,6 +429,34 @@ fn step(
             start(release, i, now, effects);
             Ok(())
         }
+        Event::Schedule { stage, at } => {
+            let i = stage_index(release, &stage)?;
+            let state = release.stages[i].state();
+            if state != StageState::NotStarted && !state.is_terminal() {
+                return Err(wrong(
+                    release,
+                    i,
+                    "schedule it while a deployment is under way",
+                ));
+            }
+            release.state = ReleaseState::Active;
+            if at <= now {
+                start(release, i, now, effects);
+                return Ok(());
+            }
+            // Not admitted yet: no approval is asked and no queue turn taken before `at`.
+            new_attempt(release, i, StageState::Scheduled, now);
+            let attempt = current(release, i, "schedule it")?;
+            attempt.deferred_until = Some(at);
+            effects.push(Effect::Timer {
+                at,
+                event: Event::Due {
+                    stage,
+                    attempt: attempt.number,
+                },
+            });
+            Ok(())
+        }
         Event::Decide {
             stage,
             attempt: number,
@@ -578,6 +615,16 @@ fn step(
             let attempt = attempt_no(release, i, number, "start a deferred deployment")?;
             if attempt.state != StageState::Scheduled {
                 return Err(wrong(release, i, "start a deferred deployment"));
+            }
+            if attempt.approvals.is_empty() {
+                // Scheduled by an operator, before any approval or queue turn: start now.
+                attempt.deferred_until = None;
+                attempt.started_at = now;
+                attempt.state = StageState::Queued;
+                if release.plan.stages[i].queue == QueuePolicy::Parallel(None) {
+                    admit(release, i, now, effects);
+                }
+                return Ok(());
             }
             attempt.state = StageState::InProgress;
             attempt.deferred_until = None;
@@ -963,16 +1010,22 @@ fn cancel(release: &mut Release, i: usize, now: u64, effects: &mut Vec<Effect>) 
 /// Starts a new attempt of stage `i`: queued when the stage's queue policy limits how many
 /// deployments run at once (the scheduler admits it in its turn), else admitted at once.
 fn start(release: &mut Release, i: usize, now: u64, effects: &mut Vec<Effect>) {
+    let queued = release.plan.stages[i].queue != QueuePolicy::Parallel(None);
+    if queued {
+        new_attempt(release, i, StageState::Queued, now);
+    } else {
+        new_attempt(release, i, StageState::InProgress, now);
+        admit(release, i, now, effects);
+    }
+}
+
+/// Adds a new attempt of stage `i` in `state`, its tasks pending.
+fn new_attempt(release: &mut Release, i: usize, state: StageState, now: u64) {
     let spec = &release.plan.stages[i];
     let number = release.stages[i].attempts.len() as u32 + 1;
-    let queued = spec.queue != QueuePolicy::Parallel(None);
     let attempt = Attempt {
         number,
-        state: if queued {
-            StageState::Queued
-        } else {
-            StageState::InProgress
-        },
+        state,
         prepared: false,
         tasks: spec
             .tasks
@@ -993,9 +1046,6 @@ fn start(release: &mut Release, i: usize, now: u64, effects: &mut Vec<Effect>) {
         deferred_until: None,
     };
     release.stages[i].attempts.push(attempt);
-    if !queued {
-        admit(release, i, now, effects);
-    }
 }
 
 /// Lets stage `i`'s current attempt go ahead: its pre-approval, or straight to deploying.

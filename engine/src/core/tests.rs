@@ -934,3 +934,72 @@ fn a_queued_deployment_can_be_canceled_and_recovery_leaves_it_to_the_queue() {
     event(&mut r, Event::Cancel { stage: "qa".into() });
     assert_eq!(state(&r, "qa"), StageState::Canceled);
 }
+
+#[test]
+fn an_operator_schedules_a_deployment_and_nothing_is_asked_before_its_time() {
+    let mut r = release(
+        r#"
+version = 1
+name = "s"
+[[stages]]
+name = "prod"
+after = "manual"
+pre-approval = { approvers = ["alice"] }
+[[stages.tasks]]
+plugin = "/p/t.wasm"
+"#,
+    );
+    event(&mut r, Event::Created);
+    let at = NOW + 60_000;
+    let effects = event(
+        &mut r,
+        Event::Schedule {
+            stage: "prod".into(),
+            at,
+        },
+    );
+    assert_eq!(state(&r, "prod"), StageState::Scheduled);
+    let attempt = &r.stage("prod").unwrap().attempts[0];
+    assert_eq!(attempt.deferred_until, Some(at));
+    assert!(
+        attempt.approvals.is_empty(),
+        "nothing asked before its time"
+    );
+    assert!(matches!(
+        effects[..],
+        [Effect::Timer { at: t, event: Event::Due { .. } }] if t == at
+    ));
+    // At its time, the deployment starts as any other: here, its pre-approval.
+    let effects = apply(
+        &mut r,
+        Event::Due {
+            stage: "prod".into(),
+            attempt: 1,
+        },
+        at,
+    )
+    .unwrap();
+    assert_eq!(state(&r, "prod"), StageState::AwaitingApproval);
+    assert!(matches!(effects[..], [Effect::RequestApproval { .. }]));
+    // A time already past deploys now.
+    let mut r2 = release(
+        r#"
+version = 1
+name = "s"
+[[stages]]
+name = "prod"
+after = "manual"
+[[stages.tasks]]
+plugin = "/p/t.wasm"
+"#,
+    );
+    event(&mut r2, Event::Created);
+    event(
+        &mut r2,
+        Event::Schedule {
+            stage: "prod".into(),
+            at: NOW - 1,
+        },
+    );
+    assert_eq!(state(&r2, "prod"), StageState::InProgress);
+}

@@ -1043,6 +1043,13 @@ fn describe(release: &Release, event: &Event) -> String {
         Event::Cancel { stage } => format!("{stage}: canceled"),
         Event::Abandon => "release abandoned".into(),
         Event::Admit { stage, .. } => format!("{stage}: its turn in the queue"),
+        Event::Schedule { stage, at } => {
+            let when = i64::try_from(*at)
+                .ok()
+                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                .map_or_else(|| format!("{at} (Unix ms)"), |t| t.to_string());
+            format!("{stage}: deployment scheduled for {when}")
+        }
         Event::Supersede { stage, by, .. } => {
             format!("{stage}: skipped, {by} is newer (latest-only)")
         }

@@ -55,6 +55,8 @@ impl Queue {
                     .insert(key, (release.name.clone(), attempt.number));
                 self.place.insert(release.name.clone(), key);
             }
+            // Scheduled by an operator: not admitted yet, so neither waiting nor holding.
+            StageState::Scheduled if attempt.approvals.is_empty() => {}
             state if state.is_in_flight() => {
                 self.holding.insert(release.name.clone());
             }
