@@ -17,6 +17,7 @@
 //! scheduled                              Due                          -> in-progress       Prepare
 //! not-started | terminal                 Schedule (at a time)         -> scheduled         Timer(Due)  [an operator's]
 //! scheduled (by an operator)             Due                          -> as Start (queue, pre-approval)
+//! not-started, trigger met, `schedule`   (advance)                    -> scheduled         Timer(Due at the next cron time)
 //! awaiting-approval (pre|post)           Reassign                     -> awaiting-approval RequestApproval (old: reassigned)
 //! awaiting-approval (pre|post)           Expire (timeout passed)      -> rejected          (approval: expired)
 //! awaiting-approval (pre|post)           Void (a plugin changed)      -> failed            (approval: canceled)
@@ -444,17 +445,7 @@ fn step(
                 start(release, i, now, effects);
                 return Ok(());
             }
-            // Not admitted yet: no approval is asked and no queue turn taken before `at`.
-            new_attempt(release, i, StageState::Scheduled, now);
-            let attempt = current(release, i, "schedule it")?;
-            attempt.deferred_until = Some(at);
-            effects.push(Effect::Timer {
-                at,
-                event: Event::Due {
-                    stage,
-                    attempt: attempt.number,
-                },
-            });
+            schedule(release, i, at, now, effects);
             Ok(())
         }
         Event::Decide {
@@ -1019,6 +1010,23 @@ fn start(release: &mut Release, i: usize, now: u64, effects: &mut Vec<Effect>) {
     }
 }
 
+/// A new attempt of stage `i` that starts at `at`: nothing is asked (no approval, no queue turn)
+/// before then.
+fn schedule(release: &mut Release, i: usize, at: u64, now: u64, effects: &mut Vec<Effect>) {
+    new_attempt(release, i, StageState::Scheduled, now);
+    let stage = &mut release.stages[i];
+    if let Some(attempt) = stage.attempts.last_mut() {
+        attempt.deferred_until = Some(at);
+        effects.push(Effect::Timer {
+            at,
+            event: Event::Due {
+                stage: stage.name.clone(),
+                attempt: attempt.number,
+            },
+        });
+    }
+}
+
 /// Adds a new attempt of stage `i` in `state`, its tasks pending.
 fn new_attempt(release: &mut Release, i: usize, state: StageState, now: u64) {
     let spec = &release.plan.stages[i];
@@ -1175,9 +1183,16 @@ fn advance(release: &mut Release, now: u64, effects: &mut Vec<Effect>) {
                         }),
                 }
         });
-        match ready {
-            Some(i) => start(release, i, now, effects),
-            None => break,
+        let Some(i) = ready else { break };
+        // A stage with a schedule waits for its next time (a schedule that never fires again
+        // starts it now rather than never).
+        let at = release.plan.stages[i]
+            .schedule
+            .as_ref()
+            .and_then(|s| s.next_after(now));
+        match at {
+            Some(at) => schedule(release, i, at, now, effects),
+            None => start(release, i, now, effects),
         }
     }
     // In flight, or nothing ever started (only manual stages): the release stays active.

@@ -1003,3 +1003,59 @@ plugin = "/p/t.wasm"
     );
     assert_eq!(state(&r2, "prod"), StageState::InProgress);
 }
+
+/// Unix milliseconds of an RFC 3339 time.
+fn at(time: &str) -> u64 {
+    time.parse::<jiff::Timestamp>().unwrap().as_millisecond() as u64
+}
+
+#[test]
+fn a_scheduled_stage_waits_for_its_cron_time_in_its_zone_across_daylight_saving() {
+    let pipeline = r#"
+version = 1
+name = "nightly"
+[[stages]]
+name = "qa"
+[[stages.tasks]]
+plugin = "/p/t.wasm"
+[[stages]]
+name = "prod"
+after = ["qa"]
+schedule = { cron = "0 9 * * *", time-zone = "Europe/Berlin" }
+[[stages.tasks]]
+plugin = "/p/t.wasm"
+"#;
+    // Europe/Berlin moves to summer time at 02:00 on 2026-03-29: 09:00 is 08:00 UTC before,
+    // 07:00 UTC after. The fake clock is the time each event arrives with.
+    let cases = [
+        ("2026-03-28T06:00:00Z", "2026-03-28T08:00:00Z"), // the same morning, winter time
+        ("2026-03-28T10:00:00Z", "2026-03-29T07:00:00Z"), // next morning, summer time
+        ("2026-10-24T10:00:00Z", "2026-10-25T08:00:00Z"), // back to winter time
+    ];
+    for (now, expected) in cases {
+        let now = at(now);
+        let mut r = release(pipeline);
+        apply(&mut r, Event::Created, now).unwrap();
+        apply(&mut r, prepared("qa"), now).unwrap();
+        let effects = apply(&mut r, finished("qa", 0, ok()), now).unwrap();
+        assert_eq!(state(&r, "prod"), StageState::Scheduled);
+        let attempt = &r.stage("prod").unwrap().attempts[0];
+        assert_eq!(attempt.deferred_until, Some(at(expected)), "from {now}");
+        assert!(
+            effects
+                .iter()
+                .any(|e| matches!(e, Effect::Timer { at: t, .. } if *t == at(expected)))
+        );
+        // At that time it starts.
+        apply(
+            &mut r,
+            Event::Due {
+                stage: "prod".into(),
+                attempt: 1,
+            },
+            at(expected),
+        )
+        .unwrap();
+        assert_eq!(state(&r, "prod"), StageState::InProgress);
+    }
+}

@@ -159,6 +159,55 @@ pub enum QueuePolicy {
     LatestOnly,
 }
 
+/// A cron schedule in a time zone (daylight saving time included: `0 9 * * *` is 09:00 on the
+/// wall clock of the zone, summer and winter).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StageSchedule {
+    /// Cron: `min hour day-of-month month day-of-week` (or with seconds first, and a year).
+    pub cron: String,
+    /// IANA time zone, e.g. `Europe/Berlin`.
+    pub time_zone: String,
+}
+
+impl StageSchedule {
+    /// Parses and checks it.
+    pub fn new(cron: &str, time_zone: &str) -> Result<Self, String> {
+        let schedule = Self {
+            cron: cron.trim().to_owned(),
+            time_zone: time_zone.to_owned(),
+        };
+        schedule.parts()?;
+        Ok(schedule)
+    }
+
+    fn parts(&self) -> Result<(jiff_cron::Schedule, jiff::tz::TimeZone), String> {
+        // Standard cron has no seconds field; the parser wants one.
+        let expression = match self.cron.split_whitespace().count() {
+            5 => format!("0 {}", self.cron),
+            _ => self.cron.clone(),
+        };
+        let cron = expression.parse::<jiff_cron::Schedule>().map_err(|e| {
+            // The parser's message ends with the reason (before it: the expression, marked).
+            let reason = e.to_string();
+            let reason = reason.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+            format!("cron `{}`: {}", self.cron, reason.trim())
+        })?;
+        let zone = jiff::tz::TimeZone::get(&self.time_zone)
+            .map_err(|_| format!("unknown time zone `{}`", self.time_zone))?;
+        Ok((cron, zone))
+    }
+
+    /// The first time after `after` (Unix milliseconds) the schedule fires, in Unix
+    /// milliseconds; `None` if it never does again.
+    pub fn next_after(&self, after: u64) -> Option<u64> {
+        let (cron, zone) = self.parts().ok()?;
+        let after = jiff::Timestamp::from_millisecond(i64::try_from(after).ok()?).ok()?;
+        let next = cron.after(after.to_zoned(zone)).next()?;
+        u64::try_from(next.timestamp().as_millisecond()).ok()
+    }
+}
+
 /// One stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageSpec {
@@ -176,6 +225,9 @@ pub struct StageSpec {
     pub post_approval: Option<ApprovalSpec>,
     /// Queueing policy.
     pub queue: QueuePolicy,
+    /// When its trigger is satisfied, wait for the schedule's next time instead of starting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<StageSchedule>,
     /// Capabilities an agent must have.
     pub demands: Vec<String>,
 }

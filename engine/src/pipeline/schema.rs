@@ -99,8 +99,17 @@ pub(crate) struct RawStage {
     pub pre_approval: Option<RawApproval>,
     pub post_approval: Option<RawApproval>,
     pub queue: Option<RawQueue>,
+    pub schedule: Option<RawSchedule>,
     #[serde(default)]
     pub demands: Vec<String>,
+}
+
+/// `schedule = { cron = "0 3 * * 1-5", time-zone = "Europe/Berlin" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawSchedule {
+    pub cron: Spanned<String>,
+    pub time_zone: Option<Spanned<String>>,
 }
 
 /// `after = "release"`, `after = "manual"` or `after = ["qa-east", "qa-west"]`.

@@ -431,9 +431,28 @@ impl<'a> Validator<'a> {
                 }
             }
         };
+        let schedule = raw.schedule.as_ref().and_then(|raw| {
+            let zone = raw.time_zone.as_ref().map_or("UTC", |z| z.get_ref().as_str());
+            match StageSchedule::new(raw.cron.get_ref(), zone) {
+                Ok(schedule) => Some(schedule),
+                Err(why) => {
+                    let span = match (&raw.time_zone, why.starts_with("unknown time zone")) {
+                        (Some(z), true) => z.span(),
+                        _ => raw.cron.span(),
+                    };
+                    self.error(
+                        Some(span),
+                        why,
+                        Some("cron is `minute hour day-of-month month day-of-week` (e.g. `0 3 * * 1-5`); time-zone an IANA name such as `Europe/Berlin`"),
+                    );
+                    None
+                }
+            }
+        });
         StageSpec {
             name,
             trigger,
+            schedule,
             variables: self.variables(&raw.variables),
             tasks,
             pre_approval: raw.pre_approval.as_ref().map(|a| self.approval(a)),
