@@ -4,6 +4,7 @@
 
 mod cli;
 mod engine;
+mod gates;
 mod kill;
 mod pipelines;
 mod plugins;

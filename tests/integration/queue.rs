@@ -2,17 +2,9 @@
 //! a QA stage with pre- and post-deployment approvers. Each test asserts, step by step, which
 //! approvals are requested (and which are not yet), and the order of the deployments.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
-
 use sluice::core::{ReleaseState, StageState};
-use sluice::scheduler::CreateOptions;
-use sluice::service::{
-    DecisionRequest, Role, Service, ServiceConfig, User, config::ApiLimits, hash_token,
-};
 
-use crate::support::TESTKIT;
+use crate::support::Harness;
 
 const PIPELINE: &str = r#"
 version = 1
@@ -28,105 +20,14 @@ plugin = "./kit.wasm"
 config = { action = "noop" }
 "#;
 
-struct Harness {
-    _dir: tempfile::TempDir,
-    runtime: tokio::runtime::Runtime,
-    service: Arc<Service>,
-    alice: User,
-}
-
 impl Harness {
     fn start(queue: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let pipelines = dir.path().join("pipelines");
-        std::fs::create_dir_all(&pipelines).unwrap();
-        std::fs::copy(TESTKIT, pipelines.join("kit.wasm")).unwrap();
-        std::fs::write(pipelines.join("web.toml"), PIPELINE.replace("QUEUE", queue)).unwrap();
-        let alice = User {
-            name: "alice".into(),
-            roles: vec![Role::Approver],
-            groups: Vec::new(),
-        };
-        let config = ServiceConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().join("data"),
-            pipelines,
-            tokens: BTreeMap::from([(hash_token("alice-token-0123456789"), alice.clone())]),
-            limits: ApiLimits::default(),
-        };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let service = runtime.block_on(async { Service::start(config).unwrap() });
-        Self {
-            _dir: dir,
-            runtime,
-            service,
-            alice,
-        }
+        Harness::serve(&PIPELINE.replace("QUEUE", queue))
     }
 
     /// Creates R1..R5 back to back; returns their names.
     fn five(&self) -> Vec<String> {
-        (0..5)
-            .map(|_| {
-                let options = CreateOptions {
-                    creator: "rita".into(),
-                    ..CreateOptions::default()
-                };
-                self.runtime
-                    .block_on(self.service.create_release("web", options, None))
-                    .unwrap()
-                    .name
-            })
-            .collect()
-    }
-
-    fn pending(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .service
-            .pending_approvals()
-            .into_iter()
-            .map(|a| a.id)
-            .collect();
-        ids.sort();
-        ids
-    }
-
-    /// Waits (bounded, woken by commits) until `ready` holds.
-    fn wait(&self, what: &str, ready: impl Fn(&Self) -> bool) {
-        let mut commits = self.service.changes();
-        self.runtime.block_on(async {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            while !ready(self) {
-                let changed = tokio::time::timeout_at(deadline, commits.changed()).await;
-                assert!(
-                    matches!(changed, Ok(Ok(()))),
-                    "never: {what} (pending: {:?})",
-                    self.pending()
-                );
-            }
-        });
-    }
-
-    /// Waits until exactly `ids` are pending.
-    fn wait_pending(&self, ids: &[String]) {
-        let mut want = ids.to_vec();
-        want.sort();
-        self.wait(&format!("pending = {want:?}"), |h| h.pending() == want);
-    }
-
-    fn approve(&self, id: &str) {
-        let decision = DecisionRequest {
-            approve: true,
-            comment: "ok".into(),
-            ..DecisionRequest::default()
-        };
-        self.runtime
-            .block_on(self.service.decide(id, &self.alice, decision, None))
-            .unwrap();
+        (0..5).map(|_| self.create()).collect()
     }
 
     fn qa(&self, release: &str) -> StageState {

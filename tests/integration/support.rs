@@ -1,6 +1,7 @@
 //! Shared test helpers: one plugin host for the whole binary, the test plugins, a tiny HTTP
 //! server on 127.0.0.1, and condition waits.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -10,6 +11,9 @@ use std::time::Duration;
 use sluice::plugin::{
     Context, HostConfig, Invocation, Limits, Plugin, PluginHost, PluginRef, Sandbox, TaskInput,
     TaskReport,
+};
+use sluice::service::{
+    DecisionRequest, Role, Service, ServiceConfig, User, config::ApiLimits, hash_token,
 };
 
 pub const TESTKIT: &str = env!("SLUICE_PLUGIN_TESTKIT");
@@ -149,5 +153,106 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// A service in this process (no HTTP) serving one pipeline, `web`, whose `./kit.wasm` is the
+/// testkit plugin; alice approves.
+pub struct Harness {
+    _dir: tempfile::TempDir,
+    pub runtime: tokio::runtime::Runtime,
+    pub service: Arc<Service>,
+    pub alice: User,
+}
+
+impl Harness {
+    pub fn serve(pipeline: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pipelines = dir.path().join("pipelines");
+        std::fs::create_dir_all(&pipelines).unwrap();
+        std::fs::copy(TESTKIT, pipelines.join("kit.wasm")).unwrap();
+        std::fs::write(pipelines.join("web.toml"), pipeline).unwrap();
+        let alice = User {
+            name: "alice".into(),
+            roles: vec![Role::Approver],
+            groups: Vec::new(),
+        };
+        let config = ServiceConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().join("data"),
+            pipelines,
+            tokens: BTreeMap::from([(hash_token("alice-token-0123456789"), alice.clone())]),
+            limits: ApiLimits::default(),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let service = runtime.block_on(async { Service::start(config).unwrap() });
+        Self {
+            _dir: dir,
+            runtime,
+            service,
+            alice,
+        }
+    }
+
+    /// Creates a release of `web` (by rita); returns its name.
+    pub fn create(&self) -> String {
+        let options = sluice::scheduler::CreateOptions {
+            creator: "rita".into(),
+            ..Default::default()
+        };
+        self.runtime
+            .block_on(self.service.create_release("web", options, None))
+            .unwrap()
+            .name
+    }
+
+    /// The pending approvals' ids, sorted.
+    pub fn pending(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .service
+            .pending_approvals()
+            .into_iter()
+            .map(|a| a.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Waits (bounded, woken by commits) until `ready` holds.
+    pub fn wait(&self, what: &str, ready: impl Fn(&Self) -> bool) {
+        let mut commits = self.service.changes();
+        self.runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !ready(self) {
+                let changed = tokio::time::timeout_at(deadline, commits.changed()).await;
+                assert!(
+                    matches!(changed, Ok(Ok(()))),
+                    "never: {what} (pending: {:?})",
+                    self.pending()
+                );
+            }
+        });
+    }
+
+    /// Waits until exactly `ids` are pending.
+    pub fn wait_pending(&self, ids: &[String]) {
+        let mut want = ids.to_vec();
+        want.sort();
+        self.wait(&format!("pending = {want:?}"), |h| h.pending() == want);
+    }
+
+    pub fn approve(&self, id: &str) {
+        let decision = DecisionRequest {
+            approve: true,
+            comment: "ok".into(),
+            ..DecisionRequest::default()
+        };
+        self.runtime
+            .block_on(self.service.decide(id, &self.alice, decision, None))
+            .unwrap();
     }
 }

@@ -43,7 +43,7 @@
 //! After every transition the machine starts the stages whose trigger is now satisfied and, when
 //! nothing is left in flight, finishes the release. Anything else is an [`InvalidTransition`].
 
-use crate::pipeline::{ApprovalPolicy, QueuePolicy, Trigger};
+use crate::pipeline::{ApprovalOrder, ApprovalPolicy, QueuePolicy, Trigger};
 
 use super::model::*;
 
@@ -177,6 +177,25 @@ pub enum Event {
         /// When.
         at: u64,
     },
+    /// Every gate of the stage's pending gate set answered once.
+    GatesEvaluated {
+        /// The stage.
+        stage: String,
+        /// The attempt they were evaluated for.
+        attempt: u32,
+        /// Pre or post.
+        kind: ApprovalKind,
+        /// Each gate's answer.
+        results: Vec<GateResult>,
+    },
+    /// Redeploy the stage (a new attempt, without approvals or gates) to roll back `of`, a
+    /// later release whose post-deployment gates failed on it.
+    Rollback {
+        /// The stage.
+        stage: String,
+        /// The release being rolled back.
+        of: String,
+    },
     /// A queued deployment's turn came: it goes ahead (approval, then deployment).
     Admit {
         /// The stage.
@@ -244,6 +263,24 @@ pub enum Effect {
         attempt: u32,
         /// Task index.
         task: usize,
+    },
+    /// Evaluate every gate of the stage's `kind` gates at time `at` (Unix milliseconds), then
+    /// report [`Event::GatesEvaluated`].
+    EvaluateGates {
+        /// The stage.
+        stage: String,
+        /// Attempt number.
+        attempt: u32,
+        /// Pre or post.
+        kind: ApprovalKind,
+        /// When.
+        at: u64,
+    },
+    /// The stage's post-deployment gates failed and it rolls back: redeploy the last other
+    /// release that succeeded on it ([`Event::Rollback`]).
+    Rollback {
+        /// The stage.
+        stage: String,
     },
     /// Stop whatever runs for the stage.
     CancelTasks {
@@ -497,35 +534,24 @@ fn step(
             } else {
                 None
             };
-            match (done, kind) {
+            let deferred = defer_until.filter(|&at| at > now && kind == ApprovalKind::Pre);
+            match (done, deferred) {
                 (None, _) => {}
                 (Some(false), _) => {
                     finish_attempt(attempt, StageState::Rejected, Some("rejected".into()), now)
                 }
-                (Some(true), ApprovalKind::Pre) => match defer_until.filter(|&at| at > now) {
-                    Some(at) => {
-                        attempt.state = StageState::Scheduled;
-                        attempt.deferred_until = Some(at);
-                        effects.push(Effect::Timer {
-                            at,
-                            event: Event::Due {
-                                stage: stage.clone(),
-                                attempt: number,
-                            },
-                        });
-                    }
-                    None => {
-                        attempt.state = StageState::InProgress;
-                        effects.push(Effect::Prepare {
+                (Some(true), Some(at)) => {
+                    attempt.state = StageState::Scheduled;
+                    attempt.deferred_until = Some(at);
+                    effects.push(Effect::Timer {
+                        at,
+                        event: Event::Due {
                             stage: stage.clone(),
                             attempt: number,
-                        });
-                    }
-                },
-                (Some(true), ApprovalKind::Post) => {
-                    let outcome = attempt.outcome.unwrap_or(StageState::Succeeded);
-                    finish_attempt(attempt, outcome, None, now);
+                        },
+                    });
                 }
+                (Some(true), None) => proceed(release, i, kind, now, effects),
             }
             Ok(())
         }
@@ -617,12 +643,8 @@ fn step(
                 }
                 return Ok(());
             }
-            attempt.state = StageState::InProgress;
             attempt.deferred_until = None;
-            effects.push(Effect::Prepare {
-                stage,
-                attempt: number,
-            });
+            proceed(release, i, ApprovalKind::Pre, now, effects);
             Ok(())
         }
         Event::Void {
@@ -761,6 +783,136 @@ fn step(
             cancel(release, i, now, effects);
             Ok(())
         }
+        Event::GatesEvaluated {
+            stage,
+            attempt: number,
+            kind,
+            results,
+        } => {
+            let i = stage_index(release, &stage)?;
+            let spec = &release.plan.stages[i];
+            let Some(gates) = (match kind {
+                ApprovalKind::Pre => spec.pre_gates.clone(),
+                ApprovalKind::Post => spec.post_gates.clone(),
+            }) else {
+                return Err(wrong(release, i, "evaluate gates it does not have"));
+            };
+            let attempt = attempt_no(release, i, number, "evaluate gates")?;
+            let state = attempt.state;
+            let run = attempt
+                .gates
+                .last_mut()
+                .filter(|g| {
+                    g.kind == kind
+                        && g.state == GateState::Evaluating
+                        && state == StageState::EvaluatingGates
+                })
+                .ok_or_else(|| {
+                    InvalidTransition::Conflict(format!(
+                        "stage `{stage}` is not evaluating its {}-deployment gates (it is {state:?})",
+                        kind.as_str()
+                    ))
+                })?;
+            run.count += 1;
+            let unhealthy: Vec<String> = results
+                .iter()
+                .filter(|r| !r.healthy)
+                .map(|r| {
+                    let why = r.reason.as_deref().unwrap_or("unhealthy");
+                    format!("gate `{}`: {why}", r.gate)
+                })
+                .collect();
+            run.evaluations.push(GateEvaluation { at: now, results });
+            if run.evaluations.len() > GateRun::KEPT {
+                run.evaluations.remove(0);
+            }
+            let min_healthy = gates.min_healthy.as_millis() as u64;
+            let verdict = if unhealthy.is_empty() {
+                let since = *run.healthy_since.get_or_insert(now);
+                let healthy_for = now.saturating_sub(since);
+                if healthy_for >= min_healthy {
+                    Some(Ok(()))
+                } else if now >= run.deadline {
+                    Some(Err(format!(
+                        "healthy for {} of the {} required (min-healthy) when the timeout ({}) passed",
+                        for_people(healthy_for),
+                        for_people(min_healthy),
+                        for_people(gates.timeout.as_millis() as u64)
+                    )))
+                } else {
+                    None
+                }
+            } else {
+                run.healthy_since = None;
+                (now >= run.deadline).then(|| {
+                    Err(format!(
+                        "not healthy within {}: {}",
+                        for_people(gates.timeout.as_millis() as u64),
+                        unhealthy.join("; ")
+                    ))
+                })
+            };
+            match verdict {
+                None => {
+                    let interval = (gates.interval.as_millis() as u64).max(1);
+                    run.next_at = (now + interval).min(run.deadline.max(now + 1));
+                    effects.push(Effect::EvaluateGates {
+                        stage,
+                        attempt: number,
+                        kind,
+                        at: run.next_at,
+                    });
+                }
+                Some(Ok(())) => {
+                    run.state = GateState::Succeeded;
+                    proceed(release, i, kind, now, effects);
+                }
+                Some(Err(why)) => {
+                    run.state = GateState::Failed;
+                    if gates.approvals == ApprovalOrder::AfterGates {
+                        // The approvers decide, seeing the gates' results.
+                        proceed(release, i, kind, now, effects);
+                        return Ok(());
+                    }
+                    for task in &mut attempt.tasks {
+                        if task.state == TaskState::Pending {
+                            task.state = TaskState::Skipped;
+                        }
+                    }
+                    let rollback = kind == ApprovalKind::Post && gates.rollback;
+                    let reason = format!(
+                        "{}-deployment gates failed: {why}{}",
+                        kind.as_str(),
+                        if rollback { " (rolling back)" } else { "" }
+                    );
+                    finish_attempt(attempt, StageState::Failed, Some(reason), now);
+                    if rollback {
+                        effects.push(Effect::Rollback { stage });
+                    }
+                }
+            }
+            Ok(())
+        }
+        Event::Rollback { stage, of } => {
+            let i = stage_index(release, &stage)?;
+            let state = release.stages[i].state();
+            if state != StageState::NotStarted && !state.is_terminal() {
+                return Err(wrong(
+                    release,
+                    i,
+                    "roll back to it while a deployment is under way",
+                ));
+            }
+            release.state = ReleaseState::Active;
+            new_attempt(release, i, StageState::InProgress, now);
+            let attempt = current(release, i, "roll back")?;
+            attempt.rollback_of = Some(of);
+            effects.push(Effect::Prepare {
+                stage,
+                attempt: attempt.number,
+            });
+            Ok(())
+        }
         Event::Admit {
             stage,
             attempt: number,
@@ -843,6 +995,16 @@ pub fn recover(release: &Release) -> (Vec<Event>, Vec<Effect>) {
                             stage: name,
                             attempt: attempt.number,
                         },
+                    });
+                }
+            }
+            StageState::EvaluatingGates => {
+                if let Some(run) = attempt.gates.last() {
+                    effects.push(Effect::EvaluateGates {
+                        stage: name,
+                        attempt: attempt.number,
+                        kind: run.kind,
+                        at: run.next_at,
                     });
                 }
             }
@@ -1052,39 +1214,151 @@ fn new_attempt(release: &mut Release, i: usize, state: StageState, now: u64) {
         started_at: now,
         finished_at: None,
         deferred_until: None,
+        gates: Vec::new(),
+        rollback_of: None,
     };
     release.stages[i].attempts.push(attempt);
 }
 
-/// Lets stage `i`'s current attempt go ahead: its pre-approval, or straight to deploying.
+/// Lets stage `i`'s current attempt go ahead: its pre-deployment approval and gates, then the
+/// deployment.
 fn admit(release: &mut Release, i: usize, now: u64, effects: &mut Vec<Effect>) {
+    proceed(release, i, ApprovalKind::Pre, now, effects);
+}
+
+/// The next step of stage `i`'s current attempt in phase `kind`: the phase's approval and gates,
+/// in the order the stage sets, then the deployment (pre) or its end (post). A rollback skips
+/// both.
+fn proceed(
+    release: &mut Release,
+    i: usize,
+    kind: ApprovalKind,
+    now: u64,
+    effects: &mut Vec<Effect>,
+) {
     let spec = &release.plan.stages[i];
-    let stage = spec.name.clone();
-    let approval = spec.pre_approval.as_ref().map(|approval_spec| {
-        let mut approval = Approval::new(ApprovalKind::Pre, approval_spec, now);
-        if approval_spec.skip_if_approved_in_previous_stage {
-            carry_previous_approvals(release, i, &mut approval);
+    let (approval, gates) = match kind {
+        ApprovalKind::Pre => (spec.pre_approval.is_some(), spec.pre_gates.as_ref()),
+        ApprovalKind::Post => (spec.post_approval.is_some(), spec.post_gates.as_ref()),
+    };
+    let order = gates.map(|g| g.approvals);
+    let timing = gates.map(|g| (g.delay.as_millis() as u64, g.timeout.as_millis() as u64));
+    let Some(attempt) = release.stages[i].attempts.last() else {
+        return;
+    };
+    let rollback = attempt.rollback_of.is_some();
+    let approved = rollback
+        || !approval
+        || attempt
+            .approvals
+            .iter()
+            .any(|a| a.kind == kind && a.state == ApprovalState::Approved);
+    let gated = rollback
+        || gates.is_none()
+        || attempt.gates.iter().any(|g| {
+            g.kind == kind
+                && (g.state == GateState::Succeeded
+                    || (g.state == GateState::Failed && order == Some(ApprovalOrder::AfterGates)))
+        });
+    let gates_first = order.is_some_and(|o| o != ApprovalOrder::BeforeGates);
+    match (approved, gated, timing) {
+        (true, true, _) => go(release, i, kind, now, effects),
+        (false, false, Some(timing)) if gates_first => {
+            start_gates(release, i, kind, timing, now, effects)
         }
-        approval
-    });
+        (true, false, Some(timing)) => start_gates(release, i, kind, timing, now, effects),
+        _ => ask(release, i, kind, now, effects),
+    }
+}
+
+/// Asks for the phase's approval (carried over from the previous stage if the stage says so).
+fn ask(release: &mut Release, i: usize, kind: ApprovalKind, now: u64, effects: &mut Vec<Effect>) {
+    let spec = &release.plan.stages[i];
+    let Some(approval_spec) = (match kind {
+        ApprovalKind::Pre => spec.pre_approval.as_ref(),
+        ApprovalKind::Post => spec.post_approval.as_ref(),
+    }) else {
+        return;
+    };
+    let stage = spec.name.clone();
+    let mut approval = Approval::new(kind, approval_spec, now);
+    if kind == ApprovalKind::Pre && approval_spec.skip_if_approved_in_previous_stage {
+        carry_previous_approvals(release, i, &mut approval);
+    }
     let Some(attempt) = release.stages[i].attempts.last_mut() else {
         return;
     };
-    let number = attempt.number;
-    match approval {
-        Some(approval) if approval.state == ApprovalState::Pending => {
-            attempt.state = StageState::AwaitingApproval;
-            effects.extend(request(&stage, number, &approval));
-            attempt.approvals.push(approval);
-        }
-        approved => {
+    if approval.state == ApprovalState::Approved {
+        attempt.approvals.push(approval);
+        proceed(release, i, kind, now, effects);
+        return;
+    }
+    attempt.state = StageState::AwaitingApproval;
+    effects.extend(request(&stage, attempt.number, &approval));
+    attempt.approvals.push(approval);
+}
+
+/// Starts sampling the phase's gates: the first evaluation after the delay.
+fn start_gates(
+    release: &mut Release,
+    i: usize,
+    kind: ApprovalKind,
+    (delay, timeout): (u64, u64),
+    now: u64,
+    effects: &mut Vec<Effect>,
+) {
+    let stage = release.stages[i].name.clone();
+    let Some(attempt) = release.stages[i].attempts.last_mut() else {
+        return;
+    };
+    attempt.state = StageState::EvaluatingGates;
+    let run = GateRun {
+        kind,
+        state: GateState::Evaluating,
+        started_at: now,
+        deadline: now + timeout,
+        next_at: now + delay,
+        healthy_since: None,
+        count: 0,
+        evaluations: Vec::new(),
+    };
+    effects.push(Effect::EvaluateGates {
+        stage,
+        attempt: attempt.number,
+        kind,
+        at: run.next_at,
+    });
+    attempt.gates.push(run);
+}
+
+/// Approved and gated: deploy (pre), or end the deployment with its outcome (post).
+fn go(release: &mut Release, i: usize, kind: ApprovalKind, now: u64, effects: &mut Vec<Effect>) {
+    let stage = release.stages[i].name.clone();
+    let Some(attempt) = release.stages[i].attempts.last_mut() else {
+        return;
+    };
+    match kind {
+        ApprovalKind::Pre => {
             attempt.state = StageState::InProgress;
-            attempt.approvals.extend(approved);
             effects.push(Effect::Prepare {
                 stage,
-                attempt: number,
+                attempt: attempt.number,
             });
         }
+        ApprovalKind::Post => {
+            let outcome = attempt.outcome.unwrap_or(StageState::Succeeded);
+            finish_attempt(attempt, outcome, None, now);
+        }
+    }
+}
+
+/// A duration in milliseconds, for people: `15m`, `30s`, `250ms`.
+fn for_people(ms: u64) -> String {
+    match ms {
+        0 => "0s".into(),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
     }
 }
 
@@ -1131,7 +1405,6 @@ fn carry_previous_approvals(release: &Release, i: usize, approval: &mut Approval
 
 /// Runs task `from` of stage `i`, or ends the deployment when there is none.
 fn run_next(release: &mut Release, i: usize, from: usize, now: u64, effects: &mut Vec<Effect>) {
-    let post = release.plan.stages[i].post_approval.clone();
     let stage = release.stages[i].name.clone();
     let attempt = release.stages[i]
         .attempts
@@ -1147,17 +1420,8 @@ fn run_next(release: &mut Release, i: usize, from: usize, now: u64, effects: &mu
         });
         return;
     }
-    let outcome = attempt.outcome.unwrap_or(StageState::Succeeded);
-    attempt.outcome = Some(outcome);
-    match post {
-        Some(spec) => {
-            attempt.state = StageState::AwaitingApproval;
-            let approval = Approval::new(ApprovalKind::Post, &spec, now);
-            effects.extend(request(&stage, attempt.number, &approval));
-            attempt.approvals.push(approval);
-        }
-        None => finish_attempt(attempt, outcome, None, now),
-    }
+    attempt.outcome = Some(attempt.outcome.unwrap_or(StageState::Succeeded));
+    proceed(release, i, ApprovalKind::Post, now, effects);
 }
 
 /// Starts every stage whose trigger is satisfied; finishes the release when nothing is left.

@@ -196,6 +196,65 @@ impl Approval {
     }
 }
 
+/// Where a set of gates is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum GateState {
+    /// Being sampled.
+    Evaluating,
+    /// All gates were healthy long enough.
+    Succeeded,
+    /// They were not, by the timeout.
+    Failed,
+}
+
+/// One gate's answer in one evaluation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GateResult {
+    /// The gate's name.
+    pub gate: String,
+    /// Healthy or not.
+    pub healthy: bool,
+    /// Why not (or what went wrong running it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One evaluation of every gate of a set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GateEvaluation {
+    /// When (Unix milliseconds).
+    pub at: u64,
+    /// Each gate's answer.
+    pub results: Vec<GateResult>,
+}
+
+/// The pre- or post-deployment gates of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GateRun {
+    /// Pre or post.
+    pub kind: ApprovalKind,
+    /// State.
+    pub state: GateState,
+    /// When they started (Unix milliseconds).
+    pub started_at: u64,
+    /// They fail if they have not passed by then.
+    pub deadline: u64,
+    /// When the next evaluation is due.
+    pub next_at: u64,
+    /// Since when every evaluation was healthy.
+    pub healthy_since: Option<u64>,
+    /// How many evaluations ran.
+    pub count: u32,
+    /// The latest evaluations (at most [`GateRun::KEPT`]; the audit log has every one).
+    pub evaluations: Vec<GateEvaluation>,
+}
+
+impl GateRun {
+    /// How many evaluations a release keeps per gate run.
+    pub const KEPT: usize = 20;
+}
+
 /// One task in one attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskRun {
@@ -235,6 +294,13 @@ pub struct Attempt {
     /// While `scheduled`: when the deployment starts (Unix milliseconds).
     #[serde(default)]
     pub deferred_until: Option<u64>,
+    /// Gates evaluated for this attempt (pre, post).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateRun>,
+    /// This attempt redeploys the release to roll back the one named here, whose
+    /// post-deployment gates failed. It runs without approvals and gates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<String>,
 }
 
 /// One stage of a release: its attempts, newest last.

@@ -133,6 +133,21 @@ pub fn check_plugins(loaded: &Loaded, host: &PluginHost) -> Result<(), PipelineE
                 format!("the plugin of task `{}`", task.name),
             );
         }
+        for gate in [&stage.pre_gates, &stage.post_gates]
+            .into_iter()
+            .flatten()
+            .flat_map(|g| &g.gates)
+        {
+            let at = loaded
+                .locations
+                .gates
+                .get(&(stage.name.clone(), gate.name.clone()));
+            let what = format!(
+                "the plugin of gate `{}` (stage `{}`)",
+                gate.name, stage.name
+            );
+            check(&gate.plugin, World::Gate, at, what);
+        }
     }
     if diagnostics.is_empty() {
         Ok(())

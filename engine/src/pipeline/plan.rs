@@ -170,6 +170,30 @@ pub struct StageSchedule {
     pub time_zone: String,
 }
 
+impl StageSpec {
+    /// Every plugin the stage's deployment uses: its tasks' and its gates'.
+    pub fn plugins(&self) -> impl Iterator<Item = &String> {
+        let gates = [&self.pre_gates, &self.post_gates]
+            .into_iter()
+            .flatten()
+            .flat_map(|g| &g.gates);
+        self.tasks
+            .iter()
+            .map(|t| &t.plugin)
+            .chain(gates.map(|g| &g.plugin))
+    }
+}
+
+impl Plan {
+    /// Every plugin the plan uses: artifact sources, tasks and gates.
+    pub fn plugins(&self) -> impl Iterator<Item = &String> {
+        self.artifacts
+            .iter()
+            .map(|a| &a.source)
+            .chain(self.stages.iter().flat_map(StageSpec::plugins))
+    }
+}
+
 impl StageSchedule {
     /// Parses and checks it.
     pub fn new(cron: &str, time_zone: &str) -> Result<Self, String> {
@@ -208,6 +232,55 @@ impl StageSchedule {
     }
 }
 
+/// Whether a stage's approval comes before its gates or after them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApprovalOrder {
+    /// Approvers decide first; the gates are evaluated once the approval is given.
+    #[default]
+    BeforeGates,
+    /// The gates first; approvers are asked only once they passed.
+    AfterSuccessfulGates,
+    /// The gates first; approvers are asked whatever the gates said (they see the results).
+    AfterGates,
+}
+
+/// The pre- or post-deployment gates of a stage and how they are sampled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct GatesSpec {
+    /// The gates; all must be healthy in the same evaluation.
+    pub gates: Vec<GateSpec>,
+    /// Wait this long before the first evaluation.
+    pub delay: Duration,
+    /// Time between evaluations.
+    pub interval: Duration,
+    /// The gates fail unless they passed this long after they started.
+    pub timeout: Duration,
+    /// All gates must stay healthy this long (across evaluations) to pass.
+    pub min_healthy: Duration,
+    /// Approvals before or after the gates.
+    pub approvals: ApprovalOrder,
+    /// Post-deployment gates only: when they fail, redeploy the last release that succeeded on
+    /// this stage.
+    pub rollback: bool,
+}
+
+/// One gate: a gate plugin, its configuration and what it may reach.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateSpec {
+    /// Name, unique in the stage's gates (defaults to the plugin name, numbered if repeated).
+    pub name: String,
+    /// The gate plugin: a built-in name or a path.
+    pub plugin: String,
+    /// Configuration, JSON, with `$(...)` references still in it.
+    pub config: serde_json::Value,
+    /// Memory, time, log and output limits of one evaluation.
+    pub limits: Limits,
+    /// What the gate may reach.
+    pub grants: GrantSpec,
+}
+
 /// One stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageSpec {
@@ -225,6 +298,12 @@ pub struct StageSpec {
     pub post_approval: Option<ApprovalSpec>,
     /// Queueing policy.
     pub queue: QueuePolicy,
+    /// Gates evaluated before the deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_gates: Option<GatesSpec>,
+    /// Gates evaluated after the deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_gates: Option<GatesSpec>,
     /// When its trigger is satisfied, wait for the schedule's next time instead of starting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<StageSchedule>,

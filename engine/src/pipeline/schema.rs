@@ -100,8 +100,38 @@ pub(crate) struct RawStage {
     pub post_approval: Option<RawApproval>,
     pub queue: Option<RawQueue>,
     pub schedule: Option<RawSchedule>,
+    pub pre_gates: Option<RawGates>,
+    pub post_gates: Option<RawGates>,
     #[serde(default)]
     pub demands: Vec<String>,
+}
+
+/// `[stages.pre-gates]` / `[stages.post-gates]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawGates {
+    pub delay: Option<Spanned<String>>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub min_healthy: Option<Spanned<String>>,
+    pub approvals: Option<Spanned<String>>,
+    pub rollback: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub gates: Vec<RawGate>,
+}
+
+/// `[[stages.pre-gates.gates]]`: a plugin call like a task's, without the task-only settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawGate {
+    pub name: Option<Spanned<String>>,
+    pub plugin: Spanned<String>,
+    pub config: Option<Spanned<toml::Table>>,
+    pub timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub grants: RawGrants,
 }
 
 /// `schedule = { cron = "0 3 * * 1-5", time-zone = "Europe/Berlin" }`.

@@ -33,6 +33,8 @@ pub struct Locations {
     pub artifacts: HashMap<String, Location>,
     /// (stage, task index) -> the task's `plugin`.
     pub tasks: HashMap<(String, usize), Location>,
+    /// (stage, gate name) -> the gate's `plugin`.
+    pub gates: HashMap<(String, String), Location>,
 }
 
 pub(crate) struct Validator<'a> {
@@ -449,6 +451,8 @@ impl<'a> Validator<'a> {
                 }
             }
         });
+        let pre_gates = raw.pre_gates.as_ref().map(|g| self.gates(&name, g, false));
+        let post_gates = raw.post_gates.as_ref().map(|g| self.gates(&name, g, true));
         StageSpec {
             name,
             trigger,
@@ -458,6 +462,8 @@ impl<'a> Validator<'a> {
             pre_approval: raw.pre_approval.as_ref().map(|a| self.approval(a)),
             post_approval: raw.post_approval.as_ref().map(|a| self.approval(a)),
             queue,
+            pre_gates,
+            post_gates,
             demands: raw.demands.clone(),
         }
     }
@@ -544,17 +550,7 @@ impl<'a> Validator<'a> {
                 candidate
             }
         };
-        let defaults = Limits::default();
-        let limits = Limits {
-            memory: self.bytes(&raw.limits.memory, "limits.memory", defaults.memory),
-            log: self.bytes(&raw.limits.log, "limits.log", defaults.log),
-            output: self.bytes(&raw.limits.output, "limits.output", defaults.output),
-            timeout: raw
-                .timeout
-                .as_ref()
-                .and_then(|t| self.duration(t, "timeout"))
-                .unwrap_or(defaults.timeout),
-        };
+        let limits = self.limits(&raw.limits, &raw.timeout);
         TaskSpec {
             name,
             plugin,
@@ -566,6 +562,143 @@ impl<'a> Validator<'a> {
             idempotent: raw.idempotent,
             limits,
             grants: self.grants(&raw.grants, Some(Access::ReadOnly)),
+        }
+    }
+
+    fn limits(&mut self, raw: &RawLimits, timeout: &Option<Spanned<String>>) -> Limits {
+        let defaults = Limits::default();
+        Limits {
+            memory: self.bytes(&raw.memory, "limits.memory", defaults.memory),
+            log: self.bytes(&raw.log, "limits.log", defaults.log),
+            output: self.bytes(&raw.output, "limits.output", defaults.output),
+            timeout: timeout
+                .as_ref()
+                .and_then(|t| self.duration(t, "timeout"))
+                .unwrap_or(defaults.timeout),
+        }
+    }
+
+    fn gates(&mut self, stage: &str, raw: &RawGates, post: bool) -> GatesSpec {
+        let which = if post { "post-gates" } else { "pre-gates" };
+        let mut duration = |text: &Option<Spanned<String>>, what: &str, default: Duration| {
+            text.as_ref()
+                .and_then(|t| self.duration(t, &format!("{which}.{what}")))
+                .unwrap_or(default)
+        };
+        let delay = duration(&raw.delay, "delay", Duration::ZERO);
+        let interval = duration(&raw.interval, "interval", Duration::from_secs(300));
+        let timeout = duration(&raw.timeout, "timeout", Duration::from_secs(15 * 60));
+        let min_healthy = duration(&raw.min_healthy, "min-healthy", Duration::ZERO);
+        if let Some(text) = &raw.interval
+            && interval.is_zero()
+        {
+            self.error(
+                Some(text.span()),
+                format!("{which}.interval must be more than zero"),
+                Some("the time between two evaluations, e.g. `interval = \"5m\"`"),
+            );
+        }
+        let approvals = match raw
+            .approvals
+            .as_ref()
+            .map(|a| (a.get_ref().as_str(), a.span()))
+        {
+            None | Some(("before-gates", _)) => ApprovalOrder::BeforeGates,
+            Some(("after-successful-gates", _)) => ApprovalOrder::AfterSuccessfulGates,
+            Some(("after-gates", _)) => ApprovalOrder::AfterGates,
+            Some((other, span)) => {
+                self.error(
+                    Some(span),
+                    format!("unknown approval order `{other}`"),
+                    Some("use `before-gates`, `after-successful-gates` or `after-gates` (asked whatever the gates said)"),
+                );
+                ApprovalOrder::BeforeGates
+            }
+        };
+        let rollback = match &raw.rollback {
+            Some(r) if *r.get_ref() && !post => {
+                self.error(
+                    Some(r.span()),
+                    "`rollback` is a setting of post-deployment gates".into(),
+                    Some("move it to `[stages.post-gates]`: a failing post-deployment gate redeploys the last release that succeeded on the stage"),
+                );
+                false
+            }
+            Some(r) => *r.get_ref(),
+            None => false,
+        };
+        if raw.gates.is_empty() {
+            self.error(
+                raw.delay.as_ref().or(raw.timeout.as_ref()).map(Spanned::span),
+                format!("stage `{stage}`: {which} lists no gate"),
+                Some(&format!("add one: `[[stages.{which}.gates]]` with `plugin = \"http-check\"` and its `config`")),
+            );
+        }
+        let mut names = BTreeSet::new();
+        let mut gates = Vec::new();
+        for gate in &raw.gates {
+            let plugin = self.plugin(&gate.plugin);
+            let name = match &gate.name {
+                Some(n) => {
+                    if !is_name(n.get_ref()) {
+                        self.error(
+                            Some(n.span()),
+                            format!("invalid gate name `{}`", n.get_ref()),
+                            Some(NAME_HELP),
+                        );
+                    }
+                    if !names.insert(n.get_ref().clone()) {
+                        self.error(
+                            Some(n.span()),
+                            format!("duplicate gate name `{}` in {which}", n.get_ref()),
+                            None,
+                        );
+                    }
+                    n.get_ref().clone()
+                }
+                None => {
+                    let base = Path::new(gate.plugin.get_ref())
+                        .file_stem()
+                        .map_or_else(|| "gate".into(), |s| s.to_string_lossy().into_owned());
+                    let mut candidate = base.clone();
+                    let mut n = 2;
+                    while !names.insert(candidate.clone()) {
+                        candidate = format!("{base}-{n}");
+                        n += 1;
+                    }
+                    candidate
+                }
+            };
+            if let Some(workspace) = &gate.grants.workspace {
+                self.error(
+                    Some(workspace.span()),
+                    "a gate has no workspace".into(),
+                    Some("gates check the world outside (a URL, a metric); remove `workspace` from the gate's grants"),
+                );
+            }
+            let location = self.location(gate.plugin.span());
+            self.locations
+                .gates
+                .insert((stage.to_owned(), name.clone()), location);
+            gates.push(GateSpec {
+                name,
+                plugin,
+                config: gate
+                    .config
+                    .as_ref()
+                    .map_or_else(|| serde_json::json!({}), |c| toml_to_json(c.get_ref())),
+                limits: self.limits(&gate.limits, &gate.timeout),
+                grants: self.grants(&gate.grants, None),
+            });
+        }
+        GatesSpec {
+            gates,
+            delay,
+            interval,
+            timeout,
+            min_healthy,
+            approvals,
+            rollback,
         }
     }
 

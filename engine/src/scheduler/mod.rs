@@ -342,12 +342,7 @@ impl Engine {
             });
         }
         let mut digests = BTreeMap::new();
-        let refs = plan.artifacts.iter().map(|a| &a.source).chain(
-            plan.stages
-                .iter()
-                .flat_map(|s| s.tasks.iter().map(|t| &t.plugin)),
-        );
-        for reference in refs {
+        for reference in plan.plugins() {
             let plugin = self
                 .host
                 .load(&PluginRef::parse(reference, Path::new(&plan.dir)))
@@ -753,13 +748,8 @@ impl Engine {
     /// Why the plugins of `stage` are not those the release recorded, if they are not.
     fn changed_plugin(&self, release: &Release, stage: &str) -> Option<String> {
         let spec = release.plan.stages.iter().find(|s| s.name == stage)?;
-        let refs = release
-            .plan
-            .artifacts
-            .iter()
-            .map(|a| &a.source)
-            .chain(spec.tasks.iter().map(|t| &t.plugin));
-        refs.into_iter()
+        let refs = release.plan.artifacts.iter().map(|a| &a.source);
+        refs.chain(spec.plugins())
             .find_map(|reference| self.release_plugin(release, reference).err())
     }
 
@@ -902,7 +892,82 @@ impl Engine {
                 });
                 work
             }
+            Effect::EvaluateGates {
+                stage,
+                attempt,
+                kind,
+                at,
+            } => {
+                let (engine, release) = (self.clone(), release.clone());
+                tokio::spawn(cancelable(Box::pin(async move {
+                    let wait = at.saturating_sub(now_ms());
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    let results = engine.evaluate_gates(&release, &stage, attempt, kind).await;
+                    let event = Event::GatesEvaluated {
+                        stage,
+                        attempt,
+                        kind,
+                        results,
+                    };
+                    Msg::Event(event, "engine".into())
+                })));
+                true
+            }
+            Effect::Rollback { stage } if served => {
+                let (engine, failed) = (self.clone(), release.clone());
+                tokio::spawn(async move { engine.roll_back(&failed, &stage).await });
+                false
+            }
+            Effect::Rollback { stage } => {
+                tracing::warn!(
+                    release = %release.name,
+                    "{stage}: rolling back redeploys another release, which `sluice serve` does; nothing rolled back here"
+                );
+                false
+            }
             Effect::CancelTasks { .. } | Effect::Finished(_) => false,
+        }
+    }
+
+    /// Rolls stage `stage` back after `failed`'s post-deployment gates failed on it: redeploys
+    /// the release that most recently succeeded on the stage.
+    async fn roll_back(self: &Arc<Self>, failed: &Release, stage: &str) {
+        let succeeded_at = |release: &Release| {
+            let attempt = release.stage(stage)?.attempts.last()?;
+            matches!(
+                attempt.state,
+                core::StageState::Succeeded | core::StageState::PartiallySucceeded
+            )
+            .then_some(attempt.finished_at?)
+        };
+        let last_good = match self.store.releases() {
+            Ok(all) => all
+                .into_iter()
+                .filter(|r| {
+                    r.pipeline == failed.pipeline
+                        && r.name != failed.name
+                        && r.state != ReleaseState::Abandoned
+                })
+                .filter_map(|r| Some((succeeded_at(&r)?, r.name)))
+                .max(),
+            Err(e) => {
+                tracing::error!(release = %failed.name, "{stage}: cannot roll back: {e}");
+                return;
+            }
+        };
+        let Some((_, target)) = last_good else {
+            tracing::warn!(
+                release = %failed.name,
+                "{stage}: no other release succeeded on this stage: nothing to roll back to"
+            );
+            return;
+        };
+        let event = Event::Rollback {
+            stage: stage.to_owned(),
+            of: failed.name.clone(),
+        };
+        if let Err(e) = self.submit(&target, event, "engine").await {
+            tracing::error!(release = %target, "{stage}: rollback of {} refused: {e}", failed.name);
         }
     }
 
@@ -935,7 +1000,9 @@ struct Act<'a> {
 /// The stage an effect works in, for canceling it.
 fn effect_stage(effect: &Effect) -> Option<&str> {
     match effect {
-        Effect::Prepare { stage, .. } | Effect::RunTask { stage, .. } => Some(stage),
+        Effect::Prepare { stage, .. }
+        | Effect::RunTask { stage, .. }
+        | Effect::EvaluateGates { stage, .. } => Some(stage),
         _ => None,
     }
 }
@@ -1050,6 +1117,29 @@ fn describe(release: &Release, event: &Event) -> String {
                 .map_or_else(|| format!("{at} (Unix ms)"), |t| t.to_string());
             format!("{stage}: deployment scheduled for {when}")
         }
+        Event::GatesEvaluated {
+            stage,
+            kind,
+            results,
+            ..
+        } => {
+            let answers: Vec<String> = results
+                .iter()
+                .map(|r| match (&r.reason, r.healthy) {
+                    (_, true) => format!("{} healthy", r.gate),
+                    (Some(why), false) => format!("{} unhealthy: {why}", r.gate),
+                    (None, false) => format!("{} unhealthy", r.gate),
+                })
+                .collect();
+            format!(
+                "{stage}: {}-deployment gates evaluated: {}",
+                kind.as_str(),
+                answers.join("; ")
+            )
+        }
+        Event::Rollback { stage, of } => format!(
+            "{stage}: rollback: redeployed because the post-deployment gates of {of} failed"
+        ),
         Event::Supersede { stage, by, .. } => {
             format!("{stage}: skipped, {by} is newer (latest-only)")
         }

@@ -1,5 +1,5 @@
-//! Acting on `Prepare` and `RunTask`: a fresh workspace with the release's artifacts fetched by
-//! their sources, then each task in its own sandbox, built from the pipeline's grants with
+//! Acting on `Prepare`, `RunTask` and `EvaluateGates`: a fresh workspace with the release's
+//! artifacts fetched by their sources, then each task (and each gate) in its own sandbox, built from the pipeline's grants with
 //! `$(...)` resolved. A plugin whose digest changed since the release was created is refused.
 
 use std::cmp::Ordering;
@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use super::vars::Scope;
 use super::{Engine, Observer, recorded_digest};
-use crate::core::{Release, TaskOutcome};
-use crate::pipeline::{ArtifactSpec, GrantSpec, Plan};
+use crate::core::{ApprovalKind, GateResult, Release, TaskOutcome};
+use crate::pipeline::{ArtifactSpec, GateSpec, GrantSpec, Plan};
 use crate::plugin::LogLine;
 use crate::plugin::{
-    Access, Artifact, Context, Grants, Limits, Plugin, PluginRef, Sandbox, TaskInput,
+    Access, Artifact, Context, Grants, Health, Limits, Plugin, PluginRef, Sandbox, TaskInput,
 };
 use crate::store::LogKey;
 
@@ -152,23 +152,7 @@ impl Engine {
         let workspace_granted = spec.grants.workspace.is_some();
         let input = TaskInput {
             config: config.to_string(),
-            context: Context {
-                pipeline: release.pipeline.clone(),
-                release: release.name.clone(),
-                release_number: release.number,
-                stage: stage.to_owned(),
-                attempt,
-                artifacts: release
-                    .artifacts
-                    .iter()
-                    .map(|a| Artifact {
-                        alias: a.alias.clone(),
-                        version: a.version.clone(),
-                        path: format!("/workspace/{}", a.alias),
-                    })
-                    .collect(),
-                workspace: workspace_granted.then(|| "/workspace".to_owned()),
-            },
+            context: context(release, stage, attempt, workspace_granted),
             variables: scope.variables(),
         };
         let (release_name, stage_name, task_name) =
@@ -208,6 +192,101 @@ impl Engine {
             Err(failure) => TaskOutcome::Failed(failure.to_string()),
         };
         (outcome, invocation.logs)
+    }
+}
+
+impl Engine {
+    /// Evaluates every gate of the stage's `kind` gates once, concurrently. A gate that cannot
+    /// run, or fails, is unhealthy with the reason.
+    pub(super) async fn evaluate_gates(
+        &self,
+        release: &Release,
+        stage: &str,
+        attempt: u32,
+        kind: ApprovalKind,
+    ) -> Vec<GateResult> {
+        let Some(stage_index) = release.plan.stages.iter().position(|s| s.name == stage) else {
+            return Vec::new();
+        };
+        let spec = &release.plan.stages[stage_index];
+        let gates = match kind {
+            ApprovalKind::Pre => spec.pre_gates.as_ref(),
+            ApprovalKind::Post => spec.post_gates.as_ref(),
+        };
+        let gates = gates.map_or(&[][..], |g| &g.gates[..]);
+        let workspace = self.workspace(&release.name, stage, attempt);
+        let evaluations = gates.iter().map(|gate| async {
+            let health = self
+                .evaluate_gate(release, stage_index, attempt, &workspace, gate)
+                .await;
+            GateResult {
+                gate: gate.name.clone(),
+                healthy: health.is_ok(),
+                reason: health.err(),
+            }
+        });
+        futures_util::future::join_all(evaluations).await
+    }
+
+    async fn evaluate_gate(
+        &self,
+        release: &Release,
+        stage_index: usize,
+        attempt: u32,
+        workspace: &Path,
+        gate: &GateSpec,
+    ) -> Result<(), String> {
+        let scope = Scope::for_task(release, stage_index, attempt, &self.data_dir, workspace)?;
+        let plugin = self.release_plugin(release, &gate.plugin)?;
+        let config = scope.substitute_json(&gate.config)?;
+        let grants = grants(&gate.grants, &|text| scope.substitute(text), None)?;
+        let input = TaskInput {
+            config: config.to_string(),
+            context: context(
+                release,
+                &release.plan.stages[stage_index].name,
+                attempt,
+                false,
+            ),
+            variables: scope.variables(),
+        };
+        let sandbox = Sandbox {
+            grants,
+            limits: gate.limits,
+            mask: scope.secrets(),
+            sink: None,
+        };
+        match self
+            .host
+            .evaluate_gate(&plugin, sandbox, &input)
+            .await
+            .result
+        {
+            Ok(Health::Healthy) => Ok(()),
+            Ok(Health::Unhealthy(why)) => Err(why),
+            Err(failure) => Err(format!("the gate could not be evaluated: {failure}")),
+        }
+    }
+}
+
+/// What a task or gate is told about where it runs.
+fn context(release: &Release, stage: &str, attempt: u32, workspace: bool) -> Context {
+    Context {
+        pipeline: release.pipeline.clone(),
+        release: release.name.clone(),
+        release_number: release.number,
+        stage: stage.to_owned(),
+        attempt,
+        artifacts: release
+            .artifacts
+            .iter()
+            .map(|a| Artifact {
+                alias: a.alias.clone(),
+                version: a.version.clone(),
+                path: format!("/workspace/{}", a.alias),
+            })
+            .collect(),
+        workspace: workspace.then(|| "/workspace".to_owned()),
     }
 }
 
