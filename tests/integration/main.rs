@@ -12,3 +12,4 @@ mod queue;
 mod sandbox;
 mod service;
 mod support;
+mod triggers;

@@ -23,6 +23,32 @@ pub struct Plan {
     pub artifacts: Vec<ArtifactSpec>,
     /// Stages, each after the stages it waits on.
     pub stages: Vec<StageSpec>,
+    /// What creates releases without anyone asking.
+    #[serde(default)]
+    pub triggers: ReleaseTriggers,
+}
+
+/// Release triggers (acted on by `sluice serve`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseTriggers {
+    /// Continuous deployment: a release for every new version of an artifact.
+    pub continuous: Option<ContinuousTrigger>,
+    /// A release at every time of a schedule.
+    pub schedule: Option<Schedule>,
+}
+
+/// Continuous deployment: poll an artifact's source; every new version that passes the
+/// filters gets a release (with that version) exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContinuousTrigger {
+    /// The artifact's alias.
+    pub artifact: String,
+    /// How often its source is asked.
+    pub interval: Duration,
+    /// Only versions built from this branch.
+    pub branch: Option<String>,
+    /// Only versions with this tag.
+    pub tag: Option<String>,
 }
 
 /// A variable and where its value comes from.
@@ -159,11 +185,11 @@ pub enum QueuePolicy {
     LatestOnly,
 }
 
-/// A cron schedule in a time zone (daylight saving time included: `0 9 * * *` is 09:00 on the
+/// A cron schedule in a time zone (of a stage, or of a release trigger) (daylight saving time included: `0 9 * * *` is 09:00 on the
 /// wall clock of the zone, summer and winter).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub struct StageSchedule {
+pub struct Schedule {
     /// Cron: `min hour day-of-month month day-of-week` (or with seconds first, and a year).
     pub cron: String,
     /// IANA time zone, e.g. `Europe/Berlin`.
@@ -194,7 +220,7 @@ impl Plan {
     }
 }
 
-impl StageSchedule {
+impl Schedule {
     /// Parses and checks it.
     pub fn new(cron: &str, time_zone: &str) -> Result<Self, String> {
         let schedule = Self {
@@ -209,7 +235,13 @@ impl StageSchedule {
         // Standard cron has no seconds field; the parser wants one.
         let expression = match self.cron.split_whitespace().count() {
             5 => format!("0 {}", self.cron),
-            _ => self.cron.clone(),
+            6 | 7 => self.cron.clone(),
+            n => {
+                return Err(format!(
+                    "cron `{}` has {n} fields: it takes 5 (or 6 with seconds first, 7 with a year last)",
+                    self.cron
+                ));
+            }
         };
         let cron = expression.parse::<jiff_cron::Schedule>().map_err(|e| {
             // The parser's message ends with the reason (before it: the expression, marked).
@@ -306,7 +338,7 @@ pub struct StageSpec {
     pub post_gates: Option<GatesSpec>,
     /// When its trigger is satisfied, wait for the schedule's next time instead of starting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<StageSchedule>,
+    pub schedule: Option<Schedule>,
     /// Capabilities an agent must have.
     pub demands: Vec<String>,
 }

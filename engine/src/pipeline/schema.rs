@@ -18,6 +18,25 @@ pub(crate) struct RawPipeline {
     pub artifacts: BTreeMap<Spanned<String>, RawArtifact>,
     #[serde(default)]
     pub stages: Vec<RawStage>,
+    pub triggers: Option<RawTriggers>,
+}
+
+/// `[triggers]`: what creates releases by itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawTriggers {
+    pub continuous: Option<RawContinuous>,
+    pub schedule: Option<RawSchedule>,
+}
+
+/// `[triggers.continuous]`: a release for every new version of an artifact.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawContinuous {
+    pub artifact: Spanned<String>,
+    pub interval: Option<Spanned<String>>,
+    pub branch: Option<String>,
+    pub tag: Option<String>,
 }
 
 /// `name = "value"` or `name = { value = "..", secret = true, from-env = "..", from-file = ".." }`.

@@ -389,12 +389,12 @@ impl Engine {
         }
     }
 
-    async fn choose_version(
+    /// The versions an artifact's source offers, newest first (by version order, then time).
+    pub async fn versions(
         &self,
         plan: &pipeline::Plan,
         spec: &pipeline::ArtifactSpec,
-        chosen: Option<&String>,
-    ) -> Result<Version, EngineError> {
+    ) -> Result<Vec<Version>, EngineError> {
         let err = |reason: String| EngineError::Artifact {
             alias: spec.alias.clone(),
             reason,
@@ -413,6 +413,20 @@ impl Engine {
             .map_err(|f| err(format!("listing versions failed: {f}")))?;
         versions.sort_by_key(|v| std::cmp::Reverse(v.created));
         versions.sort_by(|a, b| run::version_order(&b.id, &a.id));
+        Ok(versions)
+    }
+
+    async fn choose_version(
+        &self,
+        plan: &pipeline::Plan,
+        spec: &pipeline::ArtifactSpec,
+        chosen: Option<&String>,
+    ) -> Result<Version, EngineError> {
+        let err = |reason: String| EngineError::Artifact {
+            alias: spec.alias.clone(),
+            reason,
+        };
+        let versions = self.versions(plan, spec).await?;
         let found = match (chosen, &spec.selector) {
             (Some(id), _) => versions.iter().find(|v| &v.id == id),
             (None, Selector::Latest) => versions.first(),

@@ -6,6 +6,7 @@
 pub mod config;
 mod live;
 pub mod metrics;
+mod triggers;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -243,6 +244,7 @@ impl Service {
                 }),
             )
             .map_err(|e| e.to_string())?;
+        triggers::spawn(&service);
         service.ready.store(true, Ordering::SeqCst);
         Ok(service)
     }
