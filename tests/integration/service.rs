@@ -661,6 +661,10 @@ fn the_openapi_document_describes_every_route() {
         ("/api/v1/releases/{id}/abandon", &["post"]),
         ("/api/v1/releases/{id}/stages/{stage}/deploy", &["post"]),
         ("/api/v1/releases/{id}/stages/{stage}/cancel", &["post"]),
+        (
+            "/api/v1/releases/{id}/stages/{stage}/break-glass",
+            &["post"],
+        ),
         ("/api/v1/releases/{id}/logs", &["get"]),
         (
             "/api/v1/releases/{id}/stages/{stage}/attempts/{attempt}/tasks/{task}/log",
@@ -732,6 +736,11 @@ fn every_role_against_every_endpoint() {
             "/api/v1/releases/{r}/stages/qa/cancel",
             &[admin, releaser],
         ),
+        (
+            "POST",
+            "/api/v1/releases/{r}/stages/qa/break-glass",
+            &[admin],
+        ),
         ("GET", "/api/v1/releases/{r}/logs", &everyone),
         (
             "GET",
@@ -765,6 +774,9 @@ fn every_role_against_every_endpoint() {
                     Some(PIPELINE.replace("TIMEOUT", "1h").into_bytes())
                 }
                 ("POST", true) => Some(json!({"to": "carl"}).to_string().into_bytes()),
+                ("POST", false) if path.ends_with("break-glass") => {
+                    Some(json!({"justification": "hotfix"}).to_string().into_bytes())
+                }
                 ("POST", false) => Some(b"{}".to_vec()),
                 _ => None,
             };
@@ -1491,4 +1503,71 @@ config = {{ action = "noop" }}
     build(&builds, "1.6", "main");
     p.wait("1.6 released", |p| released(p).len() >= 4);
     assert_eq!(released(&p), of(&["1.1", "1.2", "1.3", "1.6"]));
+}
+
+#[test]
+fn a_deployment_in_a_freeze_waits_until_an_admin_breaks_glass_with_a_justification() {
+    let server = Server::start("1h", ApiLimits::default());
+    let pipeline = r#"
+version = 1
+name = "frozen"
+[[freezes]]
+reason = "code freeze"
+from = "2000-01-01T00:00:00Z"
+until = "2100-01-01T00:00:00Z"
+[[stages]]
+name = "prod"
+[[stages.tasks]]
+plugin = "./kit.wasm"
+config = { action = "noop" }
+"#;
+    let put = server
+        .runtime
+        .block_on(server.client("ada").send(
+            "PUT",
+            "/api/v1/pipelines/frozen",
+            Some(pipeline.as_bytes().to_vec()),
+            &[],
+        ))
+        .unwrap();
+    assert_eq!(put.status, 200, "{}", put.text());
+    let created = server.call(
+        "rita",
+        "POST",
+        "/api/v1/pipelines/frozen/releases",
+        Some(json!({})),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let release = created.json()["name"].as_str().unwrap().to_owned();
+    let waiting = server.wait_stage(&release, "prod", "scheduled");
+    let attempt = &waiting["stages"][0]["attempts"][0];
+    assert_eq!(attempt["frozen"], "code freeze", "{waiting}");
+
+    let path = format!("/api/v1/releases/{release}/stages/prod/break-glass");
+    let why = json!({"justification": "payment outage: the fix cannot wait"});
+    let as_releaser = server.call("rita", "POST", &path, Some(why.clone()));
+    assert_eq!(as_releaser.status, 403, "{}", as_releaser.text());
+    let unjustified = server.call("ada", "POST", &path, Some(json!({"justification": " "})));
+    assert_eq!(unjustified.status, 400, "{}", unjustified.text());
+    assert!(unjustified.text().contains("justification"));
+    let broken = server.call("ada", "POST", &path, Some(why));
+    assert_eq!(broken.status, 200, "{}", broken.text());
+
+    let done = server.wait_stage(&release, "prod", "succeeded");
+    let glass = &done["stages"][0]["attempts"][0]["break_glass"];
+    assert_eq!(glass["by"], "ada", "{done}");
+    assert_eq!(
+        glass["justification"],
+        "payment outage: the fix cannot wait"
+    );
+    let audit = server.get("vic", &format!("/api/v1/audit?release={release}"));
+    let entries = audit["entries"].as_array().unwrap();
+    assert!(
+        entries.iter().any(|e| e["actor"] == "ada"
+            && e["what"]
+                .as_str()
+                .unwrap()
+                .starts_with("prod: freeze broken by ada (break-glass): payment outage")),
+        "{audit}"
+    );
 }

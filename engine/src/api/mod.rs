@@ -80,6 +80,10 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/releases/{id}/stages/{stage}/deploy", post(deploy))
         .route("/releases/{id}/stages/{stage}/cancel", post(cancel))
         .route(
+            "/releases/{id}/stages/{stage}/break-glass",
+            post(break_glass),
+        )
+        .route(
             "/releases/{id}/stages/{stage}/attempts/{attempt}/tasks/{task}/log",
             get(task_log),
         )
@@ -789,12 +793,12 @@ struct DeployRequest {
 
 async fn release_event(
     app: &App,
-    user: User,
+    (user, role): (User, Role),
     headers: HeaderMap,
     release: String,
     event: Event,
 ) -> Result<Response, ApiError> {
-    require(&user, Role::Releaser)?;
+    require(&user, role)?;
     let fingerprint = format!("{release} {event:?}");
     let service = &app.service;
     mutate(
@@ -820,7 +824,7 @@ async fn abandon(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let NoFields {} = parse(&body)?;
-    release_event(&app, user, headers, id, Event::Abandon).await
+    release_event(&app, (user, Role::Releaser), headers, id, Event::Abandon).await
 }
 
 /// Deploy (or redeploy, as a new attempt) a stage by hand (releasers), now or at a time.
@@ -839,7 +843,7 @@ async fn deploy(
         Some(at) => Event::Schedule { stage, at },
         None => Event::Deploy { stage },
     };
-    release_event(&app, user, headers, id, event).await
+    release_event(&app, (user, Role::Releaser), headers, id, event).await
 }
 
 /// Cancel a stage's deployment (releasers): running tasks are stopped.
@@ -854,7 +858,51 @@ async fn cancel(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let NoFields {} = parse(&body)?;
-    release_event(&app, user, headers, id, Event::Cancel { stage }).await
+    release_event(
+        &app,
+        (user, Role::Releaser),
+        headers,
+        id,
+        Event::Cancel { stage },
+    )
+    .await
+}
+
+/// Breaking a freeze: why it cannot wait.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct BreakGlassRequest {
+    /// Why this deployment goes inside a freeze window (required; audited).
+    #[schema(min_length = 1)]
+    justification: String,
+}
+
+/// Let a deployment that waits out a freeze window go now (admins; audited, with the
+/// justification).
+#[utoipa::path(post, path = "/api/v1/releases/{id}/stages/{stage}/break-glass", tag = "deployments",
+    params(StagePath, IdempotencyKey), request_body = BreakGlassRequest,
+    responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
+async fn break_glass(
+    State(app): State<Arc<App>>,
+    Auth(user): Auth,
+    Path((id, stage)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require(&user, Role::Admin)?;
+    let BreakGlassRequest { justification } = parse(&body)?;
+    if justification.trim().is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "`justification` is empty: say why this deployment cannot wait for the freeze to end",
+        ));
+    }
+    let event = Event::BreakGlass {
+        stage,
+        by: user.name.clone(),
+        justification,
+    };
+    release_event(&app, (user, Role::Admin), headers, id, event).await
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -129,6 +129,7 @@ impl Modify for Bearer {
         super::get_release,
         super::abandon,
         super::deploy,
+        super::break_glass,
         super::cancel,
         super::task_log,
         super::release_logs,

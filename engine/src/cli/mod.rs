@@ -101,6 +101,18 @@ enum Command {
         #[command(flatten)]
         server: remote::Server,
     },
+    /// Let a deployment that waits out a freeze window go now, on a server (admins; audited).
+    BreakGlass {
+        /// Release name.
+        release: String,
+        /// Stage.
+        stage: String,
+        /// Why it cannot wait for the freeze to end (required).
+        #[arg(long)]
+        justification: String,
+        #[command(flatten)]
+        server: remote::Server,
+    },
     /// Work with plugins: list the built-ins, inspect a component, run one locally.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -195,6 +207,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             stage,
             server,
         } => remote::cancel(&release, &stage, &server),
+        Command::BreakGlass {
+            release,
+            stage,
+            justification,
+            server,
+        } => remote::break_glass(&release, &stage, &justification, &server),
         Command::Plugin(command) => plugin::run(command),
         Command::Serve(args) => remote::serve(args),
         Command::Token(command) => remote::token(command),

@@ -507,6 +507,17 @@ pub(super) fn cancel(release: &str, stage: &str, server: &Server) -> anyhow::Res
     stage_command(release, stage, "cancel", json!({}), server)
 }
 
+/// `sluice break-glass RELEASE STAGE --justification ... --server ...`.
+pub(super) fn break_glass(
+    release: &str,
+    stage: &str,
+    justification: &str,
+    server: &Server,
+) -> anyhow::Result<Exit> {
+    let body = json!({ "justification": justification });
+    stage_command(release, stage, "break-glass", body, server)
+}
+
 fn stage_command(
     release: &str,
     stage: &str,

@@ -18,6 +18,11 @@
 //! not-started | terminal                 Schedule (at a time)         -> scheduled         Timer(Due)  [an operator's]
 //! scheduled (by an operator)             Due                          -> as Start (queue, pre-approval)
 //! not-started, trigger met, `schedule`   (advance)                    -> scheduled         Timer(Due at the next cron time)
+//! (about to deploy), a freeze holds it      (go)                         -> scheduled         Timer(Due at the freeze's end)
+//! scheduled by a freeze                  BreakGlass (admin, justified) -> in-progress       Prepare
+//! evaluating-gates                       GatesEvaluated: passed        -> next step (approval or deployment | end)
+//!                                        GatesEvaluated: timed out     -> failed (post, rollback: Rollback)
+//! not in flight                          Rollback (of a later release) -> in-progress       Prepare  [no approvals, gates]
 //! awaiting-approval (pre|post)           Reassign                     -> awaiting-approval RequestApproval (old: reassigned)
 //! awaiting-approval (pre|post)           Expire (timeout passed)      -> rejected          (approval: expired)
 //! awaiting-approval (pre|post)           Void (a plugin changed)      -> failed            (approval: canceled)
@@ -195,6 +200,15 @@ pub enum Event {
         stage: String,
         /// The release being rolled back.
         of: String,
+    },
+    /// An admin lets a deployment that waits out a freeze window go now.
+    BreakGlass {
+        /// The stage.
+        stage: String,
+        /// The admin.
+        by: String,
+        /// Why (required).
+        justification: String,
     },
     /// A queued deployment's turn came: it goes ahead (approval, then deployment).
     Admit {
@@ -633,7 +647,7 @@ fn step(
             if attempt.state != StageState::Scheduled {
                 return Err(wrong(release, i, "start a deferred deployment"));
             }
-            if attempt.approvals.is_empty() {
+            if attempt.approvals.is_empty() && attempt.frozen.is_none() {
                 // Scheduled by an operator, before any approval or queue turn: start now.
                 attempt.deferred_until = None;
                 attempt.started_at = now;
@@ -891,6 +905,33 @@ fn step(
                     }
                 }
             }
+            Ok(())
+        }
+        Event::BreakGlass {
+            stage,
+            by,
+            justification,
+        } => {
+            let i = stage_index(release, &stage)?;
+            let attempt = current(release, i, "break a freeze")?;
+            if attempt.state != StageState::Scheduled || attempt.frozen.is_none() {
+                return Err(InvalidTransition::Conflict(format!(
+                    "stage `{stage}` is not waiting out a freeze (it is {:?})",
+                    attempt.state
+                )));
+            }
+            if justification.trim().is_empty() {
+                return Err(InvalidTransition::NotAllowed(
+                    "breaking a freeze needs a justification".into(),
+                ));
+            }
+            attempt.break_glass = Some(BreakGlass {
+                by,
+                justification,
+                at: now,
+            });
+            attempt.deferred_until = None;
+            go(release, i, ApprovalKind::Pre, now, effects);
             Ok(())
         }
         Event::Rollback { stage, of } => {
@@ -1216,6 +1257,8 @@ fn new_attempt(release: &mut Release, i: usize, state: StageState, now: u64) {
         deferred_until: None,
         gates: Vec::new(),
         rollback_of: None,
+        frozen: None,
+        break_glass: None,
     };
     release.stages[i].attempts.push(attempt);
 }
@@ -1334,11 +1377,27 @@ fn start_gates(
 /// Approved and gated: deploy (pre), or end the deployment with its outcome (post).
 fn go(release: &mut Release, i: usize, kind: ApprovalKind, now: u64, effects: &mut Vec<Effect>) {
     let stage = release.stages[i].name.clone();
+    let freeze = release.plan.frozen_until(&stage, now);
     let Some(attempt) = release.stages[i].attempts.last_mut() else {
         return;
     };
     match kind {
         ApprovalKind::Pre => {
+            if let (Some((until, reason)), None) = (freeze, &attempt.break_glass) {
+                // A freeze holds the stage: wait until it ends, then look again.
+                attempt.state = StageState::Scheduled;
+                attempt.deferred_until = Some(until);
+                attempt.frozen = Some(reason);
+                effects.push(Effect::Timer {
+                    at: until,
+                    event: Event::Due {
+                        stage,
+                        attempt: attempt.number,
+                    },
+                });
+                return;
+            }
+            attempt.frozen = None;
             attempt.state = StageState::InProgress;
             effects.push(Effect::Prepare {
                 stage,

@@ -301,6 +301,23 @@ pub struct Attempt {
     /// post-deployment gates failed. It runs without approvals and gates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<String>,
+    /// While `scheduled` by a freeze window: its reason (it waits until `deferred_until`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<String>,
+    /// An admin let this deployment through a freeze.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlass>,
+}
+
+/// Who let a deployment through a freeze window, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BreakGlass {
+    /// The admin.
+    pub by: String,
+    /// Why (required).
+    pub justification: String,
+    /// When (Unix milliseconds).
+    pub at: u64,
 }
 
 /// One stage of a release: its attempts, newest last.

@@ -1388,3 +1388,122 @@ fn recovery_resumes_gate_sampling_at_the_next_due_time() {
         }]
     );
 }
+
+const FROZEN: &str = r#"
+version = 1
+name = "web"
+[[freezes]]
+reason = "weekend"
+cron = "0 18 * * 5"
+duration = "63h"
+time-zone = "Europe/Berlin"
+[[freezes]]
+reason = "holidays"
+stages = ["prod"]
+from = "2026-12-24T00:00:00+01:00"
+until = "2026-12-27T00:00:00+01:00"
+[[stages]]
+name = "prod"
+[[stages.tasks]]
+plugin = "/p/t.wasm"
+"#;
+
+fn due(r: &mut Release, now: u64) -> Result<Vec<Effect>, InvalidTransition> {
+    let attempt = r.stage("prod").unwrap().attempts.last().unwrap().number;
+    apply(
+        r,
+        Event::Due {
+            stage: "prod".into(),
+            attempt,
+        },
+        now,
+    )
+}
+
+#[test]
+fn a_deployment_due_in_a_freeze_waits_until_it_ends_on_the_zones_wall_clock() {
+    // Saturday noon in Berlin, inside the weekend freeze (Friday 18:00 + 63 h = Monday 09:00).
+    let mut r = release(FROZEN);
+    apply(&mut r, Event::Created, at("2026-11-21T11:00:00Z")).unwrap();
+    let attempt = r.stage("prod").unwrap().attempts[0].clone();
+    assert_eq!(attempt.state, StageState::Scheduled);
+    assert_eq!(attempt.frozen.as_deref(), Some("weekend"));
+    assert_eq!(attempt.deferred_until, Some(at("2026-11-23T08:00:00Z")));
+    // Its end comes: it deploys.
+    due(&mut r, at("2026-11-23T08:00:00Z")).unwrap();
+    assert_eq!(state(&r, "prod"), StageState::InProgress);
+    // Before the freeze starts, nothing waits.
+    let mut r = release(FROZEN);
+    apply(&mut r, Event::Created, at("2026-11-20T16:59:00Z")).unwrap();
+    assert_eq!(state(&r, "prod"), StageState::InProgress);
+    // Windows back to back (the holidays run into a weekend) are waited out together.
+    let mut r = release(FROZEN);
+    apply(&mut r, Event::Created, at("2026-12-25T12:00:00Z")).unwrap();
+    let attempt = &r.stage("prod").unwrap().attempts[0];
+    assert_eq!(attempt.frozen.as_deref(), Some("holidays"));
+    assert_eq!(attempt.deferred_until, Some(at("2026-12-28T08:00:00Z")));
+}
+
+#[test]
+fn an_admin_breaks_glass_with_a_justification_and_the_deployment_goes_now() {
+    let mut r = release(FROZEN);
+    let saturday = at("2026-11-21T11:00:00Z");
+    apply(&mut r, Event::Created, saturday).unwrap();
+    let glass = |justification: &str| Event::BreakGlass {
+        stage: "prod".into(),
+        by: "ada".into(),
+        justification: justification.into(),
+    };
+    assert!(matches!(
+        apply(&mut r, glass("  "), saturday),
+        Err(InvalidTransition::NotAllowed(_))
+    ));
+    let effects = apply(&mut r, glass("security fix for CVE-2026-1"), saturday).unwrap();
+    assert_eq!(
+        effects,
+        [Effect::Prepare {
+            stage: "prod".into(),
+            attempt: 1
+        }]
+    );
+    let attempt = &r.stage("prod").unwrap().attempts[0];
+    assert_eq!(attempt.state, StageState::InProgress);
+    let glass_record = attempt.break_glass.clone().unwrap();
+    assert_eq!(
+        (glass_record.by.as_str(), glass_record.at),
+        ("ada", saturday)
+    );
+    // Nothing is frozen now: breaking glass again is a conflict, and the freeze's timer, when
+    // it comes, finds nothing to start.
+    assert!(matches!(
+        apply(&mut r, glass("again"), saturday),
+        Err(InvalidTransition::Conflict(_))
+    ));
+    assert!(due(&mut r, at("2026-11-23T08:00:00Z")).is_err());
+}
+
+#[test]
+fn a_freeze_timer_fires_once_when_the_wall_clock_steps_back_or_forward() {
+    let mut r = release(FROZEN);
+    apply(&mut r, Event::Created, at("2026-11-21T11:00:00Z")).unwrap();
+    let end = at("2026-11-23T08:00:00Z");
+    // The timer (a monotonic sleep) ends while the wall clock, stepped back an hour, still
+    // reads inside the freeze: the deployment waits on, to the same end.
+    let effects = due(&mut r, end - 3_600_000).unwrap();
+    assert_eq!(state(&r, "prod"), StageState::Scheduled);
+    assert!(effects.contains(&Effect::Timer {
+        at: end,
+        event: Event::Due {
+            stage: "prod".into(),
+            attempt: 1
+        }
+    }));
+    // Then it fires past the end (the clock stepped forward meanwhile): it starts, once.
+    due(&mut r, end + 7_200_000).unwrap();
+    assert_eq!(state(&r, "prod"), StageState::InProgress);
+    assert!(
+        due(&mut r, end + 7_200_000).is_err(),
+        "a second firing starts nothing"
+    );
+    assert_eq!(r.stage("prod").unwrap().attempts.len(), 1);
+}

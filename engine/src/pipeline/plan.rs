@@ -26,6 +26,80 @@ pub struct Plan {
     /// What creates releases without anyone asking.
     #[serde(default)]
     pub triggers: ReleaseTriggers,
+    /// Windows in which deployments wait.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freezes: Vec<Freeze>,
+}
+
+/// A deny window: a deployment due inside it waits until it ends (unless an admin breaks glass).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freeze {
+    /// Why, for people.
+    pub reason: String,
+    /// The stages it holds; empty: all of them.
+    pub stages: Vec<String>,
+    /// When.
+    pub window: FreezeWindow,
+}
+
+/// When a freeze holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FreezeWindow {
+    /// From every time of the schedule, for `duration`.
+    Recurring {
+        /// When each window starts.
+        schedule: Schedule,
+        /// How long each lasts.
+        duration: Duration,
+    },
+    /// Once, from `from` until `until` (Unix milliseconds).
+    Once {
+        /// Start.
+        from: u64,
+        /// End.
+        until: u64,
+    },
+}
+
+impl Freeze {
+    /// If the freeze holds `stage` at `now`: when that window ends.
+    pub fn holds_until(&self, stage: &str, now: u64) -> Option<u64> {
+        if !self.stages.is_empty() && !self.stages.iter().any(|s| s == stage) {
+            return None;
+        }
+        match &self.window {
+            FreezeWindow::Once { from, until } => (*from <= now && now < *until).then_some(*until),
+            FreezeWindow::Recurring { schedule, duration } => {
+                let length = duration.as_millis() as u64;
+                // The first window that starts after `now - length` is the one that may hold now.
+                let start = schedule.next_after(now.saturating_sub(length))?;
+                (start <= now).then_some(start + length)
+            }
+        }
+    }
+}
+
+impl Plan {
+    /// If a freeze holds `stage` at `now`: when the freezes holding it (back to back or
+    /// overlapping) all end, and the reason of the first.
+    pub fn frozen_until(&self, stage: &str, now: u64) -> Option<(u64, String)> {
+        let mut found: Option<(u64, String)> = None;
+        let mut at = now;
+        // Bounded: windows that chain forever are a mistake, not a reason to loop forever.
+        for _ in 0..64 {
+            let next = self
+                .freezes
+                .iter()
+                .filter_map(|f| Some((f.holds_until(stage, at)?, &f.reason)))
+                .max_by_key(|(until, _)| *until);
+            let Some((until, reason)) = next else { break };
+            let reason = found.take().map_or_else(|| reason.clone(), |(_, r)| r);
+            found = Some((until, reason));
+            at = until;
+        }
+        found
+    }
 }
 
 /// Release triggers (acted on by `sluice serve`).
@@ -190,7 +264,8 @@ pub enum QueuePolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Schedule {
-    /// Cron: `min hour day-of-month month day-of-week` (or with seconds first, and a year).
+    /// Cron: `min hour day-of-month month day-of-week` (or with seconds first, and a year);
+    /// day-of-week as in Unix cron, 0 or 7 Sunday ... 6 Saturday, or names (`MON-FRI`).
     pub cron: String,
     /// IANA time zone, e.g. `Europe/Berlin`.
     pub time_zone: String,
@@ -220,6 +295,36 @@ impl Plan {
     }
 }
 
+/// Rewrites a day-of-week field from Unix cron numbering (0 or 7 Sunday, 1 Monday ... 6
+/// Saturday) to the parser's (1 Sunday ... 7 Saturday). Names (`MON`) and steps are kept.
+fn unix_weekdays(field: &str) -> String {
+    let day = |n: &str| match n.parse::<u32>() {
+        Ok(7) => "1".to_owned(),
+        Ok(n) => (n + 1).to_string(),
+        Err(_) => n.to_owned(),
+    };
+    field
+        .split(',')
+        .map(|item| {
+            let (base, step) = match item.split_once('/') {
+                Some((base, step)) => (base, Some(step)),
+                None => (item, None),
+            };
+            let base = match base.split_once('-') {
+                // `5-7`: Friday to Sunday, which wraps around the parser's week.
+                Some((from, "7")) if step.is_none() => format!("{}-7,1", day(from)),
+                Some((from, to)) => format!("{}-{}", day(from), day(to)),
+                None => day(base),
+            };
+            match step {
+                Some(step) => format!("{base}/{step}"),
+                None => base,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl Schedule {
     /// Parses and checks it.
     pub fn new(cron: &str, time_zone: &str) -> Result<Self, String> {
@@ -233,16 +338,20 @@ impl Schedule {
 
     fn parts(&self) -> Result<(jiff_cron::Schedule, jiff::tz::TimeZone), String> {
         // Standard cron has no seconds field; the parser wants one.
-        let expression = match self.cron.split_whitespace().count() {
-            5 => format!("0 {}", self.cron),
-            6 | 7 => self.cron.clone(),
+        let mut fields: Vec<String> = self.cron.split_whitespace().map(str::to_owned).collect();
+        match fields.len() {
+            // Standard cron has no seconds field; the parser wants one.
+            5 => fields.insert(0, "0".into()),
+            6 | 7 => {}
             n => {
                 return Err(format!(
                     "cron `{}` has {n} fields: it takes 5 (or 6 with seconds first, 7 with a year last)",
                     self.cron
                 ));
             }
-        };
+        }
+        fields[5] = unix_weekdays(&fields[5]);
+        let expression = fields.join(" ");
         let cron = expression.parse::<jiff_cron::Schedule>().map_err(|e| {
             // The parser's message ends with the reason (before it: the expression, marked).
             let reason = e.to_string();
@@ -360,4 +469,28 @@ pub struct TaskSpec {
     pub limits: Limits,
     /// What the task may reach.
     pub grants: GrantSpec,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(time: &str) -> u64 {
+        time.parse::<jiff::Timestamp>().unwrap().as_millisecond() as u64
+    }
+
+    #[test]
+    fn day_of_week_numbers_are_unix_crons() {
+        // 2026-11-21 is a Saturday.
+        let next = |cron: &str| {
+            let schedule = Schedule::new(cron, "UTC").unwrap();
+            schedule.next_after(at("2026-11-21T12:00:00Z")).unwrap()
+        };
+        assert_eq!(next("0 3 * * 1-5"), at("2026-11-23T03:00:00Z")); // Monday
+        assert_eq!(next("0 3 * * 0"), at("2026-11-22T03:00:00Z")); // Sunday
+        assert_eq!(next("0 3 * * 7"), at("2026-11-22T03:00:00Z")); // Sunday
+        assert_eq!(next("0 18 * * 5-7"), at("2026-11-21T18:00:00Z")); // Saturday, in Fri-Sun
+        assert_eq!(next("0 3 * * MON"), at("2026-11-23T03:00:00Z"));
+        assert_eq!(next("0 3 * * 2,4"), at("2026-11-24T03:00:00Z")); // Tuesday
+    }
 }

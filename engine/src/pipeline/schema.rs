@@ -19,6 +19,22 @@ pub(crate) struct RawPipeline {
     #[serde(default)]
     pub stages: Vec<RawStage>,
     pub triggers: Option<RawTriggers>,
+    #[serde(default)]
+    pub freezes: Vec<RawFreeze>,
+}
+
+/// `[[freezes]]`: a recurring (`cron` + `duration`) or one-off (`from` + `until`) deny window.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawFreeze {
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub stages: Vec<Spanned<String>>,
+    pub cron: Option<Spanned<String>>,
+    pub time_zone: Option<Spanned<String>>,
+    pub duration: Option<Spanned<String>>,
+    pub from: Option<Spanned<String>>,
+    pub until: Option<Spanned<String>>,
 }
 
 /// `[triggers]`: what creates releases by itself.

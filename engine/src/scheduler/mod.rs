@@ -1151,6 +1151,11 @@ fn describe(release: &Release, event: &Event) -> String {
                 answers.join("; ")
             )
         }
+        Event::BreakGlass {
+            stage,
+            by,
+            justification,
+        } => format!("{stage}: freeze broken by {by} (break-glass): {justification}"),
         Event::Rollback { stage, of } => format!(
             "{stage}: rollback: redeployed because the post-deployment gates of {of} failed"
         ),

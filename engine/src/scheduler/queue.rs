@@ -56,7 +56,7 @@ impl Queue {
                 self.place.insert(release.name.clone(), key);
             }
             // Scheduled by an operator: not admitted yet, so neither waiting nor holding.
-            StageState::Scheduled if attempt.approvals.is_empty() => {}
+            StageState::Scheduled if attempt.approvals.is_empty() && attempt.frozen.is_none() => {}
             state if state.is_in_flight() => {
                 self.holding.insert(release.name.clone());
             }
