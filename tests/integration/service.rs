@@ -167,6 +167,24 @@ impl Server {
 
     /// Waits (bounded) until the release's stage is in `state`: checks the release after each
     /// entry of its audit stream.
+    /// An admin adds pipeline `name` through the API; rita creates a release of it.
+    fn put_and_release(&self, name: &str, pipeline: &str) -> String {
+        let put = self
+            .runtime
+            .block_on(self.client("ada").send(
+                "PUT",
+                &format!("/api/v1/pipelines/{name}"),
+                Some(pipeline.as_bytes().to_vec()),
+                &[],
+            ))
+            .unwrap();
+        assert_eq!(put.status, 200, "{}", put.text());
+        let path = format!("/api/v1/pipelines/{name}/releases");
+        let created = self.call("rita", "POST", &path, Some(json!({})));
+        assert_eq!(created.status, 201, "{}", created.text());
+        created.json()["name"].as_str().unwrap().to_owned()
+    }
+
     fn wait_stage(&self, release: &str, stage: &str, state: &str) -> Value {
         let vic = self.client("vic");
         self.runtime.block_on(async {
@@ -1107,25 +1125,7 @@ config = { action = "noop" }
 #[test]
 fn sequence_n_of_m_and_skip_if_approved_are_enforced_by_the_server() {
     let server = Server::start("1h", ApiLimits::default());
-    // An admin adds the pipeline through the API.
-    let put = server
-        .runtime
-        .block_on(server.client("ada").send(
-            "PUT",
-            "/api/v1/pipelines/rules",
-            Some(RULES_PIPELINE.as_bytes().to_vec()),
-            &[],
-        ))
-        .unwrap();
-    assert_eq!(put.status, 200, "{}", put.text());
-    let created = server.call(
-        "rita",
-        "POST",
-        "/api/v1/pipelines/rules/releases",
-        Some(json!({})),
-    );
-    assert_eq!(created.status, 201, "{}", created.text());
-    let release = created.json()["name"].as_str().unwrap().to_owned();
+    let release = server.put_and_release("rules", RULES_PIPELINE);
     let id = |stage: &str| format!("{release}.{stage}.1.pre");
 
     // Sequence: bob may not go before alice; the answer says who is next.
@@ -1521,24 +1521,7 @@ name = "prod"
 plugin = "./kit.wasm"
 config = { action = "noop" }
 "#;
-    let put = server
-        .runtime
-        .block_on(server.client("ada").send(
-            "PUT",
-            "/api/v1/pipelines/frozen",
-            Some(pipeline.as_bytes().to_vec()),
-            &[],
-        ))
-        .unwrap();
-    assert_eq!(put.status, 200, "{}", put.text());
-    let created = server.call(
-        "rita",
-        "POST",
-        "/api/v1/pipelines/frozen/releases",
-        Some(json!({})),
-    );
-    assert_eq!(created.status, 201, "{}", created.text());
-    let release = created.json()["name"].as_str().unwrap().to_owned();
+    let release = server.put_and_release("frozen", pipeline);
     let waiting = server.wait_stage(&release, "prod", "scheduled");
     let attempt = &waiting["stages"][0]["attempts"][0];
     assert_eq!(attempt["frozen"], "code freeze", "{waiting}");

@@ -1102,6 +1102,14 @@ fn evaluate(r: &mut Release, kind: ApprovalKind, at: u64, healthy: bool) -> Opti
     })
 }
 
+/// Evaluates the pre-deployment gates from `at` on, each time as they ask, all `healthy` or
+/// not, until they decide.
+fn sample_until_decided(r: &mut Release, mut at: u64, healthy: bool) {
+    while let Some(next) = evaluate(r, ApprovalKind::Pre, at, healthy) {
+        at = next;
+    }
+}
+
 const PRE_GATES: &str = r#"
 [stages.pre-gates]
 delay = "1m"
@@ -1182,10 +1190,7 @@ fn gates_that_never_pass_fail_at_their_timeout_with_the_reasons() {
 fn healthy_but_not_long_enough_by_the_timeout_fails_naming_min_healthy() {
     let mut r = gated(&PRE_GATES.replace("min-healthy = \"1m\"", "min-healthy = \"20m\""));
     event(&mut r, Event::Created);
-    let mut at = NOW + 60 * SECOND;
-    while let Some(next) = evaluate(&mut r, ApprovalKind::Pre, at, true) {
-        at = next;
-    }
+    sample_until_decided(&mut r, NOW + 60 * SECOND, true);
     let reason = r.stage("prod").unwrap().attempts[0].reason.clone().unwrap();
     assert!(
         reason.contains("healthy for 9m of the 20m required (min-healthy)"),
@@ -1247,20 +1252,14 @@ fn approvals_come_before_gates_after_successful_gates_or_after_gates_regardless(
 
     let mut r = gated(&settings);
     event(&mut r, Event::Created);
-    let mut at = NOW + 60 * SECOND;
-    while let Some(next) = evaluate(&mut r, ApprovalKind::Pre, at, false) {
-        at = next;
-    }
+    sample_until_decided(&mut r, NOW + 60 * SECOND, false);
     assert_eq!(state(&r, "prod"), StageState::Failed);
     assert!(r.stage("prod").unwrap().attempts[0].approvals.is_empty());
 
     // After gates regardless: failing gates still go to the approvers, who decide.
     let mut r = gated(&format!("{APPROVER}{}", order("after-gates")));
     event(&mut r, Event::Created);
-    let mut at = NOW + 60 * SECOND;
-    while let Some(next) = evaluate(&mut r, ApprovalKind::Pre, at, false) {
-        at = next;
-    }
+    sample_until_decided(&mut r, NOW + 60 * SECOND, false);
     assert_eq!(state(&r, "prod"), StageState::AwaitingApproval);
     assert_eq!(
         r.stage("prod").unwrap().attempts[0].gates[0].state,

@@ -512,38 +512,14 @@ impl<'a> Validator<'a> {
             .tasks
             .insert((stage.to_owned(), index), self.location(raw.plugin.span()));
         let plugin = self.plugin(&raw.plugin);
-        let name = match &raw.name {
-            Some(n) => {
-                if !is_name(n.get_ref()) {
-                    self.error(
-                        Some(n.span()),
-                        format!("invalid task name `{}`", n.get_ref()),
-                        Some(NAME_HELP),
-                    );
-                }
-                if !task_names.insert(n.get_ref().clone()) {
-                    self.error(
-                        Some(n.span()),
-                        format!("duplicate task name `{}`", n.get_ref()),
-                        Some("task names are unique in a pipeline: later tasks read outputs as `$(task.output)`"),
-                    );
-                }
-                n.get_ref().clone()
-            }
-            None => {
-                let base = Path::new(raw.plugin.get_ref())
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "task".into());
-                let mut candidate = format!("{stage}-{base}");
-                let mut n = 2;
-                while !task_names.insert(candidate.clone()) {
-                    candidate = format!("{stage}-{base}-{n}");
-                    n += 1;
-                }
-                candidate
-            }
-        };
+        let name = self.call_name(
+            "task",
+            raw.name.as_ref(),
+            &raw.plugin,
+            &format!("{stage}-"),
+            task_names,
+            "task names are unique in a pipeline: later tasks read outputs as `$(task.output)`",
+        );
         let limits = self.limits(&raw.limits, &raw.timeout);
         TaskSpec {
             name,
@@ -698,6 +674,46 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// The name of a task or gate: as written (checked: a valid name, not taken in `names`), or
+    /// `prefix` + the plugin's file stem, numbered if taken.
+    fn call_name(
+        &mut self,
+        what: &str,
+        written: Option<&Spanned<String>>,
+        plugin: &Spanned<String>,
+        prefix: &str,
+        names: &mut BTreeSet<String>,
+        unique: &str,
+    ) -> String {
+        if let Some(n) = written {
+            if !is_name(n.get_ref()) {
+                self.error(
+                    Some(n.span()),
+                    format!("invalid {what} name `{}`", n.get_ref()),
+                    Some(NAME_HELP),
+                );
+            }
+            if !names.insert(n.get_ref().clone()) {
+                self.error(
+                    Some(n.span()),
+                    format!("duplicate {what} name `{}`", n.get_ref()),
+                    Some(unique),
+                );
+            }
+            return n.get_ref().clone();
+        }
+        let base = Path::new(plugin.get_ref())
+            .file_stem()
+            .map_or_else(|| what.to_owned(), |s| s.to_string_lossy().into_owned());
+        let mut candidate = format!("{prefix}{base}");
+        let mut n = 2;
+        while !names.insert(candidate.clone()) {
+            candidate = format!("{prefix}{base}-{n}");
+            n += 1;
+        }
+        candidate
+    }
+
     fn limits(&mut self, raw: &RawLimits, timeout: &Option<Spanned<String>>) -> Limits {
         let defaults = Limits::default();
         Limits {
@@ -771,37 +787,14 @@ impl<'a> Validator<'a> {
         let mut gates = Vec::new();
         for gate in &raw.gates {
             let plugin = self.plugin(&gate.plugin);
-            let name = match &gate.name {
-                Some(n) => {
-                    if !is_name(n.get_ref()) {
-                        self.error(
-                            Some(n.span()),
-                            format!("invalid gate name `{}`", n.get_ref()),
-                            Some(NAME_HELP),
-                        );
-                    }
-                    if !names.insert(n.get_ref().clone()) {
-                        self.error(
-                            Some(n.span()),
-                            format!("duplicate gate name `{}` in {which}", n.get_ref()),
-                            None,
-                        );
-                    }
-                    n.get_ref().clone()
-                }
-                None => {
-                    let base = Path::new(gate.plugin.get_ref())
-                        .file_stem()
-                        .map_or_else(|| "gate".into(), |s| s.to_string_lossy().into_owned());
-                    let mut candidate = base.clone();
-                    let mut n = 2;
-                    while !names.insert(candidate.clone()) {
-                        candidate = format!("{base}-{n}");
-                        n += 1;
-                    }
-                    candidate
-                }
-            };
+            let name = self.call_name(
+                "gate",
+                gate.name.as_ref(),
+                &gate.plugin,
+                "",
+                &mut names,
+                &format!("gate names are unique in a stage's {which}"),
+            );
             if let Some(workspace) = &gate.grants.workspace {
                 self.error(
                     Some(workspace.span()),
