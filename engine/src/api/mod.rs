@@ -187,6 +187,19 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     let mut response = match declared {
+        // Between SIGTERM and the listener closing, a request that got in is refused.
+        _ if app.service.is_stopping() => {
+            let mut refused = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is shutting down: retry once it (or its replacement) is back",
+            )
+            .into_response();
+            refused.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            refused
+        }
         Some(n) if n > limit => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(

@@ -276,6 +276,11 @@ impl Service {
         self.stopping.send_replace(true);
     }
 
+    /// Whether the service has stopped taking work (SIGTERM).
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
     /// Resolves once the service stops taking work.
     pub async fn stopped(&self) {
         let mut stopping = self.stopping.subscribe();
