@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sluice::api::client::{Client, Events, Reply};
 use sluice::service::{Role, Service, ServiceConfig, User, config::ApiLimits, hash_token};
 
-use crate::support::TESTKIT;
+use crate::support::{Latch, TESTKIT};
 
 /// Two stages: `qa` (pre-approval by alice or the approvers group, with a timeout) then
 /// `prod` (pre-approval by alice and bob, in any order).
@@ -33,9 +33,11 @@ plugin = "./kit.wasm"
 config = { action = "noop" }
 "#;
 
-/// One stage, two tasks: `wait` logs, waits for `signals/go` to appear, logs again; `after`
+/// One stage, two tasks: `wait` logs, waits until `latch` lets it go, logs again; `after`
 /// does nothing.
-const LOGS_PIPELINE: &str = r#"
+fn logs_pipeline(latch: &Latch) -> String {
+    format!(
+        r#"
 version = 1
 name = "logs"
 
@@ -44,16 +46,22 @@ name = "build"
 [[stages.tasks]]
 name = "wait"
 plugin = "./kit.wasm"
-config = { action = "wait-for", path = "/signals/go", timeout_ms = 60000 }
-grants.dirs = [{ host = "$(sluice.pipeline-dir)/signals", guest = "/signals" }]
+config = {{ action = "hold", url = "{}" }}
+grants.hosts = ["{}"]
 [[stages.tasks]]
 name = "after"
 plugin = "./kit.wasm"
-config = { action = "noop" }
-"#;
+config = {{ action = "noop" }}
+"#,
+        latch.url(),
+        latch.addr
+    )
+}
 
 struct Server {
     _dir: tempfile::TempDir,
+    /// Holds the `logs` pipeline's `wait` task until opened.
+    latch: Latch,
     base: String,
     runtime: tokio::runtime::Runtime,
 }
@@ -77,8 +85,8 @@ impl Server {
             PIPELINE.replace("TIMEOUT", timeout),
         )
         .unwrap();
-        std::fs::write(pipelines.join("logs.toml"), LOGS_PIPELINE).unwrap();
-        std::fs::create_dir(pipelines.join("signals")).unwrap();
+        let latch = Latch::start();
+        std::fs::write(pipelines.join("logs.toml"), logs_pipeline(&latch)).unwrap();
         let mut tokens = BTreeMap::new();
         for u in [
             user("ada", &[Role::Admin], &[]),
@@ -116,6 +124,7 @@ impl Server {
         });
         Self {
             _dir: dir,
+            latch,
             base,
             runtime,
         }
@@ -564,13 +573,13 @@ fn a_task_log_is_followed_while_it_runs_and_archived_with_the_release() {
     // The first line arrives while the task still runs: nothing is stored yet.
     let first = next_event(&server, &mut follow);
     assert_eq!(first.event, "line");
-    assert!(first.data.contains("waiting for /signals/go"), "{first:?}");
+    assert!(first.data.contains("waiting for http://"), "{first:?}");
     assert_eq!(server.call("vic", "GET", &log, None).status, 404);
 
     // The test lets the task finish; the rest of the log follows, then the end.
-    std::fs::write(server._dir.path().join("pipelines/signals/go"), "").unwrap();
+    server.latch.open();
     let second = next_event(&server, &mut follow);
-    assert!(second.data.contains("found /signals/go"), "{second:?}");
+    assert!(second.data.contains("released by http://"), "{second:?}");
     assert_eq!(next_event(&server, &mut follow).event, "end");
 
     // Followed, stored and archived logs say the same.
@@ -916,14 +925,18 @@ roles = ["viewer"]
 "#,
     )
     .unwrap();
-    std::fs::write(pipelines.join("logs.toml"), LOGS_PIPELINE).unwrap();
-    std::fs::create_dir(pipelines.join("signals")).unwrap();
     dir
 }
 
 #[test]
 fn sigterm_stops_taking_requests_lets_the_running_task_finish_and_exits_0() {
     let dir = service_dir();
+    let latch = Latch::start();
+    std::fs::write(
+        dir.path().join("pipelines/logs.toml"),
+        logs_pipeline(&latch),
+    )
+    .unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (mut child, address, lines) = serve_process(dir.path(), None);
     let rita = Client::new(&address, Some(token("rita"))).unwrap();
@@ -977,7 +990,7 @@ fn sigterm_stops_taking_requests_lets_the_running_task_finish_and_exits_0() {
     assert!(ended.is_ok(), "the audit stream outlived SIGTERM");
 
     // The task finishes (the test lets it), its end is committed, and the process exits 0.
-    std::fs::write(dir.path().join("pipelines/signals/go"), "").unwrap();
+    latch.open();
     let code = child.wait().unwrap();
     assert!(code.success(), "{code:?}");
     let store = sluice::store::Store::open(&dir.path().join("data")).unwrap();

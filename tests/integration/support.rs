@@ -156,6 +156,51 @@ impl Drop for TestServer {
     }
 }
 
+/// An HTTP server on 127.0.0.1 that holds every request until the test opens it (then, and
+/// from then on, answers 200): lets a test decide when a task blocked on it goes on, without
+/// anyone polling. A request held over a minute gets 504.
+pub struct Latch {
+    pub addr: SocketAddr,
+    open: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl Latch {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let gate = open.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let gate = gate.clone();
+                std::thread::spawn(move || {
+                    let (lock, opened) = &*gate;
+                    let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    let (guard, waited) = opened
+                        .wait_timeout_while(guard, Duration::from_secs(60), |open| !*open)
+                        .unwrap_or_else(|e| e.into_inner());
+                    let status = if waited.timed_out() { 504 } else { 200 };
+                    drop(guard);
+                    let _ = answer(&mut conn, status, "released");
+                });
+            }
+        });
+        Self { addr, open }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/go", self.addr)
+    }
+
+    /// Answers every held request, and every later one.
+    pub fn open(&self) {
+        let (lock, opened) = &*self.open;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        opened.notify_all();
+    }
+}
+
 /// A service in this process (no HTTP) serving one pipeline, `web`, whose `./kit.wasm` is the
 /// testkit plugin; alice approves.
 pub struct Harness {

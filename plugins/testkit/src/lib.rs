@@ -39,10 +39,10 @@ enum Action {
         #[serde(default)]
         sleep_ms: u64,
     },
-    /// Log a line, wait until a file exists at `path` (checking every 10 ms, failing after
-    /// `timeout_ms`), log another: a step whose end the test decides, for following a log
-    /// while the task runs.
-    WaitFor { path: String, timeout_ms: u64 },
+    /// Log a line, GET `url` (the test's server answers when the test lets the task go; the
+    /// guest waits inside the request, the task's timeout bounds it), log another: a step
+    /// whose end the test decides, for following a log while the task runs.
+    Hold { url: String },
     /// Read the file at `path` and return its content as output `content`.
     Read { path: String },
     /// Write `content` to `path`.
@@ -124,18 +124,11 @@ impl Task for Testkit {
                 std::thread::sleep(Duration::from_millis(sleep_ms));
                 Ok(Report::new().output("appended", line))
             }
-            Action::WaitFor { path, timeout_ms } => {
-                log::info(format!("waiting for {path}"));
-                let step = Duration::from_millis(10);
-                let mut waited = Duration::ZERO;
-                while !std::path::Path::new(&path).exists() {
-                    if waited.as_millis() >= u128::from(timeout_ms) {
-                        return Err(Error::failed(format!("{path} did not appear")));
-                    }
-                    std::thread::sleep(step);
-                    waited += step;
-                }
-                log::info(format!("found {path}"));
+            Action::Hold { url } => {
+                log::info(format!("waiting for {url}"));
+                let response = sluice_plugin_sdk::http::get(&url)
+                    .map_err(|e| Error::failed(format!("request to {url} failed: {e}")))?;
+                log::info(format!("released by {url} ({})", response.status));
                 Ok(Report::new())
             }
             Action::Read { path } => std::fs::read_to_string(&path)
