@@ -7,7 +7,7 @@
 //! (before its admission commits), and stops holding only once the commit that ends it is
 //! durable. So a crash can delay a turn, never give one twice.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use crate::core::{Event, Release, ReleaseState, StageState};
@@ -34,8 +34,9 @@ struct Queue {
     waiting: BTreeMap<(u64, u64), (String, u32)>,
     /// Each waiting release's key in `waiting`.
     place: HashMap<String, (u64, u64)>,
-    /// Releases whose deployment holds the stage (admitted and not ended).
-    holding: HashSet<String>,
+    /// Releases whose deployment holds the stage (admitted and not ended), with the key it
+    /// waited under; none for a rollback, which holds the stage without having queued.
+    holding: HashMap<String, Option<(u64, u64)>>,
 }
 
 impl Queue {
@@ -58,7 +59,11 @@ impl Queue {
             // Scheduled by an operator: not admitted yet, so neither waiting nor holding.
             StageState::Scheduled if attempt.approvals.is_empty() && attempt.frozen.is_none() => {}
             state if state.is_in_flight() => {
-                self.holding.insert(release.name.clone());
+                let key = attempt
+                    .rollback_of
+                    .is_none()
+                    .then_some((attempt.started_at, release.number));
+                self.holding.insert(release.name.clone(), key);
             }
             _ => {}
         }
@@ -66,6 +71,10 @@ impl Queue {
 
     /// Who goes now under `policy`; those chosen hold the stage from here on.
     fn decide(&mut self, stage: &str, policy: QueuePolicy) -> Vec<Decision> {
+        let mut decisions = Vec::new();
+        if policy == QueuePolicy::LatestOnly {
+            decisions = self.supersede_older_than_holders(stage);
+        }
         let free = match policy {
             QueuePolicy::Parallel(None) => usize::MAX,
             QueuePolicy::Parallel(Some(max)) => (max as usize).saturating_sub(self.holding.len()),
@@ -74,7 +83,7 @@ impl Queue {
             }
         };
         if free == 0 || self.waiting.is_empty() {
-            return Vec::new();
+            return decisions;
         }
         let admit = |release: String, attempt: u32| Decision {
             release,
@@ -83,7 +92,6 @@ impl Queue {
                 attempt,
             },
         };
-        let mut decisions = Vec::new();
         if policy == QueuePolicy::LatestOnly {
             // The newest release goes; every other one waiting is skipped.
             let newest = self
@@ -93,6 +101,7 @@ impl Queue {
                 .map(|(key, _)| *key);
             let waiting = std::mem::take(&mut self.waiting);
             self.place.clear();
+            let newest_key = newest;
             let newest = newest.and_then(|key| waiting.get(&key).cloned());
             let Some((by, by_attempt)) = newest else {
                 return decisions;
@@ -107,19 +116,51 @@ impl Queue {
                     },
                 });
             }
-            self.holding.insert(by.clone());
+            self.holding.insert(by.clone(), newest_key);
             decisions.push(admit(by, by_attempt));
             return decisions;
         }
         while decisions.len() < free {
-            let Some((_, (release, attempt))) = self.waiting.pop_first() else {
+            let Some((key, (release, attempt))) = self.waiting.pop_first() else {
                 break;
             };
             self.place.remove(&release);
-            self.holding.insert(release.clone());
+            self.holding.insert(release.clone(), Some(key));
             decisions.push(admit(release, attempt));
         }
         decisions
+    }
+
+    /// Latest-only: a release still waiting that queued before the one holding the stage was
+    /// waiting when that one was chosen, so it lost that turn. Normally it was skipped in the
+    /// same decision; this finishes the job when a crash came between the admission's commit
+    /// and the skips'. (A release queued after the holder, like a redeploy of an old one,
+    /// keeps its place.)
+    fn supersede_older_than_holders(&mut self, stage: &str) -> Vec<Decision> {
+        let Some((holder_key, holder)) = self
+            .holding
+            .iter()
+            .filter_map(|(name, key)| Some(((*key)?, name)))
+            .max()
+        else {
+            return Vec::new();
+        };
+        let holder = holder.clone();
+        let later = self.waiting.split_off(&holder_key);
+        let lost = std::mem::replace(&mut self.waiting, later);
+        lost.into_values()
+            .map(|(release, attempt)| {
+                self.place.remove(&release);
+                Decision {
+                    release,
+                    event: Event::Supersede {
+                        stage: stage.to_owned(),
+                        attempt,
+                        by: holder.clone(),
+                    },
+                }
+            })
+            .collect()
     }
 }
 
@@ -158,5 +199,90 @@ impl Queues {
     /// Takes the decisions waiting to be sent.
     pub(super) fn take(&self) -> Vec<Decision> {
         std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::core::apply;
+
+    const LATEST_ONLY: &str = r#"
+version = 1
+name = "web"
+[[stages]]
+name = "qa"
+queue = { policy = "latest-only" }
+[[stages.tasks]]
+plugin = "/p/t.wasm"
+"#;
+
+    /// Release `number` of the latest-only pipeline, created (so queued on qa) at `at`.
+    fn queued(number: u64, at: u64) -> Release {
+        let plan = crate::pipeline::parse("web.toml", LATEST_ONLY, Path::new("/p"), "web")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .plan;
+        let mut r = Release::new(
+            plan,
+            number,
+            "rita".into(),
+            None,
+            vec![],
+            vec![],
+            vec![],
+            at,
+        );
+        apply(&mut r, Event::Created, at).unwrap();
+        r
+    }
+
+    fn admitted(mut r: Release, at: u64) -> Release {
+        let event = Event::Admit {
+            stage: "qa".into(),
+            attempt: 1,
+        };
+        apply(&mut r, event, at).unwrap();
+        r
+    }
+
+    fn skipped_by(decisions: &[Decision], by: &str) -> Vec<String> {
+        let mut skipped: Vec<String> = decisions
+            .iter()
+            .filter(|d| matches!(&d.event, Event::Supersede { by: b, .. } if b == by))
+            .map(|d| d.release.clone())
+            .collect();
+        skipped.sort();
+        skipped
+    }
+
+    #[test]
+    fn latest_only_skips_the_older_waiting_releases_when_the_newest_is_admitted() {
+        let queues = Queues::default();
+        let releases: Vec<Release> = (1..=4).map(|n| queued(n, 10 * n)).collect();
+        let load = |_: &str| releases.clone();
+        queues.committed(&releases[3], &load);
+        let decisions = queues.take();
+        assert_eq!(skipped_by(&decisions, "web-4"), ["web-1", "web-2", "web-3"]);
+        assert!(matches!(
+            decisions.last(),
+            Some(Decision { release, event: Event::Admit { .. } }) if release == "web-4"
+        ));
+    }
+
+    #[test]
+    fn after_a_crash_between_the_admission_and_the_skips_the_skips_are_made_on_restart() {
+        // Stored: R5 admitted (its turn committed), R2..R4 still queued (their skips were not).
+        let mut stored: Vec<Release> = (2..=4).map(|n| queued(n, 10 * n)).collect();
+        stored.push(admitted(queued(5, 50), 60));
+        // A redeploy of R1 queued after R5 was admitted keeps its place.
+        stored.push(queued(1, 70));
+        let queues = Queues::default();
+        let load = |_: &str| stored.clone();
+        queues.committed(&stored[3], &load);
+        let decisions = queues.take();
+        assert_eq!(skipped_by(&decisions, "web-5"), ["web-2", "web-3", "web-4"]);
+        assert_eq!(decisions.len(), 3, "R5 holds the stage: {decisions:?}");
     }
 }
