@@ -1289,8 +1289,9 @@ impl Process {
     }
 }
 
-/// R1..R5 on a QA stage with pre- and post-approvers, under `queue`, in a server process.
-fn r1_to_r5(queue: &str) -> (Process, Vec<String>) {
+/// A service directory with pipeline `web`: a QA stage with pre- and post-approvers, under
+/// `queue`.
+fn web_dir(queue: &str) -> tempfile::TempDir {
     let dir = service_dir();
     std::fs::write(
         dir.path().join("pipelines/web.toml"),
@@ -1310,7 +1311,12 @@ config = {{ action = "noop" }}
         ),
     )
     .unwrap();
-    let process = Process::start(dir);
+    dir
+}
+
+/// R1..R5 on `web_dir(queue)`, in a server process.
+fn r1_to_r5(queue: &str) -> (Process, Vec<String>) {
+    let process = Process::start(web_dir(queue));
     let releases = (0..5)
         .map(|_| {
             let reply = process.call("rita", "POST", "/api/v1/pipelines/web/releases");
@@ -1327,6 +1333,42 @@ fn qa_pre(release: &str) -> String {
 
 fn qa_post(release: &str) -> String {
     format!("{release}.qa.1.post")
+}
+
+#[test]
+fn what_the_audit_trail_says_is_already_in_the_pending_list() {
+    // Commit 1 creates the release, queued on QA; commit 2 is its turn, which asks for the
+    // pre-approval. The process stops dead right after commit 2 is durable, before the engine
+    // hears of it: a client that reads the entry and then the pending list must find the
+    // approval there.
+    let dir = web_dir(r#"{ policy = "sequential" }"#);
+    let (mut child, address, lines) = serve_process(dir.path(), Some(2));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let call = |who: &str, path: &str| {
+        let client = Client::new(&address, Some(token(who))).unwrap();
+        let body = path.ends_with("/releases").then(|| b"{}".to_vec());
+        let method = if body.is_some() { "POST" } else { "GET" };
+        runtime
+            .block_on(client.send(method, path, body, &[]))
+            .unwrap()
+    };
+    let created = call("rita", "/api/v1/pipelines/web/releases");
+    assert_eq!(created.status, 201, "{}", created.text());
+    wait_line(&lines, "sluice-fault: paused after commit 2");
+    let audit = call("vic", "/api/v1/audit?limit=1").json();
+    let last = &audit["entries"][0];
+    assert_eq!(last["release"], "web-1", "{audit}");
+    assert!(
+        last["what"]
+            .as_str()
+            .unwrap()
+            .contains("its turn in the queue"),
+        "{audit}"
+    );
+    let pending = call("vic", "/api/v1/approvals").json();
+    assert_eq!(pending["approvals"][0]["id"], "web-1.qa.1.pre", "{pending}");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 #[test]

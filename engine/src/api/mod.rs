@@ -1328,6 +1328,8 @@ async fn audit(
     let mut entries = store
         .audit_from(after.map_or(0, |seq| seq + 1), usize::MAX)
         .map_err(|e| ApiError::internal(e.to_string()))?;
+    // What a client reads next (pending approvals, say) includes what these entries say.
+    app.service.sync_views();
     entries.retain(|e| query.release.as_ref().is_none_or(|r| &e.release == r));
     if after.is_some() {
         entries.truncate(limit);

@@ -51,6 +51,7 @@ pub(super) fn audit(
             }
             match f.app.service.store().audit_from(f.next, BATCH) {
                 Ok(mut entries) if !entries.is_empty() => {
+                    f.app.service.sync_views();
                     f.next = entries.last().map_or(f.next, |e| e.seq + 1);
                     entries.retain(|e| f.release.as_ref().is_none_or(|r| &e.release == r));
                     f.ready = entries.into_iter();

@@ -8,7 +8,7 @@ mod live;
 pub mod metrics;
 mod triggers;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -149,18 +149,51 @@ pub fn approvals_of(release: &Release) -> impl Iterator<Item = ApprovalView> + '
 
 /// Pending approvals, by id, kept current from the engine's commits.
 #[derive(Default)]
-struct PendingIndex(RwLock<BTreeMap<String, ApprovalView>>);
+struct PendingIndex(RwLock<PendingApprovals>);
+
+#[derive(Default)]
+struct PendingApprovals {
+    by_id: BTreeMap<String, ApprovalView>,
+    /// The revision of each release the index reflects. Updates only move forward, so a
+    /// stale copy of a release (a late observer after a sync) changes nothing.
+    revisions: HashMap<String, u64>,
+    /// The audit trail's length when the index last caught up with it.
+    synced: u64,
+}
 
 impl PendingIndex {
     fn update(&self, release: &Release) {
         let mut index = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let PendingApprovals {
+            by_id, revisions, ..
+        } = &mut *index;
+        let revision = revisions.entry(release.name.clone()).or_default();
+        if *revision > release.revision {
+            return;
+        }
+        *revision = release.revision;
         let prefix = format!("{}.", release.name);
-        index.retain(|id, _| !id.starts_with(&prefix));
+        by_id.retain(|id, _| !id.starts_with(&prefix));
         for view in approvals_of(release) {
             if view.approval.state == ApprovalState::Pending {
-                index.insert(view.id.clone(), view);
+                by_id.insert(view.id.clone(), view);
             }
         }
+    }
+
+    /// Whether the index reflects `release` at `revision` or later.
+    fn reflects(&self, release: &str, revision: u64) -> bool {
+        let index = self.0.read().unwrap_or_else(|e| e.into_inner());
+        index.revisions.get(release).is_some_and(|r| *r >= revision)
+    }
+
+    fn synced(&self) -> u64 {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).synced
+    }
+
+    fn synced_to(&self, len: u64) {
+        let mut index = self.0.write().unwrap_or_else(|e| e.into_inner());
+        index.synced = index.synced.max(len);
     }
 }
 
@@ -224,6 +257,11 @@ impl Service {
             config,
         });
         service.load_pipelines()?;
+        // Entries from here on are looked at again by the first sync; the ones before are in
+        // the releases loaded next.
+        service
+            .pending
+            .synced_to(*service.store().audit_len().borrow());
         for release in service
             .engine
             .store()
@@ -514,7 +552,49 @@ impl Service {
     /// Pending approvals, from the index.
     pub fn pending_approvals(&self) -> Vec<ApprovalView> {
         let index = self.pending.0.read().unwrap_or_else(|e| e.into_inner());
-        index.values().cloned().collect()
+        index.by_id.values().cloned().collect()
+    }
+
+    /// Brings the service's views up to every commit in the audit trail so far, so a client
+    /// that reads them after an entry sees what it says. An entry is readable from the store
+    /// the moment its commit is, a moment before the engine reports the commit to the views;
+    /// the audit routes call this after they read entries and before they answer.
+    pub fn sync_views(&self) {
+        const BATCH: usize = 1024;
+        loop {
+            let from = self.pending.synced();
+            let entries = match self.store().audit_from(from, BATCH) {
+                Ok(entries) => entries,
+                Err(e) => return tracing::error!("bringing the views up to date: {e}"),
+            };
+            let Some(last) = entries.last() else {
+                return;
+            };
+            let mut latest: HashMap<&str, u64> = HashMap::new();
+            for entry in &entries {
+                let revision = latest.entry(&entry.release).or_default();
+                *revision = entry.revision.max(*revision);
+            }
+            for (name, revision) in latest {
+                if self.pending.reflects(name, revision) {
+                    continue;
+                }
+                match self.store().release(name) {
+                    Ok(Some(release)) => self.pending.update(&release),
+                    Ok(None) => {}
+                    Err(e) => {
+                        return tracing::error!(
+                            release = name,
+                            "bringing the views up to date: {e}"
+                        );
+                    }
+                }
+            }
+            self.pending.synced_to(last.seq + 1);
+            if entries.len() < BATCH {
+                return;
+            }
+        }
     }
 
     /// The approval with this id.
