@@ -497,16 +497,21 @@ impl Engine {
     /// Updates the stage queues after `release` was committed.
     fn queue_committed(&self, release: &Release) {
         self.queues
-            .committed(release, &|pipeline| match self.store.releases() {
-                Ok(all) => all
-                    .into_iter()
-                    .filter(|r| r.pipeline == pipeline && r.state == ReleaseState::Active)
-                    .collect(),
-                Err(e) => {
-                    tracing::error!("loading the queue of {pipeline}: {e}");
-                    Vec::new()
-                }
-            });
+            .committed(release, &|pipeline| self.active_releases(pipeline));
+    }
+
+    /// The stored releases of `pipeline` still under way (to build its stage queues).
+    fn active_releases(&self, pipeline: &str) -> Vec<Release> {
+        match self.store.releases() {
+            Ok(all) => all
+                .into_iter()
+                .filter(|r| r.pipeline == pipeline && r.state == ReleaseState::Active)
+                .collect(),
+            Err(e) => {
+                tracing::error!("loading the queue of {pipeline}: {e}");
+                Vec::new()
+            }
+        }
     }
 
     /// Sends the queues' decisions: a decision about `own` (the release this driver drives)
@@ -526,7 +531,8 @@ impl Engine {
                     // Its turn was not taken (canceled meanwhile, say): look at it again.
                     tracing::debug!(release = %name, "queue decision did not apply: {e}");
                     if let Ok(Some(release)) = engine.store.release(&name) {
-                        engine.queue_committed(&release);
+                        let load = |pipeline: &str| engine.active_releases(pipeline);
+                        engine.queues.reconsider(&release, &load);
                         engine.dispatch(None);
                     }
                 }

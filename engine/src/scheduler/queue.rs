@@ -37,11 +37,30 @@ struct Queue {
     /// Releases whose deployment holds the stage (admitted and not ended), with the key it
     /// waited under; none for a rollback, which holds the stage without having queued.
     holding: HashMap<String, Option<(u64, u64)>>,
+    /// The revision of each release last noted. Copies of a release reach the queue from
+    /// several places (its commits, a driver starting, a decision that did not apply), not
+    /// necessarily in order: an older copy, or the same one again, changes nothing. Otherwise
+    /// a release chosen but not yet admitted would be seen as waiting again, and its turn
+    /// given to another as well.
+    noted: HashMap<String, u64>,
 }
 
 impl Queue {
-    /// Records where `release`'s deployment of stage `i` is now.
-    fn note(&mut self, release: &Release, i: usize) {
+    /// Records where `release`'s deployment of stage `i` is now, unless the queue has seen
+    /// this revision or a later one; `again` takes the same revision once more (after a
+    /// decision about it did not apply).
+    fn note(&mut self, release: &Release, i: usize, again: bool) {
+        let seen = self
+            .noted
+            .get(&release.name)
+            .is_some_and(|&noted| match again {
+                false => noted >= release.revision,
+                true => noted > release.revision,
+            });
+        if seen {
+            return;
+        }
+        self.noted.insert(release.name.clone(), release.revision);
         if let Some(key) = self.place.remove(&release.name) {
             self.waiting.remove(&key);
         }
@@ -169,6 +188,16 @@ impl Queues {
     /// goes next; the decisions wait in the outbox. `load` returns the stored releases of a
     /// pipeline, to build a queue the first time it is touched.
     pub(super) fn committed(&self, release: &Release, load: &dyn Fn(&str) -> Vec<Release>) {
+        self.update(release, load, false);
+    }
+
+    /// As [`Queues::committed`], for the stored copy of a release a decision did not apply
+    /// to: the queue looks at its current revision again.
+    pub(super) fn reconsider(&self, release: &Release, load: &dyn Fn(&str) -> Vec<Release>) {
+        self.update(release, load, true);
+    }
+
+    fn update(&self, release: &Release, load: &dyn Fn(&str) -> Vec<Release>, again: bool) {
         let mut decisions = Vec::new();
         {
             let mut stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
@@ -181,12 +210,12 @@ impl Queues {
                     let mut queue = Queue::default();
                     for other in load(&release.pipeline) {
                         if let Some(j) = other.stages.iter().position(|s| s.name == spec.name) {
-                            queue.note(&other, j);
+                            queue.note(&other, j, false);
                         }
                     }
                     queue
                 });
-                queue.note(release, i);
+                queue.note(release, i, again);
                 decisions.extend(queue.decide(&spec.name, spec.queue));
             }
         }
@@ -269,6 +298,35 @@ plugin = "/p/t.wasm"
             decisions.last(),
             Some(Decision { release, event: Event::Admit { .. } }) if release == "web-4"
         ));
+    }
+
+    fn admits(decisions: &[Decision]) -> Vec<&str> {
+        decisions
+            .iter()
+            .filter(|d| matches!(d.event, Event::Admit { .. }))
+            .map(|d| d.release.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_release_chosen_but_not_yet_admitted_keeps_its_turn_when_an_older_copy_arrives() {
+        let queues = Queues::default();
+        let r1 = queued(1, 10);
+        let stored = vec![r1.clone()];
+        let load = |_: &str| stored.clone();
+        queues.committed(&r1, &load);
+        assert_eq!(admits(&queues.take()), ["web-1"]);
+        queues.committed(&queued(2, 20), &load);
+        // R1's driver starts on the copy it loaded before its admission committed.
+        queues.committed(&r1, &load);
+        assert_eq!(queues.take(), [], "R1 still holds the stage");
+        let mut r1 = admitted(r1, 30);
+        queues.committed(&r1, &load);
+        assert_eq!(queues.take(), []);
+        // R1's deployment ends: R2's turn.
+        apply(&mut r1, Event::Cancel { stage: "qa".into() }, 40).unwrap();
+        queues.committed(&r1, &load);
+        assert_eq!(admits(&queues.take()), ["web-2"]);
     }
 
     #[test]
