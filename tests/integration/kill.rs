@@ -12,6 +12,7 @@ use sluice::core::{INTERRUPTED, ReleaseState, StageState};
 use sluice::store::Store;
 
 use crate::engine::Project;
+use crate::support::Spawned;
 
 const PIPELINE: &str = r#"
 version = 1
@@ -143,11 +144,13 @@ fn a_kill_after_any_commit_loses_and_repeats_nothing() {
     let mut interrupted = 0;
     loop {
         let project = Project::new(&PIPELINE.replace("SLEEP", "0"));
-        let mut child = sluice(&project, &["run", "pipeline.toml", "--approve", "all"])
-            .env("SLUICE_FAULT_PAUSE_AFTER_COMMIT", point.to_string())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = Spawned(
+            sluice(&project, &["run", "pipeline.toml", "--approve", "all"])
+                .env("SLUICE_FAULT_PAUSE_AFTER_COMMIT", point.to_string())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
         let lines = stderr_lines(&mut child);
         if !wait_for(&lines, "sluice-fault: paused after commit") {
             // The run finished before reaching this commit: every point has been covered.
@@ -184,10 +187,12 @@ fn a_kill_after_any_commit_loses_and_repeats_nothing() {
 #[test]
 fn a_kill_during_a_running_task_fails_it_as_interrupted_without_rerunning() {
     let project = Project::new(&PIPELINE.replace("SLEEP", "60000"));
-    let mut child = sluice(&project, &["run", "pipeline.toml", "--approve", "all"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Spawned(
+        sluice(&project, &["run", "pipeline.toml", "--approve", "all"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     // The task logs once it has appended its marker, then sleeps: kill it mid-task.
     let output = lines(child.stdout.take().unwrap());
     assert!(

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sluice::api::client::{Client, Events, Reply};
 use sluice::service::{Role, Service, ServiceConfig, User, config::ApiLimits, hash_token};
 
-use crate::support::{Latch, TESTKIT};
+use crate::support::{Latch, Spawned, TESTKIT};
 
 /// Two stages: `qa` (pre-approval by alice or the approvers group, with a timeout) then
 /// `prod` (pre-approval by alice and bob, in any order).
@@ -840,11 +840,7 @@ fn every_role_against_every_endpoint() {
 fn serve_process(
     dir: &std::path::Path,
     fault_after_commit: Option<u32>,
-) -> (
-    std::process::Child,
-    String,
-    std::sync::mpsc::Receiver<String>,
-) {
+) -> (Spawned, String, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead as _;
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
     command
@@ -860,7 +856,7 @@ fn serve_process(
     if let Some(n) = fault_after_commit {
         command.env("SLUICE_FAULT_PAUSE_AFTER_COMMIT", n.to_string());
     }
-    let mut child = command.spawn().unwrap();
+    let mut child = Spawned(command.spawn().unwrap());
     let (tx, lines) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
@@ -1192,7 +1188,7 @@ fn a_pending_approval_is_void_once_a_plugin_of_its_stage_changed() {
 struct Process {
     dir: tempfile::TempDir,
     runtime: tokio::runtime::Runtime,
-    child: std::process::Child,
+    child: Spawned,
     address: String,
 }
 
