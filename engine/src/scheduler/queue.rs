@@ -90,10 +90,10 @@ impl Queue {
 
     /// Who goes now under `policy`; those chosen hold the stage from here on.
     fn decide(&mut self, stage: &str, policy: QueuePolicy) -> Vec<Decision> {
-        let mut decisions = Vec::new();
-        if policy == QueuePolicy::LatestOnly {
-            decisions = self.supersede_older_than_holders(stage);
-        }
+        let mut decisions = match policy {
+            QueuePolicy::LatestOnly => self.supersede_older_than_holders(stage),
+            _ => Vec::new(),
+        };
         let free = match policy {
             QueuePolicy::Parallel(None) => usize::MAX,
             QueuePolicy::Parallel(Some(max)) => (max as usize).saturating_sub(self.holding.len()),
@@ -113,15 +113,14 @@ impl Queue {
         };
         if policy == QueuePolicy::LatestOnly {
             // The newest release goes; every other one waiting is skipped.
-            let newest = self
+            let newest_key = self
                 .waiting
                 .iter()
                 .max_by_key(|((at, number), _)| (*number, *at))
                 .map(|(key, _)| *key);
             let waiting = std::mem::take(&mut self.waiting);
             self.place.clear();
-            let newest_key = newest;
-            let newest = newest.and_then(|key| waiting.get(&key).cloned());
+            let newest = newest_key.and_then(|key| waiting.get(&key).cloned());
             let Some((by, by_attempt)) = newest else {
                 return decisions;
             };
