@@ -1186,6 +1186,11 @@ fn finish_attempt(attempt: &mut Attempt, state: StageState, reason: Option<Strin
             approval.state = ApprovalState::Canceled;
         }
     }
+    for run in &mut attempt.gates {
+        if run.state == GateState::Evaluating {
+            run.state = GateState::Canceled;
+        }
+    }
 }
 
 fn cancel(release: &mut Release, i: usize, now: u64, effects: &mut Vec<Effect>) {

@@ -206,6 +206,8 @@ pub enum GateState {
     Succeeded,
     /// They were not, by the timeout.
     Failed,
+    /// Stopped before a verdict: the deployment ended first (canceled, abandoned, skipped).
+    Canceled,
 }
 
 /// One gate's answer in one evaluation.

@@ -1187,6 +1187,26 @@ fn gates_that_never_pass_fail_at_their_timeout_with_the_reasons() {
 }
 
 #[test]
+fn canceling_a_deployment_while_its_gates_are_sampled_cancels_the_gate_run() {
+    let mut r = gated(PRE_GATES);
+    event(&mut r, Event::Created);
+    evaluate(&mut r, ApprovalKind::Pre, NOW + 60 * SECOND, true).unwrap();
+    event(
+        &mut r,
+        Event::Cancel {
+            stage: "prod".into(),
+        },
+    );
+    let attempt = &r.stage("prod").unwrap().attempts[0];
+    assert_eq!(attempt.state, StageState::Canceled);
+    assert_eq!(attempt.gates[0].state, GateState::Canceled);
+    assert_eq!(
+        attempt.gates[0].count, 1,
+        "the evaluation before stays on record"
+    );
+}
+
+#[test]
 fn healthy_but_not_long_enough_by_the_timeout_fails_naming_min_healthy() {
     let mut r = gated(&PRE_GATES.replace("min-healthy = \"1m\"", "min-healthy = \"20m\""));
     event(&mut r, Event::Created);
