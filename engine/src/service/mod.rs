@@ -555,10 +555,11 @@ impl Service {
         index.by_id.values().cloned().collect()
     }
 
-    /// Brings the service's views up to every commit in the audit trail so far, so a client
-    /// that reads them after an entry sees what it says. An entry is readable from the store
-    /// the moment its commit is, a moment before the engine reports the commit to the views;
-    /// the audit routes call this after they read entries and before they answer.
+    /// Brings the pending-approvals index up to every commit in the audit trail so far, so a
+    /// client that lists pending approvals after reading an entry sees what the entry says.
+    /// An entry is readable from the store the moment its commit is, a moment before the
+    /// engine reports the commit to the index; the audit routes call this after they read
+    /// entries and before they answer.
     pub fn sync_views(&self) {
         const BATCH: usize = 1024;
         loop {
