@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use sluice::plugin::{
-    Access, Grants, HostConfig, LogEvent, PluginHost, PluginRef, Sandbox, TaskInput,
-};
+use sluice::plugin::{HostConfig, PluginHost, PluginRef, Sandbox};
+use sluice::types::{Access, Grants, LogEvent, TaskInput};
 
 const TESTKIT: &str = env!("SLUICE_PLUGIN_TESTKIT");
 

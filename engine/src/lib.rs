@@ -4,9 +4,11 @@
 // utoipa's `#[utoipa::path(params(..))]` expands to paths the lint calls over-qualified.
 #[allow(unused_qualifications)]
 pub mod api;
+pub mod builtin;
 pub mod core;
 pub mod pipeline;
 pub mod plugin;
 pub mod scheduler;
 pub mod service;
 pub mod store;
+pub mod types;

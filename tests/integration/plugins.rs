@@ -3,10 +3,8 @@
 use std::path::Path;
 
 use serde_json::json;
-use sluice::plugin::{
-    Access, Failure, Grants, Health, HostConfig, LoadError, PluginError, PluginHost, PluginRef,
-    Sandbox, World,
-};
+use sluice::plugin::{HostConfig, LoadError, PluginHost, PluginRef, Sandbox, World};
+use sluice::types::{Access, Failure, Grants, Health, PluginError};
 
 use crate::support::{TEMPLATE, TESTKIT, TestServer, host, input, load, output, tight};
 

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use sluice::plugin::{
-    Access, Failure, Grants, Health, Level, LimitKind, PluginError, Sandbox, Source, Variable,
+use sluice::plugin::Sandbox;
+use sluice::types::{
+    Access, Failure, Grants, Health, Level, LimitKind, PluginError, Source, Variable,
 };
 
 use crate::support::{TestServer, host, input, output, run_testkit, testkit, tight};
@@ -432,7 +433,7 @@ async fn live_log_events_arrive_while_the_task_runs() {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink_seen = seen.clone();
     let sandbox = Sandbox {
-        sink: Some(Arc::new(move |event: &sluice::plugin::LogEvent| {
+        sink: Some(Arc::new(move |event: &sluice::types::LogEvent| {
             sink_seen.lock().unwrap().push(event.clone());
         })),
         ..tight()

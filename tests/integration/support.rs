@@ -8,13 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use sluice::plugin::{
-    Context, HostConfig, Invocation, Limits, Plugin, PluginHost, PluginRef, Sandbox, TaskInput,
-    TaskReport,
-};
+use sluice::plugin::{HostConfig, Plugin, PluginHost, PluginRef, Sandbox};
 use sluice::service::{
     DecisionRequest, Role, Service, ServiceConfig, User, config::ApiLimits, hash_token,
 };
+use sluice::types::{Context, Invocation, Limits, TaskInput, TaskReport};
 
 pub const TESTKIT: &str = env!("SLUICE_PLUGIN_TESTKIT");
 pub const TEMPLATE: &str = env!("SLUICE_PLUGIN_TEMPLATE");

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use crate::plugin::LogLine;
+use crate::types::LogLine;
 
 /// `RELEASE/STAGE/ATTEMPT/TASK.log` for each stored log (keyed `STAGE/ATTEMPT/TASK`), each line
 /// as `sluice logs` prints it.

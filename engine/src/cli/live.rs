@@ -7,9 +7,9 @@ use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use sluice::core::{Release, StageState, TaskState};
-use sluice::plugin::{Level, LogEvent};
 use sluice::scheduler::Observer;
 use sluice::store::LogKey;
+use sluice::types::{Level, LogEvent};
 
 /// Stage lines on a terminal.
 pub(super) struct Live {

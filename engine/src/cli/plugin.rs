@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use sluice::plugin::{
-    Access, BUILTINS, Context, Failure, Grants, HostConfig, LogEvent, PluginHost, PluginRef,
-    Sandbox, TaskInput, Variable, World, builtin, limits,
+use sluice::builtin::{BUILTINS, builtin};
+use sluice::plugin::{HostConfig, PluginHost, PluginRef, Sandbox, World};
+use sluice::types::{
+    Access, Context, Failure, Grants, LogEvent, TaskInput, Variable, grants, limits,
 };
 
 use super::Exit;
@@ -152,7 +153,7 @@ fn grants(args: &RunArgs, cwd: &Path) -> anyhow::Result<Grants> {
             [host, guest, "rw"] => (*host, *guest, Access::ReadWrite),
             _ => bail!("--grant-dir `{spec}`: write HOST:GUEST, HOST:GUEST:ro or HOST:GUEST:rw"),
         };
-        let host = sluice::plugin::grants::absolute(cwd, Path::new(host));
+        let host = grants::absolute(cwd, Path::new(host));
         if access == Access::ReadWrite && !host.exists() {
             std::fs::create_dir_all(&host).with_context(|| {
                 format!("--grant-dir `{spec}`: cannot create {}", host.display())
@@ -199,7 +200,7 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
         None => "{}".to_owned(),
     };
     let mut grants = grants(&args, &cwd)?;
-    let limits = sluice::plugin::Limits {
+    let limits = sluice::types::Limits {
         memory: limits::parse_bytes(&args.memory)
             .map_err(anyhow::Error::msg)
             .context("--memory")?,
@@ -262,7 +263,7 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
     if let Some(into) = &args.into {
         std::fs::create_dir_all(into)
             .with_context(|| format!("cannot create {}", into.display()))?;
-        let into = sluice::plugin::grants::absolute(&cwd, into);
+        let into = grants::absolute(&cwd, into);
         grants = grants.dir(into, "/artifact", Access::ReadWrite)?;
     }
 
@@ -314,8 +315,8 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
                 let run = host.evaluate_gate(&plugin, sandbox, &input).await;
                 (
                     run.result.map(|health| match health {
-                        sluice::plugin::Health::Healthy => ("healthy".to_owned(), vec![], true),
-                        sluice::plugin::Health::Unhealthy(why) => {
+                        sluice::types::Health::Healthy => ("healthy".to_owned(), vec![], true),
+                        sluice::types::Health::Unhealthy(why) => {
                             (format!("unhealthy: {why}"), vec![], false)
                         }
                     }),
@@ -364,7 +365,7 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
     }
 }
 
-fn describe_version(v: &sluice::plugin::Version) -> String {
+fn describe_version(v: &sluice::types::Version) -> String {
     let mut text = v.id.clone();
     if let Some(branch) = &v.branch {
         text.push_str(&format!(" branch={branch}"));

@@ -10,9 +10,10 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use sluice::core::{ApprovalKind, Event, Release, ReleaseState, StageState, TaskState};
 use sluice::pipeline;
-use sluice::plugin::{HostConfig, LogEvent, PluginHost};
+use sluice::plugin::{HostConfig, PluginHost};
 use sluice::scheduler::{Approvals, CreateOptions, Engine, Observer};
 use sluice::store::{LogKey, Store};
+use sluice::types::LogEvent;
 
 use super::Exit;
 use super::live::Live;

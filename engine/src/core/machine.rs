@@ -246,7 +246,7 @@ pub enum TaskOutcome {
         /// Warnings; non-empty means succeeded with issues.
         warnings: Vec<String>,
         /// Output variables.
-        outputs: Vec<crate::plugin::Variable>,
+        outputs: Vec<crate::types::Variable>,
     },
     /// Failed, and why.
     Failed(String),

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::pipeline::{ApprovalPolicy, ApprovalSpec, Plan};
-use crate::plugin::{Variable, Version};
+use crate::types::{Variable, Version};
 
 /// A release's lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

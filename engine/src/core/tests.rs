@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::plugin::Variable;
+use crate::types::Variable;
 
 const NOW: u64 = 1_000;
 

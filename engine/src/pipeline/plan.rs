@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plugin::{Access, Limits};
+use crate::types::{Access, Limits};
 
 /// A validated pipeline, ready to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,8 +11,9 @@ use toml::Spanned;
 use super::error::{Diagnostic, Location};
 use super::plan::*;
 use super::schema::*;
-use crate::plugin::limits::{parse_bytes, parse_duration};
-use crate::plugin::{Access, Limits, builtin};
+use crate::builtin::builtin;
+use crate::types::{Access, Limits};
+use crate::types::{parse_bytes, parse_duration};
 
 /// Built-in variables every task may reference.
 pub const BUILTIN_VARIABLES: &[&str] = &[
@@ -252,7 +253,7 @@ impl<'a> Validator<'a> {
             format!("unknown plugin `{name}`"),
             Some(&format!(
                 "use a built-in ({}), a path to a component (`./plugins/x.wasm`), or put `plugins/{name}.wasm` next to the pipeline",
-                crate::plugin::BUILTINS.iter().map(|b| b.name).collect::<Vec<_>>().join(", ")
+                crate::builtin::BUILTINS.iter().map(|b| b.name).collect::<Vec<_>>().join(", ")
             )),
         );
         name.clone()
@@ -352,7 +353,7 @@ impl<'a> Validator<'a> {
             }
         }
         for host in &raw.hosts {
-            if let Err(e) = crate::plugin::Grants::none().host(host.get_ref().clone()) {
+            if let Err(e) = crate::types::Grants::none().host(host.get_ref().clone()) {
                 self.error(Some(host.span()), e.to_string(), None);
             }
         }

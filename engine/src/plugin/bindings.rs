@@ -2,7 +2,7 @@
 //! may have), and conversions between the generated types and the host's own types in
 //! [`super::api`], so nothing outside this module sees generated code.
 
-use super::api;
+use crate::types as api;
 
 wasmtime::component::bindgen!({
     path: "../wit",

@@ -10,10 +10,10 @@ use std::time::Instant;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-use super::api::{Level, LogEvent, LogLine, Source};
 use super::bindings::{log as wit, types};
-use super::limits::{LimitExceeded, LimitKind, format_bytes};
 use super::sandbox::State;
+use crate::types::{Level, LogEvent, LogLine, Source};
+use crate::types::{LimitExceeded, LimitKind, format_bytes};
 
 /// Receives a call's log events as they happen.
 pub type LogSink = Arc<dyn Fn(&LogEvent) + Send + Sync>;

@@ -8,12 +8,9 @@
 //! tick) plus a timeout around the whole call (which also covers a guest blocked in a host call),
 //! log volume in the log import and stdio, output size after the call, stack engine-wide.
 
-pub mod api;
 mod bindings;
-mod builtin;
 mod cache;
-pub mod grants;
-pub mod limits;
+mod limits;
 mod log;
 mod sandbox;
 
@@ -28,18 +25,16 @@ use sha2::{Digest as _, Sha256};
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
-pub use api::{
-    Artifact, Context, Failure, Health, Invocation, Level, LogEvent, LogLine, PluginError, Source,
-    TaskInput, TaskReport, Variable, Version,
+use crate::builtin::{BUILTINS, builtin};
+use crate::types::{
+    Failure, Grants, Health, Invocation, LimitExceeded, LimitKind, Limits, PluginError, TaskInput,
+    TaskReport, Version,
 };
-pub use builtin::{BUILTINS, Builtin, builtin};
-pub use grants::{Access, GrantError, Grants};
-pub use limits::{LimitExceeded, LimitKind, Limits, parse_bytes, parse_duration};
 pub use log::LogSink;
 
+use crate::types::{format_bytes, grants};
 use bindings::{artifact_source, gate, task};
 use cache::Cache;
-use limits::format_bytes;
 use log::TaskLog;
 use sandbox::State;
 

@@ -8,10 +8,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use super::api::{Level, Source};
-use super::grants::{Access, GrantError, Grants};
 use super::limits::Limiter;
 use super::log::{LogStream, TaskLog};
+use crate::types::{Access, GrantError, Grants, Level, Source};
 
 /// Everything a store holds for one call. Dropped with the store when the call ends.
 pub(crate) struct State {

@@ -22,8 +22,9 @@ use crate::core::{
     self, ApprovalKind, Authority, ChosenArtifact, Effect, Event, Release, ReleaseState,
 };
 use crate::pipeline::{self, Loaded, PipelineError, Selector};
-use crate::plugin::{Digest, LogEvent, PluginHost, PluginRef, Version};
+use crate::plugin::{Digest, PluginHost, PluginRef};
 use crate::store::{LogKey, Receipt, Store, StoreError, now_ms};
+use crate::types::{LogEvent, Version};
 
 /// Why the engine could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +152,7 @@ struct TaskLog {
     stage: String,
     attempt: u32,
     task: String,
-    lines: Vec<crate::plugin::LogLine>,
+    lines: Vec<crate::types::LogLine>,
 }
 
 impl Engine {

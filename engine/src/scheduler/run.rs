@@ -10,11 +10,9 @@ use super::vars::Scope;
 use super::{Engine, Observer, recorded_digest};
 use crate::core::{ApprovalKind, GateResult, Release, TaskOutcome};
 use crate::pipeline::{ArtifactSpec, GateSpec, GrantSpec, Plan};
-use crate::plugin::LogLine;
-use crate::plugin::{
-    Access, Artifact, Context, Grants, Health, Limits, Plugin, PluginRef, Sandbox, TaskInput,
-};
+use crate::plugin::{Plugin, PluginRef, Sandbox};
 use crate::store::LogKey;
+use crate::types::{Access, Artifact, Context, Grants, Health, Limits, LogLine, TaskInput};
 
 impl Engine {
     /// Loads a plugin of the release and checks it is the one the release recorded.

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::core::{Release, TaskState};
 use crate::pipeline::{ValueSource, VariableSpec};
-use crate::plugin::Variable;
+use crate::types::Variable;
 
 /// Variables in scope for one task.
 #[derive(Debug, Default, Clone)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::plugin::{parse_bytes, parse_duration};
+use crate::types::{parse_bytes, parse_duration};
 
 /// What a user may do. Roles add up; `admin` may do everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use crate::core::{Release, TaskState};
-use crate::plugin::{LogEvent, LogLine};
 use crate::scheduler::{Engine, Observer};
 use crate::store::LogKey;
+use crate::types::{LogEvent, LogLine};
 
 use super::metrics::TaskTimes;
 use super::{PendingIndex, ServiceError};

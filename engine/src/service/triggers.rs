@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use super::{Service, ServiceError};
 use crate::pipeline::{ContinuousTrigger, Plan, ReleaseTriggers, Schedule};
-use crate::plugin::Version;
 use crate::scheduler::CreateOptions;
 use crate::store::{Receipt, now_ms};
+use crate::types::Version;
 
 /// The longest the trigger loop sleeps, so that a pipeline changed through the API is picked up.
 const TICK_MS: u64 = 1_000;

@@ -20,7 +20,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::core::Release;
-use crate::plugin::LogLine;
+use crate::types::LogLine;
 
 /// redb's page cache. Its default (1 GiB) lets the cache, and so the engine's memory, grow with
 /// the store; releases are read rarely (a driver loads one when it starts), so a small cache

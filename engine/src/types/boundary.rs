@@ -1,4 +1,4 @@
-//! The host's own view of what crosses the plugin boundary: plain Rust types mirroring the WIT
+//! What crosses the plugin boundary: plain Rust types mirroring the WIT
 //! records, used by the rest of the engine (which never sees wasmtime or generated bindings).
 
 use std::fmt;

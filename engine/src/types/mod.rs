@@ -1,0 +1,16 @@
+//! Plain values that cross the plugin boundary and that the core, the store, the pipeline and
+//! the plugin host all speak: variables, versions, log lines, grants, limits, the size and
+//! duration parsers. **This module imports neither wasmtime nor redb**, so a reader of the core
+//! or the store sees no import of the module that wraps wasmtime; `plugin/` converts these to
+//! and from the generated bindings.
+
+pub mod boundary;
+pub mod grants;
+pub mod limits;
+
+pub use boundary::{
+    Artifact, Context, Failure, Health, Invocation, Level, LogEvent, LogLine, PluginError, Source,
+    TaskInput, TaskReport, Variable, Version,
+};
+pub use grants::{Access, DirGrant, GrantError, Grants};
+pub use limits::{LimitExceeded, LimitKind, Limits, format_bytes, parse_bytes, parse_duration};
