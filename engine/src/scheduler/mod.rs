@@ -194,19 +194,10 @@ impl Engine {
         self.ensure_driver(name);
     }
 
-    /// Applies `event` to a served release, in order with everything else that happens to it;
-    /// returns the release after the transition, or why it does not apply.
+    /// Applies `event` to a served release, in order with everything else that happens to it,
+    /// storing `receipt` (if any) in the commit of the transition; returns the release after the
+    /// transition, or why it does not apply.
     pub async fn submit(
-        self: &Arc<Self>,
-        name: &str,
-        event: Event,
-        actor: &str,
-    ) -> Result<Release, EngineError> {
-        self.submit_with(name, event, actor, None).await
-    }
-
-    /// [`Engine::submit`], storing `receipt` in the commit of the transition.
-    pub async fn submit_with(
         self: &Arc<Self>,
         name: &str,
         event: Event,
@@ -302,17 +293,9 @@ impl Engine {
     }
 
     /// Creates a release of a loaded pipeline: picks artifact versions through their sources,
-    /// records every plugin's digest, stores the snapshot and starts its first stages.
+    /// records every plugin's digest, stores the snapshot and starts its first stages, storing
+    /// `receipt` (if any) in the commit that creates the release.
     pub async fn create_release(
-        &self,
-        loaded: &Loaded,
-        options: CreateOptions,
-    ) -> Result<Release, EngineError> {
-        self.create_release_with(loaded, options, None).await
-    }
-
-    /// [`Engine::create_release`], storing `receipt` in the commit that creates the release.
-    pub async fn create_release_with(
         &self,
         loaded: &Loaded,
         options: CreateOptions,
@@ -451,20 +434,9 @@ impl Engine {
         })
     }
 
-    /// Applies one event, commits it, and returns the effects to act on.
+    /// Applies one event, commits it (with the task's log and the request's receipt, if any),
+    /// and returns the effects to act on.
     async fn transition(
-        &self,
-        release: &mut Release,
-        event: Event,
-        actor: &str,
-        log: Option<TaskLog>,
-        observer: &dyn Observer,
-    ) -> Result<Vec<Effect>, EngineError> {
-        self.transition_with(release, event, actor, log, None, observer)
-            .await
-    }
-
-    async fn transition_with(
         &self,
         release: &mut Release,
         event: Event,
@@ -528,7 +500,7 @@ impl Engine {
             let engine = self.clone();
             tokio::spawn(async move {
                 let name = decision.release;
-                if let Err(e) = engine.submit(&name, decision.event, "engine").await {
+                if let Err(e) = engine.submit(&name, decision.event, "engine", None).await {
                     // Its turn was not taken (canceled meanwhile, say): look at it again.
                     tracing::debug!(release = %name, "queue decision did not apply: {e}");
                     if let Ok(Some(release)) = engine.store.release(&name) {
@@ -593,7 +565,7 @@ impl Engine {
             .store
             .release(name)?
             .ok_or_else(|| EngineError::NoRelease(name.into()))?;
-        self.transition(&mut release, event, actor, None, observer)
+        self.transition(&mut release, event, actor, None, None, observer)
             .await?;
         Ok(release)
     }
@@ -635,8 +607,15 @@ impl Engine {
         if release.revision == 0 {
             let created = Event::Created;
             pending.extend(
-                self.transition(&mut release, created, "engine", None, observer.as_ref())
-                    .await?,
+                self.transition(
+                    &mut release,
+                    created,
+                    "engine",
+                    None,
+                    None,
+                    observer.as_ref(),
+                )
+                .await?,
             );
         } else if self
             .recovered
@@ -648,7 +627,7 @@ impl Engine {
             pending.extend(effects);
             for event in events {
                 pending.extend(
-                    self.transition(&mut release, event, "engine", None, observer.as_ref())
+                    self.transition(&mut release, event, "engine", None, None, observer.as_ref())
                         .await?,
                 );
             }
@@ -718,7 +697,7 @@ impl Engine {
                 }
             };
             match self
-                .transition(&mut release, event, &actor, log, observer.as_ref())
+                .transition(&mut release, event, &actor, log, None, observer.as_ref())
                 .await
             {
                 Ok(effects) => pending.extend(effects),
@@ -757,12 +736,12 @@ impl Engine {
             };
             // Only a pending approval can be void; otherwise the decision's own error stands.
             if core::apply(&mut release.clone(), void.clone(), now_ms()).is_ok() {
-                self.transition(release, void, actor, None, observer.as_ref())
+                self.transition(release, void, actor, None, None, observer.as_ref())
                     .await?;
                 return Err(EngineError::Void(reason));
             }
         }
-        self.transition_with(release, event, actor, None, receipt, observer.as_ref())
+        self.transition(release, event, actor, None, receipt, observer.as_ref())
             .await
     }
 
@@ -892,7 +871,7 @@ impl Engine {
                 tokio::spawn(async move {
                     let wait = at.saturating_sub(now_ms());
                     tokio::time::sleep(Duration::from_millis(wait)).await;
-                    if let Err(e) = engine.submit(&name, event, "engine").await {
+                    if let Err(e) = engine.submit(&name, event, "engine", None).await {
                         tracing::debug!(release = %name, "timer did not apply: {e}");
                     }
                 });
@@ -987,7 +966,7 @@ impl Engine {
             stage: stage.to_owned(),
             of: failed.name.clone(),
         };
-        if let Err(e) = self.submit(&target, event, "engine").await {
+        if let Err(e) = self.submit(&target, event, "engine", None).await {
             tracing::error!(release = %target, "{stage}: rollback of {} refused: {e}", failed.name);
         }
     }
