@@ -73,7 +73,7 @@ fn main() {
     let one = |engine: Arc<Engine>| {
         let (loaded, options, quiet) = (loaded.clone(), options.clone(), quiet.clone());
         async move {
-            let release = engine.create_release(&loaded, options).await.unwrap();
+            let release = engine.create_release(&loaded, options, None).await.unwrap();
             let done = engine
                 .drive(&release.name, quiet.clone(), quiet)
                 .await

@@ -86,7 +86,7 @@ async fn run(
 ) -> Result<Release, EngineError> {
     let engine = project.engine();
     let loaded = pipeline::load(&project.pipeline())?;
-    let release = engine.create_release(&loaded, options).await?;
+    let release = engine.create_release(&loaded, options, None).await?;
     engine
         .drive(&release.name, Arc::new(Decide(approve)), Arc::new(Quiet))
         .await

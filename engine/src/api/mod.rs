@@ -447,17 +447,14 @@ where
         return Ok(stored_response(stored));
     }
     let receipt_fingerprint = fingerprint.clone();
-    let receipt: Receipt = (
-        key.clone(),
-        Box::new(move |release: &Release| {
-            let stored = Stored {
-                fingerprint: receipt_fingerprint,
-                status: status.as_u16(),
-                body: serde_json::to_value(ReleaseView::of(release)).unwrap_or(Value::Null),
-            };
-            serde_json::to_vec(&stored).unwrap_or_default()
-        }),
-    );
+    let receipt = Receipt::new(key.clone(), move |release: &Release| {
+        let stored = Stored {
+            fingerprint: receipt_fingerprint,
+            status: status.as_u16(),
+            body: serde_json::to_value(ReleaseView::of(release)).unwrap_or(Value::Null),
+        };
+        serde_json::to_vec(&stored).unwrap_or_default()
+    });
     match change(Some(receipt)).await {
         Ok(release) => Ok((status, Json(ReleaseView::of(&release))).into_response()),
         Err(ServiceError::Internal(detail)) => Err(ApiError::internal(detail)),

@@ -259,7 +259,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<Exit> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let release = runtime.block_on(async {
-        let release = engine.create_release(&loaded, options).await?;
+        let release = engine.create_release(&loaded, options, None).await?;
         let versions: Vec<String> = release
             .artifacts
             .iter()

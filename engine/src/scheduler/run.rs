@@ -7,12 +7,21 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::vars::Scope;
-use super::{Engine, Observer, recorded_digest};
+use super::{Engine, Observer};
 use crate::core::{ApprovalKind, GateResult, Release, TaskOutcome};
 use crate::pipeline::{ArtifactSpec, GateSpec, GrantSpec, Plan};
-use crate::plugin::{Plugin, PluginRef, Sandbox};
+use crate::plugin::{Digest, Plugin, PluginRef, Sandbox};
 use crate::store::LogKey;
 use crate::types::{Access, Artifact, Context, Grants, Health, Limits, LogLine, TaskInput};
+
+/// The digest recorded for `reference` when the release was created.
+fn recorded_digest(release: &Release, reference: &str) -> Option<Digest> {
+    release
+        .digests
+        .iter()
+        .find(|(r, _)| r == reference)
+        .and_then(|(_, d)| Digest::parse(d))
+}
 
 impl Engine {
     /// Loads a plugin of the release and checks it is the one the release recorded.

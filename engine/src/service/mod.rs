@@ -501,7 +501,7 @@ impl Service {
         let pipeline = self.pipeline(name)?;
         let release = self
             .engine
-            .create_release_with(&pipeline.loaded, options, receipt)
+            .create_release(&pipeline.loaded, options, receipt)
             .await?;
         self.pending.update(&release);
         self.changed.send_modify(|n| *n += 1);
@@ -527,7 +527,7 @@ impl Service {
     ) -> Result<Release, ServiceError> {
         Ok(self
             .engine
-            .submit_with(release, event, &user.name, receipt)
+            .submit(release, event, &user.name, receipt)
             .await?)
     }
 

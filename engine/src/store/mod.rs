@@ -42,7 +42,35 @@ const PIPELINES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("pipeli
 
 /// The response to an idempotent request, made from the release after the change and stored
 /// in the same commit: a retry after a crash finds it exactly when the change is there.
-pub type Receipt = (String, Box<dyn FnOnce(&Release) -> Vec<u8> + Send>);
+pub struct Receipt {
+    /// Where the response is stored (`user\nkey` for the API, a trigger's own key): a retry
+    /// looks it up by this key before changing anything.
+    key: String,
+    /// Makes the response from the release as committed: what a change made (its number, its
+    /// state after the transition) is known only once it is applied, inside the commit.
+    encode: Box<Encode>,
+}
+
+/// How a [`Receipt`] makes its bytes from the committed release.
+type Encode = dyn FnOnce(&Release) -> Vec<u8> + Send;
+
+impl Receipt {
+    /// A receipt stored under `key`, its bytes made by `encode` from the committed release.
+    pub fn new(
+        key: impl Into<String>,
+        encode: impl FnOnce(&Release) -> Vec<u8> + Send + 'static,
+    ) -> Self {
+        Self {
+            key: key.into(),
+            encode: Box::new(encode),
+        }
+    }
+
+    /// The key and the bytes to store with `release`.
+    fn seal(self, release: &Release) -> (String, Vec<u8>) {
+        (self.key, (self.encode)(release))
+    }
+}
 
 /// One stored version of a pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -314,10 +342,11 @@ impl Store {
             let release = make(number);
             put_release(&txn, &release)?;
             let audit_len = audit(&txn, &release, actor, "created")?;
-            if let Some((key, encode)) = receipt {
+            if let Some(receipt) = receipt {
+                let (key, bytes) = receipt.seal(&release);
                 let mut receipts = txn.open_table(RECEIPTS).map_err(storage)?;
                 receipts
-                    .insert(key.as_str(), encode(&release).as_slice())
+                    .insert(key.as_str(), bytes.as_slice())
                     .map_err(storage)?;
             }
             (release, audit_len)
@@ -356,7 +385,7 @@ impl Store {
                 what: what.to_owned(),
             },
             log,
-            receipt: receipt.map(|(key, encode)| (key, encode(release))),
+            receipt: receipt.map(|receipt| receipt.seal(release)),
             done,
         };
         let closed = || StoreError::Storage("the store is closed".into());

@@ -1,0 +1,83 @@
+//! Committing a transition: one event applied to a release and stored (with its audit entry,
+//! a task's log, a request's receipt) before anyone acts on its effects; a release without
+//! artifacts has its prepare folded into the same commit.
+
+use super::driver::TaskLog;
+use super::{Engine, EngineError, Observer, describe};
+use crate::core::{self, Effect, Event, Release};
+use crate::store::{LogKey, Receipt, now_ms};
+
+impl Engine {
+    /// Applies one event, commits it (with the task's log and the request's receipt, if any),
+    /// and returns the effects to act on.
+    pub(super) async fn transition(
+        &self,
+        release: &mut Release,
+        event: Event,
+        actor: &str,
+        log: Option<TaskLog>,
+        receipt: Option<Receipt>,
+        observer: &dyn Observer,
+    ) -> Result<Vec<Effect>, EngineError> {
+        let mut what = describe(release, &event);
+        // `apply` changes nothing on an invalid event. If the commit below fails, the caller
+        // gets the error and drops this copy: the stored release stays the source of truth.
+        let mut effects = core::apply(release, event, now_ms())?;
+        self.prepare_inline(release, &mut effects, &mut what).await;
+        let name = release.name.clone();
+        let key = log.as_ref().map(|l| LogKey {
+            release: &name,
+            stage: &l.stage,
+            attempt: l.attempt,
+            task: &l.task,
+        });
+        let log = key
+            .as_ref()
+            .zip(log.as_ref())
+            .map(|(k, l)| (k, l.lines.as_slice()));
+        self.store.save(release, actor, &what, log, receipt).await?;
+        observer.committed(release, &what);
+        self.queue_committed(release);
+        Ok(effects)
+    }
+
+    /// A release without artifacts has nothing to fetch: its workspace is made here and the
+    /// `Prepared` that follows goes into the same commit, instead of a commit of its own. Making
+    /// an empty directory before the commit is safe: if the commit is lost, so is the reason to
+    /// prepare, and a later prepare starts from a fresh directory anyway.
+    async fn prepare_inline(
+        &self,
+        release: &mut Release,
+        effects: &mut Vec<Effect>,
+        what: &mut String,
+    ) {
+        if !release.artifacts.is_empty() {
+            return;
+        }
+        while let Some(at) = effects
+            .iter()
+            .position(|e| matches!(e, Effect::Prepare { .. }))
+        {
+            let Effect::Prepare { stage, attempt } = effects.remove(at) else {
+                unreachable!("matched above");
+            };
+            let event = match self.prepare(release, &stage, attempt).await {
+                Ok(()) => Event::Prepared { stage, attempt },
+                Err(reason) => Event::PrepareFailed {
+                    stage,
+                    attempt,
+                    reason,
+                },
+            };
+            let more = describe(release, &event);
+            match core::apply(release, event, now_ms()) {
+                Ok(next) => {
+                    what.push_str("; ");
+                    what.push_str(&more);
+                    effects.extend(next);
+                }
+                Err(e) => tracing::error!(release = %release.name, "inline prepare: {e}"),
+            }
+        }
+    }
+}
