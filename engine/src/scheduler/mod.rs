@@ -473,7 +473,7 @@ impl Engine {
         receipt: Option<Receipt>,
         observer: &dyn Observer,
     ) -> Result<Vec<Effect>, EngineError> {
-        let mut what = describe(release, &event);
+        let mut what = event.describe(release);
         // `apply` changes nothing on an invalid event. If the commit below fails, the caller
         // gets the error and drops this copy: the stored release stays the source of truth.
         let mut effects = core::apply(release, event, now_ms())?;
@@ -569,7 +569,7 @@ impl Engine {
                     reason,
                 },
             };
-            let more = describe(release, &event);
+            let more = event.describe(release);
             match core::apply(release, event, now_ms()) {
                 Ok(next) => {
                     what.push_str("; ");
@@ -1035,139 +1035,4 @@ fn recorded_digest(release: &Release, reference: &str) -> Option<Digest> {
         .iter()
         .find(|(r, _)| r == reference)
         .and_then(|(_, d)| Digest::parse(d))
-}
-
-fn describe(release: &Release, event: &Event) -> String {
-    let task_name = |stage: &str, task: &usize| {
-        release
-            .plan
-            .stages
-            .iter()
-            .find(|s| s.name == stage)
-            .and_then(|s| s.tasks.get(*task))
-            .map_or_else(|| task.to_string(), |t| t.name.clone())
-    };
-    match event {
-        Event::Created => "release created".into(),
-        Event::Deploy { stage } => format!("{stage}: deploy requested"),
-        Event::Decide {
-            stage,
-            attempt,
-            kind,
-            by,
-            approve,
-            comment,
-            authority,
-            defer_until,
-            ..
-        } => {
-            let verb = if *approve { "approved" } else { "rejected" };
-            let how = match authority {
-                Authority::Approver => "",
-                Authority::Override => " (override, for every approver)",
-            };
-            let when = defer_until.map_or(String::new(), |t| format!(", deploy at {t} (Unix ms)"));
-            let why = if comment.is_empty() {
-                String::new()
-            } else {
-                format!(": {comment}")
-            };
-            let kind = kind.as_str();
-            format!(
-                "{stage}: {kind}-deployment approval of attempt {attempt} {verb} by {by}{how}{when}{why}"
-            )
-        }
-        Event::Reassign {
-            stage,
-            kind,
-            by,
-            to,
-            comment,
-            ..
-        } => format!(
-            "{stage}: {}-deployment approval reassigned by {by} to {to}: {comment}",
-            kind.as_str()
-        ),
-        Event::Expire { stage, kind, .. } => {
-            format!("{stage}: {}-deployment approval expired", kind.as_str())
-        }
-        Event::Due { stage, .. } => format!("{stage}: deferred deployment starts"),
-        Event::Void { stage, reason, .. } => format!("{stage}: approval void: {reason}"),
-        Event::Prepared { stage, .. } => format!("{stage}: artifacts fetched"),
-        Event::PrepareFailed { stage, reason, .. } => {
-            format!("{stage}: preparing failed: {reason}")
-        }
-        Event::TaskFinished {
-            stage,
-            task,
-            outcome,
-            ..
-        } => {
-            let task = task_name(stage, task);
-            match outcome {
-                core::TaskOutcome::Succeeded { warnings, .. } if warnings.is_empty() => {
-                    format!("{stage}: task {task} succeeded")
-                }
-                core::TaskOutcome::Succeeded { warnings, .. } => {
-                    format!(
-                        "{stage}: task {task} succeeded with issues: {}",
-                        warnings.join("; ")
-                    )
-                }
-                core::TaskOutcome::Failed(why) => format!("{stage}: task {task} failed: {why}"),
-            }
-        }
-        Event::TaskInterrupted { stage, task } => format!(
-            "{stage}: task {} {}",
-            task_name(stage, task),
-            core::INTERRUPTED
-        ),
-        Event::TaskRestarted { stage, task } => {
-            format!(
-                "{stage}: task {} restarted after an engine restart (idempotent)",
-                task_name(stage, task)
-            )
-        }
-        Event::Cancel { stage } => format!("{stage}: canceled"),
-        Event::Abandon => "release abandoned".into(),
-        Event::Admit { stage, .. } => format!("{stage}: its turn in the queue"),
-        Event::Schedule { stage, at } => {
-            let when = i64::try_from(*at)
-                .ok()
-                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-                .map_or_else(|| format!("{at} (Unix ms)"), |t| t.to_string());
-            format!("{stage}: deployment scheduled for {when}")
-        }
-        Event::GatesEvaluated {
-            stage,
-            kind,
-            results,
-            ..
-        } => {
-            let answers: Vec<String> = results
-                .iter()
-                .map(|r| match (&r.reason, r.healthy) {
-                    (_, true) => format!("{} healthy", r.gate),
-                    (Some(why), false) => format!("{} unhealthy: {why}", r.gate),
-                    (None, false) => format!("{} unhealthy", r.gate),
-                })
-                .collect();
-            format!(
-                "{stage}: {}-deployment gates evaluated: {}",
-                kind.as_str(),
-                answers.join("; ")
-            )
-        }
-        Event::BreakGlass {
-            stage,
-            by,
-            justification,
-        } => format!("{stage}: freeze broken by {by} (break-glass): {justification}"),
-        Event::Rollback { stage, of } => format!(
-            "{stage}: rollback: redeployed because the post-deployment gates of {of} failed"
-        ),
-        Event::Supersede { stage, by, .. } => {
-            format!("{stage}: skipped, {by} is newer (latest-only)")
-        }
-    }
 }
