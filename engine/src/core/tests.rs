@@ -12,7 +12,16 @@ fn release(pipeline: &str) -> Release {
     let plan = crate::pipeline::parse("test.toml", pipeline, Path::new("/p"), "test")
         .unwrap_or_else(|e| panic!("{e}"))
         .plan;
-    Release::new(plan, 1, "carol".into(), None, vec![], vec![], vec![], NOW)
+    Release::new(NewRelease {
+        plan,
+        number: 1,
+        creator: "carol".into(),
+        description: None,
+        artifacts: vec![],
+        variables: vec![],
+        digests: vec![],
+        created_at: NOW,
+    })
 }
 
 fn ok() -> TaskOutcome {

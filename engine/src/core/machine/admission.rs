@@ -3,45 +3,28 @@
 
 use crate::pipeline::QueuePolicy;
 
-use super::super::event::{Effect, Event};
-use super::super::model::*;
 use super::{
-    InvalidTransition, attempt_no, current, finish_attempt, go, proceed, stage_index, wrong,
+    InvalidTransition, Step, attempt_no, current, finish_attempt, go, proceed, stage_index, wrong,
 };
+use crate::core::event::{Effect, Event};
+use crate::core::model::*;
 
 /// Applies an admission event: `Deploy`, `Schedule`, `Due`, `BreakGlass`, `Rollback`, `Admit`
 /// or `Supersede`.
-pub(super) fn on(
-    release: &mut Release,
-    event: Event,
-    now: u64,
-    effects: &mut Vec<Effect>,
-) -> Result<(), InvalidTransition> {
+pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Vec<Effect>) -> Step {
     match event {
         Event::Deploy { stage } => {
-            let i = stage_index(release, &stage)?;
-            let state = release.stages[i].state();
-            if state != StageState::NotStarted && !state.is_terminal() {
-                return Err(wrong(
-                    release,
-                    i,
-                    "deploy it while a deployment is under way",
-                ));
-            }
+            let i = idle_stage(release, &stage, "deploy it while a deployment is under way")?;
             release.state = ReleaseState::Active;
             start(release, i, now, effects);
             Ok(())
         }
         Event::Schedule { stage, at } => {
-            let i = stage_index(release, &stage)?;
-            let state = release.stages[i].state();
-            if state != StageState::NotStarted && !state.is_terminal() {
-                return Err(wrong(
-                    release,
-                    i,
-                    "schedule it while a deployment is under way",
-                ));
-            }
+            let i = idle_stage(
+                release,
+                &stage,
+                "schedule it while a deployment is under way",
+            )?;
             release.state = ReleaseState::Active;
             if at <= now {
                 start(release, i, now, effects);
@@ -101,15 +84,11 @@ pub(super) fn on(
             Ok(())
         }
         Event::Rollback { stage, of } => {
-            let i = stage_index(release, &stage)?;
-            let state = release.stages[i].state();
-            if state != StageState::NotStarted && !state.is_terminal() {
-                return Err(wrong(
-                    release,
-                    i,
-                    "roll back to it while a deployment is under way",
-                ));
-            }
+            let i = idle_stage(
+                release,
+                &stage,
+                "roll back to it while a deployment is under way",
+            )?;
             release.state = ReleaseState::Active;
             new_attempt(release, i, StageState::InProgress, now);
             let attempt = current(release, i, "roll back")?;
@@ -156,6 +135,21 @@ pub(super) fn on(
         }
         other => unreachable!("not an admission event: {other:?}"),
     }
+}
+
+/// The index of `stage`, which must be idle for `action`: not started, or its latest
+/// deployment over. A new attempt (deploy, schedule, rollback) starts only on an idle stage.
+fn idle_stage(
+    release: &Release,
+    stage: &str,
+    action: &'static str,
+) -> Result<usize, InvalidTransition> {
+    let i = stage_index(release, stage)?;
+    let state = release.stages[i].state();
+    if state != StageState::NotStarted && !state.is_terminal() {
+        return Err(wrong(release, i, action));
+    }
+    Ok(i)
 }
 
 /// Starts a new attempt of stage `i`: queued when the stage's queue policy limits how many

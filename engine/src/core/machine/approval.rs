@@ -3,17 +3,12 @@
 
 use crate::pipeline::{ApprovalPolicy, Trigger};
 
-use super::super::event::{Authority, Effect, Event};
-use super::super::model::*;
-use super::{InvalidTransition, attempt_no, finish_attempt, proceed, stage_index, wrong};
+use super::{InvalidTransition, Step, attempt_no, finish_attempt, proceed, stage_index, wrong};
+use crate::core::event::{Authority, Effect, Event};
+use crate::core::model::*;
 
 /// Applies an approval event: `Decide`, `Reassign`, `Expire` or `Void`.
-pub(super) fn on(
-    release: &mut Release,
-    event: Event,
-    now: u64,
-    effects: &mut Vec<Effect>,
-) -> Result<(), InvalidTransition> {
+pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Vec<Effect>) -> Step {
     match event {
         Event::Decide {
             stage,

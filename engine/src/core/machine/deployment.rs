@@ -1,18 +1,15 @@
 //! Deployment: preparing the workspace, running the tasks in order, a restart's interrupted or
 //! restarted task, cancel and abandon.
 
-use super::super::event::{Effect, Event, INTERRUPTED, TaskOutcome};
-use super::super::model::*;
-use super::{InvalidTransition, attempt_no, current, finish_attempt, proceed, stage_index, wrong};
+use super::{
+    InvalidTransition, Step, attempt_no, current, finish_attempt, proceed, stage_index, wrong,
+};
+use crate::core::event::{Effect, Event, INTERRUPTED, TaskOutcome};
+use crate::core::model::*;
 
 /// Applies a deployment event: `Prepared`, `PrepareFailed`, `TaskFinished`, `TaskInterrupted`,
 /// `TaskRestarted`, `Cancel` or `Abandon`.
-pub(super) fn on(
-    release: &mut Release,
-    event: Event,
-    now: u64,
-    effects: &mut Vec<Effect>,
-) -> Result<(), InvalidTransition> {
+pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Vec<Effect>) -> Step {
     match event {
         Event::Prepared { stage, attempt } => {
             let i = stage_index(release, &stage)?;

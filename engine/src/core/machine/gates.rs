@@ -2,17 +2,12 @@
 
 use crate::pipeline::ApprovalOrder;
 
-use super::super::event::{Effect, Event};
-use super::super::model::*;
-use super::{InvalidTransition, attempt_no, finish_attempt, proceed, stage_index, wrong};
+use super::{InvalidTransition, Step, attempt_no, finish_attempt, proceed, stage_index, wrong};
+use crate::core::event::{Effect, Event};
+use crate::core::model::*;
 
 /// Applies `GatesEvaluated`: one answer from every gate of the pending set.
-pub(super) fn on(
-    release: &mut Release,
-    event: Event,
-    now: u64,
-    effects: &mut Vec<Effect>,
-) -> Result<(), InvalidTransition> {
+pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Vec<Effect>) -> Step {
     match event {
         Event::GatesEvaluated {
             stage,

@@ -193,12 +193,11 @@ fn wrong(release: &Release, index: usize, action: &'static str) -> InvalidTransi
     }
 }
 
-fn step(
-    release: &mut Release,
-    event: Event,
-    now: u64,
-    effects: &mut Vec<Effect>,
-) -> Result<(), InvalidTransition> {
+/// What a handler returns: the changes are made to the release (a copy, on error dropped).
+type Step = Result<(), InvalidTransition>;
+
+/// Applies one event to the copy `release`; `apply` then advances the graph.
+fn step(release: &mut Release, event: Event, now: u64, effects: &mut Vec<Effect>) -> Step {
     if release.state == ReleaseState::Abandoned && event != Event::Abandon {
         return Err(InvalidTransition::Release {
             release: release.name.clone(),
