@@ -1,7 +1,7 @@
 //! The release state machine: `apply`, its dispatch, the phase walker and advancing the graph.
 //! Pure transitions, no I/O, no clock (time arrives with every event).
 //!
-//! Every row below is a row of `ROWS` in `core/tests/table.rs`, which applies it to a fixture
+//! Every row below is a row of `ROWS` in `core/tests/table/`, which applies it to a fixture
 //! in that state; a sweep applies every other event to every fixture and expects
 //! [`InvalidTransition`] with the release unchanged.
 //!

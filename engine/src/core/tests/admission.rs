@@ -2,7 +2,7 @@
 
 use super::*;
 
-const QUEUED: &str = r#"
+pub(super) const QUEUED: &str = r#"
 version = 1
 name = "q"
 [[stages]]

@@ -169,7 +169,7 @@ fn approvals_come_before_gates_after_successful_gates_or_after_gates_regardless(
     assert_eq!(state(&r, "prod"), StageState::InProgress);
 }
 
-const POST_GATES: &str = r#"
+pub(super) const POST_GATES: &str = r#"
 [stages.post-gates]
 interval = "10s"
 timeout = "1m"

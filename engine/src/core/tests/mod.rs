@@ -12,6 +12,7 @@ mod deployment;
 mod gates;
 mod recovery;
 mod schedules;
+mod table;
 
 const NOW: u64 = 1_000;
 

@@ -123,7 +123,7 @@ plugin = "/p/t.wasm"
     }
 }
 
-const FROZEN: &str = r#"
+pub(super) const FROZEN: &str = r#"
 version = 1
 name = "web"
 [[freezes]]
