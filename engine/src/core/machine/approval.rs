@@ -3,7 +3,9 @@
 
 use crate::pipeline::{ApprovalPolicy, Trigger};
 
-use super::{InvalidTransition, Step, attempt_no, finish_attempt, proceed, stage_index, wrong};
+use super::{
+    InvalidTransition, Step, attempt_no, finish_attempt, phase, proceed, stage_index, wrong,
+};
 use crate::core::event::{Authority, Effect, Event};
 use crate::core::model::*;
 
@@ -24,11 +26,7 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
             let i = stage_index(release, &stage)?;
             let creator = release.creator.clone();
             let spec = &release.plan.stages[i];
-            let allow_creator = match kind {
-                ApprovalKind::Pre => spec.pre_approval.as_ref(),
-                ApprovalKind::Post => spec.post_approval.as_ref(),
-            }
-            .is_some_and(|a| a.allow_release_creator);
+            let allow_creator = phase(spec, kind).0.is_some_and(|a| a.allow_release_creator);
             let attempt = attempt_no(release, i, number, "decide an approval")?;
             let approval = pending(attempt, &stage, kind)?;
             let (as_approver, note) = match authority {
@@ -308,10 +306,7 @@ pub(super) fn ask(
     effects: &mut Vec<Effect>,
 ) {
     let spec = &release.plan.stages[i];
-    let Some(approval_spec) = (match kind {
-        ApprovalKind::Pre => spec.pre_approval.as_ref(),
-        ApprovalKind::Post => spec.post_approval.as_ref(),
-    }) else {
+    let Some(approval_spec) = phase(spec, kind).0 else {
         return;
     };
     let stage = spec.name.clone();

@@ -2,7 +2,9 @@
 
 use crate::pipeline::ApprovalOrder;
 
-use super::{InvalidTransition, Step, attempt_no, finish_attempt, proceed, stage_index, wrong};
+use super::{
+    InvalidTransition, Step, attempt_no, finish_attempt, phase, proceed, stage_index, wrong,
+};
 use crate::core::event::{Effect, Event};
 use crate::core::model::*;
 
@@ -17,10 +19,7 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
         } => {
             let i = stage_index(release, &stage)?;
             let spec = &release.plan.stages[i];
-            let Some(gates) = (match kind {
-                ApprovalKind::Pre => spec.pre_gates.clone(),
-                ApprovalKind::Post => spec.post_gates.clone(),
-            }) else {
+            let Some(gates) = phase(spec, kind).1.cloned() else {
                 return Err(wrong(release, i, "evaluate gates it does not have"));
             };
             let attempt = attempt_no(release, i, number, "evaluate gates")?;

@@ -68,7 +68,7 @@ pub(super) mod approval;
 mod deployment;
 mod gates;
 
-use crate::pipeline::{ApprovalOrder, Trigger};
+use crate::pipeline::{ApprovalOrder, ApprovalSpec, GatesSpec, StageSpec, Trigger};
 
 use super::event::{Effect, Event};
 use super::model::*;
@@ -245,6 +245,14 @@ fn finish_attempt(attempt: &mut Attempt, state: StageState, reason: Option<Strin
     }
 }
 
+/// The stage's approval and gates in phase `kind` (pre- or post-deployment).
+fn phase(spec: &StageSpec, kind: ApprovalKind) -> (Option<&ApprovalSpec>, Option<&GatesSpec>) {
+    match kind {
+        ApprovalKind::Pre => (spec.pre_approval.as_ref(), spec.pre_gates.as_ref()),
+        ApprovalKind::Post => (spec.post_approval.as_ref(), spec.post_gates.as_ref()),
+    }
+}
+
 /// The next step of stage `i`'s current attempt in phase `kind`: the phase's approval and gates,
 /// in the order the stage sets, then the deployment (pre) or its end (post). A rollback skips
 /// both.
@@ -256,10 +264,8 @@ fn proceed(
     effects: &mut Vec<Effect>,
 ) {
     let spec = &release.plan.stages[i];
-    let (approval, gates) = match kind {
-        ApprovalKind::Pre => (spec.pre_approval.is_some(), spec.pre_gates.as_ref()),
-        ApprovalKind::Post => (spec.post_approval.is_some(), spec.post_gates.as_ref()),
-    };
+    let (approval, gates) = phase(spec, kind);
+    let approval = approval.is_some();
     let order = gates.map(|g| g.approvals);
     let timing = gates.map(|g| (g.delay.as_millis() as u64, g.timeout.as_millis() as u64));
     let Some(attempt) = release.stages[i].attempts.last() else {
