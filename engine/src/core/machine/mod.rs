@@ -1,9 +1,11 @@
 //! The release state machine: `apply`, its dispatch, the phase walker and advancing the graph.
 //! Pure transitions, no I/O, no clock (time arrives with every event).
 //!
-//! Every row below is a row of `ROWS` in `core/tests/table/`, which applies it to a fixture
-//! in that state; a sweep applies every other event to every fixture and expects
-//! [`InvalidTransition`] with the release unchanged.
+//! The table is mirrored by `ROWS` in `core/tests/table/`: every transition below has a row (a
+//! fixture in that state, the event, the state and effects it leads to), and a sweep applies
+//! every other event to every fixture and expects [`InvalidTransition`] with the release
+//! unchanged. Which branch of a phase runs (approval, gates, deploy) is followed in the other
+//! tests under `core/tests/`.
 //!
 //! ```text
 //! stage deployment (latest attempt)    event                              -> state               effects

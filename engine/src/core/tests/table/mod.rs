@@ -136,6 +136,25 @@ const ROWS: &[Row] = &[
     ("post-gates-late",     "gates-unhealthy",  Failed,             &["Rollback", FAILED]),
     ("post-gates-late",     "cancel",           Canceled,           CANCEL),
     ("post-gates-late",     "abandon",          Canceled,           ABANDON),
+    // Scheduled by an operator on a stage with a queue: at its time, it queues.
+    ("scheduled-in-queue",  "created",          Scheduled,          &[]),
+    ("scheduled-in-queue",  "due",              Queued,             &[]),
+    ("scheduled-in-queue",  "cancel",           Canceled,           CANCEL),
+    ("scheduled-in-queue",  "abandon",          Canceled,           ABANDON),
+    // Gates with the approval after them, at their timeout: passed or failed, alice decides.
+    ("gates-then-approval-late", "created",     EvaluatingGates,    &[]),
+    ("gates-then-approval-late", "gates-healthy", AwaitingApproval, &["RequestApproval(pre)"]),
+    ("gates-then-approval-late", "gates-unhealthy", AwaitingApproval, &["RequestApproval(pre)"]),
+    ("gates-then-approval-late", "cancel",      Canceled,           CANCEL),
+    ("gates-then-approval-late", "abandon",     Canceled,           ABANDON),
+    // qa's last task, prod after it on a cron schedule: qa's success schedules prod.
+    ("running-before-cron", "created",          InProgress,         &[]),
+    ("running-before-cron", "task-ok",          Succeeded,          &["Timer(Due)"]),
+    ("running-before-cron", "task-failed",      Failed,             &[FAILED]),
+    ("running-before-cron", "task-interrupted", Failed,             &[FAILED]),
+    ("running-before-cron", "task-restarted",   InProgress,         &["RunTask"]),
+    ("running-before-cron", "cancel",           Canceled,           CANCEL),
+    ("running-before-cron", "abandon",          Canceled,           ABANDON),
     // Terminal: a new attempt reopens the release.
     ("succeeded",           "created",          Succeeded,          &[]),
     ("succeeded",           "deploy",           InProgress,         &["Prepare"]),

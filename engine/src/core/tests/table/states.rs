@@ -20,6 +20,31 @@ fn pre_gates() -> Release {
     gated(&PRE_GATES.replace("min-healthy = \"1m\"\n", ""))
 }
 
+/// Pre-deployment gates whose approval (alice) comes after them, passed or not.
+fn approval_after_gates() -> Release {
+    let gates = PRE_GATES.replace(
+        "[stages.pre-gates]",
+        "[stages.pre-gates]\napprovals = \"after-gates\"",
+    );
+    gated(&format!(
+        "[stages.pre-approval]\napprovers = [\"alice\"]\n{gates}"
+    ))
+}
+
+/// `qa`, then `prod` on a cron schedule.
+const NIGHTLY: &str = r#"
+version = 1
+name = "nightly"
+[[stages]]
+name = "qa"
+[[stages.tasks]]
+plugin = "copy"
+[[stages]]
+name = "prod"
+after = ["qa"]
+schedule = { cron = "0 9 * * *", time-zone = "Europe/Berlin" }
+"#;
+
 /// Builds a fixture: the release, and the time events reach it.
 type Build = fn() -> (Release, u64);
 
@@ -109,6 +134,35 @@ pub(super) const FIXTURES: &[(&str, Build)] = &[
         let mut r = pre_gates();
         then(&mut r, Event::Created, NOW);
         (r, NOW + 10 * MINUTE)
+    }),
+    ("scheduled-in-queue", || {
+        let mut r = release(&MANUAL.replace(
+            "[[stages.tasks]]",
+            "queue = { policy = \"sequential\" }\n[[stages.tasks]]",
+        ));
+        then(&mut r, Event::Created, NOW);
+        let at = NOW + MINUTE;
+        then(
+            &mut r,
+            Event::Schedule {
+                stage: "hotfix".into(),
+                at,
+            },
+            NOW,
+        );
+        (r, at)
+    }),
+    ("gates-then-approval-late", || {
+        let mut r = approval_after_gates();
+        then(&mut r, Event::Created, NOW);
+        (r, NOW + 10 * MINUTE)
+    }),
+    ("running-before-cron", || {
+        let now = at("2026-03-28T06:00:00Z");
+        let mut r = release(NIGHTLY);
+        then(&mut r, Event::Created, now);
+        then(&mut r, prepared("qa"), now);
+        (r, now)
     }),
     ("post-gates-late", || {
         let mut r = gated(POST_GATES);
