@@ -1,5 +1,5 @@
 //! What a release is, as stored: the snapshot (plan, artifact versions, plugin digests) and the
-//! state of every stage deployment, task and approval. Plain data; `machine.rs` changes it.
+//! state of every stage deployment, task and approval. Plain data; `machine/` changes it.
 
 use serde::{Deserialize, Serialize};
 
@@ -384,5 +384,65 @@ impl Release {
     /// The stage called `name`.
     pub fn stage(&self, name: &str) -> Option<&StageRun> {
         self.stages.iter().find(|s| s.name == name)
+    }
+}
+
+/// What a new release is made of: the snapshot, before anything is started.
+#[derive(Debug, Clone)]
+pub struct NewRelease {
+    /// The pipeline as it is now.
+    pub plan: Plan,
+    /// Number within the pipeline.
+    pub number: u64,
+    /// Who creates it.
+    pub creator: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Artifact versions chosen.
+    pub artifacts: Vec<ChosenArtifact>,
+    /// Variables set at release time.
+    pub variables: Vec<(String, String)>,
+    /// Digest of every plugin the release uses (plugin reference -> `sha256:...`).
+    pub digests: Vec<(String, String)>,
+    /// When (Unix milliseconds).
+    pub created_at: u64,
+}
+
+impl Release {
+    /// A new release, with nothing started. Apply [`Event::Created`](super::Event::Created) to
+    /// start the stages that start with the release.
+    pub fn new(new: NewRelease) -> Self {
+        let NewRelease {
+            plan,
+            number,
+            creator,
+            description,
+            artifacts,
+            variables,
+            digests,
+            created_at,
+        } = new;
+        Self {
+            name: format!("{}-{number}", plan.name),
+            pipeline: plan.name.clone(),
+            number,
+            creator,
+            description,
+            created_at,
+            artifacts,
+            variables,
+            digests,
+            state: ReleaseState::Active,
+            stages: plan
+                .stages
+                .iter()
+                .map(|s| StageRun {
+                    name: s.name.clone(),
+                    attempts: Vec::new(),
+                })
+                .collect(),
+            revision: 0,
+            plan,
+        }
     }
 }

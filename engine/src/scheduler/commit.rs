@@ -3,7 +3,7 @@
 //! artifacts has its prepare folded into the same commit.
 
 use super::driver::TaskLog;
-use super::{Engine, EngineError, Observer, describe};
+use super::{Engine, EngineError, Observer};
 use crate::core::{self, Effect, Event, Release};
 use crate::store::{LogKey, Receipt, now_ms};
 
@@ -19,7 +19,7 @@ impl Engine {
         receipt: Option<Receipt>,
         observer: &dyn Observer,
     ) -> Result<Vec<Effect>, EngineError> {
-        let mut what = describe(release, &event);
+        let mut what = event.describe(release);
         // `apply` changes nothing on an invalid event. If the commit below fails, the caller
         // gets the error and drops this copy: the stored release stays the source of truth.
         let mut effects = core::apply(release, event, now_ms())?;
@@ -69,7 +69,7 @@ impl Engine {
                     reason,
                 },
             };
-            let more = describe(release, &event);
+            let more = event.describe(release);
             match core::apply(release, event, now_ms()) {
                 Ok(next) => {
                     what.push_str("; ");

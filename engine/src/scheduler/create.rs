@@ -79,16 +79,16 @@ impl Engine {
             &plan.name,
             &options.creator,
             |number| {
-                let mut release = Release::new(
-                    plan.clone(),
+                let mut release = Release::new(core::NewRelease {
+                    plan: plan.clone(),
                     number,
-                    options.creator.clone(),
-                    options.description.clone(),
+                    creator: options.creator.clone(),
+                    description: options.description.clone(),
                     artifacts,
-                    options.variables.clone(),
-                    digests.into_iter().collect(),
-                    now,
-                );
+                    variables: options.variables.clone(),
+                    digests: digests.into_iter().collect(),
+                    created_at: now,
+                });
                 // Start the first stages in the same commit; `drive` finds their effects
                 // through `core::recover`, exactly as after a restart.
                 if let Err(e) = core::apply(&mut release, Event::Created, now) {

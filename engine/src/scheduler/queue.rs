@@ -252,16 +252,16 @@ plugin = "/p/t.wasm"
         let plan = crate::pipeline::parse("web.toml", LATEST_ONLY, Path::new("/p"), "web")
             .unwrap_or_else(|e| panic!("{e}"))
             .plan;
-        let mut r = Release::new(
+        let mut r = Release::new(crate::core::NewRelease {
             plan,
             number,
-            "rita".into(),
-            None,
-            vec![],
-            vec![],
-            vec![],
-            at,
-        );
+            creator: "rita".into(),
+            description: None,
+            artifacts: vec![],
+            variables: vec![],
+            digests: vec![],
+            created_at: at,
+        });
         apply(&mut r, Event::Created, at).unwrap();
         r
     }
