@@ -14,8 +14,9 @@ use crate::scheduler::{Engine, Observer};
 use crate::store::LogKey;
 use crate::types::{LogEvent, LogLine};
 
+use super::ServiceError;
+use super::approvals::PendingIndex;
 use super::metrics::TaskTimes;
-use super::{PendingIndex, ServiceError};
 
 /// (release, stage, attempt, task).
 pub(super) type TaskKey = (String, String, u32, String);
