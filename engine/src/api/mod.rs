@@ -152,7 +152,7 @@ impl From<ServiceError> for ApiError {
                 e.body.diagnostics = Some(p.diagnostics.iter().map(ToString::to_string).collect());
                 e
             }
-            ServiceError::Internal(m) => Self::internal(m),
+            ServiceError::Internal(e) => Self::internal(e.detail()),
         }
     }
 }
@@ -460,7 +460,7 @@ where
     );
     match change(Some(receipt)).await {
         Ok(release) => Ok((status, Json(ReleaseView::of(&release))).into_response()),
-        Err(ServiceError::Internal(detail)) => Err(ApiError::internal(detail)),
+        Err(ServiceError::Internal(e)) => Err(ApiError::internal(e.detail())),
         Err(refused) => {
             // A refusal changed nothing; a retry gets the same refusal.
             let error = ApiError::from(refused);

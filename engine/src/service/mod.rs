@@ -22,9 +22,9 @@ use crate::store::Store;
 
 pub use approvals::{ApprovalView, DecisionRequest, approvals_of};
 pub use config::{Role, ServiceConfig, User, hash_token};
-pub use error::ServiceError;
+pub use error::{InternalError, NotReady, ServiceError, StartError};
 pub use live::LogFollow;
-pub use pipelines::Pipeline;
+pub use pipelines::{LoadPipelinesError, Pipeline, PipelineProblem};
 
 use approvals::PendingIndex;
 
@@ -45,17 +45,19 @@ pub struct Service {
 impl Service {
     /// Opens the store, loads and checks every pipeline in the pipelines directory, and
     /// resumes every unfinished release. Must run inside a tokio runtime.
-    pub fn start(mut config: ServiceConfig) -> Result<Arc<Self>, String> {
-        let store = Store::open(&config.data_dir).map_err(|e| e.to_string())?;
+    pub fn start(mut config: ServiceConfig) -> Result<Arc<Self>, StartError> {
+        let store = Store::open(&config.data_dir).map_err(StartError::Store)?;
         // Grants and workspaces need absolute paths.
         for dir in [&mut config.data_dir, &mut config.pipelines] {
-            *dir = std::fs::canonicalize(&*dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            *dir = std::fs::canonicalize(&*dir).map_err(|source| StartError::Dir {
+                dir: dir.clone(),
+                source,
+            })?;
         }
         let host = PluginHost::new(HostConfig {
             cache_dir: Some(config.data_dir.join("compiled")),
             ..HostConfig::default()
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         let engine = Arc::new(Engine::new(store, Arc::new(host), config.data_dir.clone()));
         let service = Arc::new(Self {
             engine,
@@ -78,7 +80,7 @@ impl Service {
             .engine
             .store()
             .releases()
-            .map_err(|e| e.to_string())?
+            .map_err(StartError::Releases)?
         {
             service.pending.update(&release);
         }
@@ -93,7 +95,7 @@ impl Service {
                     changed: service.changed.clone(),
                 }),
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(StartError::Resume)?;
         triggers::spawn(&service);
         service.ready.store(true, Ordering::SeqCst);
         Ok(service)
@@ -110,12 +112,12 @@ impl Service {
     }
 
     /// Whether the service takes work: recovered, and the store commits.
-    pub fn ready(&self) -> Result<(), String> {
+    pub fn ready(&self) -> Result<(), NotReady> {
         if !self.ready.load(Ordering::SeqCst) {
-            return Err("recovering unfinished releases".into());
+            return Err(NotReady::Recovering);
         }
         if !self.store().can_commit() {
-            return Err("the store cannot commit".into());
+            return Err(NotReady::StoreCannotCommit);
         }
         Ok(())
     }

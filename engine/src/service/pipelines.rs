@@ -4,8 +4,61 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{Service, ServiceError};
-use crate::pipeline::{self, Loaded};
+use super::{InternalError, Service, ServiceError};
+use crate::pipeline::{self, Loaded, PipelineError};
+use crate::store::StoreError;
+
+/// Why the pipelines directory did not load at start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadPipelinesError {
+    /// The directory could not be read.
+    #[error("pipelines directory {}", dir.display())]
+    Dir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A pipeline's file could not be read.
+    #[error("{}", file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A pipeline could not be stored.
+    #[error(transparent)]
+    Store(StoreError),
+    /// Pipelines are invalid: every problem, one a line.
+    #[error("{}", lines(.0))]
+    Invalid(Vec<PipelineProblem>),
+}
+
+/// One pipeline in the directory that does not load.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineProblem {
+    /// It does not parse, validate, or its plugins do not fit.
+    #[error(transparent)]
+    Invalid(PipelineError),
+    /// Two files define the same pipeline.
+    #[error("{} and {} both define pipeline `{name}`: give one another `name`", first.display(), second.display())]
+    Duplicate {
+        /// The name both use.
+        name: String,
+        /// The file loaded first.
+        first: PathBuf,
+        /// The other one.
+        second: PathBuf,
+    },
+}
+
+fn lines(problems: &[PipelineProblem]) -> String {
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    lines.join("\n")
+}
 
 /// A pipeline the service serves.
 #[derive(Debug, Clone)]
@@ -23,10 +76,12 @@ pub struct Pipeline {
 }
 
 impl Service {
-    pub(super) fn load_pipelines(&self) -> Result<(), String> {
+    pub(super) fn load_pipelines(&self) -> Result<(), LoadPipelinesError> {
         let dir = &self.config.pipelines;
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| format!("pipelines directory {}: {e}", dir.display()))?;
+        let entries = std::fs::read_dir(dir).map_err(|source| LoadPipelinesError::Dir {
+            dir: dir.clone(),
+            source,
+        })?;
         let mut files: Vec<PathBuf> = entries
             .filter_map(Result::ok)
             .map(|e| e.path())
@@ -47,20 +102,24 @@ impl Service {
                 // Not a pipeline (no `version`, no stages): another kind of TOML file.
                 Err(_) if !looks_like_pipeline(&file) => continue,
                 Err(e) => {
-                    problems.push(e.to_string());
+                    problems.push(PipelineProblem::Invalid(e));
                     continue;
                 }
             };
             if let Err(e) = pipeline::check_plugins(&loaded, self.engine.host()) {
-                problems.push(e.to_string());
+                problems.push(PipelineProblem::Invalid(e));
                 continue;
             }
             let name = loaded.plan.name.clone();
-            let source = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+            let source =
+                std::fs::read_to_string(&file).map_err(|source| LoadPipelinesError::Read {
+                    file: file.clone(),
+                    source,
+                })?;
             let version = self
                 .store()
                 .put_pipeline(&name, &source, "file")
-                .map_err(|e| e.to_string())?
+                .map_err(LoadPipelinesError::Store)?
                 .version;
             let pipeline = Pipeline {
                 name: name.clone(),
@@ -70,15 +129,15 @@ impl Service {
                 loaded,
             };
             if let Some(other) = pipelines.insert(name.clone(), pipeline) {
-                problems.push(format!(
-                    "{} and {} both define pipeline `{name}`: give one another `name`",
-                    other.file.display(),
-                    file.display()
-                ));
+                problems.push(PipelineProblem::Duplicate {
+                    name,
+                    first: other.file,
+                    second: file,
+                });
             }
         }
         if !problems.is_empty() {
-            return Err(problems.join("\n"));
+            return Err(LoadPipelinesError::Invalid(problems));
         }
         *self.pipelines.write().unwrap_or_else(|e| e.into_inner()) = pipelines;
         Ok(())
@@ -128,11 +187,14 @@ impl Service {
         let aside = file.with_extension("toml.new");
         std::fs::write(&aside, source)
             .and_then(|()| std::fs::rename(&aside, &file))
-            .map_err(|e| ServiceError::Internal(format!("writing {}: {e}", file.display())))?;
+            .map_err(|source| InternalError::WritePipeline {
+                path: file.clone(),
+                source,
+            })?;
         let version = self
             .store()
             .put_pipeline(name, source, by)
-            .map_err(|e| ServiceError::Internal(e.to_string()))?
+            .map_err(InternalError::Store)?
             .version;
         let pipeline = Pipeline {
             name: name.to_owned(),

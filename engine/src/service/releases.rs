@@ -1,7 +1,7 @@
 //! Releases through the service: creating one (and starting to drive it), reading one,
 //! submitting deploy/cancel/abandon, and following a task's log.
 
-use super::{LogFollow, Service, ServiceError, User};
+use super::{InternalError, LogFollow, Service, ServiceError, User};
 use crate::core::{Event, Release};
 use crate::scheduler::CreateOptions;
 use crate::store::{LogKey, Receipt};
@@ -29,7 +29,7 @@ impl Service {
     pub fn release(&self, name: &str) -> Result<Release, ServiceError> {
         self.store()
             .release(name)
-            .map_err(|e| ServiceError::Internal(e.to_string()))?
+            .map_err(InternalError::Store)?
             .ok_or_else(|| ServiceError::NotFound(format!("there is no release `{name}`")))
     }
 
