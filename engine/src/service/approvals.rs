@@ -1,13 +1,13 @@
 //! Approvals through the service: the views approvers look for, the index of pending ones kept
 //! current from the engine's commits (and brought up to the audit trail by `sync_views`),
-//! decisions and reassignments as driver commands, and the authority they are made on.
+//! decisions and reassignments as driver commands (who may make them is the core's rule).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
 use serde::Serialize;
 
-use super::{Role, Service, ServiceError, User};
+use super::{Service, ServiceError, User};
 use crate::core::{Approval, ApprovalKind, ApprovalState, Authority, Event, Release, approval_id};
 use crate::scheduler::Observer;
 use crate::store::Receipt;
@@ -134,16 +134,30 @@ impl Observer for PendingIndex {
 }
 
 /// A decision, as an approver makes it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DecisionRequest {
     /// Approve or reject.
     pub approve: bool,
     /// Why.
     pub comment: String,
-    /// Decide for every approver (admins only).
-    pub override_approvers: bool,
+    /// On what authority. The caller has checked the coarse role it takes (approver;
+    /// admin for [`Authority::Override`]); the core decides whether this user may decide this
+    /// approval.
+    pub authority: Authority,
     /// Deploy at this time (Unix milliseconds).
     pub defer_until: Option<u64>,
+}
+
+impl Default for DecisionRequest {
+    /// A rejection without a comment, as a listed approver.
+    fn default() -> Self {
+        Self {
+            approve: false,
+            comment: String::new(),
+            authority: Authority::Approver,
+            defer_until: None,
+        }
+    }
 }
 
 impl Service {
@@ -206,8 +220,9 @@ impl Service {
             .ok_or_else(missing)
     }
 
-    /// Decides an approval as `user`. Approval rules are checked by the core at the moment the
-    /// decision applies, in order with everything else that happens to the release.
+    /// Decides an approval as `user`. Whether `user` may (listed, not the release's creator,
+    /// in turn, not decided already) and whether it is still pending, the core decides at the
+    /// moment the decision applies, in order with everything else that happens to the release.
     pub async fn decide(
         &self,
         id: &str,
@@ -216,7 +231,6 @@ impl Service {
         receipt: Option<Receipt>,
     ) -> Result<Release, ServiceError> {
         let view = self.approval(id)?;
-        let authority = self.authority(user, decision.override_approvers)?;
         let event = Event::Decide {
             stage: view.stage.clone(),
             attempt: view.attempt,
@@ -225,24 +239,24 @@ impl Service {
             groups: user.groups.clone(),
             approve: decision.approve,
             comment: decision.comment,
-            authority,
+            authority: decision.authority,
             defer_until: decision.defer_until,
         };
         self.decided(&view, event, user, receipt).await
     }
 
-    /// Hands an approval to `to` (a user or `group:NAME`).
+    /// Hands an approval to `to` (a user or `group:NAME`), on `authority` (see
+    /// [`DecisionRequest::authority`]).
     pub async fn reassign(
         &self,
         id: &str,
         user: &User,
         to: String,
         comment: String,
-        override_approvers: bool,
+        authority: Authority,
         receipt: Option<Receipt>,
     ) -> Result<Release, ServiceError> {
         let view = self.approval(id)?;
-        let authority = self.authority(user, override_approvers)?;
         if to.trim().is_empty() {
             return Err(ServiceError::Invalid(
                 "`to` names nobody: give a user or group:NAME".into(),
@@ -261,21 +275,9 @@ impl Service {
         self.decided(&view, event, user, receipt).await
     }
 
-    fn authority(&self, user: &User, override_approvers: bool) -> Result<Authority, ServiceError> {
-        match (override_approvers, user.has(Role::Admin)) {
-            (true, true) => Ok(Authority::Override),
-            (true, false) => Err(ServiceError::Forbidden(format!(
-                "{} is not an admin: only admins may override approvers",
-                user.name
-            ))),
-            (false, _) if user.has(Role::Approver) => Ok(Authority::Approver),
-            (false, _) => Err(ServiceError::Forbidden(format!(
-                "{} does not have the approver role",
-                user.name
-            ))),
-        }
-    }
-
+    /// Submits a decision or reassignment on `view`. The one thing refused here is what the
+    /// core cannot tell: an id superseded by a reassignment names its stage, attempt and kind,
+    /// which the event would take to the approval that replaced it.
     async fn decided(
         &self,
         view: &ApprovalView,
@@ -283,14 +285,10 @@ impl Service {
         user: &User,
         receipt: Option<Receipt>,
     ) -> Result<Release, ServiceError> {
-        if view.approval.state != ApprovalState::Pending {
+        if view.approval.state == ApprovalState::Reassigned {
             return Err(ServiceError::Conflict(format!(
-                "approval {} is {}",
-                view.id,
-                serde_json::to_value(view.approval.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
+                "approval {} is reassigned",
+                view.id
             )));
         }
         self.submit(&view.release, event, user, receipt).await
