@@ -30,8 +30,10 @@ pub enum ServiceError {
     /// A pipeline is invalid (422), with every diagnostic.
     #[error("{0}")]
     Pipeline(PipelineError),
-    /// Something broke inside (500; details go to the log only).
-    #[error("something broke inside the service")]
+    /// Something broke inside (500; details go to the log only). It reads as its cause's first
+    /// line, for logs that print only `{e}` (the log streams); `InternalError::detail` tells the
+    /// whole chain.
+    #[error("internal error: {0}")]
     Internal(#[from] InternalError),
 }
 
