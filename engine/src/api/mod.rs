@@ -35,7 +35,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::core::{ApprovalState, Event, Release, ReleaseState};
+use crate::core::{ApprovalState, Authority, Event, Release, ReleaseState};
 use crate::scheduler::CreateOptions;
 use crate::service::{
     ApprovalView, DecisionRequest, Role, Service, ServiceError, User, hash_token,
@@ -152,7 +152,7 @@ impl From<ServiceError> for ApiError {
                 e.body.diagnostics = Some(p.diagnostics.iter().map(ToString::to_string).collect());
                 e
             }
-            ServiceError::Internal(m) => Self::internal(m),
+            ServiceError::Internal(e) => Self::internal(e.detail()),
         }
     }
 }
@@ -457,7 +457,7 @@ where
     });
     match change(Some(receipt)).await {
         Ok(release) => Ok((status, Json(ReleaseView::of(&release))).into_response()),
-        Err(ServiceError::Internal(detail)) => Err(ApiError::internal(detail)),
+        Err(ServiceError::Internal(e)) => Err(ApiError::internal(e.detail())),
         Err(refused) => {
             // A refusal changed nothing; a retry gets the same refusal.
             let error = ApiError::from(refused);
@@ -1163,7 +1163,7 @@ async fn decide(
     let decision = DecisionRequest {
         approve,
         comment: request.comment,
-        override_approvers: request.override_approvers,
+        authority: approval_authority(&user, request.override_approvers)?,
         defer_until,
     };
     let service = &app.service;
@@ -1249,6 +1249,7 @@ async fn reassign(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request: Reassign = parse(&body)?;
+    let authority = approval_authority(&user, request.override_approvers)?;
     let fingerprint = format!("reassign {id} {}", String::from_utf8_lossy(&body));
     let service = &app.service;
     let result = mutate(
@@ -1257,19 +1258,29 @@ async fn reassign(
         &headers,
         &fingerprint,
         StatusCode::OK,
-        |receipt| {
-            service.reassign(
-                &id,
-                &user,
-                request.to,
-                request.comment,
-                request.override_approvers,
-                receipt,
-            )
-        },
+        |receipt| service.reassign(&id, &user, request.to, request.comment, authority, receipt),
     )
     .await;
     with_approval_state(&app, &id, result)
+}
+
+/// The authority a decision or reassignment is made on, from the user's coarse roles: an
+/// approver's own, or with `override` an admin's for every approver. Whether this user may
+/// decide this approval (listed, not the release's creator, in turn) is the core's rule.
+fn approval_authority(user: &User, override_approvers: bool) -> Result<Authority, ApiError> {
+    let forbidden = |why: String| ApiError::new(StatusCode::FORBIDDEN, why);
+    match (override_approvers, user.has(Role::Admin)) {
+        (true, true) => Ok(Authority::Override),
+        (true, false) => Err(forbidden(format!(
+            "{} is not an admin: only admins may override approvers",
+            user.name
+        ))),
+        (false, _) if user.has(Role::Approver) => Ok(Authority::Approver),
+        (false, _) => Err(forbidden(format!(
+            "{} does not have the approver role",
+            user.name
+        ))),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let grace = config.limits.shutdown_grace;
-        let service = Service::start(config).map_err(anyhow::Error::msg)?;
+        let service = Service::start(config)?;
         let address = listener.local_addr()?;
         // Tests and scripts wait for this line.
         eprintln!("sluice: serving on http://{address}");

@@ -14,8 +14,9 @@ use crate::scheduler::{Engine, Observer};
 use crate::store::LogKey;
 use crate::types::{LogEvent, LogLine};
 
+use super::approvals::PendingIndex;
 use super::metrics::TaskTimes;
-use super::{PendingIndex, ServiceError};
+use super::{InternalError, ServiceError};
 
 /// (release, stage, attempt, task).
 pub(super) type TaskKey = (String, String, u32, String);
@@ -175,7 +176,7 @@ impl LogFollow {
         self.engine
             .store()
             .log(&key)
-            .map_err(|e| ServiceError::Internal(e.to_string()))
+            .map_err(|e| InternalError::Store(e).into())
     }
 
     /// The next line, waiting for the task to write it; `None` once the task has ended and

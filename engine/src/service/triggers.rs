@@ -14,14 +14,33 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use super::{Service, ServiceError};
+use super::{InternalError, Service, ServiceError};
 use crate::pipeline::{ContinuousTrigger, Plan, ReleaseTriggers, Schedule};
 use crate::scheduler::CreateOptions;
+use crate::scheduler::EngineError;
+use crate::store::StoreError;
 use crate::store::{Receipt, now_ms};
 use crate::types::Version;
 
 /// The longest the trigger loop sleeps, so that a pipeline changed through the API is picked up.
 const TICK_MS: u64 = 1_000;
+
+/// Why a release trigger did not do its work (the trigger loop logs it and tries again later).
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// The continuous trigger names an artifact the pipeline does not have.
+    #[error("no artifact `{0}`")]
+    NoArtifact(String),
+    /// The artifact's source did not list its versions.
+    #[error(transparent)]
+    Versions(EngineError),
+    /// A receipt could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The release could not be created.
+    #[error(transparent)]
+    Create(Box<ServiceError>),
+}
 
 /// When each pipeline's triggers are due next, for the triggers as they were then.
 struct Due {
@@ -109,17 +128,17 @@ impl Service {
         &self,
         plan: &Plan,
         cd: &ContinuousTrigger,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, TriggerError> {
         let spec = plan
             .artifacts
             .iter()
             .find(|a| a.alias == cd.artifact)
-            .ok_or_else(|| format!("no artifact `{}`", cd.artifact))?;
+            .ok_or_else(|| TriggerError::NoArtifact(cd.artifact.clone()))?;
         let versions = self
             .engine
             .versions(plan, spec)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(TriggerError::Versions)?;
         let wanted: Vec<&Version> = versions
             .iter()
             .filter(|v| cd.branch.is_none() || v.branch == cd.branch)
@@ -128,16 +147,16 @@ impl Service {
         let store = self.store();
         let known = |key: &str| store.receipt(key).map(|r| r.is_some());
         let baseline = seen_key(&plan.name, &cd.artifact, None);
-        let first = !known(&baseline).map_err(|e| e.to_string())?;
+        let first = !known(&baseline)?;
         let mut created = Vec::new();
         // Oldest first; on the first poll only the newest is new.
         for (age, version) in wanted.iter().enumerate().rev() {
             let key = seen_key(&plan.name, &cd.artifact, Some(&version.id));
-            if known(&key).map_err(|e| e.to_string())? {
+            if known(&key)? {
                 continue;
             }
             if first && age > 0 {
-                store.put_receipt(&key, b"").map_err(|e| e.to_string())?;
+                store.put_receipt(&key, b"")?;
                 continue;
             }
             let options = CreateOptions {
@@ -152,14 +171,12 @@ impl Service {
             let release = self
                 .create_release(&plan.name, options, Some(receipt(key)))
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| TriggerError::Create(Box::new(e)))?;
             tracing::info!(pipeline = %plan.name, release = %release.name, "created for {} {}", cd.artifact, version.id);
             created.push(release.name);
         }
         if first {
-            store
-                .put_receipt(&baseline, b"")
-                .map_err(|e| e.to_string())?;
+            store.put_receipt(&baseline, b"")?;
         }
         Ok(created)
     }
@@ -174,7 +191,7 @@ impl Service {
         })?;
         self.fire(&plan, schedule, at)
             .await
-            .map_err(ServiceError::Internal)
+            .map_err(|e| InternalError::Trigger(e).into())
     }
 
     async fn fire(
@@ -182,14 +199,9 @@ impl Service {
         plan: &Plan,
         schedule: &Schedule,
         at: u64,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, TriggerError> {
         let key = format!("\ntrigger\n{}\nschedule\n{at}", plan.name);
-        if self
-            .store()
-            .receipt(&key)
-            .map_err(|e| e.to_string())?
-            .is_some()
-        {
+        if self.store().receipt(&key)?.is_some() {
             return Ok(None);
         }
         // On the zone's wall clock, as the schedule is written.
@@ -206,7 +218,7 @@ impl Service {
         let release = self
             .create_release(&plan.name, options, Some(receipt(key)))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| TriggerError::Create(Box::new(e)))?;
         Ok(Some(release.name))
     }
 }

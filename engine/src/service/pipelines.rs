@@ -1,0 +1,222 @@
+//! The pipelines the service serves: loaded from the pipelines directory at start, checked,
+//! replaced through the API (every version kept in the store, the file rewritten atomically).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{InternalError, Service, ServiceError};
+use crate::pipeline::{self, Loaded, PipelineError};
+use crate::store::StoreError;
+
+/// Why the pipelines directory did not load at start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadPipelinesError {
+    /// The directory could not be read.
+    #[error("pipelines directory {}", dir.display())]
+    Dir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A pipeline's file could not be read.
+    #[error("{}", file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A pipeline could not be stored.
+    #[error(transparent)]
+    Store(StoreError),
+    /// Pipelines are invalid: every problem, one a line.
+    #[error("{}", lines(.0))]
+    Invalid(Vec<PipelineProblem>),
+}
+
+/// One pipeline in the directory that does not load.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineProblem {
+    /// It does not parse, validate, or its plugins do not fit.
+    #[error(transparent)]
+    Invalid(PipelineError),
+    /// Two files define the same pipeline.
+    #[error("{} and {} both define pipeline `{name}`: give one another `name`", first.display(), second.display())]
+    Duplicate {
+        /// The name both use.
+        name: String,
+        /// The file loaded first.
+        first: PathBuf,
+        /// The other one.
+        second: PathBuf,
+    },
+}
+
+fn lines(problems: &[PipelineProblem]) -> String {
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    lines.join("\n")
+}
+
+/// A pipeline the service serves.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// Name.
+    pub name: String,
+    /// The stored version it is.
+    pub version: u64,
+    /// Its file in the pipelines directory.
+    pub file: PathBuf,
+    /// Its TOML text.
+    pub source: String,
+    /// Parsed and validated.
+    pub loaded: Loaded,
+}
+
+impl Service {
+    pub(super) fn load_pipelines(&self) -> Result<(), LoadPipelinesError> {
+        let dir = &self.config.pipelines;
+        let entries = std::fs::read_dir(dir).map_err(|source| LoadPipelinesError::Dir {
+            dir: dir.clone(),
+            source,
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter_map(|p| {
+                if p.is_dir() {
+                    Some(p.join("pipeline.toml")).filter(|f| f.is_file())
+                } else {
+                    (p.extension().is_some_and(|e| e == "toml")).then_some(p)
+                }
+            })
+            .collect();
+        files.sort();
+        let mut problems = Vec::new();
+        let mut pipelines = BTreeMap::new();
+        for file in files {
+            let loaded = match pipeline::load(&file) {
+                Ok(loaded) => loaded,
+                // Not a pipeline (no `version`, no stages): another kind of TOML file.
+                Err(_) if !looks_like_pipeline(&file) => continue,
+                Err(e) => {
+                    problems.push(PipelineProblem::Invalid(e));
+                    continue;
+                }
+            };
+            if let Err(e) = pipeline::check_plugins(&loaded, self.engine.host()) {
+                problems.push(PipelineProblem::Invalid(e));
+                continue;
+            }
+            let name = loaded.plan.name.clone();
+            let source =
+                std::fs::read_to_string(&file).map_err(|source| LoadPipelinesError::Read {
+                    file: file.clone(),
+                    source,
+                })?;
+            let version = self
+                .store()
+                .put_pipeline(&name, &source, "file")
+                .map_err(LoadPipelinesError::Store)?
+                .version;
+            let pipeline = Pipeline {
+                name: name.clone(),
+                version,
+                file: file.clone(),
+                source,
+                loaded,
+            };
+            if let Some(other) = pipelines.insert(name.clone(), pipeline) {
+                problems.push(PipelineProblem::Duplicate {
+                    name,
+                    first: other.file,
+                    second: file,
+                });
+            }
+        }
+        if !problems.is_empty() {
+            return Err(LoadPipelinesError::Invalid(problems));
+        }
+        *self.pipelines.write().unwrap_or_else(|e| e.into_inner()) = pipelines;
+        Ok(())
+    }
+
+    /// Every pipeline.
+    pub fn pipelines(&self) -> Vec<Pipeline> {
+        let pipelines = self.pipelines.read().unwrap_or_else(|e| e.into_inner());
+        pipelines.values().cloned().collect()
+    }
+
+    /// The pipeline called `name`.
+    pub fn pipeline(&self, name: &str) -> Result<Pipeline, ServiceError> {
+        let pipelines = self.pipelines.read().unwrap_or_else(|e| e.into_inner());
+        pipelines
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound(format!("there is no pipeline `{name}`")))
+    }
+
+    /// Parses and checks `source` as pipeline `name` without saving it.
+    pub fn validate_pipeline(&self, name: &str, source: &str) -> Result<Loaded, ServiceError> {
+        let file = self.pipeline_file(name);
+        let dir = file.parent().unwrap_or(Path::new("."));
+        let shown = format!("{name}.toml");
+        let loaded = pipeline::parse(&shown, source, dir, name).map_err(ServiceError::Pipeline)?;
+        if loaded.plan.name != name {
+            return Err(ServiceError::Invalid(format!(
+                "the pipeline says name = \"{}\" but was sent to /pipelines/{name}: make them the same",
+                loaded.plan.name
+            )));
+        }
+        pipeline::check_plugins(&loaded, self.engine.host()).map_err(ServiceError::Pipeline)?;
+        Ok(loaded)
+    }
+
+    /// Validates `source` and makes it pipeline `name`'s next version: stored, and written to
+    /// its file (atomically). Releases already created keep their snapshot.
+    pub fn put_pipeline(
+        &self,
+        name: &str,
+        source: &str,
+        by: &str,
+    ) -> Result<Pipeline, ServiceError> {
+        let loaded = self.validate_pipeline(name, source)?;
+        let file = self.pipeline_file(name);
+        let aside = file.with_extension("toml.new");
+        std::fs::write(&aside, source)
+            .and_then(|()| std::fs::rename(&aside, &file))
+            .map_err(|source| InternalError::WritePipeline {
+                path: file.clone(),
+                source,
+            })?;
+        let version = self
+            .store()
+            .put_pipeline(name, source, by)
+            .map_err(InternalError::Store)?
+            .version;
+        let pipeline = Pipeline {
+            name: name.to_owned(),
+            version,
+            file,
+            source: source.to_owned(),
+            loaded,
+        };
+        let mut pipelines = self.pipelines.write().unwrap_or_else(|e| e.into_inner());
+        pipelines.insert(name.to_owned(), pipeline.clone());
+        Ok(pipeline)
+    }
+
+    fn pipeline_file(&self, name: &str) -> PathBuf {
+        let pipelines = self.pipelines.read().unwrap_or_else(|e| e.into_inner());
+        pipelines
+            .get(name)
+            .map(|p| p.file.clone())
+            .unwrap_or_else(|| self.config.pipelines.join(format!("{name}.toml")))
+    }
+}
+
+fn looks_like_pipeline(file: &Path) -> bool {
+    std::fs::read_to_string(file).is_ok_and(|t| t.contains("[[stages]]") || t.contains("version"))
+}
