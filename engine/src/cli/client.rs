@@ -12,12 +12,19 @@ pub(super) struct Server {
     /// The Sluice server.
     #[arg(long, env = "SLUICE_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
-    /// The API token.
-    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    token: Token,
     /// How to print results.
     #[arg(long, value_enum, default_value = "table")]
     pub(super) output: Output,
+}
+
+/// `--token`, for [`Server`] and [`Remote`] alike.
+#[derive(Debug, Args)]
+struct Token {
+    /// The API token.
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -32,9 +39,8 @@ pub(super) struct Remote {
     /// Ask this Sluice server instead of working on the local data directory.
     #[arg(long, env = "SLUICE_SERVER")]
     server: Option<String>,
-    /// The API token.
-    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    token: Token,
 }
 
 impl Remote {
@@ -50,7 +56,7 @@ impl Remote {
 
 impl Server {
     pub(super) fn client(&self) -> anyhow::Result<Client> {
-        Client::new(&self.server, self.token.clone()).map_err(anyhow::Error::msg)
+        Client::new(&self.server, self.token.token.clone()).map_err(anyhow::Error::msg)
     }
 }
 

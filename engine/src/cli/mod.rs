@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod approve;
+mod args;
 mod client;
 mod live;
 mod plugin;
@@ -85,7 +87,7 @@ enum Command {
         stage: String,
         /// How approvals are decided (locally).
         #[arg(long, value_enum, default_value = "ask")]
-        approve: release::ApproveMode,
+        approve: approve::ApproveMode,
         /// With --server: deploy at this time (RFC 3339, e.g. 2026-11-24T06:00:00Z) instead
         /// of now.
         #[arg(long, value_name = "TIME")]

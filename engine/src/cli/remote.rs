@@ -2,27 +2,22 @@
 //! `cancel`, `break-glass` and `logs` given `--server`.
 
 use anyhow::bail;
-use clap::{Args, Subcommand};
+use clap::{Arg, Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::Exit;
+use super::args::ReleaseInputs;
 use super::client::{Output, Server, call, follow_events, print, refused, runtime};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ReleaseCommand {
     /// Create a release of a pipeline on the server.
+    #[command(mut_args(create_help))]
     Create {
         /// Pipeline name.
         pipeline: String,
-        /// `alias=version`.
-        #[arg(long = "artifact", value_name = "ALIAS=VERSION")]
-        artifacts: Vec<String>,
-        /// `name=value`.
-        #[arg(long = "var", value_name = "NAME=VALUE")]
-        vars: Vec<String>,
-        /// Free text.
-        #[arg(long)]
-        description: Option<String>,
+        #[command(flatten)]
+        inputs: ReleaseInputs,
         #[command(flatten)]
         server: Server,
     },
@@ -35,19 +30,28 @@ pub(super) enum ReleaseCommand {
         server: Server,
     },
     /// Show one release.
-    Show {
-        /// Release name.
-        release: String,
-        #[command(flatten)]
-        server: Server,
-    },
+    Show(ReleaseArgs),
     /// Abandon a release.
-    Abandon {
-        /// Release name.
-        release: String,
-        #[command(flatten)]
-        server: Server,
-    },
+    Abandon(ReleaseArgs),
+}
+
+/// `release create` words the help of the [`ReleaseInputs`] flags shorter than `sluice run`.
+fn create_help(arg: Arg) -> Arg {
+    match arg.get_id().as_str() {
+        "artifacts" => arg.help("`alias=version`"),
+        "vars" => arg.help("`name=value`"),
+        "description" => arg.help("Free text"),
+        _ => arg,
+    }
+}
+
+/// One release on the server.
+#[derive(Debug, Args)]
+pub(super) struct ReleaseArgs {
+    /// Release name.
+    release: String,
+    #[command(flatten)]
+    server: Server,
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,25 +73,29 @@ pub(super) enum ApprovalsCommand {
     Reject(DecideArgs),
     /// Hand an approval to another user or group.
     Reassign {
-        /// Approval id (see `sluice approvals list`).
-        id: String,
+        #[command(flatten)]
+        approval: Approval,
         /// The new approver: a user or `group:NAME`.
         to: String,
-        /// Why.
-        #[arg(long, short, default_value = "")]
-        comment: String,
         #[command(flatten)]
         server: Server,
     },
 }
 
+/// Which approval, and why it is decided or handed on.
 #[derive(Debug, Args)]
-pub(super) struct DecideArgs {
+pub(super) struct Approval {
     /// Approval id (see `sluice approvals list`).
     id: String,
     /// Why.
     #[arg(long, short, default_value = "")]
     comment: String,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct DecideArgs {
+    #[command(flatten)]
+    approval: Approval,
     /// Decide for every approver (admins; audited as an override).
     #[arg(long = "override")]
     override_approvers: bool,
@@ -98,11 +106,12 @@ pub(super) struct DecideArgs {
     server: Server,
 }
 
-fn pairs(items: &[String], flag: &str) -> anyhow::Result<serde_json::Map<String, Value>> {
-    Ok(super::release::pairs(items, flag)?
+/// Pairs as the JSON object the API takes.
+fn object(pairs: Vec<(String, String)>) -> serde_json::Map<String, Value> {
+    pairs
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
-        .collect())
+        .collect()
 }
 
 fn print_release(release: &Value) {
@@ -133,15 +142,13 @@ pub(super) fn release(command: ReleaseCommand) -> anyhow::Result<Exit> {
     match command {
         ReleaseCommand::Create {
             pipeline,
-            artifacts,
-            vars,
-            description,
+            inputs,
             server,
         } => {
             let body = json!({
-                "artifacts": pairs(&artifacts, "--artifact")?,
-                "variables": pairs(&vars, "--var")?,
-                "description": description,
+                "artifacts": object(inputs.artifacts()?),
+                "variables": object(inputs.variables()?),
+                "description": inputs.description,
             });
             let path = format!("/api/v1/pipelines/{pipeline}/releases");
             let release = call(&server, "POST", &path, Some(body))?;
@@ -161,11 +168,11 @@ pub(super) fn release(command: ReleaseCommand) -> anyhow::Result<Exit> {
                 }
             });
         }
-        ReleaseCommand::Show { release, server } => {
+        ReleaseCommand::Show(ReleaseArgs { release, server }) => {
             let release = call(&server, "GET", &format!("/api/v1/releases/{release}"), None)?;
             print(&server, &release, print_release);
         }
-        ReleaseCommand::Abandon { release, server } => {
+        ReleaseCommand::Abandon(ReleaseArgs { release, server }) => {
             let path = format!("/api/v1/releases/{release}/abandon");
             let release = call(&server, "POST", &path, Some(json!({})))?;
             print(&server, &release, print_release);
@@ -208,9 +215,8 @@ pub(super) fn approvals(command: ApprovalsCommand) -> anyhow::Result<Exit> {
         ApprovalsCommand::Approve(args) => decide(args, "approve")?,
         ApprovalsCommand::Reject(args) => decide(args, "reject")?,
         ApprovalsCommand::Reassign {
-            id,
+            approval: Approval { id, comment },
             to,
-            comment,
             server,
         } => {
             let path = format!("/api/v1/approvals/{id}/reassign");
@@ -227,8 +233,8 @@ pub(super) fn approvals(command: ApprovalsCommand) -> anyhow::Result<Exit> {
 }
 
 fn decide(args: DecideArgs, verb: &str) -> anyhow::Result<()> {
-    let path = format!("/api/v1/approvals/{}/{verb}", args.id);
-    let mut body = json!({"comment": args.comment, "override": args.override_approvers});
+    let path = format!("/api/v1/approvals/{}/{verb}", args.approval.id);
+    let mut body = json!({"comment": args.approval.comment, "override": args.override_approvers});
     if let Some(time) = args.defer_until {
         body["defer-until"] = Value::String(time);
     }
