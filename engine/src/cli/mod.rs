@@ -8,10 +8,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod approve;
+mod args;
+mod client;
 mod live;
 mod plugin;
 mod release;
 mod remote;
+mod serve;
+mod token;
 
 /// Sluice: release pipelines whose every task is a sandboxed WebAssembly component.
 #[derive(Debug, Parser)]
@@ -71,7 +76,7 @@ enum Command {
         #[command(flatten)]
         data: release::DataDir,
         #[command(flatten)]
-        remote: remote::Remote,
+        remote: client::Remote,
     },
     /// Deploy (or redeploy, as a new attempt) one stage of a release: locally, driving it
     /// here, or on a server with --server.
@@ -82,7 +87,7 @@ enum Command {
         stage: String,
         /// How approvals are decided (locally).
         #[arg(long, value_enum, default_value = "ask")]
-        approve: release::ApproveMode,
+        approve: approve::ApproveMode,
         /// With --server: deploy at this time (RFC 3339, e.g. 2026-11-24T06:00:00Z) instead
         /// of now.
         #[arg(long, value_name = "TIME")]
@@ -90,7 +95,7 @@ enum Command {
         #[command(flatten)]
         data: release::DataDir,
         #[command(flatten)]
-        remote: remote::Remote,
+        remote: client::Remote,
     },
     /// Cancel a stage's running deployment on a server.
     Cancel {
@@ -99,7 +104,7 @@ enum Command {
         /// Stage.
         stage: String,
         #[command(flatten)]
-        server: remote::Server,
+        server: client::Server,
     },
     /// Let a deployment that waits out a freeze window go now, on a server (admins; audited).
     BreakGlass {
@@ -111,16 +116,16 @@ enum Command {
         #[arg(long)]
         justification: String,
         #[command(flatten)]
-        server: remote::Server,
+        server: client::Server,
     },
     /// Work with plugins: list the built-ins, inspect a component, run one locally.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
     /// Run the service: the HTTP API, releases driven until they end, approvals from anywhere.
-    Serve(remote::ServeArgs),
+    Serve(serve::ServeArgs),
     /// Make API tokens for sluice.toml.
     #[command(subcommand)]
-    Token(remote::TokenCommand),
+    Token(token::TokenCommand),
     /// Releases on a server: create, list, show, abandon.
     #[command(subcommand)]
     Release(remote::ReleaseCommand),
@@ -136,7 +141,7 @@ enum Command {
         #[arg(long, short)]
         follow: bool,
         #[command(flatten)]
-        server: remote::Server,
+        server: client::Server,
     },
     /// Print a shell completion script: `sluice completions bash > /etc/bash_completion.d/sluice`.
     Completions {
@@ -214,8 +219,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             server,
         } => remote::break_glass(&release, &stage, &justification, &server),
         Command::Plugin(command) => plugin::run(command),
-        Command::Serve(args) => remote::serve(args),
-        Command::Token(command) => remote::token(command),
+        Command::Serve(args) => serve::serve(args),
+        Command::Token(command) => token::token(command),
         Command::Release(command) => remote::release(command),
         Command::Approvals(command) => remote::approvals(command),
         Command::Audit {

@@ -2,20 +2,22 @@
 //! embedded store in a data directory.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use clap::{Args, Subcommand, ValueEnum};
-use sluice::core::{ApprovalKind, Event, Release, ReleaseState, StageState, TaskState};
+use clap::{Arg, Args, Subcommand};
+use sluice::core::{Event, Release, ReleaseState, StageState, TaskState};
 use sluice::pipeline;
 use sluice::plugin::{HostConfig, PluginHost};
-use sluice::scheduler::{Approvals, CreateOptions, Engine, Observer};
+use sluice::scheduler::{CreateOptions, Engine, Observer};
 use sluice::store::{LogKey, Store};
 use sluice::types::LogEvent;
 
 use super::Exit;
+use super::approve::{ApproveMode, LocalApprovals};
+use super::args::{Driving, ReleaseInputs};
 use super::live::Live;
 
 #[derive(Debug, Args)]
@@ -25,48 +27,34 @@ pub(super) struct DataDir {
     data_dir: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(super) enum ApproveMode {
-    /// Approve every approval as it comes up.
-    All,
-    /// Ask on the terminal (when there is one); otherwise leave approvals pending.
-    Ask,
-}
-
 #[derive(Debug, Args)]
 pub(super) struct RunArgs {
     /// The pipeline file.
     pipeline: PathBuf,
-    /// Choose an artifact version: `alias=version` (default: the pipeline's selector).
-    #[arg(long = "artifact", value_name = "ALIAS=VERSION")]
-    artifacts: Vec<String>,
-    /// Set a variable at release time: `name=value`.
-    #[arg(long = "var", value_name = "NAME=VALUE")]
-    vars: Vec<String>,
-    /// Describe the release.
-    #[arg(long)]
-    description: Option<String>,
-    /// How approvals are decided.
-    #[arg(long, value_enum, default_value = "ask")]
-    approve: ApproveMode,
-    /// Exit 0 when the release only partially succeeded.
-    #[arg(long)]
-    allow_partial: bool,
+    #[command(flatten)]
+    inputs: ReleaseInputs,
+    #[command(flatten)]
+    driving: Driving,
     /// The data directory (default: `.sluice` next to the pipeline).
     #[arg(long = "data-dir", env = "SLUICE_DATA_DIR")]
     data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
+#[command(mut_args(resume_help))]
 pub(super) struct ResumeArgs {
     #[command(flatten)]
     data: DataDir,
-    /// How approvals are decided.
-    #[arg(long, value_enum, default_value = "ask")]
-    approve: ApproveMode,
-    /// Exit 0 when a release only partially succeeded.
-    #[arg(long)]
-    allow_partial: bool,
+    #[command(flatten)]
+    driving: Driving,
+}
+
+/// `resume` words `--allow-partial` for every release it drives.
+fn resume_help(arg: Arg) -> Arg {
+    match arg.get_id().as_str() {
+        "allow_partial" => arg.help("Exit 0 when a release only partially succeeded"),
+        _ => arg,
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,16 +72,6 @@ pub(super) enum ReleasesCommand {
 
 fn user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "operator".into())
-}
-
-pub(super) fn pairs(items: &[String], flag: &str) -> anyhow::Result<Vec<(String, String)>> {
-    items
-        .iter()
-        .map(|item| match item.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-            _ => bail!("{flag} `{item}`: write NAME=VALUE"),
-        })
-        .collect()
 }
 
 fn engine(data_dir: &Path) -> anyhow::Result<Arc<Engine>> {
@@ -128,25 +106,6 @@ impl Observer for Lines {
     }
 }
 
-/// Decides approvals for the local operator.
-struct LocalApprovals {
-    mode: ApproveMode,
-    /// One prompt at a time on the terminal.
-    prompt: Mutex<()>,
-    /// The live view to clear while prompting, on a terminal.
-    live: Option<Arc<Live>>,
-}
-
-impl LocalApprovals {
-    fn new(mode: ApproveMode, live: Option<Arc<Live>>) -> Arc<Self> {
-        Arc::new(Self {
-            mode,
-            prompt: Mutex::new(()),
-            live,
-        })
-    }
-}
-
 /// The live view on a terminal, plain lines otherwise.
 fn observer() -> (Arc<dyn Observer>, Option<Arc<Live>>) {
     if std::io::stdout().is_terminal() {
@@ -154,54 +113,6 @@ fn observer() -> (Arc<dyn Observer>, Option<Arc<Live>>) {
         (live.clone(), Some(live))
     } else {
         (Arc::new(Lines), None)
-    }
-}
-
-impl Approvals for LocalApprovals {
-    fn decide(&self, release: &Release, stage: &str, kind: ApprovalKind) -> Option<(bool, String)> {
-        let what = match kind {
-            ApprovalKind::Pre => "pre-deployment",
-            ApprovalKind::Post => "post-deployment",
-        };
-        match self.mode {
-            ApproveMode::All => Some((true, "approved with --approve all".into())),
-            ApproveMode::Ask if std::io::stdin().is_terminal() => {
-                let _one_at_a_time = self.prompt.lock().unwrap_or_else(|e| e.into_inner());
-                let ask = || loop {
-                    print!(
-                        "{} {stage}: {what} approval — approve? [y]es / [n]o / [l]ater: ",
-                        release.name
-                    );
-                    let _ = std::io::stdout().flush();
-                    let mut answer = String::new();
-                    if std::io::stdin().lock().read_line(&mut answer).ok()? == 0 {
-                        return None;
-                    }
-                    let approve = match answer.trim() {
-                        "y" | "yes" => true,
-                        "n" | "no" => false,
-                        "l" | "later" => return None,
-                        _ => continue,
-                    };
-                    print!("comment: ");
-                    let _ = std::io::stdout().flush();
-                    let mut comment = String::new();
-                    let _ = std::io::stdin().lock().read_line(&mut comment);
-                    return Some((approve, comment.trim().to_owned()));
-                };
-                match &self.live {
-                    Some(live) => live.suspend(ask),
-                    None => ask(),
-                }
-            }
-            ApproveMode::Ask => {
-                println!(
-                    "[{}] {stage}: waiting for {what} approval (decide with `sluice resume --approve all`)",
-                    release.name
-                );
-                None
-            }
-        }
     }
 }
 
@@ -250,12 +161,14 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<Exit> {
         .unwrap_or_else(|| Path::new(&loaded.plan.dir).join(".sluice"));
     let engine = engine(&data_dir)?;
     let options = CreateOptions {
-        artifacts: pairs(&args.artifacts, "--artifact")?
+        artifacts: args
+            .inputs
+            .artifacts()?
             .into_iter()
             .collect::<BTreeMap<_, _>>(),
-        variables: pairs(&args.vars, "--var")?,
+        variables: args.inputs.variables()?,
         creator: user(),
-        description: args.description.clone(),
+        description: args.inputs.description.clone(),
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let release = runtime.block_on(async {
@@ -270,10 +183,10 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<Exit> {
             false => println!("release {} created ({})", release.name, versions.join(", ")),
         }
         let (observer, live) = observer();
-        let approvals = LocalApprovals::new(args.approve, live);
+        let approvals = LocalApprovals::new(args.driving.approve, live);
         engine.drive(&release.name, approvals, observer).await
     })?;
-    Ok(conclude(&release, args.allow_partial))
+    Ok(conclude(&release, args.driving.allow_partial))
 }
 
 pub(super) fn resume(args: ResumeArgs) -> anyhow::Result<Exit> {
@@ -291,9 +204,9 @@ pub(super) fn resume(args: ResumeArgs) -> anyhow::Result<Exit> {
     for release in unfinished {
         println!("resuming release {}", release.name);
         let (observer, live) = observer();
-        let approvals = LocalApprovals::new(args.approve, live);
+        let approvals = LocalApprovals::new(args.driving.approve, live);
         let release = runtime.block_on(engine.drive(&release.name, approvals, observer))?;
-        if conclude(&release, args.allow_partial) != Exit::Success {
+        if conclude(&release, args.driving.allow_partial) != Exit::Success {
             exit = Exit::Failed;
         }
     }

@@ -1,149 +1,23 @@
-//! `sluice serve`, `sluice token`, and the client commands that talk to a server:
-//! `release`, `approvals`, `audit`.
+//! The client commands that talk to a server: `release`, `approvals`, `audit`, and `deploy`,
+//! `cancel`, `break-glass` and `logs` given `--server`.
 
-use std::path::PathBuf;
-
-use anyhow::{Context as _, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use anyhow::bail;
+use clap::{Arg, Args, Subcommand};
 use serde_json::{Value, json};
-use sluice::api::client::{Client, Reply};
-use sluice::service::{Service, ServiceConfig, hash_token};
 
 use super::Exit;
-
-#[derive(Debug, Args)]
-pub(super) struct ServeArgs {
-    /// The service configuration.
-    #[arg(long, default_value = "sluice.toml")]
-    config: PathBuf,
-    /// Listen here instead of the configuration's `listen`.
-    #[arg(long)]
-    listen: Option<std::net::SocketAddr>,
-    /// Use this data directory instead of the configuration's `data-dir`.
-    #[arg(long = "data-dir")]
-    data_dir: Option<PathBuf>,
-}
-
-/// Runs the service until SIGTERM or Ctrl-C: then it stops taking requests, lets running
-/// tasks finish (up to `limits.shutdown-grace`), and exits 0.
-pub(super) fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
-    let mut config = ServiceConfig::load(&args.config).map_err(anyhow::Error::msg)?;
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
-    }
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let grace = config.limits.shutdown_grace;
-        let service = Service::start(config)?;
-        let address = listener.local_addr()?;
-        // Tests and scripts wait for this line.
-        eprintln!("sluice: serving on http://{address}");
-        tracing::info!(%address, "serving");
-        let stopping = service.clone();
-        sluice::api::serve(listener, service.clone(), async move {
-            terminated().await;
-            stopping.stop_taking_work();
-            eprintln!("sluice: stopping: no new requests; letting running tasks finish");
-        })
-        .await?;
-        if !service.drain(grace).await {
-            eprintln!(
-                "sluice: stopping with tasks still running after {grace:?} (limits.shutdown-grace): they are recovered at the next start"
-            );
-        }
-        anyhow::Ok(())
-    })?;
-    Ok(Exit::Success)
-}
-
-async fn terminated() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("a SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-}
-
-#[derive(Debug, Subcommand)]
-pub(super) enum TokenCommand {
-    /// Print a new random API token and the sha256 to put in sluice.toml.
-    New,
-    /// Print the sha256 of a token read from standard input.
-    Hash,
-}
-
-pub(super) fn token(command: TokenCommand) -> anyhow::Result<Exit> {
-    match command {
-        TokenCommand::New => {
-            let mut bytes = [0u8; 24];
-            getrandom(&mut bytes)?;
-            let token = format!("slc_{}", hex::encode(bytes));
-            println!("token:        {token}");
-            println!("token-sha256: {}", hash_token(&token));
-        }
-        TokenCommand::Hash => {
-            let mut token = String::new();
-            std::io::stdin().read_line(&mut token)?;
-            println!("{}", hash_token(token.trim()));
-        }
-    }
-    Ok(Exit::Success)
-}
-
-fn getrandom(buf: &mut [u8]) -> anyhow::Result<()> {
-    use std::io::Read as _;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(buf))
-        .context("reading /dev/urandom")
-}
-
-#[derive(Debug, Args)]
-pub(super) struct Server {
-    /// The Sluice server.
-    #[arg(long, env = "SLUICE_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
-    /// The API token.
-    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// How to print results.
-    #[arg(long, value_enum, default_value = "table")]
-    output: Output,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Output {
-    Table,
-    Json,
-}
+use super::args::ReleaseInputs;
+use super::client::{Output, Server, call, follow_events, print, refused, runtime};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ReleaseCommand {
     /// Create a release of a pipeline on the server.
+    #[command(mut_args(create_help))]
     Create {
         /// Pipeline name.
         pipeline: String,
-        /// `alias=version`.
-        #[arg(long = "artifact", value_name = "ALIAS=VERSION")]
-        artifacts: Vec<String>,
-        /// `name=value`.
-        #[arg(long = "var", value_name = "NAME=VALUE")]
-        vars: Vec<String>,
-        /// Free text.
-        #[arg(long)]
-        description: Option<String>,
+        #[command(flatten)]
+        inputs: ReleaseInputs,
         #[command(flatten)]
         server: Server,
     },
@@ -156,19 +30,28 @@ pub(super) enum ReleaseCommand {
         server: Server,
     },
     /// Show one release.
-    Show {
-        /// Release name.
-        release: String,
-        #[command(flatten)]
-        server: Server,
-    },
+    Show(ReleaseArgs),
     /// Abandon a release.
-    Abandon {
-        /// Release name.
-        release: String,
-        #[command(flatten)]
-        server: Server,
-    },
+    Abandon(ReleaseArgs),
+}
+
+/// `release create` words the help of the [`ReleaseInputs`] flags shorter than `sluice run`.
+fn create_help(arg: Arg) -> Arg {
+    match arg.get_id().as_str() {
+        "artifacts" => arg.help("`alias=version`"),
+        "vars" => arg.help("`name=value`"),
+        "description" => arg.help("Free text"),
+        _ => arg,
+    }
+}
+
+/// One release on the server.
+#[derive(Debug, Args)]
+pub(super) struct ReleaseArgs {
+    /// Release name.
+    release: String,
+    #[command(flatten)]
+    server: Server,
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,25 +73,29 @@ pub(super) enum ApprovalsCommand {
     Reject(DecideArgs),
     /// Hand an approval to another user or group.
     Reassign {
-        /// Approval id (see `sluice approvals list`).
-        id: String,
+        #[command(flatten)]
+        approval: Approval,
         /// The new approver: a user or `group:NAME`.
         to: String,
-        /// Why.
-        #[arg(long, short, default_value = "")]
-        comment: String,
         #[command(flatten)]
         server: Server,
     },
 }
 
+/// Which approval, and why it is decided or handed on.
 #[derive(Debug, Args)]
-pub(super) struct DecideArgs {
+pub(super) struct Approval {
     /// Approval id (see `sluice approvals list`).
     id: String,
     /// Why.
     #[arg(long, short, default_value = "")]
     comment: String,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct DecideArgs {
+    #[command(flatten)]
+    approval: Approval,
     /// Decide for every approver (admins; audited as an override).
     #[arg(long = "override")]
     override_approvers: bool,
@@ -219,83 +106,12 @@ pub(super) struct DecideArgs {
     server: Server,
 }
 
-/// `--server` and `--token` for commands that work locally unless given a server.
-#[derive(Debug, Args)]
-pub(super) struct Remote {
-    /// Ask this Sluice server instead of working on the local data directory.
-    #[arg(long, env = "SLUICE_SERVER")]
-    server: Option<String>,
-    /// The API token.
-    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-}
-
-impl Remote {
-    /// The server, when one was given.
-    pub(super) fn server(self) -> Option<Server> {
-        Some(Server {
-            server: self.server?,
-            token: self.token,
-            output: Output::Table,
-        })
-    }
-}
-
-impl Server {
-    fn client(&self) -> anyhow::Result<Client> {
-        Client::new(&self.server, self.token.clone()).map_err(anyhow::Error::msg)
-    }
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
-/// Runs one request on a fresh runtime and turns an error status into an error.
-fn call(server: &Server, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-    let client = server.client()?;
-    let reply: Reply = runtime()?
-        .block_on(client.send(method, path, body.map(|b| b.to_string().into_bytes()), &[]))
-        .map_err(anyhow::Error::msg)?;
-    refused(&reply)?;
-    Ok(reply.json())
-}
-
-/// An error status as an error that says what the server said.
-fn refused(reply: &Reply) -> anyhow::Result<()> {
-    let value = reply.json();
-    if reply.status >= 400 {
-        let message = value["error"]
-            .as_str()
-            .map_or_else(|| reply.text(), str::to_owned);
-        let mut text = format!("{} ({})", message, reply.status);
-        if let Some(diagnostics) = value["diagnostics"].as_array() {
-            for d in diagnostics {
-                text.push_str(&format!("\n{}", d.as_str().unwrap_or_default()));
-            }
-        }
-        bail!(text);
-    }
-    Ok(())
-}
-
-fn print(server: &Server, value: &Value, table: impl FnOnce(&Value)) {
-    match server.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        ),
-        Output::Table => table(value),
-    }
-}
-
-fn pairs(items: &[String], flag: &str) -> anyhow::Result<serde_json::Map<String, Value>> {
-    Ok(super::release::pairs(items, flag)?
+/// Pairs as the JSON object the API takes.
+fn object(pairs: Vec<(String, String)>) -> serde_json::Map<String, Value> {
+    pairs
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
-        .collect())
+        .collect()
 }
 
 fn print_release(release: &Value) {
@@ -326,15 +142,13 @@ pub(super) fn release(command: ReleaseCommand) -> anyhow::Result<Exit> {
     match command {
         ReleaseCommand::Create {
             pipeline,
-            artifacts,
-            vars,
-            description,
+            inputs,
             server,
         } => {
             let body = json!({
-                "artifacts": pairs(&artifacts, "--artifact")?,
-                "variables": pairs(&vars, "--var")?,
-                "description": description,
+                "artifacts": object(inputs.artifacts()?),
+                "variables": object(inputs.variables()?),
+                "description": inputs.description,
             });
             let path = format!("/api/v1/pipelines/{pipeline}/releases");
             let release = call(&server, "POST", &path, Some(body))?;
@@ -354,11 +168,11 @@ pub(super) fn release(command: ReleaseCommand) -> anyhow::Result<Exit> {
                 }
             });
         }
-        ReleaseCommand::Show { release, server } => {
+        ReleaseCommand::Show(ReleaseArgs { release, server }) => {
             let release = call(&server, "GET", &format!("/api/v1/releases/{release}"), None)?;
             print(&server, &release, print_release);
         }
-        ReleaseCommand::Abandon { release, server } => {
+        ReleaseCommand::Abandon(ReleaseArgs { release, server }) => {
             let path = format!("/api/v1/releases/{release}/abandon");
             let release = call(&server, "POST", &path, Some(json!({})))?;
             print(&server, &release, print_release);
@@ -401,9 +215,8 @@ pub(super) fn approvals(command: ApprovalsCommand) -> anyhow::Result<Exit> {
         ApprovalsCommand::Approve(args) => decide(args, "approve")?,
         ApprovalsCommand::Reject(args) => decide(args, "reject")?,
         ApprovalsCommand::Reassign {
-            id,
+            approval: Approval { id, comment },
             to,
-            comment,
             server,
         } => {
             let path = format!("/api/v1/approvals/{id}/reassign");
@@ -420,8 +233,8 @@ pub(super) fn approvals(command: ApprovalsCommand) -> anyhow::Result<Exit> {
 }
 
 fn decide(args: DecideArgs, verb: &str) -> anyhow::Result<()> {
-    let path = format!("/api/v1/approvals/{}/{verb}", args.id);
-    let mut body = json!({"comment": args.comment, "override": args.override_approvers});
+    let path = format!("/api/v1/approvals/{}/{verb}", args.approval.id);
+    let mut body = json!({"comment": args.approval.comment, "override": args.override_approvers});
     if let Some(time) = args.defer_until {
         body["defer-until"] = Value::String(time);
     }
@@ -460,32 +273,6 @@ pub(super) fn audit(release: Option<String>, follow: bool, server: Server) -> an
             .for_each(print_entry);
     });
     Ok(Exit::Success)
-}
-
-/// Prints a server-sent event stream's events until the server ends it.
-fn follow_events(
-    server: &Server,
-    path: &str,
-    mut each: impl FnMut(&sluice::api::client::ServerEvent),
-) -> anyhow::Result<()> {
-    let client = server.client()?;
-    runtime()?.block_on(async {
-        let mut events = match client.events(path).await {
-            Ok(events) => events,
-            Err(Ok(reply)) => {
-                refused(&reply)?;
-                bail!("the server answered {}", reply.status)
-            }
-            Err(Err(e)) => bail!(e),
-        };
-        while let Some(event) = events.next().await.map_err(anyhow::Error::msg)? {
-            if event.event == "error" {
-                bail!("{}", event.data);
-            }
-            each(&event);
-        }
-        Ok(())
-    })
 }
 
 /// `sluice deploy RELEASE STAGE [--at TIME] --server ...`.

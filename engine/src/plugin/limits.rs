@@ -1,5 +1,5 @@
 //! Enforcing [`Limits`](crate::types::Limits) inside wasmtime: the memory `ResourceLimiter`. Time is bounded by
-//! epochs plus a timeout around the call (`mod.rs`), log volume in `log.rs`, output size after
+//! epochs plus a timeout around the call (`call.rs`), log volume in `log.rs`, output size after
 //! the call; the limit values themselves are plain types in [`crate::types::limits`].
 
 use crate::types::limits::{LimitExceeded, LimitKind, format_bytes};

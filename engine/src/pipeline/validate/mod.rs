@@ -1,0 +1,210 @@
+//! From the file as written to a [`Plan`]: every rule checked, every problem reported with its
+//! place and a fix, nothing half-resolved left for the scheduler.
+//!
+//! This file holds the [`Validator`] and the pipeline as a whole; each section of the schema has
+//! its own file: variables (and `$(name)` references), artifacts, plugin references and
+//! task/gate names, grants and limits, stages (their tasks and order), approvals, gates,
+//! triggers (and cron schedules), freezes.
+
+mod approvals;
+mod artifacts;
+mod freezes;
+mod gates;
+mod grants;
+mod plugins;
+mod stages;
+mod triggers;
+mod variables;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::{Diagnostic, Location};
+use super::plan::*;
+use super::schema::*;
+use crate::types::parse_duration;
+
+pub use variables::references;
+
+/// Built-in variables every task may reference.
+pub const BUILTIN_VARIABLES: &[&str] = &[
+    "sluice.pipeline",
+    "sluice.pipeline-dir",
+    "sluice.data-dir",
+    "sluice.release",
+    "sluice.release-number",
+    "sluice.stage",
+    "sluice.attempt",
+    "sluice.workspace",
+];
+
+/// Where things are in the file, for errors found after planning (plugin checks).
+#[derive(Debug, Default, Clone)]
+pub struct Locations {
+    /// Artifact alias -> its `source`.
+    pub artifacts: HashMap<String, Location>,
+    /// (stage, task index) -> the task's `plugin`.
+    pub tasks: HashMap<(String, usize), Location>,
+    /// (stage, gate name) -> the gate's `plugin`.
+    pub gates: HashMap<(String, String), Location>,
+}
+
+pub(crate) struct Validator<'a> {
+    file: &'a str,
+    source: &'a str,
+    dir: &'a Path,
+    pub(crate) diagnostics: Vec<Diagnostic>,
+    pub(crate) locations: Locations,
+}
+
+fn is_name(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+const NAME_HELP: &str =
+    "names use lowercase letters, digits, `-` and `_`, and start with a letter or digit";
+
+impl<'a> Validator<'a> {
+    pub(crate) fn new(file: &'a str, source: &'a str, dir: &'a Path) -> Self {
+        Self {
+            file,
+            source,
+            dir,
+            diagnostics: Vec::new(),
+            locations: Locations::default(),
+        }
+    }
+
+    pub(crate) fn location(&self, span: Range<usize>) -> Location {
+        Location::at(self.file, self.source, span.start)
+    }
+
+    pub(crate) fn error(
+        &mut self,
+        span: Option<Range<usize>>,
+        message: String,
+        help: Option<&str>,
+    ) {
+        let at = span.map(|s| self.location(s));
+        self.diagnostics.push(Diagnostic {
+            message,
+            at,
+            help: help.map(str::to_owned),
+        });
+    }
+
+    /// Checks everything and builds the plan (meaningful only if no diagnostics were added).
+    pub(crate) fn plan(&mut self, raw: RawPipeline, default_name: &str) -> Plan {
+        if *raw.version.get_ref() != 1 {
+            self.error(
+                Some(raw.version.span()),
+                format!("unsupported pipeline version {}", raw.version.get_ref()),
+                Some("this Sluice reads `version = 1`"),
+            );
+        }
+        let name = match &raw.name {
+            Some(name) => {
+                if !is_name(name.get_ref()) {
+                    self.error(
+                        Some(name.span()),
+                        format!("invalid pipeline name `{}`", name.get_ref()),
+                        Some(NAME_HELP),
+                    );
+                }
+                name.get_ref().clone()
+            }
+            None => default_name.to_owned(),
+        };
+        if raw.stages.is_empty() {
+            self.error(
+                None,
+                "the pipeline has no stages".into(),
+                Some("add at least one `[[stages]]` table"),
+            );
+        }
+
+        let variables = self.variables(&raw.variables);
+        let artifacts = raw
+            .artifacts
+            .iter()
+            .map(|(alias, artifact)| self.artifact(alias, artifact))
+            .collect();
+
+        // Stage names first: `after` may point forward.
+        let mut stage_names: BTreeMap<String, Range<usize>> = BTreeMap::new();
+        for stage in &raw.stages {
+            let name = stage.name.get_ref();
+            if !is_name(name) {
+                self.error(
+                    Some(stage.name.span()),
+                    format!("invalid stage name `{name}`"),
+                    Some(NAME_HELP),
+                );
+            }
+            if stage_names
+                .insert(name.clone(), stage.name.span())
+                .is_some()
+            {
+                self.error(
+                    Some(stage.name.span()),
+                    format!("duplicate stage name `{name}`"),
+                    Some("every stage needs its own name"),
+                );
+            }
+        }
+
+        let mut task_names: BTreeSet<String> = BTreeSet::new();
+        let mut stages: Vec<StageSpec> = Vec::new();
+        let mut spans: HashMap<String, Range<usize>> = HashMap::new();
+        for stage in &raw.stages {
+            let spec = self.stage(stage, &stage_names, &mut task_names);
+            spans.insert(spec.name.clone(), stage.name.span());
+            stages.push(spec);
+        }
+        let stages = self.topological(stages, &spans);
+
+        let triggers = raw
+            .triggers
+            .as_ref()
+            .map(|t| self.triggers(t, &raw))
+            .unwrap_or_default();
+        let plan = Plan {
+            name,
+            description: raw.description.clone(),
+            dir: self.dir.display().to_string(),
+            variables,
+            artifacts,
+            freezes: raw
+                .freezes
+                .iter()
+                .filter_map(|f| self.freeze(f, &stage_names))
+                .collect(),
+            stages,
+            triggers,
+        };
+        self.check_references(&plan, &raw);
+        plan
+    }
+
+    fn duration(&mut self, text: &Spanned<String>, what: &str) -> Option<Duration> {
+        match parse_duration(text.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(Some(text.span()), format!("{what}: {e}"), None);
+                None
+            }
+        }
+    }
+}
+
+fn toml_to_json(table: &toml::Table) -> serde_json::Value {
+    serde_json::to_value(table).unwrap_or(serde_json::Value::Null)
+}

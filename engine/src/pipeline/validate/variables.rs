@@ -1,0 +1,149 @@
+//! Variables (the pipeline's and a stage's) and the `$(name)` references that must name one in
+//! scope.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use toml::Spanned;
+
+use super::{BUILTIN_VARIABLES, NAME_HELP, Validator, is_name};
+use crate::pipeline::plan::*;
+use crate::pipeline::schema::*;
+
+impl Validator<'_> {
+    pub(super) fn variables(
+        &mut self,
+        raw: &BTreeMap<Spanned<String>, Spanned<RawVariable>>,
+    ) -> Vec<VariableSpec> {
+        let mut out = Vec::new();
+        for (name, value) in raw {
+            if !is_name(name.get_ref()) {
+                self.error(
+                    Some(name.span()),
+                    format!("invalid variable name `{}`", name.get_ref()),
+                    Some(NAME_HELP),
+                );
+            }
+            let (source, secret) = match value.get_ref() {
+                RawVariable::Plain(text) => (ValueSource::Literal(text.clone()), false),
+                RawVariable::Table(t) => {
+                    let sources = [
+                        t.value.is_some(),
+                        t.from_env.is_some(),
+                        t.from_file.is_some(),
+                    ];
+                    if sources.iter().filter(|s| **s).count() != 1 {
+                        self.error(
+                            Some(value.span()),
+                            format!("variable `{}` needs exactly one of `value`, `from-env` and `from-file`", name.get_ref()),
+                            None,
+                        );
+                    }
+                    if t.secret && t.value.is_some() {
+                        self.error(
+                            Some(value.span()),
+                            format!("secret `{}` has its value written in the pipeline", name.get_ref()),
+                            Some("take secrets from the environment (`from-env = \"NAME\"`) or a file (`from-file = \"/path\"`)"),
+                        );
+                    }
+                    let source = if let Some(v) = &t.value {
+                        ValueSource::Literal(v.clone())
+                    } else if let Some(env) = &t.from_env {
+                        ValueSource::Env(env.clone())
+                    } else {
+                        let file = t.from_file.clone().unwrap_or_default();
+                        ValueSource::File(self.dir.join(file).display().to_string())
+                    };
+                    (source, t.secret)
+                }
+            };
+            out.push(VariableSpec {
+                name: name.get_ref().clone(),
+                value: source,
+                secret,
+            });
+        }
+        out
+    }
+
+    /// Every `$(name)` in task configurations and grants must name a variable in scope: the
+    /// pipeline's, the stage's, a built-in, or an output `$(task.name)` of an earlier task.
+    pub(super) fn check_references(&mut self, plan: &Plan, raw: &RawPipeline) {
+        let pipeline_vars: BTreeSet<&str> =
+            plan.variables.iter().map(|v| v.name.as_str()).collect();
+        let mut earlier_tasks: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for stage in &plan.stages {
+            // Tasks of the stages this one waits on, transitively, and earlier in the stage.
+            let mut visible: BTreeSet<&str> = BTreeSet::new();
+            if let Trigger::AfterStages { stages, .. } = &stage.trigger {
+                for upstream in stages {
+                    if let Some(tasks) = earlier_tasks.get(upstream.as_str()) {
+                        visible.extend(tasks.iter().copied());
+                    }
+                }
+            }
+            let stage_vars: BTreeSet<&str> =
+                stage.variables.iter().map(|v| v.name.as_str()).collect();
+            let raw_stage = raw.stages.iter().find(|s| s.name.get_ref() == &stage.name);
+            for (index, task) in stage.tasks.iter().enumerate() {
+                let mut texts = Vec::new();
+                collect_strings(&task.config, &mut texts);
+                texts.extend(
+                    task.grants
+                        .dirs
+                        .iter()
+                        .flat_map(|d| [d.host.clone(), d.guest.clone()]),
+                );
+                for text in texts {
+                    for reference in references(&text) {
+                        let known = pipeline_vars.contains(reference)
+                            || stage_vars.contains(reference)
+                            || BUILTIN_VARIABLES.contains(&reference)
+                            || reference
+                                .split_once('.')
+                                .is_some_and(|(t, _)| visible.contains(t));
+                        if !known {
+                            let span = raw_stage.and_then(|s| s.tasks.get(index)).map(|t| {
+                                t.config
+                                    .as_ref()
+                                    .map_or_else(|| t.plugin.span(), Spanned::span)
+                            });
+                            self.error(
+                                span,
+                                format!("unknown variable `$({reference})` in task `{}`", task.name),
+                                Some("declare it under `[variables]` or the stage's `variables`, or read an earlier task's output as `$(task-name.output)`"),
+                            );
+                        }
+                    }
+                }
+                visible.insert(task.name.as_str());
+            }
+            earlier_tasks.insert(stage.name.as_str(), visible);
+        }
+    }
+}
+
+/// The `$(name)` references in `text`.
+pub fn references(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("$(") {
+        let after = &rest[start + 2..];
+        match after.find(')') {
+            Some(end) => {
+                out.push(&after[..end]);
+                rest = &after[end + 1..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+fn collect_strings(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
+        _ => {}
+    }
+}
