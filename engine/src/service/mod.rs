@@ -6,6 +6,7 @@
 pub mod config;
 mod live;
 pub mod metrics;
+pub mod queries;
 mod triggers;
 
 use std::collections::{BTreeMap, HashMap};
