@@ -24,6 +24,8 @@ mod idempotency;
 mod openapi;
 mod routes;
 mod sse;
+#[cfg(test)]
+mod tests;
 mod views;
 
 use std::collections::HashMap;
