@@ -31,7 +31,6 @@ mod views;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -41,6 +40,7 @@ use axum::routing::{get, post};
 use crate::service::Service;
 use routes::{approvals, audit, logs, ops, pipelines, releases};
 
+pub use client::CLIENT_TIMEOUT;
 pub use error::ApiError;
 pub use openapi::document as openapi;
 pub use views::ReleaseView;
@@ -122,6 +122,3 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
 }
-
-/// How long a client waits for the server, by default.
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
