@@ -7,7 +7,10 @@ use hyper_util::client::legacy::Client as Hyper;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::CLIENT_TIMEOUT;
+use std::time::Duration;
+
+/// How long a client waits for the server, by default.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A connection to a Sluice server.
 #[derive(Clone)]

@@ -49,7 +49,7 @@ pub(super) fn audit(
                     .json_data(&entry);
                 return Some((event, f));
             }
-            match f.app.service.store().audit_from(f.next, BATCH) {
+            match f.app.service.audit_from(f.next, BATCH) {
                 Ok(mut entries) if !entries.is_empty() => {
                     f.app.service.sync_views();
                     f.next = entries.last().map_or(f.next, |e| e.seq + 1);

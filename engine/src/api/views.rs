@@ -109,14 +109,6 @@ impl<'a> ReleaseSummary<'a> {
     }
 }
 
-/// A state as its kebab-case name.
-pub fn kebab<T: Serialize>(state: &T) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// `GET /pipelines`.
 #[derive(Serialize, ToSchema)]
 pub struct PipelineList {

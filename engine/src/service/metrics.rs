@@ -1,5 +1,6 @@
-//! Task durations for `/metrics`: measured from the commit that marks a task running to the
-//! commit that records its end, as the service sees them.
+//! `/metrics`: task durations, measured from the commit that marks a task running to the
+//! commit that records its end as the service sees them, and the Prometheus text of every
+//! metric.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -7,6 +8,7 @@ use std::time::Instant;
 
 use super::live::TaskKey;
 use crate::core::{Release, TaskState};
+use crate::store::StoreError;
 
 /// Upper bounds of the histogram's buckets, in seconds (`+Inf` is implied).
 pub const BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0];
@@ -77,4 +79,69 @@ impl TaskTimes {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+impl super::Service {
+    /// Every metric in the Prometheus text format (version 0.0.4): releases and stage
+    /// deployments by state, the queue's depth, task durations, pending approvals and the
+    /// releases being driven.
+    pub fn metrics_text(&self) -> Result<String, StoreError> {
+        let releases = self.store().releases()?;
+        let mut by_state: HashMap<String, u64> = HashMap::new();
+        let mut stages: HashMap<String, u64> = HashMap::new();
+        for release in &releases {
+            *by_state.entry(label(&release.state)).or_default() += 1;
+            for stage in &release.stages {
+                *stages.entry(label(&stage.state())).or_default() += 1;
+            }
+        }
+        let mut out = String::new();
+        out.push_str("# HELP sluice_releases Releases by state.\n# TYPE sluice_releases gauge\n");
+        let mut by_state: Vec<_> = by_state.into_iter().collect();
+        by_state.sort();
+        for (state, n) in by_state {
+            out.push_str(&format!("sluice_releases{{state=\"{state}\"}} {n}\n"));
+        }
+        out.push_str(
+            "# HELP sluice_deployments Stage deployments (latest attempt) by state.\n# TYPE sluice_deployments gauge\n",
+        );
+        let queued = stages.get("queued").copied().unwrap_or(0);
+        let mut stages: Vec<_> = stages.into_iter().collect();
+        stages.sort();
+        for (state, n) in stages {
+            out.push_str(&format!("sluice_deployments{{state=\"{state}\"}} {n}\n"));
+        }
+        out.push_str(&format!(
+            "# HELP sluice_queue_depth Stage deployments waiting for their turn.\n# TYPE sluice_queue_depth gauge\nsluice_queue_depth {queued}\n"
+        ));
+        let durations = self.task_durations();
+        out.push_str("# HELP sluice_task_duration_seconds Task run time, from running to ended.\n# TYPE sluice_task_duration_seconds histogram\n");
+        for (bound, n) in BUCKETS.iter().zip(durations.buckets) {
+            out.push_str(&format!(
+                "sluice_task_duration_seconds_bucket{{le=\"{bound}\"}} {n}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "sluice_task_duration_seconds_bucket{{le=\"+Inf\"}} {count}\nsluice_task_duration_seconds_sum {sum}\nsluice_task_duration_seconds_count {count}\n",
+            count = durations.count,
+            sum = durations.sum
+        ));
+        out.push_str(&format!(
+            "# HELP sluice_pending_approvals Approvals waiting for a decision.\n# TYPE sluice_pending_approvals gauge\nsluice_pending_approvals {}\n",
+            self.pending_approvals().len()
+        ));
+        out.push_str(&format!(
+            "# HELP sluice_releases_driving Releases the engine is driving now.\n# TYPE sluice_releases_driving gauge\nsluice_releases_driving {}\n",
+            self.driving()
+        ));
+        Ok(out)
+    }
+}
+
+/// A state as the kebab-case name its label value is.
+fn label<T: serde::Serialize>(state: &T) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }

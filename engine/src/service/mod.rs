@@ -9,6 +9,7 @@ mod error;
 mod live;
 pub mod metrics;
 mod pipelines;
+pub mod queries;
 mod releases;
 mod triggers;
 

@@ -1,0 +1,118 @@
+//! Request extractors that answer like every other error (JSON, 400): path parameters, query
+//! strings (and the counts in them), the strict JSON body that keeps its raw bytes for the
+//! idempotency fingerprint, and the `Idempotency-Key` header.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// Path parameters, with a JSON 400 when one does not parse.
+pub(super) struct Path<T>(pub(super) T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Path(value))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
+/// A query string, with a JSON 400 when it does not parse (an unknown parameter included).
+pub(super) struct Query<T>(pub(super) T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
+/// A count from a query, checked against the range the API documents.
+pub(super) fn count(name: &str, value: i64, max: i64) -> Result<usize, ApiError> {
+    if (0..=max).contains(&value) {
+        Ok(value as usize)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{name} must be between 0 and {max}: it is {value}"
+        )))
+    }
+}
+
+/// A JSON body parsed strictly: an unknown field is a 400 that names it; an empty body (or
+/// `null`) is `{}`. Keeps the bytes as sent, for the idempotency fingerprint.
+pub(super) struct Strict<T> {
+    pub(super) value: T,
+    raw: Bytes,
+}
+
+impl<T> Strict<T> {
+    /// The body as sent, as text: what an idempotent request's fingerprint covers.
+    pub(super) fn raw(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.raw)
+    }
+}
+
+impl<T, S> FromRequest<S> for Strict<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let raw = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let body: &[u8] = if raw.iter().all(u8::is_ascii_whitespace) || raw.trim_ascii() == b"null"
+        {
+            b"{}"
+        } else {
+            &raw
+        };
+        let value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("invalid JSON body: {e}")).into_response()
+        })?;
+        Ok(Self { value, raw })
+    }
+}
+
+/// The `Idempotency-Key` header, if sent: 1 to 200 visible characters, or a 400.
+pub(super) struct Idempotency(pub(super) Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(key) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        key.to_str()
+            .ok()
+            .filter(|k| {
+                (1..=200).contains(&k.len()) && k.bytes().all(|b| (b' '..=b'~').contains(&b))
+            })
+            .map(|k| Self(Some(k.to_owned())))
+            .ok_or_else(|| {
+                ApiError::bad_request("Idempotency-Key must be 1 to 200 visible characters")
+            })
+    }
+}

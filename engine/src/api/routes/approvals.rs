@@ -1,0 +1,230 @@
+//! `/api/v1/approvals`: list and read approvals; approve, reject or reassign one. A 409 says
+//! what state the approval is in now.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::DeferUntil;
+use crate::api::App;
+use crate::api::auth::{Auth, approval_authority};
+use crate::api::error::ApiError;
+use crate::api::extract::{Idempotency, Path, Query, Strict};
+use crate::api::idempotency::mutate;
+use crate::api::openapi::{
+    ApprovalPath, BadRequest, Conflict, Forbidden, IdempotencyKey, Invalid, NotFound,
+    Unauthenticated,
+};
+use crate::api::views::{ApprovalList, ReleaseView};
+use crate::core::ApprovalState;
+use crate::service::queries::ApprovalFilter;
+use crate::service::{ApprovalView, DecisionRequest, User};
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(in crate::api) struct ListApprovals {
+    /// Approvals in this state (`all`: any).
+    #[serde(default)]
+    #[param(inline)]
+    status: StatusFilter,
+    /// `me`, or a user or `group:NAME` listed as approver.
+    approver: Option<String>,
+    /// Only this release's approvals.
+    release: Option<String>,
+    /// Only this stage's.
+    stage: Option<String>,
+}
+
+/// Which approvals to list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+enum StatusFilter {
+    #[default]
+    Pending,
+    Approved,
+    Rejected,
+    Reassigned,
+    Canceled,
+    Skipped,
+    Expired,
+    All,
+}
+
+impl StatusFilter {
+    /// The state it selects; `None` for all.
+    fn state(self) -> Option<ApprovalState> {
+        Some(match self {
+            Self::Pending => ApprovalState::Pending,
+            Self::Approved => ApprovalState::Approved,
+            Self::Rejected => ApprovalState::Rejected,
+            Self::Reassigned => ApprovalState::Reassigned,
+            Self::Canceled => ApprovalState::Canceled,
+            Self::Skipped => ApprovalState::Skipped,
+            Self::Expired => ApprovalState::Expired,
+            Self::All => return None,
+        })
+    }
+}
+
+/// List approvals: pending ones by default; `approver=me` for those the caller may decide.
+#[utoipa::path(get, path = "/api/v1/approvals", tag = "approvals", params(ListApprovals),
+    responses((status = 200, body = ApprovalList), BadRequest, Unauthenticated))]
+pub(in crate::api) async fn list_approvals(
+    State(app): State<Arc<App>>,
+    Auth(user): Auth,
+    Query(query): Query<ListApprovals>,
+) -> Result<Json<ApprovalList>, ApiError> {
+    let filter = ApprovalFilter {
+        state: query.status.state(),
+        approver: query.approver,
+        release: query.release,
+        stage: query.stage,
+    };
+    let approvals = app.service.list_approvals(&filter, &user)?;
+    Ok(Json(ApprovalList { approvals }))
+}
+
+/// One approval, with its decisions.
+#[utoipa::path(get, path = "/api/v1/approvals/{id}", tag = "approvals", params(ApprovalPath),
+    responses((status = 200, body = ApprovalView), Unauthenticated, NotFound))]
+pub(in crate::api) async fn get_approval(
+    State(app): State<Arc<App>>,
+    Auth(_): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<ApprovalView>, ApiError> {
+    Ok(Json(app.service.approval(&id)?))
+}
+
+/// A decision on an approval.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(in crate::api) struct Decide {
+    /// Why; kept in the audit trail.
+    #[serde(default)]
+    comment: String,
+    /// Decide for every approver (admins).
+    #[serde(default, rename = "override")]
+    override_approvers: bool,
+    /// Approve now, deploy at this time: RFC 3339 (`2026-11-24T06:00:00+01:00`) or Unix
+    /// milliseconds.
+    defer_until: Option<DeferUntil>,
+}
+
+async fn decide(
+    app: &App,
+    user: User,
+    id: String,
+    key: Idempotency,
+    body: Strict<Decide>,
+    approve: bool,
+) -> Result<Response, ApiError> {
+    let verb = if approve { "approve" } else { "reject" };
+    let fingerprint = format!("{verb} {id} {}", body.raw());
+    let request = body.value;
+    let defer_until = request
+        .defer_until
+        .as_ref()
+        .map(DeferUntil::millis)
+        .transpose()?;
+    if !approve && defer_until.is_some() {
+        return Err(ApiError::bad_request(
+            "defer-until applies to approvals only: remove it from the rejection",
+        ));
+    }
+    let decision = DecisionRequest {
+        approve,
+        comment: request.comment,
+        authority: approval_authority(&user, request.override_approvers)?,
+        defer_until,
+    };
+    let service = &app.service;
+    let result = mutate(app, &user, key, &fingerprint, StatusCode::OK, |receipt| {
+        service.decide(&id, &user, decision, receipt)
+    })
+    .await;
+    with_approval_state(app, &id, result)
+}
+
+/// A 409 on an approval says what state it is in now.
+fn with_approval_state(
+    app: &App,
+    id: &str,
+    result: Result<Response, ApiError>,
+) -> Result<Response, ApiError> {
+    result.map_err(|mut e| {
+        if e.status == StatusCode::CONFLICT {
+            e.body.approval = app.service.approval(id).ok().map(Box::new);
+        }
+        e
+    })
+}
+
+/// Approve (approvers listed on it, directly or through a group; admins with `override`).
+/// With `defer-until`, the deployment waits until then.
+#[utoipa::path(post, path = "/api/v1/approvals/{id}/approve", tag = "approvals",
+    params(ApprovalPath, IdempotencyKey), request_body(content = Option<Decide>),
+    responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
+pub(in crate::api) async fn approve(
+    State(app): State<Arc<App>>,
+    Auth(user): Auth,
+    Path(id): Path<String>,
+    key: Idempotency,
+    body: Strict<Decide>,
+) -> Result<Response, ApiError> {
+    decide(&app, user, id, key, body, true).await
+}
+
+/// Reject: the deployment does not go ahead.
+#[utoipa::path(post, path = "/api/v1/approvals/{id}/reject", tag = "approvals",
+    params(ApprovalPath, IdempotencyKey), request_body(content = Option<Decide>),
+    responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
+pub(in crate::api) async fn reject(
+    State(app): State<Arc<App>>,
+    Auth(user): Auth,
+    Path(id): Path<String>,
+    key: Idempotency,
+    body: Strict<Decide>,
+) -> Result<Response, ApiError> {
+    decide(&app, user, id, key, body, false).await
+}
+
+/// Hand an approval to someone else.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct Reassign {
+    /// A user, or `group:NAME`.
+    to: String,
+    #[serde(default)]
+    comment: String,
+    /// Reassign without being an approver on it (admins).
+    #[serde(default, rename = "override")]
+    override_approvers: bool,
+}
+
+/// Reassign an approval to another user or group.
+#[utoipa::path(post, path = "/api/v1/approvals/{id}/reassign", tag = "approvals",
+    params(ApprovalPath, IdempotencyKey), request_body = Reassign,
+    responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
+pub(in crate::api) async fn reassign(
+    State(app): State<Arc<App>>,
+    Auth(user): Auth,
+    Path(id): Path<String>,
+    key: Idempotency,
+    body: Strict<Reassign>,
+) -> Result<Response, ApiError> {
+    let fingerprint = format!("reassign {id} {}", body.raw());
+    let request = body.value;
+    let authority = approval_authority(&user, request.override_approvers)?;
+    let service = &app.service;
+    let result = mutate(&app, &user, key, &fingerprint, StatusCode::OK, |receipt| {
+        service.reassign(&id, &user, request.to, request.comment, authority, receipt)
+    })
+    .await;
+    with_approval_state(&app, &id, result)
+}

@@ -1,0 +1,240 @@
+//! `/api/v1/releases` and a release's deployments: create (releasers), list and read releases;
+//! abandon a release, deploy or cancel a stage (releasers), break a freeze (admins).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{DeferUntil, default_limit};
+use crate::api::App;
+use crate::api::auth::{Admin, Auth, Releaser};
+use crate::api::error::ApiError;
+use crate::api::extract::{Idempotency, Path, Query, Strict, count};
+use crate::api::idempotency::mutate;
+use crate::api::openapi::{
+    BadRequest, Conflict, Forbidden, IdempotencyKey, Invalid, NotFound, PipelinePath, ReleasePath,
+    StagePath, TooLarge, Unauthenticated,
+};
+use crate::api::views::{ReleaseList, ReleaseSummary, ReleaseView};
+use crate::core::{Event, ReleaseState};
+use crate::scheduler::CreateOptions;
+use crate::service::User;
+use crate::service::queries::ReleaseFilter;
+
+/// A new release: artifact versions (latest, or the pipeline's selector, unless given),
+/// variables settable at release time, a description.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct CreateRelease {
+    /// Artifact alias -> version id.
+    #[serde(default)]
+    artifacts: BTreeMap<String, String>,
+    /// Variable name -> value.
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    description: Option<String>,
+}
+
+/// Create a release of a pipeline (releasers); its first stages start at once.
+#[utoipa::path(post, path = "/api/v1/pipelines/{name}/releases", tag = "releases",
+    params(PipelinePath, IdempotencyKey), request_body = CreateRelease,
+    responses((status = 201, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Invalid, TooLarge))]
+pub(in crate::api) async fn create_release(
+    State(app): State<Arc<App>>,
+    Releaser(user): Releaser,
+    Path(name): Path<String>,
+    key: Idempotency,
+    body: Strict<CreateRelease>,
+) -> Result<Response, ApiError> {
+    let fingerprint = format!("create {name} {}", body.raw());
+    let request = body.value;
+    let options = CreateOptions {
+        artifacts: request.artifacts,
+        variables: request.variables.into_iter().collect(),
+        creator: user.name.clone(),
+        description: request.description,
+    };
+    let service = &app.service;
+    mutate(
+        &app,
+        &user,
+        key,
+        &fingerprint,
+        StatusCode::CREATED,
+        |receipt| service.create_release(&name, options, receipt),
+    )
+    .await
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(in crate::api) struct ListReleases {
+    /// Only this pipeline's releases.
+    pipeline: Option<String>,
+    /// Only releases in this state.
+    state: Option<ReleaseState>,
+    /// Page size.
+    #[serde(default = "default_limit")]
+    #[param(minimum = 0, maximum = 500)]
+    limit: i64,
+    /// Releases to skip.
+    #[serde(default)]
+    #[param(minimum = 0)]
+    offset: i64,
+}
+
+/// List releases, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/releases", tag = "releases", params(ListReleases),
+    responses((status = 200, body = ReleaseList<'static>), BadRequest, Unauthenticated))]
+pub(in crate::api) async fn list_releases(
+    State(app): State<Arc<App>>,
+    Auth(_): Auth,
+    Query(query): Query<ListReleases>,
+) -> Result<Response, ApiError> {
+    let (limit, offset) = (
+        count("limit", query.limit, 500)?,
+        count("offset", query.offset, i64::MAX)?,
+    );
+    let filter = ReleaseFilter {
+        pipeline: query.pipeline,
+        state: query.state,
+    };
+    let page = app.service.list_releases(&filter, offset, limit)?;
+    let list = ReleaseList {
+        releases: page.releases.iter().map(ReleaseSummary::of).collect(),
+        total: page.total,
+        offset,
+    };
+    Ok(Json(list).into_response())
+}
+
+/// A release: its stages with their attempts, tasks and approvals, its artifact versions and
+/// plugin digests.
+#[utoipa::path(get, path = "/api/v1/releases/{id}", tag = "releases", params(ReleasePath),
+    responses((status = 200, body = ReleaseView<'static>), Unauthenticated, NotFound))]
+pub(in crate::api) async fn get_release(
+    State(app): State<Arc<App>>,
+    Auth(_): Auth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let release = app.service.release(&id)?;
+    Ok(Json(ReleaseView::of(&release)).into_response())
+}
+
+/// The body of a deploy, cancel or abandon: nothing (or `{}`).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct NoFields {}
+
+/// A deploy: now, or `at` a time.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct DeployRequest {
+    /// Deploy at this time instead of now: RFC 3339 or Unix milliseconds. Nothing is asked
+    /// (approvals, a queue turn) before then.
+    at: Option<DeferUntil>,
+}
+
+/// Submits `event` to `release` as `user`, whose role the handler's extractor checked.
+async fn release_event(
+    app: &App,
+    user: User,
+    key: Idempotency,
+    release: String,
+    event: Event,
+) -> Result<Response, ApiError> {
+    let fingerprint = format!("{release} {event:?}");
+    let service = &app.service;
+    mutate(app, &user, key, &fingerprint, StatusCode::OK, |receipt| {
+        service.submit(&release, event, &user, receipt)
+    })
+    .await
+}
+
+/// Abandon a release (releasers): nothing more of it deploys.
+#[utoipa::path(post, path = "/api/v1/releases/{id}/abandon", tag = "releases",
+    params(ReleasePath, IdempotencyKey), request_body(content = Option<NoFields>),
+    responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
+pub(in crate::api) async fn abandon(
+    State(app): State<Arc<App>>,
+    Releaser(user): Releaser,
+    Path(id): Path<String>,
+    key: Idempotency,
+    _: Strict<NoFields>,
+) -> Result<Response, ApiError> {
+    release_event(&app, user, key, id, Event::Abandon).await
+}
+
+/// Deploy (or redeploy, as a new attempt) a stage by hand (releasers), now or at a time.
+#[utoipa::path(post, path = "/api/v1/releases/{id}/stages/{stage}/deploy", tag = "deployments",
+    params(StagePath, IdempotencyKey), request_body(content = Option<DeployRequest>),
+    responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
+pub(in crate::api) async fn deploy(
+    State(app): State<Arc<App>>,
+    Releaser(user): Releaser,
+    Path((id, stage)): Path<(String, String)>,
+    key: Idempotency,
+    body: Strict<DeployRequest>,
+) -> Result<Response, ApiError> {
+    let event = match body.value.at.as_ref().map(DeferUntil::millis).transpose()? {
+        Some(at) => Event::Schedule { stage, at },
+        None => Event::Deploy { stage },
+    };
+    release_event(&app, user, key, id, event).await
+}
+
+/// Cancel a stage's deployment (releasers): running tasks are stopped.
+#[utoipa::path(post, path = "/api/v1/releases/{id}/stages/{stage}/cancel", tag = "deployments",
+    params(StagePath, IdempotencyKey), request_body(content = Option<NoFields>),
+    responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
+pub(in crate::api) async fn cancel(
+    State(app): State<Arc<App>>,
+    Releaser(user): Releaser,
+    Path((id, stage)): Path<(String, String)>,
+    key: Idempotency,
+    _: Strict<NoFields>,
+) -> Result<Response, ApiError> {
+    release_event(&app, user, key, id, Event::Cancel { stage }).await
+}
+
+/// Breaking a freeze: why it cannot wait.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct BreakGlassRequest {
+    /// Why this deployment goes inside a freeze window (required; audited).
+    #[schema(min_length = 1)]
+    justification: String,
+}
+
+/// Let a deployment that waits out a freeze window go now (admins; audited, with the
+/// justification).
+#[utoipa::path(post, path = "/api/v1/releases/{id}/stages/{stage}/break-glass", tag = "deployments",
+    params(StagePath, IdempotencyKey), request_body = BreakGlassRequest,
+    responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
+pub(in crate::api) async fn break_glass(
+    State(app): State<Arc<App>>,
+    Admin(user): Admin,
+    Path((id, stage)): Path<(String, String)>,
+    key: Idempotency,
+    body: Strict<BreakGlassRequest>,
+) -> Result<Response, ApiError> {
+    let BreakGlassRequest { justification } = body.value;
+    if justification.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "`justification` is empty: say why this deployment cannot wait for the freeze to end",
+        ));
+    }
+    let event = Event::BreakGlass {
+        stage,
+        by: user.name.clone(),
+        justification,
+    };
+    release_event(&app, user, key, id, event).await
+}

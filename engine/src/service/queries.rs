@@ -1,0 +1,163 @@
+//! The service's read side for the API: listing, filtering and paging releases, approvals and
+//! the audit trail, a pipeline's versions, stored logs and idempotency receipts. Each is a scan
+//! of the store today; an index replaces a scan here, in one place.
+
+use crate::core::{ApprovalState, Release, ReleaseState};
+use crate::store::{AuditEntry, LogKey, PipelineVersion, StoreError};
+use crate::types::LogLine;
+
+use super::{ApprovalView, Service, ServiceError, User, approvals_of};
+
+/// Which releases to list.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseFilter {
+    /// Only this pipeline's releases.
+    pub pipeline: Option<String>,
+    /// Only releases in this state.
+    pub state: Option<ReleaseState>,
+}
+
+/// One page of releases, newest first.
+#[derive(Debug, Clone)]
+pub struct ReleasePage {
+    /// The releases on the page.
+    pub releases: Vec<Release>,
+    /// How many releases the filter selects, on every page.
+    pub total: usize,
+}
+
+/// Which approvals to list.
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalFilter {
+    /// Approvals in this state; `None` for any.
+    pub state: Option<ApprovalState>,
+    /// `me` (those the caller is listed on), or a user or `group:NAME` listed as approver.
+    pub approver: Option<String>,
+    /// Only this release's approvals.
+    pub release: Option<String>,
+    /// Only this stage's.
+    pub stage: Option<String>,
+}
+
+/// Which audit entries to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only this release's entries.
+    pub release: Option<String>,
+    /// Entries after this sequence number (oldest first); without it, the latest `limit`.
+    pub after: Option<u64>,
+    /// How many entries.
+    pub limit: usize,
+}
+
+/// Audit entries, oldest first, and where a follower carries on.
+#[derive(Debug, Clone)]
+pub struct AuditPage {
+    /// The entries asked for.
+    pub entries: Vec<AuditEntry>,
+    /// The sequence number of the next entry a follower waits for.
+    pub next: u64,
+}
+
+impl Service {
+    /// A page of the releases `filter` selects, newest first: `limit` of them after `offset`.
+    pub fn list_releases(
+        &self,
+        filter: &ReleaseFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<ReleasePage, StoreError> {
+        let mut releases = self.store().releases()?;
+        releases.retain(|r| {
+            filter.pipeline.as_ref().is_none_or(|p| &r.pipeline == p)
+                && filter.state.is_none_or(|s| r.state == s)
+        });
+        releases.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then(b.number.cmp(&a.number))
+        });
+        let total = releases.len();
+        let releases = releases.into_iter().skip(offset).take(limit).collect();
+        Ok(ReleasePage { releases, total })
+    }
+
+    /// The approvals `filter` selects; `user` is who `approver = "me"` means. Pending ones
+    /// come from the index, the others from every release.
+    pub fn list_approvals(
+        &self,
+        filter: &ApprovalFilter,
+        user: &User,
+    ) -> Result<Vec<ApprovalView>, StoreError> {
+        let mut approvals = if filter.state == Some(ApprovalState::Pending) {
+            self.pending_approvals()
+        } else {
+            self.store()
+                .releases()?
+                .iter()
+                .flat_map(approvals_of)
+                .filter(|a| filter.state.is_none_or(|s| a.approval.state == s))
+                .collect()
+        };
+        approvals.retain(|a| {
+            filter.release.as_ref().is_none_or(|r| &a.release == r)
+                && filter.stage.as_ref().is_none_or(|s| &a.stage == s)
+                && match filter.approver.as_deref() {
+                    None => true,
+                    Some("me") => a.lists(user),
+                    Some(name) => a.approval.approvers.iter().any(|x| x == name),
+                }
+        });
+        Ok(approvals)
+    }
+
+    /// Audit entries as `query` asks, with the service's views brought up to them (so what a
+    /// client reads next includes what they say).
+    pub fn audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let store = self.store();
+        let len = *store.audit_len().borrow();
+        let mut entries = store.audit_from(query.after.map_or(0, |seq| seq + 1), usize::MAX)?;
+        self.sync_views();
+        entries.retain(|e| query.release.as_ref().is_none_or(|r| &e.release == r));
+        if query.after.is_some() {
+            entries.truncate(query.limit);
+        } else {
+            entries.drain(..entries.len().saturating_sub(query.limit));
+        }
+        let next = entries.last().map_or(len, |e| e.seq + 1);
+        Ok(AuditPage { entries, next })
+    }
+
+    /// Up to `limit` audit entries from sequence number `from` on, every release's.
+    pub fn audit_from(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.store().audit_from(from, limit)
+    }
+
+    /// Every stored version of pipeline `name`, oldest first.
+    pub fn pipeline_versions(&self, name: &str) -> Result<Vec<PipelineVersion>, StoreError> {
+        self.store().pipeline_versions(name)
+    }
+
+    /// One task's stored log; `None` when there is none (yet).
+    pub fn task_log(&self, key: &LogKey<'_>) -> Result<Option<Vec<LogLine>>, StoreError> {
+        self.store().log(key)
+    }
+
+    /// Every stored task log of release `name`, keyed `STAGE/ATTEMPT/TASK`.
+    pub fn release_logs(&self, name: &str) -> Result<Vec<(String, Vec<LogLine>)>, ServiceError> {
+        self.release(name)?;
+        self.store()
+            .logs_of(name)
+            .map_err(|e| ServiceError::Internal(e.into()))
+    }
+
+    /// The stored answer to an idempotent request, by key.
+    pub fn receipt(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store().receipt(key)
+    }
+
+    /// Stores the answer to an idempotent request that changed nothing (a refusal).
+    pub fn put_receipt(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.store().put_receipt(key, bytes)
+    }
+}
