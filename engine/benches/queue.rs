@@ -6,14 +6,11 @@
 //!
 //! Target (issue #5): memory and time per queue decision stay flat as the queue grows.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice::scheduler::CreateOptions;
-use sluice::service::{
-    DecisionRequest, Role, Service, ServiceConfig, User, config::ApiLimits, hash_token,
-};
+use sluice::service::{DecisionRequest, Role, config::ApiLimits};
+use sluice_testing::{Local, until, user};
 
 const TESTKIT: &str = env!("SLUICE_PLUGIN_TESTKIT");
 
@@ -44,29 +41,14 @@ fn rss_kib() -> u64 {
 }
 
 fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    let pipelines = dir.path().join("pipelines");
-    std::fs::create_dir_all(&pipelines).unwrap();
-    std::fs::copy(TESTKIT, pipelines.join("kit.wasm")).unwrap();
-    std::fs::write(pipelines.join("q.toml"), PIPELINE).unwrap();
-    let alice = User {
-        name: "alice".into(),
-        roles: vec![Role::Approver],
-        groups: Vec::new(),
-    };
-    let config = ServiceConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("data"),
-        pipelines,
-        tokens: BTreeMap::from([(hash_token("alice-token-0123456789"), alice.clone())]),
-        limits: ApiLimits::default(),
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let service: Arc<Service> = runtime.block_on(async { Service::start(config).unwrap() });
+    let alice = user("alice", &[Role::Approver], &[]);
+    let local = Local::start(
+        TESTKIT,
+        &[("q", PIPELINE)],
+        &[("alice-token-0123456789".into(), alice.clone())],
+        ApiLimits::default(),
+    );
+    let (runtime, service) = (&local.runtime, &local.service);
     let baseline = rss_kib();
     println!(
         "engine RSS before any release: {:.1} MiB",
@@ -104,13 +86,11 @@ fn main() {
                     .decide(&holder, &alice, decision, None)
                     .await
                     .unwrap();
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-                while service.approval(&next).is_err() {
-                    tokio::time::timeout_at(deadline, changes.changed())
-                        .await
-                        .expect("the next turn within 60 s")
-                        .unwrap();
-                }
+                let asked = until(&mut changes, Duration::from_secs(60), || {
+                    service.approval(&next).is_ok()
+                })
+                .await;
+                assert!(asked, "the next turn within 60 s");
                 turns.push(start.elapsed());
                 admitted += 1;
             }

@@ -5,7 +5,7 @@
 
 use sluice::core::{ApprovalKind, GateState, ReleaseState, StageState};
 
-use crate::support::{Harness, TestServer};
+use crate::support::{Approvals, Harness, TestServer};
 
 /// `web`: one stage, `prod`, with a no-op task and the gates in `gates`, checking `server`.
 fn pipeline(server: &TestServer, gates: &str) -> String {

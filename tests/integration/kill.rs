@@ -3,7 +3,6 @@
 //! must finish correctly, nothing committed may be lost, and a task that is not idempotent must
 //! never run twice.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -13,6 +12,7 @@ use sluice::store::Store;
 
 use crate::engine::Project;
 use crate::support::Spawned;
+use crate::support::process::lines;
 
 const PIPELINE: &str = r#"
 version = 1
@@ -62,17 +62,6 @@ fn sluice(project: &Project, args: &[&str]) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     cmd
-}
-
-/// Forwards the lines of one of the child's outputs to a channel.
-fn lines(output: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(output).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    rx
 }
 
 fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {

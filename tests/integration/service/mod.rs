@@ -1,0 +1,10 @@
+//! Service mode against a real server on 127.0.0.1 (in this process, or a `sluice serve`
+//! child), one module per topic.
+
+mod approvals;
+mod auth;
+mod contract;
+mod idempotency;
+mod scheduling;
+mod shutdown;
+mod streams;
