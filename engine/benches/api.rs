@@ -8,7 +8,6 @@
 //!
 //! Targets (issue #4, this 2-core machine): >= 20,000 req/s with p99 <= 5 ms; W2 <= 3 ms median.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,7 +15,8 @@ use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use sluice::api::client::Client;
-use sluice::service::{Role, Service, ServiceConfig, User, config::ApiLimits, hash_token};
+use sluice::service::{Role, User, config::ApiLimits};
+use sluice_testing::{Local, user};
 
 const TESTKIT: &str = env!("SLUICE_PLUGIN_TESTKIT");
 
@@ -57,51 +57,34 @@ fn main() {
     if let Some(at) = args.iter().position(|a| a == "--load") {
         return load(&args[at + 1..]);
     }
-    let dir = tempfile::tempdir().unwrap();
-    let pipelines = dir.path().join("pipelines");
-    std::fs::create_dir_all(&pipelines).unwrap();
-    std::fs::copy(TESTKIT, pipelines.join("kit.wasm")).unwrap();
-    std::fs::write(pipelines.join("w2.toml"), PIPELINE).unwrap();
-    let mut tokens = BTreeMap::new();
-    for (name, role) in [
+    let users: Vec<(String, User)> = [
         ("rita", Role::Releaser),
         ("alice", Role::Approver),
         ("vic", Role::Viewer),
-    ] {
-        let user = User {
-            name: name.into(),
-            roles: vec![role],
-            groups: Vec::new(),
-        };
-        tokens.insert(hash_token(&token(name)), user);
-    }
-    let config = ServiceConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("data"),
-        pipelines,
-        tokens,
-        // The rate limit is not what is measured here.
-        limits: ApiLimits {
-            requests_per_second: u32::MAX,
-            burst: u32::MAX,
-            ..ApiLimits::default()
-        },
+    ]
+    .into_iter()
+    .map(|(name, role)| (token(name), user(name, &[role], &[])))
+    .collect();
+    // The rate limit is not what is measured here.
+    let limits = ApiLimits {
+        requests_per_second: u32::MAX,
+        burst: u32::MAX,
+        ..ApiLimits::default()
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (service, base) = runtime.block_on(async {
+    let Local {
+        dir: _dir,
+        runtime,
+        service,
+    } = Local::start(TESTKIT, &[("w2", PIPELINE)], &users, limits);
+    let base = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let service = Service::start(config).unwrap();
         tokio::spawn(sluice::api::serve(
             listener,
             service.clone(),
             std::future::pending(),
         ));
-        (service, base)
+        base
     });
     let rita = Client::new(&base, Some(token("rita"))).unwrap();
     let alice = Client::new(&base, Some(token("alice"))).unwrap();
