@@ -48,9 +48,14 @@ pub enum Event {
         groups: Vec<String>,
         /// The new approver: a user or `group:name`.
         to: String,
+        /// The groups `to` belongs to (resolved by the caller from its users; none for a group
+        /// or a user it does not know), so the core can tell whether `to` may approve.
+        to_groups: Vec<String>,
         /// Why.
         comment: String,
-        /// A listed approver hands over their part; an override replaces every approver.
+        /// A listed approver (not the release's creator, unless the stage allows them) hands
+        /// their part to someone the stage lists, by name or group; an override replaces every
+        /// approver with anyone.
         authority: Authority,
     },
     /// A pending approval's timeout passed.
@@ -263,6 +268,14 @@ pub enum Effect {
     Finished(ReleaseState),
 }
 
+/// A time (Unix milliseconds) in RFC 3339, UTC; the number itself if it is out of range.
+pub(crate) fn timestamp(at: u64) -> String {
+    i64::try_from(at)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or_else(|| format!("{at} (Unix ms)"), |t| t.to_string())
+}
+
 /// The message of a deployment whose non-idempotent task was running when the engine died.
 pub const INTERRUPTED: &str = "interrupted by engine restart — redeploy to retry";
 
@@ -362,11 +375,7 @@ impl Event {
             Event::Abandon => "release abandoned".into(),
             Event::Admit { stage, .. } => format!("{stage}: its turn in the queue"),
             Event::Schedule { stage, at } => {
-                let when = i64::try_from(*at)
-                    .ok()
-                    .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-                    .map_or_else(|| format!("{at} (Unix ms)"), |t| t.to_string());
-                format!("{stage}: deployment scheduled for {when}")
+                format!("{stage}: deployment scheduled for {}", timestamp(*at))
             }
             Event::GatesEvaluated {
                 stage,

@@ -246,7 +246,9 @@ impl Service {
     }
 
     /// Hands an approval to `to` (a user or `group:NAME`), on `authority` (see
-    /// [`DecisionRequest::authority`]).
+    /// [`DecisionRequest::authority`]). Whether `user` may (listed, not the release's creator)
+    /// and whether `to` may be chosen (listed by the stage, by name or through a group) is the
+    /// core's rule; the service tells it the groups `to` belongs to, from the configured users.
     pub async fn reassign(
         &self,
         id: &str,
@@ -268,6 +270,11 @@ impl Service {
             kind: view.approval.kind,
             by: user.name.clone(),
             groups: user.groups.clone(),
+            to_groups: self
+                .config()
+                .user_named(&to)
+                .map(|u| u.groups.clone())
+                .unwrap_or_default(),
             to,
             comment,
             authority,

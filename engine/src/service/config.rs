@@ -122,6 +122,11 @@ pub fn hash_token(token: &str) -> String {
 }
 
 impl ServiceConfig {
+    /// The user of this name, if one is configured.
+    pub fn user_named(&self, name: &str) -> Option<&User> {
+        self.tokens.values().find(|u| u.name == name)
+    }
+
     /// Reads and checks the file at `path`; relative paths in it are relative to its directory.
     /// Every problem is reported at once, one per line.
     pub fn load(path: &Path) -> Result<Self, String> {

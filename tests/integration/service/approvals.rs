@@ -1,5 +1,6 @@
 //! The approval rules, enforced by a server: who sees and decides what, `all`, `sequence` and
-//! n-of-m policies, racing decisions, expiry, and approvals voided by a changed plugin.
+//! n-of-m policies, racing decisions, expiry, approvals voided by a changed plugin, and who may
+//! reassign an approval to whom (the four-eyes rule is not handed away).
 
 use serde_json::json;
 use sluice::api::client::{Client, Reply};
@@ -223,4 +224,109 @@ fn a_pending_approval_is_void_once_a_plugin_of_its_stage_changed() {
     let r = server.wait_stage(&release, "qa", "failed");
     assert_eq!(r["state"], "failed");
     assert_eq!(r["stages"][1]["state"], "not-started");
+}
+
+/// Whether the release's audit trail records a reassignment.
+fn audits_a_reassign(server: &Server, release: &str) -> bool {
+    let audit = server.get("vic", &format!("/api/v1/audit?release={release}"));
+    audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["what"].as_str().unwrap().contains("reassigned"))
+}
+
+fn reassign_as(server: &Server, who: &str, id: &str, body: serde_json::Value) -> Reply {
+    server.call(
+        who,
+        "POST",
+        &format!("/api/v1/approvals/{id}/reassign"),
+        Some(body),
+    )
+}
+
+#[test]
+fn the_creator_cannot_hand_their_approval_to_someone_they_choose() {
+    let server = Server::start("1h", ApiLimits::default());
+    // alice (approver and releaser) creates a release whose qa approval lists her.
+    let created = server.call(
+        "alice",
+        "POST",
+        "/api/v1/pipelines/shop/releases",
+        Some(json!({})),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let release = created.json()["name"].as_str().unwrap().to_owned();
+    let qa = format!("{release}.qa.1.pre");
+    let before = server.get("vic", &format!("/api/v1/approvals/{qa}"));
+    assert_eq!(before["approvers"], json!(["alice", "group:approvers"]));
+    assert_eq!(server.approve_as("alice", &qa).status, 403);
+
+    // She may not choose her approver instead: refused, and nothing changed.
+    let reply = reassign_as(&server, "alice", &qa, json!({"to": "mallory"}));
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(
+        reply.text().contains("created this release"),
+        "{}",
+        reply.text()
+    );
+    let after = server.get("vic", &format!("/api/v1/approvals/{qa}"));
+    assert_eq!(after, before, "a refused reassign changed the approval");
+    assert_eq!(after["state"], "pending");
+    assert_eq!(after["release_creator"], "alice");
+    assert!(!audits_a_reassign(&server, &release));
+
+    // mallory, an approver in no group the stage lists, may not approve it.
+    let reply = server.approve_as("mallory", &qa);
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(reply.text().contains("not an approver"), "{}", reply.text());
+    assert_eq!(
+        server.get("vic", &format!("/api/v1/approvals/{qa}")),
+        before
+    );
+}
+
+#[test]
+fn reassign_goes_only_to_someone_the_stage_lists_unless_an_admin_overrides() {
+    let server = Server::start("1h", ApiLimits::default());
+    let release = server.release();
+    let qa = format!("{release}.qa.1.pre");
+    let before = server.get("vic", &format!("/api/v1/approvals/{qa}"));
+
+    // bob (through group approvers) may not hand it to mallory; the answer says who may be chosen.
+    let reply = reassign_as(&server, "bob", &qa, json!({"to": "mallory"}));
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(
+        reply.text().contains("alice, group:approvers"),
+        "{}",
+        reply.text()
+    );
+    assert_eq!(
+        server.get("vic", &format!("/api/v1/approvals/{qa}")),
+        before
+    );
+    assert!(!audits_a_reassign(&server, &release));
+
+    // carl is in group approvers: the service tells the core so, and carl may be chosen.
+    let reply = reassign_as(
+        &server,
+        "bob",
+        &qa,
+        json!({"to": "carl", "comment": "away"}),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let now = server.get("vic", &format!("/api/v1/approvals/{qa}"));
+    assert_eq!(now["approvers"], json!(["alice", "carl"]));
+    assert_eq!(server.approve_as("mallory", &qa).status, 403);
+
+    // An admin's override hands it to anyone, mallory included.
+    let reply = reassign_as(
+        &server,
+        "ada",
+        &qa,
+        json!({"to": "mallory", "override": true, "comment": "cover"}),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(server.approve_as("mallory", &qa).status, 200);
+    server.wait_stage(&release, "qa", "succeeded");
 }

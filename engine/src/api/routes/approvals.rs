@@ -207,7 +207,9 @@ pub(in crate::api) struct Reassign {
     override_approvers: bool,
 }
 
-/// Reassign an approval to another user or group.
+/// Reassign an approval to another user or group: an approver listed on it (not the release's
+/// creator, unless the stage allows the creator) hands their part to someone the stage lists,
+/// by name or through a group; an admin with `override` hands it to anyone.
 #[utoipa::path(post, path = "/api/v1/approvals/{id}/reassign", tag = "approvals",
     params(ApprovalPath, IdempotencyKey), request_body = Reassign,
     responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]

@@ -1,12 +1,13 @@
-//! Approvals: deciding, reassigning, expiring and voiding them, who may decide, when a policy is
-//! met, asking for one and carrying one over from the previous stage.
+//! Approvals: deciding, reassigning, expiring and voiding them, who may decide (and before when),
+//! who may reassign to whom, when a policy is met, asking for one and carrying one over from the
+//! previous stage.
 
 use crate::pipeline::{ApprovalPolicy, Trigger};
 
 use super::{
     InvalidTransition, Step, attempt_no, finish_attempt, phase, proceed, stage_index, wrong,
 };
-use crate::core::event::{Authority, Effect, Event};
+use crate::core::event::{Authority, Effect, Event, timestamp};
 use crate::core::model::*;
 
 /// Applies an approval event: `Decide`, `Reassign`, `Expire` or `Void`.
@@ -29,6 +30,16 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
             let allow_creator = phase(spec, kind).0.is_some_and(|a| a.allow_release_creator);
             let attempt = attempt_no(release, i, number, "decide an approval")?;
             let approval = pending(attempt, &stage, kind)?;
+            // Its expiry timer may not have fired yet: a decision at or after the deadline is
+            // too late all the same, and the timer expires it as usual.
+            if let Some(at) = approval.expires_at.filter(|&at| now >= at) {
+                return Err(InvalidTransition::Conflict(format!(
+                    "the {}-deployment approval expired at {}: a decision at {} is too late",
+                    kind.as_str(),
+                    timestamp(at),
+                    timestamp(now)
+                )));
+            }
             let (as_approver, note) = match authority {
                 Authority::Approver => {
                     if by == creator && !allow_creator {
@@ -85,12 +96,26 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
             by,
             groups,
             to,
+            to_groups,
             comment,
             authority,
         } => {
             let i = stage_index(release, &stage)?;
+            let creator = release.creator.clone();
+            let spec = phase(&release.plan.stages[i], kind).0;
+            let allow_creator = spec.is_some_and(|a| a.allow_release_creator);
+            let listed = spec.map(|a| a.approvers.clone()).unwrap_or_default();
             let attempt = attempt_no(release, i, number, "reassign an approval")?;
             let approval = pending(attempt, &stage, kind)?;
+            // The four-eyes rule: whoever may not approve may not choose who does either.
+            if authority == Authority::Approver && by == creator && !allow_creator {
+                return Err(InvalidTransition::NotAllowed(format!(
+                    "{by} created this release and the stage does not allow the release creator \
+                     to approve, so may not choose who does: another of its approvers ({}) may \
+                     reassign it, or an admin with override",
+                    listed.join(", ")
+                )));
+            }
             if approval.approvers.contains(&to) {
                 return Err(InvalidTransition::Conflict(format!(
                     "{to} is already an approver of this stage"
@@ -105,6 +130,7 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
                             "{by} is not an approver of this stage"
                         ))
                     })?;
+                    check_eligible(&listed, &to, &to_groups, &creator, allow_creator)?;
                     let at = approval.approvers.iter().position(|a| *a == entry);
                     let mut approvers = approval.approvers.clone();
                     if let Some(at) = at {
@@ -221,6 +247,42 @@ fn listed_as(approval: &Approval, by: &str, groups: &[String]) -> Option<String>
         .collect();
     entries.sort_by_key(|a| (satisfied(a), *a != by));
     entries.first().map(|a| (*a).clone())
+}
+
+/// Checks that `to` may be handed an approval of a stage that lists `listed`: a user it lists, a
+/// member of a group it lists (`to_groups`), or a group it lists — and not the release's
+/// creator, unless the stage allows the creator to approve.
+fn check_eligible(
+    listed: &[String],
+    to: &str,
+    to_groups: &[String],
+    creator: &str,
+    allow_creator: bool,
+) -> Result<(), InvalidTransition> {
+    let choose = || {
+        format!(
+            "choose a user the stage lists or a member of a group it lists ({})",
+            listed.join(", ")
+        )
+    };
+    if to == creator && !allow_creator {
+        return Err(InvalidTransition::NotAllowed(format!(
+            "{to} created this release and the stage does not allow the release creator to \
+             approve: {}",
+            choose()
+        )));
+    }
+    let eligible = match to.strip_prefix("group:") {
+        Some(_) => listed.iter().any(|a| a == to),
+        None => listed.iter().any(|a| names(a, to, to_groups)),
+    };
+    if !eligible {
+        return Err(InvalidTransition::NotAllowed(format!(
+            "{to} is not an approver of this stage and may not be handed its approval: {}",
+            choose()
+        )));
+    }
+    Ok(())
 }
 
 /// Checks that `by` may decide now; returns the approver entry the decision counts for.

@@ -59,8 +59,11 @@
 //! abandoned                            anything                           -> InvalidTransition
 //! ```
 //!
-//! A pending approval with a timeout also yields `Timer(Expire)`. Events about an attempt that is
-//! no longer the stage's current one are [`InvalidTransition::Stale`] (a redeploy voids them).
+//! A pending approval with a timeout also yields `Timer(Expire)`; a decision at or after its
+//! `expires_at` is refused, and the timer expires it. A reassignment is an admin's override, or
+//! a listed approver's who is not the release's creator (unless the stage allows the creator),
+//! to someone the stage lists by name or through a group. Events about an attempt that is no
+//! longer the stage's current one are [`InvalidTransition::Stale`] (a redeploy voids them).
 //!
 //! After every transition the machine starts the stages whose trigger is now satisfied and, when
 //! nothing is left in flight, finishes the release. Anything else is an [`InvalidTransition`].

@@ -57,7 +57,8 @@ const ROWS: &[Row] = &[
     ("frozen",              "break-glass",      InProgress,         &["Prepare"]),
     ("frozen",              "cancel",           Canceled,           CANCEL),
     ("frozen",              "abandon",          Canceled,           ABANDON),
-    // A pre-deployment approval (alice and bob) with no decision yet.
+    // A pre-deployment approval (alice and bob) with no decision yet. (`reassign` is an
+    // admin's override; an approver's to someone unlisted, or the creator's, is refused.)
     ("awaiting-pre",        "created",          AwaitingApproval,   &[]),
     ("awaiting-pre",        "approve",          AwaitingApproval,   &[]),
     ("awaiting-pre",        "approve-deferred", AwaitingApproval,   &[]),

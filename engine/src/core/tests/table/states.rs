@@ -219,6 +219,21 @@ fn decision(r: &Release, kind: ApprovalKind, approve: bool, defer: Option<u64>) 
     }
 }
 
+/// `by` hands the first stage's pre-deployment approval to `to` (in no group).
+fn reassign(r: &Release, by: &str, to: &str, authority: Authority) -> Event {
+    Event::Reassign {
+        stage: first(r),
+        attempt: attempt(r),
+        kind: ApprovalKind::Pre,
+        by: by.into(),
+        groups: vec![],
+        to: to.into(),
+        to_groups: vec![],
+        comment: "on leave".into(),
+        authority,
+    }
+}
+
 fn task(r: &Release, outcome: TaskOutcome) -> Event {
     Event::TaskFinished {
         stage: first(r),
@@ -266,15 +281,15 @@ pub(super) const EVENTS: &[(&str, Make)] = &[
     ("approve-post", |r, _| {
         decision(r, ApprovalKind::Post, true, None)
     }),
-    ("reassign", |r, _| Event::Reassign {
-        stage: first(r),
-        attempt: attempt(r),
-        kind: ApprovalKind::Pre,
-        by: "alice".into(),
-        groups: vec![],
-        to: "dave".into(),
-        comment: "on leave".into(),
-        authority: Authority::Approver,
+    ("reassign", |r, _| {
+        reassign(r, "ada", "dave", Authority::Override)
+    }),
+    // Refused everywhere: dave is not listed on the stage; carol created the release.
+    ("reassign-unlisted", |r, _| {
+        reassign(r, "alice", "dave", Authority::Approver)
+    }),
+    ("reassign-by-creator", |r, _| {
+        reassign(r, "carol", "bob", Authority::Approver)
     }),
     ("expire", |r, _| Event::Expire {
         stage: first(r),
