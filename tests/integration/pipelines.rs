@@ -69,3 +69,65 @@ fn invalid_pipelines_fail_with_the_recorded_errors() {
         compare(&format!("{err}\n"), &path.with_extension("err"));
     }
 }
+
+/// `sluice validate` on a pipeline whose name would be a path: exit 2, the place and the rule.
+fn validate(path: &Path) -> (Option<i32>, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("validate")
+        .arg(path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stderr)
+}
+
+#[test]
+fn validate_refuses_a_pipeline_name_that_is_a_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = dir.path().join("site.toml");
+    std::fs::write(
+        &written,
+        "version = 1\nname = \"../../x\"\n[[stages]]\nname = \"only\"\n",
+    )
+    .unwrap();
+    let (code, stderr) = validate(&written);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid pipeline name `../../x`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("site.toml:2:8"), "{stderr}");
+    assert!(stderr.contains("lowercase letters, digits"), "{stderr}");
+
+    // Without `name`, the file's stem is the name, and is checked the same way.
+    let stem = dir.path().join("web.prod.toml");
+    std::fs::write(&stem, "version = 1\n[[stages]]\nname = \"only\"\n").unwrap();
+    let (code, stderr) = validate(&stem);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("`web.prod`"), "{stderr}");
+    assert!(stderr.contains("web.prod.toml:1:1"), "{stderr}");
+    assert!(stderr.contains("add `name = \"...\"`"), "{stderr}");
+
+    // A `pipeline.toml` takes its folder's name: `.hidden` is not one.
+    let folder = dir.path().join(".hidden");
+    std::fs::create_dir_all(&folder).unwrap();
+    let file = folder.join("pipeline.toml");
+    std::fs::write(&file, "version = 1\n[[stages]]\nname = \"only\"\n").unwrap();
+    let (code, stderr) = validate(&file);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("`.hidden`"), "{stderr}");
+
+    // A name with NUL, or one too long, is refused in the file too (TOML can spell both).
+    let long = "p".repeat(65);
+    for (name, shown) in [("a\\u0000b", "a<U+0000>b"), (&*long, "65 characters long")] {
+        std::fs::write(
+            &written,
+            format!("version = 1\nname = \"{name}\"\n[[stages]]\nname = \"only\"\n"),
+        )
+        .unwrap();
+        let (code, stderr) = validate(&written);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains(shown), "{stderr}");
+        assert!(!stderr.contains('\0'), "{stderr:?}");
+    }
+}

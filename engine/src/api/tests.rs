@@ -383,3 +383,33 @@ async fn an_idempotency_key_replays_its_answer_and_refuses_another_request_and_a
     assert_ne!(late.json["approval"]["state"], "pending", "{}", late.json);
     assert_eq!(late.json["approval"]["id"], format!("{name}.qa.1.pre"));
 }
+
+#[tokio::test]
+async fn a_pipeline_name_that_is_not_a_name_is_400_before_any_write() {
+    let (dir, service) = service(ApiLimits::default(), false);
+    let app = router(service);
+    let nameless = "version = 1\n[[stages]]\nname = \"only\"\n";
+    for name in [
+        "..%2Fescaped",
+        "%2Fabs",
+        "a%00b",
+        "a%0D%0Ab",
+        "a.b",
+        "a%22b",
+    ] {
+        let put = ("PUT", &*format!("/api/v1/pipelines/{name}"));
+        let reply = send(&app, Some("ada"), put, Some(nameless), &[]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{name}: {}",
+            reply.json
+        );
+        assert!(
+            error(&reply).starts_with("invalid pipeline name: "),
+            "{}",
+            reply.json
+        );
+    }
+    assert!(!dir.path().join("escaped.toml").exists());
+}

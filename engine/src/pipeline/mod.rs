@@ -44,6 +44,8 @@ pub fn load(path: &Path) -> Result<Loaded, PipelineError> {
         })
         .unwrap_or(Path::new("."));
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    // Checked as a pipeline name by the validator, as a written `name` is: a file called
+    // `..toml` or a folder called `.tmp` names no pipeline.
     let default_name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

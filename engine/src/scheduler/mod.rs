@@ -32,7 +32,7 @@ use crate::core::{self, ApprovalKind, Event, Release, ReleaseState};
 use crate::pipeline::PipelineError;
 use crate::plugin::PluginHost;
 use crate::store::{LogKey, Receipt, Store, StoreError};
-use crate::types::LogEvent;
+use crate::types::{LogEvent, Name, path_under};
 
 /// Why the engine could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -368,11 +368,17 @@ impl Engine {
             .collect())
     }
 
-    fn workspace(&self, release: &str, stage: &str, attempt: u32) -> PathBuf {
-        self.data_dir
-            .join("workspaces")
-            .join(release)
-            .join(stage)
-            .join(attempt.to_string())
+    /// `DATA/workspaces/RELEASE/STAGE/ATTEMPT`, each part a [`Name`] joined by `path_under`,
+    /// which checks the result stays under the workspaces directory: a workspace is cleared
+    /// with `remove_dir_all`, so a release whose names are not names gets none.
+    fn workspace(&self, release: &str, stage: &str, attempt: u32) -> Result<PathBuf, String> {
+        let attempt = attempt.to_string();
+        let names = [release, stage, attempt.as_str()]
+            .into_iter()
+            .map(Name::new)
+            .collect::<Result<Vec<Name>, _>>()
+            .map_err(|e| format!("no workspace for this deployment: {e}"))?;
+        let names: Vec<&Name> = names.iter().collect();
+        path_under(&self.data_dir.join("workspaces"), &names, "").map_err(|e| e.to_string())
     }
 }

@@ -54,7 +54,7 @@ impl Engine {
         stage: &str,
         attempt: u32,
     ) -> Result<(), String> {
-        let workspace = self.workspace(&release.name, stage, attempt);
+        let workspace = self.workspace(&release.name, stage, attempt)?;
         if workspace.exists() {
             std::fs::remove_dir_all(&workspace)
                 .map_err(|e| format!("cannot clear workspace {}: {e}", workspace.display()))?;
@@ -117,7 +117,10 @@ impl Engine {
             );
         };
         let spec = &release.plan.stages[stage_index].tasks[index];
-        let workspace = self.workspace(&release.name, stage, attempt);
+        let workspace = match self.workspace(&release.name, stage, attempt) {
+            Ok(workspace) => workspace,
+            Err(why) => return (TaskOutcome::Failed(why), Vec::new()),
+        };
         let prepared = async {
             let mkdir = |dir: &Path| {
                 std::fs::create_dir_all(dir)
@@ -221,7 +224,19 @@ impl Engine {
             ApprovalKind::Post => spec.post_gates.as_ref(),
         };
         let gates = gates.map_or(&[][..], |g| &g.gates[..]);
-        let workspace = self.workspace(&release.name, stage, attempt);
+        let workspace = match self.workspace(&release.name, stage, attempt) {
+            Ok(workspace) => workspace,
+            Err(why) => {
+                return gates
+                    .iter()
+                    .map(|gate| GateResult {
+                        gate: gate.name.clone(),
+                        healthy: false,
+                        reason: Some(why.clone()),
+                    })
+                    .collect();
+            }
+        };
         let evaluations = gates.iter().map(|gate| async {
             let health = self
                 .evaluate_gate(release, stage_index, attempt, &workspace, gate)

@@ -11,6 +11,7 @@ use crate::pipeline::PipelineError;
 use crate::plugin::HostError;
 use crate::scheduler::EngineError;
 use crate::store::StoreError;
+use crate::types::PathEscape;
 
 /// Why a service call failed, in terms the API maps to a status.
 #[derive(Debug, thiserror::Error)]
@@ -24,9 +25,12 @@ pub enum ServiceError {
     /// It does not apply to the current state (409).
     #[error("{0}")]
     Conflict(String),
-    /// The input is wrong (400 / 422).
+    /// The input is wrong (422).
     #[error("{0}")]
     Invalid(String),
+    /// The request itself is malformed, e.g. a name that is not a name (400).
+    #[error("{0}")]
+    BadRequest(String),
     /// A pipeline is invalid (422), with every diagnostic.
     #[error("{0}")]
     Pipeline(PipelineError),
@@ -74,6 +78,10 @@ pub enum InternalError {
         #[source]
         source: std::io::Error,
     },
+    /// A path made from names would have left its directory (defence in depth: names are
+    /// checked before they reach a path).
+    #[error(transparent)]
+    Path(#[from] PathEscape),
     /// A release trigger failed.
     #[error("a release trigger")]
     Trigger(#[source] TriggerError),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::{InternalError, Service, ServiceError};
 use crate::pipeline::{self, Loaded, PipelineError};
 use crate::store::StoreError;
+use crate::types::{Name, path_under};
 
 /// Why the pipelines directory did not load at start.
 #[derive(Debug, thiserror::Error)]
@@ -158,13 +159,18 @@ impl Service {
             .ok_or_else(|| ServiceError::NotFound(format!("there is no pipeline `{name}`")))
     }
 
-    /// Parses and checks `source` as pipeline `name` without saving it.
+    /// Parses and checks `source` as pipeline `name` without saving it. A `name` that is not a
+    /// pipeline's [`Name`] is refused first (`BadRequest`): it would be a file name.
     pub fn validate_pipeline(&self, name: &str, source: &str) -> Result<Loaded, ServiceError> {
-        let file = self.pipeline_file(name);
+        self.validate_named(&pipeline_name(name)?, source)
+    }
+
+    fn validate_named(&self, name: &Name, source: &str) -> Result<Loaded, ServiceError> {
+        let file = self.pipeline_file(name)?;
         let dir = file.parent().unwrap_or(Path::new("."));
         let shown = format!("{name}.toml");
         let loaded = pipeline::parse(&shown, source, dir, name).map_err(ServiceError::Pipeline)?;
-        if loaded.plan.name != name {
+        if loaded.plan.name != name.as_str() {
             return Err(ServiceError::Invalid(format!(
                 "the pipeline says name = \"{}\" but was sent to /pipelines/{name}: make them the same",
                 loaded.plan.name
@@ -182,8 +188,9 @@ impl Service {
         source: &str,
         by: &str,
     ) -> Result<Pipeline, ServiceError> {
-        let loaded = self.validate_pipeline(name, source)?;
-        let file = self.pipeline_file(name);
+        let name = pipeline_name(name)?;
+        let loaded = self.validate_named(&name, source)?;
+        let file = self.pipeline_file(&name)?;
         let aside = file.with_extension("toml.new");
         std::fs::write(&aside, source)
             .and_then(|()| std::fs::rename(&aside, &file))
@@ -193,28 +200,37 @@ impl Service {
             })?;
         let version = self
             .store()
-            .put_pipeline(name, source, by)
+            .put_pipeline(&name, source, by)
             .map_err(InternalError::Store)?
             .version;
         let pipeline = Pipeline {
-            name: name.to_owned(),
+            name: name.to_string(),
             version,
             file,
             source: source.to_owned(),
             loaded,
         };
         let mut pipelines = self.pipelines.write().unwrap_or_else(|e| e.into_inner());
-        pipelines.insert(name.to_owned(), pipeline.clone());
+        pipelines.insert(name.to_string(), pipeline.clone());
         Ok(pipeline)
     }
 
-    fn pipeline_file(&self, name: &str) -> PathBuf {
+    /// The pipeline's file: where it was loaded from, else `NAME.toml` in the pipelines
+    /// directory — joined by `path_under`, which checks it stays there.
+    fn pipeline_file(&self, name: &Name) -> Result<PathBuf, InternalError> {
         let pipelines = self.pipelines.read().unwrap_or_else(|e| e.into_inner());
-        pipelines
-            .get(name)
-            .map(|p| p.file.clone())
-            .unwrap_or_else(|| self.config.pipelines.join(format!("{name}.toml")))
+        match pipelines.get(name.as_str()) {
+            Some(p) => Ok(p.file.clone()),
+            None => Ok(path_under(&self.config.pipelines, &[name], ".toml")?),
+        }
     }
+}
+
+/// A pipeline name from a request (a URL segment): a pipeline's [`Name`], or a 400 that says
+/// what names are allowed.
+fn pipeline_name(name: &str) -> Result<Name, ServiceError> {
+    Name::pipeline(name)
+        .map_err(|e| ServiceError::BadRequest(format!("invalid pipeline name: {e}")))
 }
 
 fn looks_like_pipeline(file: &Path) -> bool {

@@ -1,12 +1,13 @@
 //! Plain values that cross the plugin boundary and that the core, the store, the pipeline and
 //! the plugin host all speak: variables, versions, log lines, grants, limits, the size and
-//! duration parsers. **This module imports neither wasmtime nor redb**, so a reader of the core
-//! or the store sees no import of the module that wraps wasmtime; `plugin/` converts these to
-//! and from the generated bindings.
+//! duration parsers, names (and the paths made from them). **This module imports neither
+//! wasmtime nor redb**, so a reader of the core or the store sees no import of the module that
+//! wraps wasmtime; `plugin/` converts these to and from the generated bindings.
 
 pub mod boundary;
 pub mod grants;
 pub mod limits;
+pub mod name;
 
 pub use boundary::{
     Artifact, Context, Failure, Health, Invocation, Level, LogEvent, LogLine, PluginError, Source,
@@ -14,3 +15,4 @@ pub use boundary::{
 };
 pub use grants::{Access, DirGrant, GrantError, Grants};
 pub use limits::{LimitExceeded, LimitKind, Limits, format_bytes, parse_bytes, parse_duration};
+pub use name::{NAME_RULE, Name, NameError, PathEscape, path_under};

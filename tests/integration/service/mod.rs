@@ -5,6 +5,7 @@ mod approvals;
 mod auth;
 mod contract;
 mod idempotency;
+mod names;
 mod scheduling;
 mod shutdown;
 mod streams;

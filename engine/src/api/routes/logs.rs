@@ -76,7 +76,7 @@ pub(in crate::api) async fn release_logs(
 ) -> Result<Response, ApiError> {
     let logs = app.service.release_logs(&id)?;
     let archive = archive::logs(&id, &logs).map_err(|e| ApiError::internal(e.to_string()))?;
-    let disposition = format!("attachment; filename=\"{id}-logs.tar.gz\"");
+    let disposition = archive::disposition(&id);
     Ok((
         [
             (header::CONTENT_TYPE, "application/gzip".to_owned()),

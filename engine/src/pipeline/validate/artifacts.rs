@@ -2,19 +2,13 @@
 
 use toml::Spanned;
 
-use super::{NAME_HELP, Validator, is_name, toml_to_json};
+use super::{Validator, toml_to_json};
 use crate::pipeline::plan::*;
 use crate::pipeline::schema::*;
 
 impl Validator<'_> {
     pub(super) fn artifact(&mut self, alias: &Spanned<String>, raw: &RawArtifact) -> ArtifactSpec {
-        if !is_name(alias.get_ref()) {
-            self.error(
-                Some(alias.span()),
-                format!("invalid artifact alias `{}`", alias.get_ref()),
-                Some(NAME_HELP),
-            );
-        }
+        self.check_name("artifact alias", alias);
         self.locations
             .artifacts
             .insert(alias.get_ref().clone(), self.location(raw.source.span()));

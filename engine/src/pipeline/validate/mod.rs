@@ -26,7 +26,7 @@ use toml::Spanned;
 use super::error::{Diagnostic, Location};
 use super::plan::*;
 use super::schema::*;
-use crate::types::parse_duration;
+use crate::types::{Name, NameError, parse_duration};
 
 pub use variables::references;
 
@@ -61,17 +61,6 @@ pub(crate) struct Validator<'a> {
     pub(crate) locations: Locations,
 }
 
-fn is_name(text: &str) -> bool {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
-
-const NAME_HELP: &str =
-    "names use lowercase letters, digits, `-` and `_`, and start with a letter or digit";
-
 impl<'a> Validator<'a> {
     pub(crate) fn new(file: &'a str, source: &'a str, dir: &'a Path) -> Self {
         Self {
@@ -101,6 +90,50 @@ impl<'a> Validator<'a> {
         });
     }
 
+    /// Reports `name` (a `what`, e.g. "stage name") unless it is a [`Name`]: the one rule of
+    /// every name in a pipeline.
+    pub(crate) fn check_name(&mut self, what: &str, name: &Spanned<String>) {
+        if let Err(e) = Name::new(name.get_ref()) {
+            self.name_error(Some(name.span()), what, &e);
+        }
+    }
+
+    fn name_error(&mut self, span: Option<Range<usize>>, what: &str, e: &NameError) {
+        let message = if e.is_too_long() {
+            format!("invalid {what} `{}`: {}", e.shown(), e.problem())
+        } else {
+            format!("invalid {what} `{}`", e.shown())
+        };
+        self.error(span, message, Some(&e.help()));
+    }
+
+    /// The pipeline's name: its `name`, else `default_name` (the file's stem, its folder's
+    /// name, or the name it was sent as), checked as a pipeline's [`Name`] either way — a name
+    /// becomes a file name, a workspace directory, a release id and a part of approval ids.
+    fn pipeline_name(&mut self, written: Option<&Spanned<String>>, default_name: &str) -> String {
+        match written {
+            Some(name) => {
+                if let Err(e) = Name::pipeline(name.get_ref()) {
+                    self.name_error(Some(name.span()), "pipeline name", &e);
+                }
+                name.get_ref().clone()
+            }
+            None => {
+                if let Err(e) = Name::pipeline(default_name) {
+                    let message = format!(
+                        "the pipeline has no `name`, and the name it would take from its file, \
+                         `{}`, is invalid ({})",
+                        e.shown(),
+                        e.problem()
+                    );
+                    let help = format!("add `name = \"...\"`: {}", e.help());
+                    self.error(Some(0..0), message, Some(&help));
+                }
+                default_name.to_owned()
+            }
+        }
+    }
+
     /// Checks everything and builds the plan (meaningful only if no diagnostics were added).
     pub(crate) fn plan(&mut self, raw: RawPipeline, default_name: &str) -> Plan {
         if *raw.version.get_ref() != 1 {
@@ -110,19 +143,7 @@ impl<'a> Validator<'a> {
                 Some("this Sluice reads `version = 1`"),
             );
         }
-        let name = match &raw.name {
-            Some(name) => {
-                if !is_name(name.get_ref()) {
-                    self.error(
-                        Some(name.span()),
-                        format!("invalid pipeline name `{}`", name.get_ref()),
-                        Some(NAME_HELP),
-                    );
-                }
-                name.get_ref().clone()
-            }
-            None => default_name.to_owned(),
-        };
+        let name = self.pipeline_name(raw.name.as_ref(), default_name);
         if raw.stages.is_empty() {
             self.error(
                 None,
@@ -141,14 +162,8 @@ impl<'a> Validator<'a> {
         // Stage names first: `after` may point forward.
         let mut stage_names: BTreeMap<String, Range<usize>> = BTreeMap::new();
         for stage in &raw.stages {
+            self.check_name("stage name", &stage.name);
             let name = stage.name.get_ref();
-            if !is_name(name) {
-                self.error(
-                    Some(stage.name.span()),
-                    format!("invalid stage name `{name}`"),
-                    Some(NAME_HELP),
-                );
-            }
             if stage_names
                 .insert(name.clone(), stage.name.span())
                 .is_some()

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use toml::Spanned;
 
-use super::{NAME_HELP, Validator, is_name};
+use super::Validator;
 use crate::builtin::builtin;
 
 impl Validator<'_> {
@@ -47,13 +47,7 @@ impl Validator<'_> {
         unique: &str,
     ) -> String {
         if let Some(n) = written {
-            if !is_name(n.get_ref()) {
-                self.error(
-                    Some(n.span()),
-                    format!("invalid {what} name `{}`", n.get_ref()),
-                    Some(NAME_HELP),
-                );
-            }
+            self.check_name(&format!("{what} name"), n);
             if !names.insert(n.get_ref().clone()) {
                 self.error(
                     Some(n.span()),

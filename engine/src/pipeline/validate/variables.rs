@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use toml::Spanned;
 
-use super::{BUILTIN_VARIABLES, NAME_HELP, Validator, is_name};
+use super::{BUILTIN_VARIABLES, Validator};
 use crate::pipeline::plan::*;
 use crate::pipeline::schema::*;
 
@@ -16,13 +16,7 @@ impl Validator<'_> {
     ) -> Vec<VariableSpec> {
         let mut out = Vec::new();
         for (name, value) in raw {
-            if !is_name(name.get_ref()) {
-                self.error(
-                    Some(name.span()),
-                    format!("invalid variable name `{}`", name.get_ref()),
-                    Some(NAME_HELP),
-                );
-            }
+            self.check_name("variable name", name);
             let (source, secret) = match value.get_ref() {
                 RawVariable::Plain(text) => (ValueSource::Literal(text.clone()), false),
                 RawVariable::Table(t) => {
