@@ -24,6 +24,10 @@ pub enum ServiceError {
     /// It does not apply to the current state (409).
     #[error("{0}")]
     Conflict(String),
+    /// The request asks for what it may not (400): a release-time variable that is not
+    /// settable.
+    #[error("{0}")]
+    BadRequest(String),
     /// The input is wrong (400 / 422).
     #[error("{0}")]
     Invalid(String),
@@ -49,6 +53,7 @@ impl From<EngineError> for ServiceError {
             EngineError::Void(_) => Self::Conflict(e.to_string()),
             EngineError::Pipeline(p) => Self::Pipeline(p),
             EngineError::Artifact { .. } => Self::Invalid(e.to_string()),
+            EngineError::NotSettable(_) => Self::BadRequest(e.to_string()),
             EngineError::Store(_) | EngineError::Stopped(_) => {
                 Self::Internal(InternalError::Engine(e))
             }

@@ -131,7 +131,7 @@ impl<'a> Validator<'a> {
             );
         }
 
-        let variables = self.variables(&raw.variables);
+        let variables = self.variables(&raw.variables, None);
         let artifacts = raw
             .artifacts
             .iter()
@@ -191,6 +191,7 @@ impl<'a> Validator<'a> {
             triggers,
         };
         self.check_references(&plan, &raw);
+        self.check_grant_hosts(&plan, &raw);
         plan
     }
 
