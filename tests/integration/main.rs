@@ -13,3 +13,4 @@ mod sandbox;
 mod service;
 mod support;
 mod triggers;
+mod variables;

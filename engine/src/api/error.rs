@@ -52,8 +52,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, m),
             ServiceError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, m),
             ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
-            ServiceError::Invalid(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, m),
             ServiceError::BadRequest(m) => Self::bad_request(m),
+            ServiceError::Invalid(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, m),
             ServiceError::Pipeline(p) => {
                 let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "the pipeline is invalid");
                 e.body.diagnostics = Some(p.diagnostics.iter().map(ToString::to_string).collect());

@@ -14,7 +14,8 @@ pub(super) struct ReleaseInputs {
     /// Choose an artifact version: `alias=version` (default: the pipeline's selector).
     #[arg(long = "artifact", value_name = "ALIAS=VERSION")]
     artifacts: Vec<String>,
-    /// Set a variable at release time: `name=value`.
+    /// Set a variable at release time: `name=value` (only a variable the pipeline declares
+    /// `settable = true`).
     #[arg(long = "var", value_name = "NAME=VALUE")]
     vars: Vec<String>,
     /// Describe the release.

@@ -1,15 +1,18 @@
 //! Pipelines: parse (TOML, `version = 1`, unknown fields rejected) -> validate (every problem,
-//! with `file:line:col` and a fix) -> plan (fully resolved, what a release snapshots).
+//! with `file:line:col` and a fix) -> plan (fully resolved, what a release snapshots);
+//! `settable.rs`: which variables a release request may set, read from the plan.
 
 mod error;
 pub mod plan;
 mod schema;
+mod settable;
 mod validate;
 
 use std::path::Path;
 
 pub use error::{Diagnostic, Location, PipelineError};
 pub use plan::*;
+pub use settable::{NotSettable, RESERVED_PREFIX};
 pub use validate::{BUILTIN_VARIABLES, Locations, references};
 
 use crate::plugin::{PluginHost, PluginRef, World};

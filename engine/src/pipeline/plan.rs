@@ -134,6 +134,10 @@ pub struct VariableSpec {
     pub value: ValueSource,
     /// Masked in logs; never stored in clear.
     pub secret: bool,
+    /// May be set when a release is created (`settable = true`; never a secret, never a
+    /// stage's variable).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub settable: bool,
 }
 
 /// Where a variable's value comes from. Secrets are kept as references, never as values.

@@ -55,7 +55,8 @@ pub(crate) struct RawContinuous {
     pub tag: Option<String>,
 }
 
-/// `name = "value"` or `name = { value = "..", secret = true, from-env = "..", from-file = ".." }`.
+/// `name = "value"` or `name = { value = "..", secret = true, from-env = "..", from-file = "..",
+/// settable = true }`.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub(crate) enum RawVariable {
@@ -71,6 +72,9 @@ pub(crate) struct RawVariableTable {
     pub secret: bool,
     pub from_env: Option<String>,
     pub from_file: Option<String>,
+    /// May be set when a release is created (pipeline variables only, never a secret).
+    #[serde(default)]
+    pub settable: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,6 @@
-//! Creating a release: checking the chosen artifacts, picking each artifact's version through
-//! its source, recording every plugin's digest, and storing the release with its first stages
-//! started in one commit.
+//! Creating a release: checking the release-time variables (only settable ones) and the chosen
+//! artifacts, picking each artifact's version through its source, recording every plugin's
+//! digest, and storing the release with its first stages started in one commit.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,7 +17,7 @@ use crate::types::Version;
 pub struct CreateOptions {
     /// Versions chosen by hand: alias -> version id.
     pub artifacts: BTreeMap<String, String>,
-    /// Variables set at release time.
+    /// Variables set at release time: only those the pipeline declares `settable = true`.
     pub variables: Vec<(String, String)>,
     /// Who creates it.
     pub creator: String,
@@ -35,6 +35,8 @@ impl Engine {
         options: CreateOptions,
         receipt: Option<Receipt>,
     ) -> Result<Release, EngineError> {
+        // Only variables the plan declares settable: refused before anything is asked or stored.
+        loaded.plan.check_release_variables(&options.variables)?;
         pipeline::check_plugins(loaded, &self.host)?;
         let plan = &loaded.plan;
         for alias in options.artifacts.keys() {

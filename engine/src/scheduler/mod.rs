@@ -29,7 +29,7 @@ pub use create::CreateOptions;
 use driver::{Driver, Mode, Msg};
 
 use crate::core::{self, ApprovalKind, Event, Release, ReleaseState};
-use crate::pipeline::PipelineError;
+use crate::pipeline::{NotSettable, PipelineError};
 use crate::plugin::PluginHost;
 use crate::store::{LogKey, Receipt, Store, StoreError};
 use crate::types::{LogEvent, Name, path_under};
@@ -51,6 +51,9 @@ pub enum EngineError {
         /// Why.
         reason: String,
     },
+    /// A release-time variable the pipeline does not declare settable (or `sluice.*`).
+    #[error(transparent)]
+    NotSettable(#[from] NotSettable),
     /// No such release.
     #[error("there is no release `{0}` in this data directory (see `sluice releases list`)")]
     NoRelease(String),

@@ -152,7 +152,11 @@ impl Engine {
             let plugin = self.release_plugin(release, &spec.plugin)?;
             let config = scope.substitute_json(&spec.config)?;
             let workspace = granted.map(|dir| (dir, "/workspace"));
-            let grants = grants(&spec.grants, &|text| scope.substitute(text), workspace)?;
+            let grants = grants(
+                &spec.grants,
+                &|text| scope.substitute_grant(text),
+                workspace,
+            )?;
             Ok::<_, String>((scope, plugin, config, grants))
         };
         let (scope, plugin, config, grants) = match prepared.await {
@@ -261,7 +265,7 @@ impl Engine {
         let scope = Scope::for_task(release, stage_index, attempt, &self.data_dir, workspace)?;
         let plugin = self.release_plugin(release, &gate.plugin)?;
         let config = scope.substitute_json(&gate.config)?;
-        let grants = grants(&gate.grants, &|text| scope.substitute(text), None)?;
+        let grants = grants(&gate.grants, &|text| scope.substitute_grant(text), None)?;
         let input = TaskInput {
             config: config.to_string(),
             context: context(
@@ -312,7 +316,8 @@ fn context(release: &Release, stage: &str, attempt: u32, workspace: bool) -> Con
     }
 }
 
-/// Builds a sandbox's grants from the pipeline's, resolving `$(...)` with `resolve`.
+/// Builds a sandbox's grants from the pipeline's, resolving `$(...)` with `resolve` (from the
+/// plan alone: release-time variables never move a grant).
 /// Read-write directories the engine owns (under the data directory) are created when missing.
 fn grants(
     spec: &GrantSpec,

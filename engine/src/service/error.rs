@@ -28,7 +28,8 @@ pub enum ServiceError {
     /// The input is wrong (422).
     #[error("{0}")]
     Invalid(String),
-    /// The request itself is malformed, e.g. a name that is not a name (400).
+    /// The request itself is malformed or asks for what it may not (400): a name that is not
+    /// a name, a release-time variable that is not settable.
     #[error("{0}")]
     BadRequest(String),
     /// A pipeline is invalid (422), with every diagnostic.
@@ -53,6 +54,7 @@ impl From<EngineError> for ServiceError {
             EngineError::Void(_) => Self::Conflict(e.to_string()),
             EngineError::Pipeline(p) => Self::Pipeline(p),
             EngineError::Artifact { .. } => Self::Invalid(e.to_string()),
+            EngineError::NotSettable(_) => Self::BadRequest(e.to_string()),
             EngineError::Store(_) | EngineError::Stopped(_) => {
                 Self::Internal(InternalError::Engine(e))
             }

@@ -3,6 +3,7 @@
 //! group approvers), mallory (approver of nothing), vic (viewer).
 
 use serde_json::json;
+use sluice::api::client::Reply;
 use sluice::service::{Role, config::ApiLimits};
 use sluice_testing::{Local, user};
 
@@ -77,17 +78,21 @@ impl Server {
         reply.json()["name"].as_str().unwrap().to_owned()
     }
 
-    /// An admin adds pipeline `name` through the API; rita creates a release of it.
-    pub fn put_and_release(&self, name: &str, pipeline: &str) -> String {
-        let put = self
-            .runtime
+    /// An admin puts pipeline `name` through the API; the server's reply.
+    pub fn put(&self, name: &str, pipeline: &str) -> Reply {
+        self.runtime
             .block_on(self.client("ada").send(
                 "PUT",
                 &format!("/api/v1/pipelines/{name}"),
                 Some(pipeline.as_bytes().to_vec()),
                 &[],
             ))
-            .unwrap();
+            .unwrap()
+    }
+
+    /// An admin adds pipeline `name` through the API; rita creates a release of it.
+    pub fn put_and_release(&self, name: &str, pipeline: &str) -> String {
+        let put = self.put(name, pipeline);
         assert_eq!(put.status, 200, "{}", put.text());
         let path = format!("/api/v1/pipelines/{name}/releases");
         let created = self.call("rita", "POST", &path, Some(json!({})));

@@ -35,7 +35,8 @@ pub(in crate::api) struct CreateRelease {
     /// Artifact alias -> version id.
     #[serde(default)]
     artifacts: BTreeMap<String, String>,
-    /// Variable name -> value.
+    /// Variable name -> value: only variables the pipeline declares `settable = true` (any
+    /// other, `sluice.*` included, is refused with 400).
     #[serde(default)]
     variables: BTreeMap<String, String>,
     description: Option<String>,

@@ -152,7 +152,7 @@ impl<'a> Validator<'a> {
             );
         }
 
-        let variables = self.variables(&raw.variables);
+        let variables = self.variables(&raw.variables, None);
         let artifacts = raw
             .artifacts
             .iter()
@@ -206,6 +206,7 @@ impl<'a> Validator<'a> {
             triggers,
         };
         self.check_references(&plan, &raw);
+        self.check_grant_hosts(&plan, &raw);
         plan
     }
 

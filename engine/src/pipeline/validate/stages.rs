@@ -54,11 +54,12 @@ impl Validator<'_> {
         let schedule = raw.schedule.as_ref().and_then(|raw| self.schedule(raw));
         let pre_gates = raw.pre_gates.as_ref().map(|g| self.gates(&name, g, false));
         let post_gates = raw.post_gates.as_ref().map(|g| self.gates(&name, g, true));
+        let variables = self.variables(&raw.variables, Some(name.as_str()));
         StageSpec {
             name,
             trigger,
             schedule,
-            variables: self.variables(&raw.variables),
+            variables,
             tasks,
             pre_approval: raw.pre_approval.as_ref().map(|a| self.approval(a)),
             post_approval: raw.post_approval.as_ref().map(|a| self.approval(a)),

@@ -1,5 +1,6 @@
-//! Variables (the pipeline's and a stage's) and the `$(name)` references that must name one in
-//! scope.
+//! Variables (the pipeline's and a stage's; only the pipeline's may be `settable`, never a
+//! secret), the `$(name)` references that must name one in scope, and grant host paths that
+//! must not name a settable one.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,15 +11,17 @@ use crate::pipeline::plan::*;
 use crate::pipeline::schema::*;
 
 impl Validator<'_> {
+    /// The pipeline's variables (`stage` is `None`) or a stage's.
     pub(super) fn variables(
         &mut self,
         raw: &BTreeMap<Spanned<String>, Spanned<RawVariable>>,
+        stage: Option<&str>,
     ) -> Vec<VariableSpec> {
         let mut out = Vec::new();
         for (name, value) in raw {
             self.check_name("variable name", name);
-            let (source, secret) = match value.get_ref() {
-                RawVariable::Plain(text) => (ValueSource::Literal(text.clone()), false),
+            let (source, secret, settable) = match value.get_ref() {
+                RawVariable::Plain(text) => (ValueSource::Literal(text.clone()), false, false),
                 RawVariable::Table(t) => {
                     let sources = [
                         t.value.is_some(),
@@ -39,6 +42,20 @@ impl Validator<'_> {
                             Some("take secrets from the environment (`from-env = \"NAME\"`) or a file (`from-file = \"/path\"`)"),
                         );
                     }
+                    if t.settable && t.secret {
+                        self.error(
+                            Some(value.span()),
+                            format!("secret `{}` cannot be settable at release time", name.get_ref()),
+                            Some("a release request would carry its value in clear: drop `settable`, or make it a variable that is not secret"),
+                        );
+                    }
+                    if let (true, Some(stage)) = (t.settable, stage) {
+                        self.error(
+                            Some(value.span()),
+                            format!("variable `{}` of stage `{stage}` cannot be settable at release time", name.get_ref()),
+                            Some("declare it settable under the pipeline's `[variables]`: a stage's variables override release-time values"),
+                        );
+                    }
                     let source = if let Some(v) = &t.value {
                         ValueSource::Literal(v.clone())
                     } else if let Some(env) = &t.from_env {
@@ -47,13 +64,14 @@ impl Validator<'_> {
                         let file = t.from_file.clone().unwrap_or_default();
                         ValueSource::File(self.dir.join(file).display().to_string())
                     };
-                    (source, t.secret)
+                    (source, t.secret, t.settable && !t.secret && stage.is_none())
                 }
             };
             out.push(VariableSpec {
                 name: name.get_ref().clone(),
                 value: source,
                 secret,
+                settable,
             });
         }
         out
@@ -112,6 +130,45 @@ impl Validator<'_> {
                 visible.insert(task.name.as_str());
             }
             earlier_tasks.insert(stage.name.as_str(), visible);
+        }
+    }
+}
+
+impl Validator<'_> {
+    /// A grant's host path comes from the pipeline alone: no `$(name)` in it may name a
+    /// variable a release request can set (tasks' and gates' directory grants).
+    pub(super) fn check_grant_hosts(&mut self, plan: &Plan, raw: &RawPipeline) {
+        let settable = plan.settable();
+        if settable.is_empty() {
+            return;
+        }
+        let mut found = Vec::new();
+        for stage in &raw.stages {
+            let gates = [&stage.pre_gates, &stage.post_gates]
+                .into_iter()
+                .flatten()
+                .flat_map(|g| &g.gates)
+                .map(|g| &g.grants);
+            for grants in stage.tasks.iter().map(|t| &t.grants).chain(gates) {
+                for dir in &grants.dirs {
+                    for reference in references(&dir.get_ref().host) {
+                        if settable.contains(&reference) {
+                            found.push((
+                                dir.span(),
+                                dir.get_ref().host.clone(),
+                                reference.to_owned(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for (span, host, reference) in found {
+            self.error(
+                Some(span),
+                format!("directory grant `{host}` uses `$({reference})`, which is settable at release time"),
+                Some("a grant's host path comes from the pipeline alone: use a variable that is not settable, or a built-in such as `$(sluice.data-dir)`"),
+            );
         }
     }
 }
