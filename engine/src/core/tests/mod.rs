@@ -8,6 +8,7 @@ use crate::types::Variable;
 
 mod admission;
 mod approvals;
+mod bounds;
 mod deployment;
 mod gates;
 mod recovery;
