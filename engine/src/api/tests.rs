@@ -413,3 +413,68 @@ async fn a_pipeline_name_that_is_not_a_name_is_400_before_any_write() {
     }
     assert!(!dir.path().join("escaped.toml").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overflowing_durations_are_422_and_times_out_of_range_400_and_change_nothing() {
+    let (_dir, service) = service(ApiLimits::default(), true);
+    let app = router(service);
+    // A releaser's validate: a diagnostic with its place, not a panic (a 500) or a wrap.
+    let long = SHOP.replace("timeout = \"1h\"", "timeout = \"99999999999999999h\"");
+    let validate = ("POST", "/api/v1/pipelines/shop/validate");
+    let reply = send(&app, Some("rita"), validate, Some(&long), &[]).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.json
+    );
+    let diagnostics = reply.json["diagnostics"].to_string();
+    assert!(
+        diagnostics.contains("`99999999999999999h` is too long: at most 876000h")
+            && diagnostics.contains("-->"),
+        "{diagnostics}"
+    );
+
+    let create = ("POST", "/api/v1/pipelines/shop/releases");
+    let created = send(&app, Some("rita"), create, Some("{}"), &[]).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    let name = created.json["name"].as_str().unwrap().to_owned();
+    let get = format!("/api/v1/releases/{name}");
+    let before = send(&app, Some("vic"), ("GET", &get), None, &[]).await.json;
+    let trail = send(&app, Some("vic"), ("GET", "/api/v1/audit"), None, &[]).await;
+
+    let approve = format!("/api/v1/approvals/{name}.qa.1.pre/approve");
+    let deploy = format!("/api/v1/releases/{name}/stages/qa/deploy");
+    let key = [("idempotency-key", "far-1")];
+    for (who, uri, field) in [("alice", &approve, "defer-until"), ("rita", &deploy, "at")] {
+        for value in [
+            u64::MAX.to_string(),
+            (1u64 << 63).to_string(),
+            "253402300800000".into(), // 10000-01-01: one past jiff's range
+            "\"99999-01-01T00:00:00Z\"".into(),
+            "\"+999999-01-01T00:00:00Z\"".into(),
+        ] {
+            let body = format!(r#"{{"{field}": {value}}}"#);
+            let reply = send(&app, Some(who), ("POST", uri), Some(&body), &key).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::BAD_REQUEST,
+                "{body}: {}",
+                reply.json
+            );
+            assert!(
+                error(&reply).starts_with(&format!("{field} `")),
+                "{body}: {}",
+                reply.json
+            );
+        }
+    }
+    // Nothing stored changed: the release, the trail, and no receipt for the key.
+    let after = send(&app, Some("vic"), ("GET", &get), None, &[]).await.json;
+    assert_eq!(after, before);
+    let trail_after = send(&app, Some("vic"), ("GET", "/api/v1/audit"), None, &[]).await;
+    assert_eq!(trail_after.json, trail.json);
+    let approved = send(&app, Some("alice"), ("POST", &approve), Some("{}"), &key).await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.json);
+    assert!(!approved.headers.contains_key("idempotent-replayed"));
+}

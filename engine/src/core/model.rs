@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::pipeline::{ApprovalPolicy, ApprovalSpec, Plan};
-use crate::types::{Variable, Version};
+use crate::types::{Variable, Version, millis};
 
 /// A release's lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -191,7 +191,9 @@ impl Approval {
             policy: spec.policy,
             decisions: Vec::new(),
             requested_at: at,
-            expires_at: spec.timeout.map(|t| at + t.as_millis() as u64),
+            // Saturates: a timeout past the end of a u64 of milliseconds means "never expires"
+            // (the parsers bound timeouts, so only a plan stored before the bound gets here).
+            expires_at: spec.timeout.map(|t| at.saturating_add(millis(t))),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Access, Limits};
+use crate::types::{Access, Limits, millis};
 
 /// A validated pipeline, ready to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,10 +71,12 @@ impl Freeze {
         match &self.window {
             FreezeWindow::Once { from, until } => (*from <= now && now < *until).then_some(*until),
             FreezeWindow::Recurring { schedule, duration } => {
-                let length = duration.as_millis() as u64;
+                let length = millis(*duration);
                 // The first window that starts after `now - length` is the one that may hold now.
                 let start = schedule.next_after(now.saturating_sub(length))?;
-                (start <= now).then_some(start + length)
+                // Saturating: a window ending past the end of time holds "forever" (freeze
+                // durations are bounded by the parser; a plan stored before may hold more).
+                (start <= now).then_some(start.saturating_add(length))
             }
         }
     }

@@ -155,7 +155,7 @@ impl ServiceConfig {
         let defaults = ApiLimits::default();
         let body_bytes = match limits.body.as_deref().map(parse_bytes) {
             None => defaults.body_bytes,
-            Some(Ok(n)) => n as usize,
+            Some(Ok(n)) => usize::try_from(n).unwrap_or(usize::MAX),
             Some(Err(e)) => {
                 problems.push(format!("{shown}: limits.body: {e}"));
                 defaults.body_bytes
@@ -245,5 +245,33 @@ impl ServiceConfig {
                 shutdown_grace,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overflowing_duration_or_size_in_sluice_toml_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        let limits = "body = \"99999999999999999999GiB\"\nshutdown-grace = \"99999999999999999h\"";
+        std::fs::write(&path, format!("pipelines = \"p\"\n[limits]\n{limits}\n")).unwrap();
+        let e = ServiceConfig::load(&path).unwrap_err();
+        assert!(
+            e.contains(
+                "limits.body: `99999999999999999999GiB` is too large: at most 17179869183 GiB"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains("limits.shutdown-grace: `99999999999999999h` is too long: at most 876000h"),
+            "{e}"
+        );
+        let longest = "shutdown-grace = \"876000h\"";
+        std::fs::write(&path, format!("pipelines = \"p\"\n[limits]\n{longest}\n")).unwrap();
+        let config = ServiceConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.limits.shutdown_grace, crate::types::MAX_DURATION);
     }
 }

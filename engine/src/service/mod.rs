@@ -155,9 +155,15 @@ impl Service {
     /// `grace` passes; true when drained. Woken by commits, not by polling.
     pub async fn drain(&self, grace: std::time::Duration) -> bool {
         let mut commits = self.store().audit_len();
-        let deadline = tokio::time::Instant::now() + grace;
+        // Checked: a grace past what the clock can hold has no deadline (waits for the tasks).
+        let deadline = tokio::time::Instant::now().checked_add(grace);
         while self.tasks_running() {
-            match tokio::time::timeout_at(deadline, commits.changed()).await {
+            let changed = commits.changed();
+            let woken = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, changed).await,
+                None => Ok(changed.await),
+            };
+            match woken {
                 Ok(Ok(())) => {}
                 _ => return false,
             }

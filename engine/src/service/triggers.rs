@@ -84,7 +84,7 @@ pub(super) fn spawn(service: &Arc<Service>) {
                         if let Err(e) = service.poll(plan, cd).await {
                             tracing::warn!(pipeline = %plan.name, "continuous trigger: {e}");
                         }
-                        entry.poll_at = now_ms() + cd.interval.as_millis() as u64;
+                        entry.poll_at = now_ms().saturating_add(crate::types::millis(cd.interval));
                     }
                     wake = wake.min(entry.poll_at);
                 }

@@ -116,27 +116,65 @@ pub fn format_bytes(bytes: u64) -> String {
     format!("{bytes} B")
 }
 
-/// Splits `64MiB` into `(64, "mib")`; `what` and `example` make the error message.
-fn number_and_unit(text: &str, what: &str, example: &str) -> Result<(u64, String), String> {
+/// The longest duration a pipeline or `sluice.toml` may give: 100 years (of 365 days). Every
+/// deadline is a Unix-millisecond `u64` computed as a time plus such a duration, and the times
+/// that enter the engine are at most the year 9999 (jiff's range), so with this bound no sum
+/// can overflow; the core still adds with saturation (see [`millis`]), for plans stored
+/// before the bound existed.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A duration in whole milliseconds, saturating: a duration too long for a `u64` of
+/// milliseconds (only possible in a plan stored before [`MAX_DURATION`]) is `u64::MAX`, which
+/// the core reads as "never" — the honest meaning of a deadline past the end of time.
+pub fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Splits `64MiB` into `(64, "mib")`; `what` and `example` make the error message. A number
+/// too large for a `u64` is `None` (the caller says how large it may be, in its unit).
+fn number_and_unit(text: &str, what: &str, example: &str) -> Result<(Option<u64>, String), String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a {what}: write e.g. {example}"))?;
+    let number = match number.parse::<u64>() {
+        Ok(n) => Some(n),
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => None,
+        Err(_) => return Err(format!("`{text}` is not a {what}: write e.g. {example}")),
+    };
     Ok((number, unit.trim().to_ascii_lowercase()))
 }
 
-/// Parses a size such as `64MiB`, `512 KiB`, `1G`, `1000` (bytes).
+/// `number` units of `factor` each, if that is at most `max`; otherwise the error saying the
+/// largest accepted in the unit as written (`at most 876000h`).
+fn scaled(
+    text: &str,
+    number: Option<u64>,
+    (factor, max): (u64, u64),
+    (unit, too): (&str, &str),
+) -> Result<u64, String> {
+    number
+        .and_then(|n| n.checked_mul(factor))
+        .filter(|&v| v <= max)
+        .ok_or_else(|| {
+            format!(
+                "`{}` is too {too}: at most {}{unit}",
+                text.trim(),
+                max / factor
+            )
+        })
+}
+
+/// Parses a size such as `64MiB`, `512 KiB`, `1G`, `1000` (bytes); refuses one over
+/// `u64::MAX` bytes, naming the largest accepted in the unit written.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let (number, unit) = number_and_unit(text, "size", "`64MiB`, `512KiB`, `1GiB`")?;
-    let factor: u64 = match unit.as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
+    let (factor, shown): (u64, &str) = match unit.as_str() {
+        "" | "b" => (1, " B"),
+        "k" | "kb" | "kib" => (1 << 10, " KiB"),
+        "m" | "mb" | "mib" => (1 << 20, " MiB"),
+        "g" | "gb" | "gib" => (1 << 30, " GiB"),
         other => {
             return Err(format!(
                 "unknown size unit `{other}` in `{}`: use B, KiB, MiB or GiB",
@@ -144,26 +182,28 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
             ));
         }
     };
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("`{}` is too large", text.trim()))
+    scaled(text, number, (factor, u64::MAX), (shown, "large"))
 }
 
-/// Parses a duration such as `30s`, `500ms`, `5m`, `1h`.
+/// Parses a duration such as `30s`, `500ms`, `5m`, `1h`; refuses one over [`MAX_DURATION`]
+/// (`` `99999999999999999h` is too long: at most 876000h ``), so that no deadline computed
+/// from it can overflow.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = number_and_unit(text, "duration", "`30s`, `500ms`, `5m`")?;
-    Ok(match unit.as_str() {
-        "ms" => Duration::from_millis(number),
-        "s" | "" => Duration::from_secs(number),
-        "m" | "min" => Duration::from_secs(number * 60),
-        "h" => Duration::from_secs(number * 3600),
+    let (factor, shown): (u64, &str) = match unit.as_str() {
+        "ms" => (1, "ms"),
+        "s" | "" => (1_000, "s"),
+        "m" | "min" => (60_000, "m"),
+        "h" => (3_600_000, "h"),
         other => {
             return Err(format!(
                 "unknown duration unit `{other}` in `{}`: use ms, s, m or h",
                 text.trim()
             ));
         }
-    })
+    };
+    let max = millis(MAX_DURATION);
+    scaled(text, number, (factor, max), (shown, "long")).map(Duration::from_millis)
 }
 
 #[cfg(test)]
@@ -192,6 +232,109 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("2 fortnights").is_err());
+    }
+
+    #[test]
+    fn durations_stop_at_a_hundred_years_in_every_unit() {
+        let max = MAX_DURATION;
+        assert_eq!(max, Duration::from_secs(876_000 * 3600));
+        for (largest, refused, unit) in [
+            ("3153600000000ms", "3153600000001ms", "ms"),
+            ("3153600000s", "3153600001s", "s"),
+            ("3153600000", "3153600001", "s"),
+            ("52560000m", "52560001m", "m"),
+            ("52560000min", "52560001min", "m"),
+            ("876000h", "876001h", "h"),
+        ] {
+            assert_eq!(parse_duration(largest), Ok(max), "{largest}");
+            let e = parse_duration(refused).unwrap_err();
+            let at_most = max.as_millis()
+                / u128::from(match unit {
+                    "ms" => 1u32,
+                    "s" => 1_000,
+                    "m" => 60_000,
+                    _ => 3_600_000,
+                });
+            assert_eq!(
+                e,
+                format!("`{refused}` is too long: at most {at_most}{unit}"),
+                "{refused}"
+            );
+        }
+        // Past a u64, past a u64 once multiplied, and the issue's own example.
+        for text in [
+            "18446744073709551616ms",
+            "99999999999999999999999999h",
+            "18446744073709551615s",
+            "5124095576030432h",
+        ] {
+            assert!(
+                parse_duration(text).unwrap_err().contains("too long"),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            parse_duration("99999999999999999h").unwrap_err(),
+            "`99999999999999999h` is too long: at most 876000h"
+        );
+        assert_eq!(parse_duration("0h"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn sizes_stop_at_a_u64_in_every_unit() {
+        let gib = u64::MAX >> 30;
+        for (largest, value, refused, at_most) in [
+            (
+                "18446744073709551615",
+                u64::MAX,
+                "18446744073709551616",
+                "18446744073709551615 B",
+            ),
+            (
+                "18446744073709551615B",
+                u64::MAX,
+                "18446744073709551616 b",
+                "18446744073709551615 B",
+            ),
+            (
+                "18014398509481983KiB",
+                (u64::MAX >> 10) << 10,
+                "18014398509481984KiB",
+                "18014398509481983 KiB",
+            ),
+            (
+                "17592186044415m",
+                (u64::MAX >> 20) << 20,
+                "17592186044416m",
+                "17592186044415 MiB",
+            ),
+            (
+                "17179869183GiB",
+                gib << 30,
+                "17179869184GiB",
+                "17179869183 GiB",
+            ),
+        ] {
+            assert_eq!(parse_bytes(largest), Ok(value), "{largest}");
+            let e = parse_bytes(refused).unwrap_err();
+            assert_eq!(
+                e,
+                format!("`{refused}` is too large: at most {at_most}"),
+                "{refused}"
+            );
+        }
+        assert!(
+            parse_bytes("99999999999999999999999GiB")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
+
+    #[test]
+    fn millis_saturate() {
+        assert_eq!(millis(Duration::from_millis(1500)), 1500);
+        assert_eq!(millis(Duration::MAX), u64::MAX);
+        assert_eq!(millis(MAX_DURATION), 3_153_600_000_000);
     }
 
     #[test]

@@ -14,5 +14,8 @@ pub use boundary::{
     TaskInput, TaskReport, Variable, Version,
 };
 pub use grants::{Access, DirGrant, GrantError, Grants};
-pub use limits::{LimitExceeded, LimitKind, Limits, format_bytes, parse_bytes, parse_duration};
+pub use limits::{
+    LimitExceeded, LimitKind, Limits, MAX_DURATION, format_bytes, millis, parse_bytes,
+    parse_duration,
+};
 pub use name::{NAME_RULE, Name, NameError, PathEscape, path_under};

@@ -130,7 +130,7 @@ async fn decide(
     let defer_until = request
         .defer_until
         .as_ref()
-        .map(DeferUntil::millis)
+        .map(|t| t.millis("defer-until"))
         .transpose()?;
     if !approve && defer_until.is_some() {
         return Err(ApiError::bad_request(

@@ -184,7 +184,7 @@ pub(in crate::api) async fn deploy(
     key: Idempotency,
     body: Strict<DeployRequest>,
 ) -> Result<Response, ApiError> {
-    let event = match body.value.at.as_ref().map(DeferUntil::millis).transpose()? {
+    let event = match body.value.at.as_ref().map(|t| t.millis("at")).transpose()? {
         Some(at) => Event::Schedule { stage, at },
         None => Event::Deploy { stage },
     };

@@ -7,6 +7,7 @@ use super::{
 };
 use crate::core::event::{Effect, Event};
 use crate::core::model::*;
+use crate::types::millis;
 
 /// Applies `GatesEvaluated`: one answer from every gate of the pending set.
 pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Vec<Effect>) -> Step {
@@ -51,7 +52,7 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
             if run.evaluations.len() > GateRun::KEPT {
                 run.evaluations.remove(0);
             }
-            let min_healthy = gates.min_healthy.as_millis() as u64;
+            let min_healthy = millis(gates.min_healthy);
             let verdict = if unhealthy.is_empty() {
                 let since = *run.healthy_since.get_or_insert(now);
                 let healthy_for = now.saturating_sub(since);
@@ -62,7 +63,7 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
                         "healthy for {} of the {} required (min-healthy) when the timeout ({}) passed",
                         for_people(healthy_for),
                         for_people(min_healthy),
-                        for_people(gates.timeout.as_millis() as u64)
+                        for_people(millis(gates.timeout))
                     )))
                 } else {
                     None
@@ -72,15 +73,18 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
                 (now >= run.deadline).then(|| {
                     Err(format!(
                         "not healthy within {}: {}",
-                        for_people(gates.timeout.as_millis() as u64),
+                        for_people(millis(gates.timeout)),
                         unhealthy.join("; ")
                     ))
                 })
             };
             match verdict {
                 None => {
-                    let interval = (gates.interval.as_millis() as u64).max(1);
-                    run.next_at = (now + interval).min(run.deadline.max(now + 1));
+                    // Saturating: a next evaluation past the end of time is "never", held
+                    // back to the deadline anyway.
+                    let interval = millis(gates.interval).max(1);
+                    let next = now.saturating_add(interval);
+                    run.next_at = next.min(run.deadline.max(now.saturating_add(1)));
                     effects.push(Effect::EvaluateGates {
                         stage,
                         attempt: number,
@@ -140,8 +144,10 @@ pub(super) fn start_gates(
         kind,
         state: GateState::Evaluating,
         started_at: now,
-        deadline: now + timeout,
-        next_at: now + delay,
+        // Saturating: a deadline past the end of a u64 of milliseconds is "never" (the parsers
+        // bound delay and timeout, so only a plan stored before the bound gets here).
+        deadline: now.saturating_add(timeout),
+        next_at: now.saturating_add(delay),
         healthy_since: None,
         count: 0,
         evaluations: Vec::new(),

@@ -77,6 +77,7 @@ use crate::pipeline::{ApprovalOrder, ApprovalSpec, GatesSpec, StageSpec, Trigger
 
 use super::event::{Effect, Event};
 use super::model::*;
+use crate::types::millis;
 use admission::{schedule, start};
 use approval::ask;
 use gates::start_gates;
@@ -272,7 +273,7 @@ fn proceed(
     let (approval, gates) = phase(spec, kind);
     let approval = approval.is_some();
     let order = gates.map(|g| g.approvals);
-    let timing = gates.map(|g| (g.delay.as_millis() as u64, g.timeout.as_millis() as u64));
+    let timing = gates.map(|g| (millis(g.delay), millis(g.timeout)));
     let Some(attempt) = release.stages[i].attempts.last() else {
         return;
     };

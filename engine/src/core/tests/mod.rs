@@ -8,8 +8,10 @@ use crate::types::Variable;
 
 mod admission;
 mod approvals;
+mod bounds;
 mod deployment;
 mod gates;
+mod reassign;
 mod recovery;
 mod schedules;
 mod table;

@@ -28,7 +28,15 @@ impl Validator<'_> {
         }
         let mut time =
             |text: &Spanned<String>, what: &str| match text.get_ref().parse::<jiff::Timestamp>() {
-                Ok(t) => u64::try_from(t.as_millisecond()).ok(),
+                // A time before 1970 is refused, not dropped: a freeze must never vanish.
+                Ok(t) => u64::try_from(t.as_millisecond()).ok().or_else(|| {
+                    self.error(
+                        Some(text.span()),
+                        format!("freeze: `{what}` is before 1970"),
+                        Some(HELP),
+                    );
+                    None
+                }),
                 Err(e) => {
                     self.error(
                         Some(text.span()),
