@@ -1,9 +1,9 @@
-//! Who is asking: the bearer token (stored hashed) or 401, the per-token rate limit or 429
-//! with `Retry-After`, and the role extractors (`Releaser`, `Admin`) that put the role a
-//! handler needs in its signature, or answer 403.
+//! Who is asking: the bearer token (stored hashed) or 401, and the role extractors
+//! (`Releaser`, `Admin`) that put the role a handler needs in its signature, or answer 403.
+//! The first layer (`guard`) works out the [`Caller`] once, for the rate limit and the audit
+//! of refusals; `Auth` takes it from there.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::FromRequestParts;
 use axum::http::{HeaderValue, StatusCode, header, request::Parts};
@@ -44,10 +44,48 @@ pub(super) fn approval_authority(
     }
 }
 
-/// A token bucket.
-pub(super) struct Bucket {
-    tokens: f64,
-    at: Instant,
+/// Who sent a request, as the first layer works it out from its `Authorization` header (and
+/// leaves in the request's extensions for [`Auth`]).
+#[derive(Debug, Clone)]
+pub(super) enum Caller {
+    /// A valid token: its user.
+    User(User),
+    /// No credentials.
+    Anonymous,
+    /// An `Authorization` header that is not `Bearer <token>`.
+    Malformed,
+    /// A bearer token no user has.
+    InvalidToken,
+}
+
+impl Caller {
+    /// Works out who sent a request; the token is hashed, never kept.
+    pub(super) fn of(app: &App, headers: &axum::http::HeaderMap) -> Self {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Self::Anonymous;
+        };
+        let Some(token) = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+        else {
+            return Self::Malformed;
+        };
+        match app.service.user(&hash_token(token)) {
+            Some(user) => Self::User(user),
+            None => Self::InvalidToken,
+        }
+    }
+
+    /// Who, as the audit trail names a refused caller: the user, `anonymous` or `invalid token`.
+    pub(super) fn who(&self) -> &str {
+        match self {
+            Self::User(user) => &user.name,
+            Self::Anonymous | Self::Malformed => "anonymous",
+            Self::InvalidToken => "invalid token",
+        }
+    }
 }
 
 impl FromRequestParts<Arc<App>> for Auth {
@@ -61,25 +99,20 @@ impl FromRequestParts<Arc<App>> for Auth {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             response
         };
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(unauthorized(
-                "no credentials: send `Authorization: Bearer <token>`",
-            ));
+        let caller = match parts.extensions.get::<Caller>() {
+            Some(caller) => caller.clone(),
+            None => Caller::of(app, &parts.headers),
         };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        let hash = hash_token(token);
-        let user = app
-            .service
-            .user(&hash)
-            .cloned()
-            .ok_or_else(|| unauthorized("the token is not valid"))?;
-        app.admit(&hash).map_err(|r| *r)?;
-        Ok(Auth(user))
+        match caller {
+            Caller::User(user) => Ok(Auth(user)),
+            Caller::Anonymous => Err(unauthorized(
+                "no credentials: send `Authorization: Bearer <token>`",
+            )),
+            Caller::Malformed => Err(unauthorized(
+                "the Authorization header must be `Bearer <token>`",
+            )),
+            Caller::InvalidToken => Err(unauthorized("the token is not valid")),
+        }
     }
 }
 
@@ -110,42 +143,5 @@ impl FromRequestParts<Arc<App>> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
         with_role(parts, app, Role::Admin).await.map(Self)
-    }
-}
-
-impl App {
-    /// Takes one request from the token's bucket, or answers 429.
-    fn admit(&self, token: &str) -> Result<(), Box<Response>> {
-        let limits = &self.service.config().limits;
-        let (rate, burst) = (
-            f64::from(limits.requests_per_second),
-            f64::from(limits.burst),
-        );
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let bucket = buckets.entry(token.to_owned()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        bucket.tokens =
-            (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate).min(burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            return Ok(());
-        }
-        let wait = ((1.0 - bucket.tokens) / rate).ceil().max(1.0) as u64;
-        let mut response = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "rate limit: {} requests per second per token (limits.requests-per-second)",
-                limits.requests_per_second
-            ),
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-        Err(Box::new(response))
     }
 }

@@ -3,9 +3,10 @@
 //! call the service, map its errors onto statuses.
 //!
 //! Hardening, in the order a request meets it: a request id on every response; a body larger
-//! than the limit is refused with 413 from its `Content-Length`, before it is read; a bearer
-//! token (stored hashed) or 401; a per-token rate limit or 429 with `Retry-After`; the role the
-//! endpoint needs or 403; a JSON body with an unknown field is 400 naming the field; an
+//! than the limit is refused with 413 from its `Content-Length`, before it is read; a rate
+//! limit on every route, per user or (without a valid token) per peer address, or 429 with
+//! `Retry-After`; a bearer token (stored hashed) or 401; the role the endpoint needs or 403;
+//! every 401 and 403 in the audit trail, with a bound (`limit`); a JSON body with an unknown field is 400 naming the field; an
 //! `Idempotency-Key` on a POST replays the first result. Internal errors reach the log with the
 //! request id; the response carries only the id.
 //!
@@ -21,6 +22,7 @@ mod error;
 mod extract;
 mod guard;
 mod idempotency;
+mod limit;
 mod openapi;
 mod routes;
 mod sse;
@@ -48,8 +50,8 @@ pub use views::ReleaseView;
 /// The server's shared state.
 struct App {
     service: Arc<Service>,
-    /// A rate-limit bucket per token (by hash).
-    buckets: Mutex<HashMap<String, auth::Bucket>>,
+    /// The rate limit of every route, and the bound on audited refusals.
+    limiter: limit::Limiter,
     /// One lock per idempotency key in use, so a retry racing its original waits for it.
     keys: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -59,7 +61,7 @@ pub fn router(service: Arc<Service>) -> Router {
     let body_limit = service.config().limits.body_bytes;
     let app = Arc::new(App {
         service,
-        buckets: Mutex::new(HashMap::new()),
+        limiter: limit::Limiter::default(),
         keys: Mutex::new(HashMap::new()),
     });
     let v1 = Router::new()
@@ -118,7 +120,10 @@ pub async fn serve(
     service: Arc<Service>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(service))
+    // The peer address keys the rate limit of requests without a valid token, and says where
+    // a refusal came from.
+    let app = router(service).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -113,6 +113,47 @@ impl Modify for Bearer {
     }
 }
 
+/// Every route is rate limited (`api/limit.rs`): each operation may answer 429, with
+/// `Retry-After`.
+struct RateLimited;
+
+impl Modify for RateLimited {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{Content, Ref, ResponseBuilder, header::Header};
+        let response = ResponseBuilder::new()
+            .description(
+                "Over the rate limit (per user; per address without a valid token): retry after the seconds in Retry-After",
+            )
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+            )
+            .header(
+                "Retry-After",
+                Header::new(ObjectBuilder::new().schema_type(Type::Integer)),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation
+                    .responses
+                    .responses
+                    .insert("429".into(), response.clone().into());
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -141,7 +182,7 @@ impl Modify for Bearer {
         super::routes::audit::audit,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &RateLimited),
     security(("token" = [])),
     tags(
         (name = "pipelines"), (name = "releases"), (name = "deployments"),

@@ -270,11 +270,7 @@ impl Service {
             kind: view.approval.kind,
             by: user.name.clone(),
             groups: user.groups.clone(),
-            to_groups: self
-                .config()
-                .user_named(&to)
-                .map(|u| u.groups.clone())
-                .unwrap_or_default(),
+            to_groups: self.user_named(&to).map(|u| u.groups).unwrap_or_default(),
             to,
             comment,
             authority,

@@ -14,8 +14,9 @@ mod releases;
 mod triggers;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use crate::plugin::{HostConfig, PluginHost};
 use crate::scheduler::{Engine, Pending};
@@ -29,10 +30,23 @@ pub use pipelines::{LoadPipelinesError, Pipeline, PipelineProblem};
 
 use approvals::PendingIndex;
 
+/// How often the service checks that the store commits, for `/readyz` (which reads the last
+/// answer instead of writing per probe).
+pub const HEALTH_EVERY: Duration = Duration::from_secs(2);
+
 /// The service.
 pub struct Service {
     engine: Arc<Engine>,
     config: ServiceConfig,
+    /// The users, by the sha256 of their token: the configuration's at start, then each
+    /// reload's (SIGHUP, a change of `sluice.toml`).
+    users: RwLock<Arc<BTreeMap<String, User>>>,
+    /// Whether the store committed at the last health check ([`HEALTH_EVERY`]).
+    store_commits: AtomicBool,
+    /// Health checks made so far (each is one write transaction).
+    health_checks: AtomicU64,
+    /// Releases and deployments by state, kept from the audit trail.
+    counts: metrics::StateCounts,
     pipelines: RwLock<BTreeMap<String, Pipeline>>,
     pending: Arc<PendingIndex>,
     live: Arc<live::LiveLogs>,
@@ -62,6 +76,10 @@ impl Service {
         let engine = Arc::new(Engine::new(store, Arc::new(host), config.data_dir.clone()));
         let service = Arc::new(Self {
             engine,
+            users: RwLock::new(Arc::new(config.tokens.clone())),
+            store_commits: AtomicBool::new(false),
+            health_checks: AtomicU64::new(0),
+            counts: metrics::StateCounts::default(),
             pipelines: RwLock::new(BTreeMap::new()),
             pending: Arc::new(PendingIndex::default()),
             live: Arc::default(),
@@ -74,9 +92,9 @@ impl Service {
         service.load_pipelines()?;
         // Entries from here on are looked at again by the first sync; the ones before are in
         // the releases loaded next.
-        service
-            .pending
-            .synced_to(*service.store().audit_len().borrow());
+        let trail = *service.store().audit_len().borrow();
+        service.pending.synced_to(trail);
+        service.counts.synced_to(trail);
         for release in service
             .engine
             .store()
@@ -84,6 +102,7 @@ impl Service {
             .map_err(StartError::Releases)?
         {
             service.pending.update(&release);
+            service.counts.update(&release);
         }
         service
             .engine
@@ -98,6 +117,8 @@ impl Service {
             )
             .map_err(StartError::Resume)?;
         triggers::spawn(&service);
+        service.check_health();
+        watch_health(&service);
         service.ready.store(true, Ordering::SeqCst);
         Ok(service)
     }
@@ -112,15 +133,28 @@ impl Service {
         self.engine.store()
     }
 
-    /// Whether the service takes work: recovered, and the store commits.
+    /// Whether the service takes work: recovered, and the store committed at the last health
+    /// check (every [`HEALTH_EVERY`]): a probe costs the store nothing.
     pub fn ready(&self) -> Result<(), NotReady> {
         if !self.ready.load(Ordering::SeqCst) {
             return Err(NotReady::Recovering);
         }
-        if !self.store().can_commit() {
+        if !self.store_commits.load(Ordering::SeqCst) {
             return Err(NotReady::StoreCannotCommit);
         }
         Ok(())
+    }
+
+    /// Checks now that the store commits (one write transaction), for [`Service::ready`].
+    pub fn check_health(&self) {
+        self.health_checks.fetch_add(1, Ordering::SeqCst);
+        let commits = self.store().can_commit();
+        self.store_commits.store(commits, Ordering::SeqCst);
+    }
+
+    /// How many health checks (write transactions) the service has made.
+    pub fn health_checks(&self) -> u64 {
+        self.health_checks.load(Ordering::SeqCst)
     }
 
     /// Stops taking work (SIGTERM): not ready any more, and event streams end.
@@ -153,7 +187,7 @@ impl Service {
 
     /// Waits until no task or artifact fetch is under way (their results committed), or
     /// `grace` passes; true when drained. Woken by commits, not by polling.
-    pub async fn drain(&self, grace: std::time::Duration) -> bool {
+    pub async fn drain(&self, grace: Duration) -> bool {
         let mut commits = self.store().audit_len();
         // Checked: a grace past what the clock can hold has no deadline (waits for the tasks).
         let deadline = tokio::time::Instant::now().checked_add(grace);
@@ -176,9 +210,32 @@ impl Service {
         self.engine.driving()
     }
 
-    /// The user whose token has this sha256 (see [`hash_token`]).
-    pub fn user(&self, token_hash: &str) -> Option<&User> {
-        self.config.tokens.get(token_hash)
+    /// The user whose token has this sha256 (see [`hash_token`]), as the users are now.
+    pub fn user(&self, token_hash: &str) -> Option<User> {
+        self.users().get(token_hash).cloned()
+    }
+
+    /// The user of this name, if one is configured now.
+    pub fn user_named(&self, name: &str) -> Option<User> {
+        self.users().values().find(|u| u.name == name).cloned()
+    }
+
+    fn users(&self) -> Arc<BTreeMap<String, User>> {
+        self.users.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts `config`'s users (and tokens) in force, in place of the current ones; requests
+    /// under way and running work are not touched. Only the users are taken: the rest of the
+    /// file takes effect at the next start. Returns how many users there are now.
+    pub fn reload_users(&self, config: &ServiceConfig) -> usize {
+        let users = Arc::new(config.tokens.clone());
+        *self.users.write().unwrap_or_else(|e| e.into_inner()) = users;
+        config.tokens.len()
+    }
+
+    /// Records a refused request in the audit trail (the API bounds how many).
+    pub fn record_refusal(&self, who: &str, what: &str) -> Result<(), crate::store::StoreError> {
+        self.store().record_refusal(who, what)
     }
 
     /// Changes after every commit once the service's views (pending approvals, live logs,
@@ -191,4 +248,26 @@ impl Service {
     pub fn task_durations(&self) -> metrics::Histogram {
         self.times.histogram()
     }
+}
+
+/// Checks the store's health every [`HEALTH_EVERY`] while the service lives.
+fn watch_health(service: &Arc<Service>) {
+    let service = Arc::downgrade(service);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(HEALTH_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let Some(service) = service.upgrade() else {
+                return;
+            };
+            if tokio::task::spawn_blocking(move || service.check_health())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
 }

@@ -8,6 +8,7 @@
 //! commit that holds its write.
 
 mod fault;
+mod refusals;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -130,7 +131,7 @@ pub struct AuditEntry {
     /// Its place in the trail: 0, 1, 2, ... in commit order.
     #[serde(default)]
     pub seq: u64,
-    /// Release.
+    /// Release; empty for a refused request (401, 403: no release changed).
     pub release: String,
     /// The release's revision after the change.
     pub revision: u64,
@@ -198,7 +199,7 @@ fn commit_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>, audit_len: Arc<watc
         }
         let result = write_batch(&db, &batch).map_err(|e| e.to_string());
         if let Ok(len) = result {
-            audit_len.send_replace(len);
+            refusals::forward(&audit_len, len);
         }
         let result = result.map(|_| ());
         for job in batch {
@@ -352,7 +353,7 @@ impl Store {
             (release, audit_len)
         };
         txn.commit().map_err(storage)?;
-        self.audit_len.send_replace(audit_len);
+        refusals::forward(&self.audit_len, audit_len);
         fault::after_commit();
         Ok(release)
     }

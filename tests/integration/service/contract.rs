@@ -97,6 +97,11 @@ fn the_openapi_document_describes_every_route() {
                 op["responses"]["401"].is_object(),
                 "{method} {path} documents no 401"
             );
+            // Every route is rate limited.
+            assert!(
+                op["responses"]["429"]["headers"]["Retry-After"].is_object(),
+                "{method} {path} documents no 429 with Retry-After"
+            );
         }
     }
     // The documented shapes are the served ones: a release has the fields the schema names.

@@ -6,6 +6,7 @@ mod auth;
 mod contract;
 mod idempotency;
 mod names;
+mod ops;
 mod scheduling;
 mod shutdown;
 mod streams;

@@ -13,6 +13,8 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     /// Holds the `logs` pipeline's `wait` task until opened.
     pub latch: Latch,
+    /// The service behind the server (for what the API does not show: its health checks).
+    pub service: std::sync::Arc<sluice::service::Service>,
     api: Api,
 }
 
@@ -54,7 +56,7 @@ impl Server {
             let base = format!("http://{}", listener.local_addr().unwrap());
             tokio::spawn(sluice::api::serve(
                 listener,
-                service,
+                service.clone(),
                 std::future::pending(),
             ));
             base
@@ -62,6 +64,7 @@ impl Server {
         Self {
             dir,
             latch,
+            service,
             api: Api { runtime, base },
         }
     }

@@ -1,0 +1,47 @@
+//! Audit entries that belong to no release: refused requests (401, 403). The API bounds how
+//! many it records (`api/limit.rs`); each is one small transaction of its own.
+
+use tokio::sync::watch;
+
+use super::{AUDIT, AuditEntry, Store, StoreError, now_ms, storage};
+
+impl Store {
+    /// Appends an entry of no release (`release` empty, `revision` 0) to the audit trail:
+    /// `actor` did `what`. Returns once it is durable.
+    pub fn record_refusal(&self, actor: &str, what: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let len = {
+            let mut table = txn.open_table(AUDIT).map_err(storage)?;
+            let next = redb::ReadableTable::last(&table)
+                .map_err(storage)?
+                .map_or(0, |(k, _)| k.value() + 1);
+            let entry = AuditEntry {
+                seq: next,
+                release: String::new(),
+                revision: 0,
+                at: now_ms(),
+                actor: actor.to_owned(),
+                what: what.to_owned(),
+            };
+            let bytes =
+                serde_json::to_vec(&entry).map_err(|e| StoreError::Storage(e.to_string()))?;
+            table.insert(next, bytes.as_slice()).map_err(storage)?;
+            next + 1
+        };
+        txn.commit().map_err(storage)?;
+        forward(&self.audit_len, len);
+        Ok(())
+    }
+}
+
+/// Moves the trail's length forward to `len`, never back: the committer thread and a
+/// refusal's transaction each announce the length their commit made, in either order.
+pub(super) fn forward(audit_len: &watch::Sender<u64>, len: u64) {
+    audit_len.send_if_modified(|known| {
+        let grew = len > *known;
+        if grew {
+            *known = len;
+        }
+        grew
+    });
+}
