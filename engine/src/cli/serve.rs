@@ -1,6 +1,9 @@
-//! `sluice serve`: the service in the foreground, until SIGTERM or Ctrl-C, then drained.
+//! `sluice serve`: the service in the foreground, until SIGTERM or Ctrl-C, then drained. Users
+//! and tokens reload from `sluice.toml` on SIGHUP and when the file changes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use clap::Args;
@@ -19,6 +22,75 @@ pub(super) struct ServeArgs {
     /// Use this data directory instead of the configuration's `data-dir`.
     #[arg(long = "data-dir")]
     data_dir: Option<PathBuf>,
+}
+
+#[cfg(unix)]
+type Hangup = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangup = ();
+
+/// How often `sluice.toml` is looked at for a change (its modification time and length).
+const CONFIG_POLL: Duration = Duration::from_secs(2);
+
+/// Reloads the users (and tokens) of `path` on SIGHUP or when the file changes, until the
+/// service stops. A file that does not load is refused with its errors (each naming its line
+/// or user), and the users in force stay; requests and tasks under way are not touched.
+async fn reload_users(path: PathBuf, service: Arc<Service>, mut hangup: Option<Hangup>) {
+    let stamp = |path: &Path| {
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+    };
+    let mut seen = stamp(&path);
+    let mut poll = tokio::time::interval(CONFIG_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let hung_up = async {
+            match hangup.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hung_up = {
+            let _ = &mut hangup;
+            std::future::pending::<Option<()>>()
+        };
+        let why = tokio::select! {
+            _ = service.stopped() => return,
+            _ = hung_up => "SIGHUP",
+            _ = poll.tick() => {
+                let now = stamp(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                "a change of the file"
+            }
+        };
+        let loaded = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || ServiceConfig::load(&path)).await
+        };
+        match loaded {
+            Ok(Ok(config)) => {
+                let users = service.reload_users(&config);
+                eprintln!(
+                    "sluice: reloaded {users} users from {} ({why})",
+                    path.display()
+                );
+                tracing::info!(users, "reloaded users");
+            }
+            Ok(Err(problems)) => {
+                eprintln!(
+                    "sluice: not reloading users ({why}): the users in force stay\n{problems}"
+                );
+                tracing::error!("not reloading users: {problems}");
+            }
+            Err(e) => tracing::error!("reloading users: {e}"),
+        }
+    }
 }
 
 /// Runs the service until SIGTERM or Ctrl-C: then it stops taking requests, lets running
@@ -42,6 +114,13 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         // Tests and scripts wait for this line.
         eprintln!("sluice: serving on http://{address}");
         tracing::info!(%address, "serving");
+        // Installed before anyone can send SIGHUP expecting a reload (not the default: exit).
+        #[cfg(unix)]
+        let hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        #[cfg(not(unix))]
+        let hangup = None::<()>;
+        tokio::spawn(reload_users(args.config.clone(), service.clone(), hangup));
         let stopping = service.clone();
         sluice::api::serve(listener, service.clone(), async move {
             terminated().await;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::types::{parse_bytes, parse_duration};
+use crate::types::{Name, parse_bytes, parse_duration};
 
 /// What a user may do. Roles add up; `admin` may do everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -108,12 +108,18 @@ struct RawLimits {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawUser {
-    name: String,
+    name: toml::Spanned<String>,
     token_sha256: Option<String>,
     token_env: Option<String>,
     roles: Vec<Role>,
     #[serde(default)]
-    groups: Vec<String>,
+    groups: Vec<toml::Spanned<String>>,
+}
+
+/// The line (from 1) of byte `at` in `text`.
+fn line_of(text: &str, at: usize) -> usize {
+    text.get(..at)
+        .map_or(1, |before| before.matches('\n').count() + 1)
 }
 
 /// The sha256 of a token, as `sluice.toml` stores it (lowercase hex).
@@ -135,10 +141,7 @@ impl ServiceConfig {
         let raw: RawConfig = toml::from_str(&text).map_err(|e| {
             let at = e
                 .span()
-                .map(|s| {
-                    let line = text[..s.start].lines().count().max(1);
-                    format!(":{line}")
-                })
+                .map(|s| format!(":{}", line_of(&text, s.start)))
                 .unwrap_or_default();
             format!("{shown}{at}: {}", e.message().trim())
         })?;
@@ -180,11 +183,29 @@ impl ServiceConfig {
         let mut tokens = BTreeMap::new();
         let mut names = Vec::new();
         for (i, user) in raw.users.into_iter().enumerate() {
-            let at = format!("{shown}: users[{i}] ({})", user.name);
-            if names.contains(&user.name) {
+            let line = line_of(&text, user.name.span().start);
+            let name = user.name.into_inner();
+            let at = format!("{shown}:{line}: users[{i}] ({name})");
+            // Approvers list users by name (and groups as `group:NAME`): one rule for names.
+            if let Err(e) = Name::new(&name) {
+                problems.push(format!("{shown}:{line}: users[{i}].name: {e}"));
+                continue;
+            }
+            let mut groups = Vec::new();
+            for group in user.groups {
+                let line = line_of(&text, group.span().start);
+                let group = group.into_inner();
+                match Name::new(&group) {
+                    Ok(_) => groups.push(group),
+                    Err(e) => problems.push(format!(
+                        "{shown}:{line}: users[{i}] ({name}): groups: {e} (approvers name it as `group:NAME`)"
+                    )),
+                }
+            }
+            if names.contains(&name) {
                 problems.push(format!("{at}: a user of this name is listed twice"));
             }
-            names.push(user.name.clone());
+            names.push(name.clone());
             if user.roles.is_empty() {
                 problems.push(format!(
                     "{at}: give the user at least one role (viewer, releaser, approver, admin)"
@@ -222,9 +243,9 @@ impl ServiceConfig {
                 }
             };
             let user = User {
-                name: user.name,
+                name,
                 roles: user.roles,
-                groups: user.groups,
+                groups,
             };
             if let Some(other) = tokens.insert(hash, user) {
                 problems.push(format!("{at}: has the same token as {}", other.name));
@@ -251,6 +272,47 @@ impl ServiceConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_and_group_names_that_are_not_names_are_refused_with_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        let hash = hash_token("a-token-of-sixteen-chars");
+        for (name, groups, line, problem) in [
+            (
+                "Ada",
+                "[]",
+                3,
+                "users[0].name: `Ada` is not a valid name (it holds `A`)",
+            ),
+            (
+                "group:ops",
+                "[]",
+                3,
+                "users[0].name: `group:ops` is not a valid name (it holds `:`)",
+            ),
+            (
+                "",
+                "[]",
+                3,
+                "users[0].name: `` is not a valid name (it is empty)",
+            ),
+            (
+                "ada",
+                "[\n  \"ops\",\n  \"a b\",\n]",
+                8,
+                "users[0] (ada): groups: `a b` is not a valid name (it holds `U+0020`)",
+            ),
+        ] {
+            let text = format!(
+                "pipelines = \"p\"\n[[users]]\nname = \"{name}\"\ntoken-sha256 = \"{hash}\"\nroles = [\"admin\"]\ngroups = {groups}\n"
+            );
+            std::fs::write(&path, text).unwrap();
+            let e = ServiceConfig::load(&path).unwrap_err();
+            let place = format!("{}:{line}: {problem}", path.display());
+            assert!(e.contains(&place), "{name}: {e}\nwanted: {place}");
+        }
+    }
 
     #[test]
     fn an_overflowing_duration_or_size_in_sluice_toml_is_refused_by_name() {

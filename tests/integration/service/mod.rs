@@ -7,6 +7,7 @@ mod contract;
 mod idempotency;
 mod names;
 mod ops;
+mod reload;
 mod scheduling;
 mod shutdown;
 mod streams;

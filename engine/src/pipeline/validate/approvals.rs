@@ -19,12 +19,13 @@ impl Validator<'_> {
         }
         for approver in &raw.approvers {
             let a = approver.get_ref();
+            // Users and groups are names, as sluice.toml's users are (one rule).
             let name = a.strip_prefix("group:").unwrap_or(a);
-            if name.is_empty() || name.contains(char::is_whitespace) {
+            if let Err(e) = crate::types::Name::new(name) {
                 self.error(
                     Some(approver.span()),
-                    format!("invalid approver `{a}`"),
-                    Some("write a user name, or `group:name`"),
+                    format!("invalid approver: {e}"),
+                    Some("write a user name, or `group:NAME`"),
                 );
             }
         }
