@@ -24,6 +24,8 @@ mod guard;
 mod idempotency;
 mod limit;
 mod openapi;
+#[cfg(test)]
+mod proptests;
 mod routes;
 mod sse;
 #[cfg(test)]

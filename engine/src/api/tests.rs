@@ -30,7 +30,7 @@ config = { action = "noop" }
 
 /// A service in a tempdir; with `shop`, serving the `shop` pipeline. Users: ada (admin),
 /// rita (releaser), alice (approver), vic (viewer); each one's token is `token-of-NAME`.
-fn service(limits: ApiLimits, shop: bool) -> (tempfile::TempDir, Arc<Service>) {
+pub(super) fn service(limits: ApiLimits, shop: bool) -> (tempfile::TempDir, Arc<Service>) {
     let dir = tempfile::tempdir().unwrap();
     let pipelines = dir.path().join("pipelines");
     std::fs::create_dir_all(&pipelines).unwrap();
@@ -66,15 +66,15 @@ fn service(limits: ApiLimits, shop: bool) -> (tempfile::TempDir, Arc<Service>) {
 }
 
 /// A reply: status, headers, body as JSON (`Null` if it is not).
-struct Reply {
-    status: StatusCode,
+pub(super) struct Reply {
+    pub(super) status: StatusCode,
     headers: axum::http::HeaderMap,
-    json: Value,
+    pub(super) json: Value,
 }
 
 /// Sends one request to `app`: as `who` (`None`: no credentials), with `body` if given, and
 /// `headers`.
-async fn send(
+pub(super) async fn send(
     app: &Router,
     who: Option<&str>,
     (method, uri): (&str, &str),
@@ -304,7 +304,7 @@ async fn a_token_over_its_rate_is_429_with_retry_after() {
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(error(&limited).contains("rate limit"), "{}", limited.json);
     assert_eq!(limited.headers[header::RETRY_AFTER], "1");
-    // Buckets are per token.
+    // Buckets are per user.
     assert_eq!(send(&app, Some("rita"), get, None, &[]).await.status, 200);
 }
 
