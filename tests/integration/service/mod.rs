@@ -9,3 +9,4 @@ mod names;
 mod scheduling;
 mod shutdown;
 mod streams;
+mod terminal;
