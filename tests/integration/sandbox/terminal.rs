@@ -147,10 +147,16 @@ async fn the_host_keeps_what_a_hostile_plugin_wrote() {
 #[test]
 fn sluice_run_show_and_logs_print_a_hostile_plugins_text_escaped_on_one_line() {
     let project = Project::new(PIPELINE);
-    let run = sluice(
-        project.path(),
-        &["run", "pipeline.toml", "--approve", "all"],
-    );
+    // The releaser's description is as hostile as the plugin.
+    let args = [
+        "run",
+        "pipeline.toml",
+        "--approve",
+        "all",
+        "--description",
+        HOSTILE,
+    ];
+    let run = sluice(project.path(), &args);
     assert_eq!(run.status.code(), Some(1), "prod fails: {}", text(&run));
     let printed = text(&run);
     assert_escaped("sluice run", &printed, false);
@@ -173,6 +179,7 @@ fn sluice_run_show_and_logs_print_a_hostile_plugins_text_escaped_on_one_line() {
     assert_escaped("releases show", &printed, false);
     assert_shown("releases show", &printed);
     assert!(printed.contains("      output \\x1b[2J"), "{printed}");
+    assert!(printed.contains("about     \\x1b[2J"), "{printed}");
 
     let logs = sluice(project.path(), &["logs", "hostile-1", "--data-dir", data]);
     assert!(logs.status.success(), "{}", text(&logs));
@@ -186,6 +193,7 @@ fn sluice_run_show_and_logs_print_a_hostile_plugins_text_escaped_on_one_line() {
     let task = &release.stage("qa").unwrap().attempts[0].tasks[0];
     assert_eq!(task.outputs[0].name, HOSTILE);
     assert_eq!(task.outputs[0].value, HOSTILE);
+    assert_eq!(release.description.as_deref(), Some(HOSTILE));
     let failed = &release.stage("prod").unwrap().attempts[0];
     assert!(failed.reason.as_deref().unwrap().contains(HOSTILE));
 }
