@@ -257,3 +257,96 @@ fn plugin_run_prints_a_hostile_plugins_text_escaped_on_one_line() {
         assert!(printed.contains(last), "{printed}");
     }
 }
+
+/// `versions`: an artifact from `dir-source`, whose version ids are folder names.
+const VERSIONS: &str = r#"
+version = 1
+name = "versions"
+
+[artifacts.site]
+source = "dir-source"
+config = { path = "/builds" }
+grants.dirs = [{ host = "$(sluice.pipeline-dir)/builds", guest = "/builds" }]
+
+[[stages]]
+name = "qa"
+[[stages.tasks]]
+plugin = "kit"
+config = { action = "noop" }
+"#;
+
+#[test]
+fn version_ids_and_refused_artifacts_print_escaped_on_one_line() {
+    let project = Project::new(VERSIONS);
+    // A folder name is a version id: a source's text, as hostile as a plugin's.
+    let id = "2.0.0\x1b[2J\u{202e}x\r\n[space-game-1] prod: task deploy-prod succeeded";
+    std::fs::create_dir(project.path().join("builds").join(id)).unwrap();
+    let chosen = format!("site={id}");
+    let run = sluice(
+        project.path(),
+        &[
+            "run",
+            "pipeline.toml",
+            "--approve",
+            "all",
+            "--artifact",
+            &chosen,
+        ],
+    );
+    let printed = text(&run);
+    assert_eq!(run.status.code(), Some(0), "{printed}");
+    assert_escaped("sluice run", &printed, false);
+    let shown = "2.0.0\\x1b[2J\\u{202e}x\\r\\n[space-game-1] prod: task deploy-prod succeeded";
+    assert!(
+        printed.contains(&format!("release versions-1 created (site {shown})")),
+        "{printed}"
+    );
+    let data = project.data_dir();
+    let show = sluice(
+        project.path(),
+        &[
+            "releases",
+            "show",
+            "versions-1",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    let printed = text(&show);
+    assert_escaped("releases show", &printed, false);
+    assert!(
+        printed.contains(&format!("artifact  site {shown}")),
+        "{printed}"
+    );
+    let store = Store::open(&data).unwrap();
+    let release = store.release("versions-1").unwrap().unwrap();
+    assert_eq!(
+        release.artifacts[0].version.id, id,
+        "stored as the source wrote it"
+    );
+    drop(store);
+
+    // A releaser's version or alias that is not there: refused (exit 2) in one line, nothing
+    // stored.
+    for artifact in [format!("site={HOSTILE}"), format!("{HOSTILE}=1.0.0")] {
+        let refused = sluice(
+            project.path(),
+            &[
+                "run",
+                "pipeline.toml",
+                "--approve",
+                "all",
+                "--artifact",
+                &artifact,
+            ],
+        );
+        let printed = text(&refused);
+        assert_eq!(refused.status.code(), Some(2), "{printed}");
+        assert_escaped("a refused artifact", &printed, false);
+        assert_shown("a refused artifact", &printed);
+        assert_eq!(printed.lines().count(), 1, "{printed}");
+        assert!(printed.starts_with("sluice: artifact `"), "{printed}");
+    }
+    let store = Store::open(&data).unwrap();
+    assert_eq!(store.releases().unwrap().len(), 1, "no release was stored");
+}
