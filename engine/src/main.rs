@@ -22,7 +22,10 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(code) => code.into(),
         Err(err) => {
-            eprintln!("sluice: {err:#}");
+            // Engine text, several lines at times (diagnostics); what a plugin or a server
+            // put in it is escaped line by line.
+            let text = format!("{err:#}");
+            eprintln!("sluice: {}", sluice::types::text::Lines(&text));
             cli::Exit::Usage.into()
         }
     }

@@ -75,7 +75,9 @@ pub(super) fn audit(
         .into_response()
 }
 
-/// A task's log: a `line` event per line (as `sluice logs` prints it), then `end`.
+/// A task's log: a `line` event per line (as `sluice logs` prints it: the plugin's text
+/// escaped, so each is one `data:` line no newline of the plugin's can split), then `end`.
+/// Audit events need no escaping here: JSON escapes every newline.
 pub(super) fn log(app: Arc<App>, follow: LogFollow) -> Response {
     let events = stream::unfold(Some((app, follow)), |state| async move {
         let (app, mut follow) = state?;

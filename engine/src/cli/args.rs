@@ -4,6 +4,7 @@
 
 use anyhow::bail;
 use clap::Args;
+use sluice::types::Escaped;
 
 use super::approve::ApproveMode;
 
@@ -40,7 +41,7 @@ fn pairs(items: &[String], flag: &str) -> anyhow::Result<Vec<(String, String)>> 
         .iter()
         .map(|item| match item.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-            _ => bail!("{flag} `{item}`: write NAME=VALUE"),
+            _ => bail!("{flag} `{}`: write NAME=VALUE", Escaped(item)),
         })
         .collect()
 }

@@ -5,6 +5,7 @@ use anyhow::bail;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 use sluice::api::client::{Client, Reply, ServerEvent};
+use sluice::types::text;
 
 /// The server a command talks to, how it authenticates, and how results are printed.
 #[derive(Debug, Args)]
@@ -103,7 +104,7 @@ pub(super) fn print(server: &Server, value: &Value, table: impl FnOnce(&Value)) 
     match server.output {
         Output::Json => println!(
             "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
+            text::json(&serde_json::to_string_pretty(value).unwrap_or_default())
         ),
         Output::Table => table(value),
     }

@@ -9,7 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use sluice::core::{Release, StageState, TaskState};
 use sluice::scheduler::Observer;
 use sluice::store::LogKey;
-use sluice::types::{Level, LogEvent};
+use sluice::types::{Escaped, Level, LogEvent};
 
 /// Stage lines on a terminal.
 pub(super) struct Live {
@@ -60,7 +60,8 @@ fn symbol(state: StageState) -> &'static str {
 
 impl Observer for Live {
     fn committed(&self, release: &Release, what: &str) {
-        self.multi.suspend(|| println!("[{}] {what}", release.name));
+        self.multi
+            .suspend(|| println!("[{}] {}", release.name, Escaped(what)));
         for stage in &release.stages {
             let state = stage.state();
             let detail = stage
@@ -91,11 +92,13 @@ impl Observer for Live {
             }
             LogEvent::Line(line) => {
                 self.bar(stage)
-                    .set_message(format!("▸ in-progress  {task}: {}", line.message));
+                    .set_message(format!("▸ in-progress  {task}: {}", Escaped(&line.message)));
             }
             LogEvent::Progress { percent, message } => {
-                self.bar(stage)
-                    .set_message(format!("▸ in-progress  {task} {percent:>3}% {message}"));
+                self.bar(stage).set_message(format!(
+                    "▸ in-progress  {task} {percent:>3}% {}",
+                    Escaped(message)
+                ));
             }
         }
     }

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use sluice::builtin::{BUILTINS, builtin};
 use sluice::plugin::{HostConfig, PluginHost, PluginRef, Sandbox, World};
 use sluice::types::{
-    Access, Context, Failure, Grants, LogEvent, TaskInput, Variable, grants, limits,
+    Access, Context, Escaped, Failure, Grants, LogEvent, TaskInput, Variable, grants, limits,
 };
 
 use super::Exit;
@@ -295,11 +295,15 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
                     run.result.map(|report| {
                         let mut lines = Vec::new();
                         for warning in &report.warnings {
-                            lines.push(format!("warning: {warning}"));
+                            lines.push(format!("warning: {}", Escaped(warning)));
                         }
                         for output in &report.outputs {
                             let value = if output.secret { "***" } else { &output.value };
-                            lines.push(format!("output {} = {value}", output.name));
+                            lines.push(format!(
+                                "output {} = {}",
+                                Escaped(&output.name),
+                                Escaped(value)
+                            ));
                         }
                         let verdict = if report.warnings.is_empty() {
                             "succeeded"
@@ -317,7 +321,7 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
                     run.result.map(|health| match health {
                         sluice::types::Health::Healthy => ("healthy".to_owned(), vec![], true),
                         sluice::types::Health::Unhealthy(why) => {
-                            (format!("unhealthy: {why}"), vec![], false)
+                            (format!("unhealthy: {}", Escaped(&why)), vec![], false)
                         }
                     }),
                     run.elapsed,
@@ -340,7 +344,7 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
                 (
                     run.result.map(|v| {
                         (
-                            format!("fetched {}", v.id),
+                            format!("fetched {}", Escaped(&v.id)),
                             vec![describe_version(&v)],
                             true,
                         )
@@ -366,27 +370,29 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
 }
 
 fn describe_version(v: &sluice::types::Version) -> String {
-    let mut text = v.id.clone();
+    let mut text = Escaped(&v.id).to_string();
     if let Some(branch) = &v.branch {
-        text.push_str(&format!(" branch={branch}"));
+        text.push_str(&format!(" branch={}", Escaped(branch)));
     }
     if let Some(commit) = &v.commit {
-        text.push_str(&format!(" commit={commit}"));
+        text.push_str(&format!(" commit={}", Escaped(commit)));
     }
     if !v.tags.is_empty() {
-        text.push_str(&format!(" tags={}", v.tags.join(",")));
+        text.push_str(&format!(" tags={}", Escaped(&v.tags.join(","))));
     }
     text
 }
 
 fn describe_failure(failure: &Failure) -> String {
-    format!("failed: {failure}")
+    format!("failed: {}", Escaped(&failure.to_string()))
 }
 
 fn print_event(event: &LogEvent) {
     let mut out = std::io::stdout().lock();
     let _ = match event {
         LogEvent::Line(line) => writeln!(out, "{line}"),
-        LogEvent::Progress { percent, message } => writeln!(out, "[{percent:>3}%] {message}"),
+        LogEvent::Progress { percent, message } => {
+            writeln!(out, "[{percent:>3}%] {}", Escaped(message))
+        }
     };
 }

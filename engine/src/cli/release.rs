@@ -13,7 +13,7 @@ use sluice::pipeline;
 use sluice::plugin::{HostConfig, PluginHost};
 use sluice::scheduler::{CreateOptions, Engine, Observer};
 use sluice::store::{LogKey, Store};
-use sluice::types::LogEvent;
+use sluice::types::{Escaped, LogEvent};
 
 use super::Exit;
 use super::approve::{ApproveMode, LocalApprovals};
@@ -92,7 +92,7 @@ struct Lines;
 
 impl Observer for Lines {
     fn committed(&self, release: &Release, what: &str) {
-        println!("[{}] {what}", release.name);
+        println!("[{}] {}", release.name, Escaped(what));
     }
 
     fn task_event(&self, key: &LogKey<'_>, event: &LogEvent) {
@@ -125,7 +125,7 @@ fn conclude(release: &Release, allow_partial: bool) -> Exit {
             .attempts
             .last()
             .and_then(|a| a.reason.clone())
-            .map(|r| format!(" — {r}"))
+            .map(|r| format!(" — {}", Escaped(&r)))
             .unwrap_or_default();
         println!("  {:<16} {}{reason}", stage.name, kebab(state));
     }
@@ -176,7 +176,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<Exit> {
         let versions: Vec<String> = release
             .artifacts
             .iter()
-            .map(|a| format!("{} {}", a.alias, a.version.id))
+            .map(|a| format!("{} {}", a.alias, Escaped(&a.version.id)))
             .collect();
         match versions.is_empty() {
             true => println!("release {} created", release.name),
@@ -250,7 +250,7 @@ pub(super) fn releases(command: ReleasesCommand) -> anyhow::Result<Exit> {
                     "{:<24} {:<20} {:<10} {}",
                     release.name,
                     kebab(release.state),
-                    release.creator,
+                    Escaped(&release.creator),
                     stages.join(" ")
                 );
             }
@@ -276,23 +276,28 @@ fn show(release: &Release) {
         "pipeline  {}  revision {}",
         release.pipeline, release.revision
     );
-    println!("creator   {}", release.creator);
+    println!("creator   {}", Escaped(&release.creator));
     if let Some(d) = &release.description {
-        println!("about     {d}");
+        println!("about     {}", Escaped(d));
     }
     for a in &release.artifacts {
         let v = &a.version;
         let mut extra = Vec::new();
         if let Some(b) = &v.branch {
-            extra.push(format!("branch {b}"));
+            extra.push(format!("branch {}", Escaped(b)));
         }
         if let Some(c) = &v.commit {
-            extra.push(format!("commit {c}"));
+            extra.push(format!("commit {}", Escaped(c)));
         }
-        println!("artifact  {} {} {}", a.alias, v.id, extra.join(", "));
+        println!(
+            "artifact  {} {} {}",
+            a.alias,
+            Escaped(&v.id),
+            extra.join(", ")
+        );
     }
     for (plugin, digest) in &release.digests {
-        println!("plugin    {plugin} {digest}");
+        println!("plugin    {} {digest}", Escaped(plugin));
     }
     for stage in &release.stages {
         println!("stage     {} ({})", stage.name, kebab(stage.state()));
@@ -300,7 +305,7 @@ fn show(release: &Release) {
             let reason = attempt
                 .reason
                 .as_deref()
-                .map(|r| format!(" — {r}"))
+                .map(|r| format!(" — {}", Escaped(r)))
                 .unwrap_or_default();
             println!(
                 "  attempt {} {}{reason}",
@@ -315,7 +320,7 @@ fn show(release: &Release) {
                         format!(
                             "{} by {}",
                             if d.approve { "approved" } else { "rejected" },
-                            d.by
+                            Escaped(&d.by)
                         )
                     })
                     .collect();
@@ -330,11 +335,11 @@ fn show(release: &Release) {
                 let messages = if task.messages.is_empty() {
                     String::new()
                 } else {
-                    format!(" — {}", task.messages.join("; "))
+                    format!(" — {}", Escaped(&task.messages.join("; ")))
                 };
                 println!("    task {} {}{messages}", task.name, kebab(task.state));
                 for o in &task.outputs {
-                    println!("      output {} = {}", o.name, o.value);
+                    println!("      output {} = {}", Escaped(&o.name), Escaped(&o.value));
                 }
             }
         }

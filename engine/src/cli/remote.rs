@@ -5,6 +5,8 @@ use anyhow::bail;
 use clap::{Arg, Args, Subcommand};
 use serde_json::{Value, json};
 
+use sluice::types::{Escaped, text};
+
 use super::Exit;
 use super::args::ReleaseInputs;
 use super::client::{Output, Server, call, follow_events, print, refused, runtime};
@@ -119,7 +121,7 @@ fn print_release(release: &Value) {
         "{}  {}  (created by {})",
         release["name"].as_str().unwrap_or("?"),
         release["state"].as_str().unwrap_or("?"),
-        release["creator"].as_str().unwrap_or("?")
+        Escaped(release["creator"].as_str().unwrap_or("?"))
     );
     for stage in release["stages"].as_array().into_iter().flatten() {
         println!(
@@ -163,7 +165,7 @@ pub(super) fn release(command: ReleaseCommand) -> anyhow::Result<Exit> {
                         "{:<24} {:<20} {}",
                         r["name"].as_str().unwrap_or("?"),
                         r["state"].as_str().unwrap_or("?"),
-                        r["creator"].as_str().unwrap_or("?")
+                        Escaped(r["creator"].as_str().unwrap_or("?"))
                     );
                 }
             });
@@ -207,7 +209,7 @@ pub(super) fn approvals(command: ApprovalsCommand) -> anyhow::Result<Exit> {
                         "{:<36} {:<9} approvers: {}",
                         a["id"].as_str().unwrap_or("?"),
                         a["state"].as_str().unwrap_or("?"),
-                        approvers.join(", ")
+                        Escaped(&approvers.join(", "))
                     );
                 }
             });
@@ -247,10 +249,10 @@ fn print_entry(e: &Value) {
     println!(
         "{} {:<22} r{:<4} {:<10} {}",
         e["at"],
-        e["release"].as_str().unwrap_or("?"),
+        Escaped(e["release"].as_str().unwrap_or("?")),
         e["revision"],
-        e["actor"].as_str().unwrap_or("?"),
-        e["what"].as_str().unwrap_or("?")
+        Escaped(e["actor"].as_str().unwrap_or("?")),
+        Escaped(e["what"].as_str().unwrap_or("?"))
     );
 }
 
@@ -259,7 +261,7 @@ pub(super) fn audit(release: Option<String>, follow: bool, server: Server) -> an
     if follow {
         let path = format!("/api/v1/audit?follow=true{query}");
         follow_events(&server, &path, |event| match server.output {
-            Output::Json => println!("{}", event.data),
+            Output::Json => println!("{}", text::json(&event.data)),
             Output::Table => print_entry(&serde_json::from_str(&event.data).unwrap_or_default()),
         })?;
         return Ok(Exit::Success);
@@ -358,7 +360,7 @@ pub(super) fn logs(
         );
         follow_events(server, &path, |event| {
             if event.event == "line" {
-                println!("{}", event.data);
+                println!("{}", Escaped(&event.data));
             }
         })?;
         return Ok(Exit::Success);
@@ -386,7 +388,10 @@ pub(super) fn logs(
                     .block_on(client.get(&path))
                     .map_err(anyhow::Error::msg)?;
                 match reply.status {
-                    200 => print!("{}", reply.text()),
+                    200 => reply
+                        .text()
+                        .lines()
+                        .for_each(|line| println!("{}", Escaped(line))),
                     404 => println!("(no log stored yet)"),
                     _ => refused(&reply)?,
                 }

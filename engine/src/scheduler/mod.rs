@@ -32,7 +32,7 @@ use crate::core::{self, ApprovalKind, Event, Release, ReleaseState};
 use crate::pipeline::{NotSettable, PipelineError};
 use crate::plugin::PluginHost;
 use crate::store::{LogKey, Receipt, Store, StoreError};
-use crate::types::{LogEvent, Name, path_under};
+use crate::types::{LogEvent, Name, escape, path_under};
 
 /// Why the engine could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +43,9 @@ pub enum EngineError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// An artifact version could not be chosen.
-    #[error("artifact `{alias}`: {reason}")]
+    /// An artifact version could not be chosen. Shown escaped (one line): the alias and a
+    /// version may be a releaser's, the reason and the versions a source's.
+    #[error("artifact `{}`: {}", escape(.alias), escape(.reason))]
     Artifact {
         /// Alias.
         alias: String,

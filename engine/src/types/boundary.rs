@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::limits::LimitExceeded;
+use super::text::Escaped;
 
 /// A variable passed to a plugin, or an output variable a task returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -186,17 +187,18 @@ pub struct LogLine {
 }
 
 impl fmt::Display for LogLine {
-    /// `   0.012s info  message key=value`: how the CLI and the API show a stored line.
+    /// `   0.012s info  message key=value`: how the CLI and the API show a stored line — one
+    /// line, the plugin's text [`Escaped`].
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{:>8.3}s {:<5} {}",
             self.at.as_secs_f64(),
             self.level,
-            self.message
+            Escaped(&self.message)
         )?;
         for (key, value) in &self.fields {
-            write!(f, " {key}={value}")?;
+            write!(f, " {}={}", Escaped(key), Escaped(value))?;
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Plain values that cross the plugin boundary and that the core, the store, the pipeline and
 //! the plugin host all speak: variables, versions, log lines, grants, limits, the size and
-//! duration parsers, names (and the paths made from them). **This module imports neither
+//! duration parsers, names (and the paths made from them), text as printers show it. **This module imports neither
 //! wasmtime nor redb**, so a reader of the core or the store sees no import of the module that
 //! wraps wasmtime; `plugin/` converts these to and from the generated bindings.
 
@@ -8,6 +8,7 @@ pub mod boundary;
 pub mod grants;
 pub mod limits;
 pub mod name;
+pub mod text;
 
 pub use boundary::{
     Artifact, Context, Failure, Health, Invocation, Level, LogEvent, LogLine, PluginError, Source,
@@ -19,3 +20,4 @@ pub use limits::{
     parse_duration,
 };
 pub use name::{NAME_RULE, Name, NameError, PathEscape, path_under};
+pub use text::{Escaped, escape};

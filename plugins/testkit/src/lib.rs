@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use sluice_plugin_sdk::{Error, Gate, Health, Report, Task, TaskInput, log};
 
+mod terminal;
+
 #[derive(Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
 enum Action {
@@ -63,6 +65,11 @@ enum Action {
     Recurse,
     /// Return an output of `mib` MiB.
     HugeOutput { mib: usize },
+    /// Write terminal controls and a forged engine line everywhere (see `terminal.rs`).
+    Terminal {
+        #[serde(default)]
+        fail: bool,
+    },
 }
 
 struct Testkit;
@@ -171,6 +178,7 @@ impl Task for Testkit {
             }
             Action::Recurse => Ok(Report::new().output("depth", recurse(u64::MAX).to_string())),
             Action::HugeOutput { mib } => Ok(Report::new().output("huge", "y".repeat(mib << 20))),
+            Action::Terminal { fail } => terminal::run(fail),
         }
     }
 }

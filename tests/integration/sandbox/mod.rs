@@ -1,11 +1,13 @@
 //! The sandbox: every hostile behaviour is contained, every limit names itself, and the four
 //! kinds of failure (plugin error, limit, panic, trap) stay distinct.
 //!
-//! One module per concern: grants, limits and failure kinds, what a task sees and reports.
+//! One module per concern: grants, limits and failure kinds, what a task sees and reports,
+//! what a hostile plugin's text looks like where it is printed.
 
 mod grants;
 mod limits;
 mod tasks;
+pub(crate) mod terminal;
 
 use sluice::plugin::Sandbox;
 use sluice::types::{Access, Failure, Grants, LimitKind, PluginError};

@@ -11,3 +11,4 @@ mod reload;
 mod scheduling;
 mod shutdown;
 mod streams;
+mod terminal;

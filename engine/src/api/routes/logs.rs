@@ -59,6 +59,7 @@ pub(in crate::api) async fn task_log(
             ),
         )
     })?;
+    // One line per line: `LogLine`'s display escapes the plugin's controls and newlines.
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
