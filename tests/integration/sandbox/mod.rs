@@ -1,8 +1,11 @@
 //! The sandbox: every hostile behaviour is contained, every limit names itself, and the four
 //! kinds of failure (plugin error, limit, panic, trap) stay distinct.
 //!
-//! One module per concern: grants, limits and failure kinds, what a task sees and reports.
+//! One module per concern: grants, limits and failure kinds, resource bombs, files that are
+//! not files, what a task sees and reports.
 
+mod bombs;
+mod files;
 mod grants;
 mod limits;
 mod tasks;
