@@ -100,7 +100,7 @@ impl PluginHost {
             Err(e) => Err(Failure::Host(e.to_string())),
             Ok(state) => {
                 let mut store = Store::new(&self.engine, state);
-                store.limiter(|state| &mut state.limiter);
+                super::limits::bound(&mut store);
                 store.set_epoch_deadline(1);
                 store.epoch_deadline_async_yield_and_update(1);
                 let run = invoke(&mut store, plugin, call);
@@ -112,7 +112,8 @@ impl PluginHost {
                     Ok(Ok(Ok(returned))) => check_output(returned, limits.output)
                         .map(|returned| mask_returned(returned, &log)),
                     Ok(Ok(Err(error))) => Err(Failure::Plugin(mask_error(error, &log))),
-                    Ok(Err(error)) => Err(self.classify(&error, &log)),
+                    Ok(Err(error)) => Err(super::limits::recognise(&error, limits.memory)
+                        .map_or_else(|| self.classify(&error, &log), Failure::Limit)),
                 }
                 // The store, and with it everything the plugin held, is dropped here.
             }

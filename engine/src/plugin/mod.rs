@@ -4,18 +4,21 @@
 //!
 //! A call builds a fresh store from its [`Sandbox`] (grants, limits, log), instantiates the
 //! plugin through its cached `InstancePre`, calls one export, and drops the store. Limits:
-//! memory through a `ResourceLimiter`, time through epoch interruption (the guest yields every
+//! memory through a `ResourceLimiter` (one budget for all the call's memories, tables and
+//! host resources), time through epoch interruption (the guest yields every
 //! tick) plus a timeout around the whole call (which also covers a guest blocked in a host call),
 //! log volume in the log import and stdio, output size after the call, stack engine-wide.
 //!
 //! Files: this one holds the host, its configuration and errors, [`Plugin`] and [`Digest`];
 //! `load.rs` reads, hashes, compiles (through `cache.rs`), links and remembers components;
 //! `call.rs` makes the calls and tells their outcomes apart; `sandbox.rs`, `limits.rs` and
-//! `log.rs` are what a call's store holds; `bindings.rs` is the generated code.
+//! `log.rs` are what a call's store holds; `fs.rs` refuses files that are not files and links
+//! that leave their directory; `bindings.rs` is the generated code.
 
 mod bindings;
 mod cache;
 mod call;
+mod fs;
 mod limits;
 mod load;
 mod log;
@@ -311,6 +314,7 @@ impl PluginHost {
             .and_then(|()| {
                 bindings::Engine::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             })
+            .and_then(|()| fs::guard(&mut linker))
             .map_err(|e| HostError(e.to_string()))?;
 
         let cache = match config.cache_dir {

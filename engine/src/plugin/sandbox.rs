@@ -1,14 +1,17 @@
 //! The store state of one plugin call, built from its [`Grants`] by a builder that starts
 //! empty: only granted directories, environment variables and HTTP hosts are reachable;
-//! sockets, name lookup and stdin are off, stdout and stderr become log lines.
+//! sockets, name lookup and stdin are off, stdout and stderr become log lines. What the guest
+//! makes the host hold is bounded: the resource table's entries and the size of each
+//! (`limits::HostShare`), and the host's notes about the guest ([`Notes`]).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use super::limits::Limiter;
+use super::limits::{HostShare, Limiter};
 use super::log::{LogStream, TaskLog};
 use crate::types::{Access, GrantError, Grants, Level, Source};
 
@@ -20,6 +23,7 @@ pub(crate) struct State {
     policy: HttpPolicy,
     pub(crate) limiter: Limiter,
     pub(crate) log: Arc<TaskLog>,
+    pub(crate) notes: Arc<Notes>,
 }
 
 impl State {
@@ -52,17 +56,49 @@ impl State {
                     reason: e.to_string(),
                 })?;
         }
+        let host = HostShare::of(memory);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(host.entries());
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(HostShare::FIELD_BYTES);
+        let notes = Arc::new(Notes {
+            log: log.clone(),
+            count: AtomicU32::new(0),
+        });
         Ok(Self {
             wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http,
+            table,
             policy: HttpPolicy {
                 grants: grants.clone(),
-                log: log.clone(),
+                notes: notes.clone(),
             },
-            limiter: Limiter { memory },
+            limiter: Limiter::new(memory, &host),
             log,
+            notes,
         })
+    }
+}
+
+/// The host's notes about what it refused the guest, in the task's log. A guest that repeats
+/// a refused request gets its first [`Notes::MAX`] noted, then one line saying the rest are not.
+pub(crate) struct Notes {
+    log: Arc<TaskLog>,
+    count: AtomicU32,
+}
+
+impl Notes {
+    const MAX: u32 = 20;
+
+    pub(crate) fn warn(&self, message: &str) {
+        match self.count.fetch_add(1, Ordering::Relaxed) {
+            n if n < Self::MAX => self.log.host_note(Level::Warn, message),
+            n if n == Self::MAX => self.log.host_note(
+                Level::Warn,
+                &format!("more than {} refusals; the rest are not noted", Self::MAX),
+            ),
+            _ => {}
+        }
     }
 }
 
@@ -89,10 +125,15 @@ impl WasiHttpView for State {
 /// the WASI socket policy, so this hook is the one place the host allow-list is enforced.
 struct HttpPolicy {
     grants: Grants,
-    log: Arc<TaskLog>,
+    notes: Arc<Notes>,
 }
 
 impl WasiHttpHooks for HttpPolicy {
+    /// What one write into an outgoing body may hold on the host (charged in `HostShare`).
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        HostShare::CHUNK_BYTES
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,
@@ -114,13 +155,10 @@ impl WasiHttpHooks for HttpPolicy {
             _ => 443,
         });
         if !self.grants.allows_host(&host, port) {
-            self.log.host_note(
-                Level::Warn,
-                &format!(
-                    "denied outbound request to {host}:{port}: not among the task's granted \
-                     hosts (add it to `grants.hosts`)"
-                ),
-            );
+            self.notes.warn(&format!(
+                "denied outbound request to {host}:{port}: not among the task's granted hosts \
+                 (add it to `grants.hosts`)"
+            ));
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         Box::new(async move {

@@ -3,6 +3,8 @@
 //! hostile ones (escape the sandbox, exhaust a limit) live side by side so that one build serves
 //! every test. A hostile action that *succeeds* returns what it obtained, so a test sees any leak.
 
+mod bombs;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -69,6 +71,14 @@ enum Action {
     Terminal {
         #[serde(default)]
         fail: bool,
+    },
+    /// Hold `count` wasi:http `fields` objects on the host, each padded with `bytes`.
+    Fields { count: u64, bytes: usize },
+    /// Create the symbolic link `link` -> `target` in the granted directory `dir`.
+    Symlink {
+        dir: String,
+        target: String,
+        link: String,
     },
 }
 
@@ -179,6 +189,8 @@ impl Task for Testkit {
             Action::Recurse => Ok(Report::new().output("depth", recurse(u64::MAX).to_string())),
             Action::HugeOutput { mib } => Ok(Report::new().output("huge", "y".repeat(mib << 20))),
             Action::Terminal { fail } => terminal::run(fail),
+            Action::Fields { count, bytes } => bombs::fields(count, bytes),
+            Action::Symlink { dir, target, link } => bombs::symlink(&dir, &target, &link),
         }
     }
 }

@@ -1,9 +1,12 @@
 //! The sandbox: every hostile behaviour is contained, every limit names itself, and the four
 //! kinds of failure (plugin error, limit, panic, trap) stay distinct.
 //!
-//! One module per concern: grants, limits and failure kinds, what a task sees and reports,
-//! what a hostile plugin's text looks like where it is printed.
+//! One module per concern: grants, limits and failure kinds, resource bombs, files that are
+//! not files, what a task sees and reports, what a hostile plugin's text looks like where it
+//! is printed.
 
+mod bombs;
+mod files;
 mod grants;
 mod limits;
 mod tasks;
