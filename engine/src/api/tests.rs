@@ -60,6 +60,7 @@ fn service(limits: ApiLimits, shop: bool) -> (tempfile::TempDir, Arc<Service>) {
         pipelines,
         tokens,
         limits,
+        plugin_files: Default::default(),
     };
     let service = Service::start(config).unwrap();
     (dir, service)

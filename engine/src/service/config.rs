@@ -82,6 +82,40 @@ pub struct ServiceConfig {
     pub tokens: BTreeMap<String, User>,
     /// Limits.
     pub limits: ApiLimits,
+    /// Where plugin files may come from, and how large they may be.
+    pub plugin_files: PluginFiles,
+}
+
+/// Plugin files in service mode: only under the pipelines directory or `plugin-dirs`, at most
+/// `limits.plugin-size` bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginFiles {
+    /// `plugin-dirs`: directories besides the pipelines directory that plugin files may lie in.
+    pub dirs: Vec<PathBuf>,
+    /// `limits.plugin-size`: the largest component file, in bytes.
+    pub max_size: u64,
+}
+
+impl PluginFiles {
+    /// The plugin host's file policy: files under the pipelines directory or `dirs`.
+    pub fn policy(&self, pipelines: &Path) -> crate::plugin::FilePolicy {
+        let mut roots = vec![pipelines.to_owned()];
+        roots.extend(self.dirs.iter().cloned());
+        crate::plugin::FilePolicy {
+            roots: Some(roots),
+            max_size: self.max_size,
+            ..crate::plugin::FilePolicy::default()
+        }
+    }
+}
+
+impl Default for PluginFiles {
+    fn default() -> Self {
+        Self {
+            dirs: Vec::new(),
+            max_size: crate::plugin::DEFAULT_PLUGIN_SIZE,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -94,6 +128,8 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     users: Vec<RawUser>,
+    #[serde(default)]
+    plugin_dirs: Vec<PathBuf>,
 }
 
 #[derive(Default, Deserialize)]
@@ -103,6 +139,7 @@ struct RawLimits {
     requests_per_second: Option<u32>,
     burst: Option<u32>,
     shutdown_grace: Option<String>,
+    plugin_size: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -169,6 +206,23 @@ impl ServiceConfig {
                 defaults.shutdown_grace
             }
         };
+        let plugin_size = match limits.plugin_size.as_deref().map(parse_bytes) {
+            None => crate::plugin::DEFAULT_PLUGIN_SIZE,
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                problems.push(format!("{shown}: limits.plugin-size: {e}"));
+                crate::plugin::DEFAULT_PLUGIN_SIZE
+            }
+        };
+        let plugin_dirs: Vec<PathBuf> = raw.plugin_dirs.iter().map(|d| base.join(d)).collect();
+        for dir in &plugin_dirs {
+            if !dir.is_dir() {
+                problems.push(format!(
+                    "{shown}: plugin-dirs: {} is not a directory: create it or remove it from the list",
+                    dir.display()
+                ));
+            }
+        }
         let requests_per_second = limits
             .requests_per_second
             .unwrap_or(defaults.requests_per_second);
@@ -243,6 +297,10 @@ impl ServiceConfig {
                 requests_per_second,
                 burst: limits.burst.unwrap_or(defaults.burst).max(1),
                 shutdown_grace,
+            },
+            plugin_files: PluginFiles {
+                dirs: plugin_dirs,
+                max_size: plugin_size,
             },
         })
     }

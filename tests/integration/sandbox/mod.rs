@@ -3,8 +3,10 @@
 //!
 //! One module per concern: grants, limits and failure kinds, what a task sees and reports.
 
+mod cache;
 mod grants;
 mod limits;
+mod plugin_files;
 mod tasks;
 
 use sluice::plugin::Sandbox;
