@@ -332,4 +332,33 @@ mod tests {
         let config = ServiceConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.limits.shutdown_grace, crate::types::MAX_DURATION);
     }
+
+    #[test]
+    fn plugin_dirs_and_plugin_size_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::create_dir(dir.path().join("wasm")).unwrap();
+        let write = |text: &str| std::fs::write(&path, text).unwrap();
+        write("pipelines = \"p\"\nplugin-dirs = [\"wasm\"]\n[limits]\nplugin-size = \"1MiB\"\n");
+        let config = ServiceConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.plugin_files.dirs, vec![dir.path().join("wasm")]);
+        assert_eq!(config.plugin_files.max_size, 1 << 20);
+        let policy = config.plugin_files.policy(&config.pipelines);
+        assert_eq!(
+            policy.roots,
+            Some(vec![dir.path().join("p"), dir.path().join("wasm")])
+        );
+
+        write("pipelines = \"p\"\nplugin-dirs = [\"nowhere\"]\n[limits]\nplugin-size = \"lots\"\n");
+        let e = ServiceConfig::load(&path).unwrap_err();
+        assert!(
+            e.contains("plugin-dirs: ") && e.contains("nowhere is not a directory"),
+            "{e}"
+        );
+        assert!(e.contains("limits.plugin-size: "), "{e}");
+
+        write("pipelines = \"p\"\n");
+        let config = ServiceConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.plugin_files, PluginFiles::default());
+    }
 }
