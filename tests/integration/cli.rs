@@ -156,7 +156,8 @@ fn run_grants_directories_and_hosts_from_flags() {
             "--grant-dir",
             &grant,
         ],
-        tmp.path(),
+        // The data directory is never granted: it lies beside `out`, not around it.
+        &tmp.path().join("data"),
     );
     assert_eq!(
         run.status.code(),

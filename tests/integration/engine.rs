@@ -12,18 +12,22 @@ use sluice::store::{LogKey, Store};
 
 use crate::support::{TEMPLATE, TESTKIT};
 
-/// A pipeline directory with the testkit as `plugins/kit.wasm` and builds `1.0.0`, `1.1.0`.
+/// A pipeline directory with the testkit as `plugins/kit.wasm` and builds `1.0.0`, `1.1.0`;
+/// its data directory lies beside it, so a task may be granted the whole pipeline directory
+/// (the data directory is never granted).
 pub struct Project {
     pub dir: tempfile::TempDir,
+    project: PathBuf,
 }
 
 impl Project {
     pub fn new(pipeline: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
-        std::fs::copy(TESTKIT, dir.path().join("plugins/kit.wasm")).unwrap();
+        let project = dir.path().join("project");
+        std::fs::create_dir_all(project.join("plugins")).unwrap();
+        std::fs::copy(TESTKIT, project.join("plugins/kit.wasm")).unwrap();
         for (v, branch) in [("1.0.0", "release"), ("1.1.0", "main")] {
-            let build = dir.path().join("builds").join(v);
+            let build = project.join("builds").join(v);
             std::fs::create_dir_all(&build).unwrap();
             std::fs::write(build.join("index.html"), format!("site {v}")).unwrap();
             std::fs::write(
@@ -32,12 +36,12 @@ impl Project {
             )
             .unwrap();
         }
-        std::fs::write(dir.path().join("pipeline.toml"), pipeline).unwrap();
-        Self { dir }
+        std::fs::write(project.join("pipeline.toml"), pipeline).unwrap();
+        Self { dir, project }
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.project
     }
 
     pub fn pipeline(&self) -> PathBuf {
@@ -45,7 +49,7 @@ impl Project {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.path().join(".sluice")
+        self.dir.path().join("data")
     }
 
     fn engine(&self) -> Arc<Engine> {
@@ -136,7 +140,7 @@ name = "dev"
 name = "deploy"
 plugin = "copy"
 config = {{ from = "site", to = "/site" }}
-grants.dirs = [{{ host = "$(sluice.data-dir)/sites/dev", guest = "/site", access = "rw" }}]
+grants.dirs = [{{ host = "$(sluice.pipeline-dir)/sites/dev", guest = "/site", access = "rw" }}]
 
 [[stages]]
 name = "qa"
@@ -156,7 +160,7 @@ grants.dirs = [{{ host = "$(sluice.pipeline-dir)", guest = "/project", access = 
         release.artifacts[0].version.id, "1.1.0",
         "latest version by version order"
     );
-    let site = std::fs::read_to_string(project.data_dir().join("sites/dev/index.html")).unwrap();
+    let site = std::fs::read_to_string(project.path().join("sites/dev/index.html")).unwrap();
     assert_eq!(site, "site 1.1.0");
     assert_eq!(
         project.lines("notes.txt"),

@@ -131,3 +131,62 @@ fn validate_refuses_a_pipeline_name_that_is_a_path() {
         assert!(!stderr.contains('\0'), "{stderr:?}");
     }
 }
+
+/// `POST /pipelines/{name}/validate` as a releaser, naming a file the server can read outside
+/// the plugin directories, a missing one, a device and a symlink out: one answer, that quotes
+/// no byte and does not tell which exist; nothing is stored or written.
+#[test]
+fn validate_over_the_api_reads_no_plugin_outside_the_plugin_directories() {
+    use crate::support::server::Server;
+    use sluice::service::config::ApiLimits;
+
+    let server = Server::start("1h", ApiLimits::default());
+    let outside = server.dir.path().join("secret.wasm");
+    std::fs::write(&outside, "root:x:0:0:TOP-SECRET").unwrap();
+    let pipelines = server.dir.path().join("pipelines");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&outside, pipelines.join("link.wasm")).unwrap();
+    let before = std::fs::read_dir(&pipelines).unwrap().count();
+    let validate = |plugin: &str| {
+        let pipeline = format!(
+            "version = 1\n[[stages]]\nname = \"dev\"\n[[stages.tasks]]\nname = \"deploy\"\nplugin = {plugin:?}\n"
+        );
+        let reply = server
+            .runtime
+            .block_on(server.client("rita").send(
+                "POST",
+                "/api/v1/pipelines/shop/validate",
+                Some(pipeline.into_bytes()),
+                &[],
+            ))
+            .unwrap();
+        assert!(
+            reply.status >= 400 && reply.status < 500,
+            "{}",
+            reply.text()
+        );
+        let text = reply.text();
+        for leak in ["TOP-SECRET", "root:", "0x72", "actual", "No such file"] {
+            assert!(!text.contains(leak), "{leak} in {text}");
+        }
+        assert!(
+            text.contains("not a component file under the plugin directories"),
+            "{text}"
+        );
+        let resolved = pipelines.join(plugin).display().to_string();
+        text.replace(&resolved, "PLUGIN").replace(plugin, "PLUGIN")
+    };
+    let answer = validate(&outside.display().to_string());
+    for other in [
+        "/etc/passwd".to_owned(),
+        "/no/such/plugin.wasm".to_owned(),
+        "/dev/zero".to_owned(),
+        "../secret.wasm".to_owned(),
+        "./link.wasm".to_owned(),
+    ] {
+        assert_eq!(validate(&other), answer, "{other}");
+    }
+    assert_eq!(std::fs::read_dir(&pipelines).unwrap().count(), before);
+    let stored = server.get("vic", "/api/v1/pipelines/shop");
+    assert!(!stored.to_string().contains("secret"), "{stored}");
+}

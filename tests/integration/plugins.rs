@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use serde_json::json;
-use sluice::plugin::{HostConfig, LoadError, PluginHost, PluginRef, Sandbox, World};
+use sluice::plugin::{FileError, HostConfig, LoadError, PluginHost, PluginRef, Sandbox, World};
 use sluice::types::{Access, Failure, Grants, Health, PluginError};
 
 use crate::support::{TEMPLATE, TESTKIT, TestServer, host, input, load, output, tight};
@@ -333,7 +333,17 @@ fn loading_reports_what_is_wrong() {
     let junk = host()
         .load_bytes(b"#!/bin/sh\necho hi\n", "script.wasm".into())
         .unwrap_err();
-    assert!(matches!(junk, LoadError::Compile { .. }), "{junk}");
+    assert!(
+        matches!(junk, LoadError::File(FileError::NotWasm(_))),
+        "{junk}"
+    );
+    assert!(!junk.to_string().contains("0x23"), "no byte quoted: {junk}");
+
+    // WebAssembly that does not validate keeps wasmparser's reason.
+    let broken = host()
+        .load_bytes(b"\0asm\x0d\0\x01\0\xff", "broken.wasm".into())
+        .unwrap_err();
+    assert!(matches!(broken, LoadError::Compile { .. }), "{broken}");
 }
 
 #[test]
@@ -368,6 +378,7 @@ async fn compiled_plugins_are_cached_on_disk_and_bad_cache_files_are_replaced() 
     let cached: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
         .collect();
     assert_eq!(cached.len(), 1);
     let name = cached[0]

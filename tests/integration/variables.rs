@@ -37,7 +37,7 @@ name = "dev"
 name = "deploy-dev"
 plugin = "{kit}"
 config = {{ action = "write", path = "/site/index.html", content = "$(site-title) in $(region)" }}
-grants.dirs = [{{ host = "$(sluice.data-dir)/sites/dev", guest = "/site", access = "rw" }}]
+grants.dirs = [{{ host = "$(sluice.pipeline-dir)/sites/dev", guest = "/site", access = "rw" }}]
 
 [[stages]]
 name = "test"
@@ -46,7 +46,7 @@ after = ["dev"]
 name = "deploy-test"
 plugin = "{kit}"
 config = {{ action = "write", path = "/site/index.html", content = "$(site-title) in $(region)" }}
-grants.dirs = [{{ host = "$(sluice.data-dir)/sites/test", guest = "/site", access = "rw" }}]
+grants.dirs = [{{ host = "$(sluice.pipeline-dir)/sites/test", guest = "/site", access = "rw" }}]
 "#
     )
 }
@@ -107,8 +107,8 @@ fn stored(data_dir: &Path) -> Vec<Release> {
     Store::open(data_dir).unwrap().releases().unwrap()
 }
 
-fn site(data_dir: &Path, stage: &str) -> String {
-    std::fs::read_to_string(data_dir.join("sites").join(stage).join("index.html"))
+fn site(project: &Path, stage: &str) -> String {
+    std::fs::read_to_string(project.join("sites").join(stage).join("index.html"))
         .unwrap_or_default()
 }
 
@@ -131,8 +131,8 @@ fn the_data_dir_cannot_be_set_at_release_time_over_the_api_or_the_cli() {
     }
     let list = server.get("vic", "/api/v1/releases?pipeline=space-game");
     assert_eq!(list["total"], 0, "no release was created: {list}");
-    let data = server.dir.path().join("data");
-    assert!(!data.join("sites").exists(), "no task ran");
+    let sites = server.dir.path().join("pipelines/sites");
+    assert!(!sites.exists(), "no task ran");
     target.assert_untouched();
 
     // With `sluice run --var`.
@@ -145,7 +145,7 @@ fn the_data_dir_cannot_be_set_at_release_time_over_the_api_or_the_cli() {
         stored(&project.data_dir()).is_empty(),
         "no release was stored"
     );
-    assert!(!project.data_dir().join("sites").exists(), "no task ran");
+    assert!(!project.path().join("sites").exists(), "no task ran");
     target.assert_untouched();
 }
 
@@ -185,9 +185,9 @@ fn only_settable_variables_are_set_and_they_reach_the_task() {
     assert_eq!(reply.status, 201, "{}", reply.text());
     let name = reply.json()["name"].as_str().unwrap().to_owned();
     server.wait_stage(&name, "test", "succeeded");
-    let data = server.dir.path().join("data");
-    assert_eq!(site(&data, "dev"), "Moon Base in eu");
-    assert_eq!(site(&data, "test"), "Moon Base in eu");
+    let pipelines = server.dir.path().join("pipelines");
+    assert_eq!(site(&pipelines, "dev"), "Moon Base in eu");
+    assert_eq!(site(&pipelines, "test"), "Moon Base in eu");
 
     let project = Project::new(&space_game("./plugins/kit.wasm"));
     for (var, error) in [("colour=red", &undeclared), ("region=us", &not_settable)] {
@@ -198,17 +198,17 @@ fn only_settable_variables_are_set_and_they_reach_the_task() {
     assert!(stored(&project.data_dir()).is_empty());
     let run = sluice_run(&project, &["site-title=Moon Base"]);
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
-    assert_eq!(site(&project.data_dir(), "dev"), "Moon Base in eu");
-    assert_eq!(site(&project.data_dir(), "test"), "Moon Base in eu");
+    assert_eq!(site(project.path(), "dev"), "Moon Base in eu");
+    assert_eq!(site(project.path(), "test"), "Moon Base in eu");
 }
 
 #[test]
 fn a_settable_variable_in_a_grant_host_path_is_refused() {
     let pipeline = space_game("KIT").replace(
-        "$(sluice.data-dir)/sites/dev",
-        "$(sluice.data-dir)/sites/$(site-title)",
+        "$(sluice.pipeline-dir)/sites/dev",
+        "$(sluice.pipeline-dir)/sites/$(site-title)",
     );
-    let message = "directory grant `$(sluice.data-dir)/sites/$(site-title)` uses \
+    let message = "directory grant `$(sluice.pipeline-dir)/sites/$(site-title)` uses \
                    `$(site-title)`, which is settable at release time";
 
     let server = Server::start("1h", ApiLimits::default());
@@ -233,7 +233,7 @@ fn a_settable_variable_in_a_grant_host_path_is_refused() {
     let run = sluice_run(&project, &["site-title=../../elsewhere"]);
     assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
     assert!(stderr(&run).contains(message), "{}", stderr(&run));
-    assert!(!project.data_dir().join("sites").exists(), "no task ran");
+    assert!(!project.path().join("sites").exists(), "no task ran");
 }
 
 struct Quiet;
@@ -259,7 +259,7 @@ name = "dev"
 name = "deploy-dev"
 plugin = "./plugins/kit.wasm"
 config = { action = "write", path = "/site/index.html", content = "$(site-title) in $(region)" }
-grants.dirs = [{ host = "$(sluice.data-dir)/sites/dev", guest = "/site", access = "rw" }]
+grants.dirs = [{ host = "$(sluice.pipeline-dir)/sites/dev", guest = "/site", access = "rw" }]
 [[stages.tasks]]
 name = "publish"
 plugin = "./plugins/kit.wasm"
@@ -321,7 +321,7 @@ grants.dirs = [{ host = "$(sluice.pipeline-dir)/$(site-dir)", guest = "/pub", ac
         .unwrap();
     assert_eq!(done.state, ReleaseState::Succeeded, "{done:?}");
     // The settable title reaches the task; `region` (not settable) keeps the plan's value.
-    assert_eq!(site(&project.data_dir(), "dev"), "Moon Base in eu");
+    assert_eq!(site(project.path(), "dev"), "Moon Base in eu");
     let published = std::fs::read_to_string(project.path().join("sites/index.html")).unwrap();
     assert_eq!(
         published, "Moon Base in eu",

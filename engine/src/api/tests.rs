@@ -60,6 +60,7 @@ pub(super) fn service(limits: ApiLimits, shop: bool) -> (tempfile::TempDir, Arc<
         pipelines,
         tokens,
         limits,
+        plugin_files: Default::default(),
     };
     let service = Service::start(config).unwrap();
     (dir, service)

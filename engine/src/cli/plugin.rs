@@ -200,6 +200,14 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
         None => "{}".to_owned(),
     };
     let mut grants = grants(&args, &cwd)?;
+    // The data directory holds the compiled-plugin cache and its key: never granted.
+    let fence = sluice::pipeline::Fence::new(&cwd.join(&args.data_dir), None);
+    for dir in &grants.dirs {
+        fence
+            .check(&dir.host.display().to_string())
+            .map_err(anyhow::Error::msg)
+            .context("--grant-dir")?;
+    }
     let limits = sluice::types::Limits {
         memory: limits::parse_bytes(&args.memory)
             .map_err(anyhow::Error::msg)
@@ -244,6 +252,7 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
     let host = PluginHost::new(HostConfig {
         cache_dir: Some(args.data_dir.join("cache")),
         max_stack: usize::try_from(max_stack)?,
+        ..HostConfig::default()
     })?;
     let plugin = host.load(&PluginRef::parse(&args.plugin, &cwd))?;
     let world = match args.world {

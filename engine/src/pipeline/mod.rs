@@ -1,8 +1,12 @@
 //! Pipelines: parse (TOML, `version = 1`, unknown fields rejected) -> validate (every problem,
 //! with `file:line:col` and a fix) -> plan (fully resolved, what a release snapshots);
-//! `settable.rs`: which variables a release request may set, read from the plan.
+//! `settable.rs`: which variables a release request may set, read from the plan;
+//! `fence.rs`: no grant reaches the data directory.
 
 mod error;
+mod fence;
+#[cfg(test)]
+mod fuzz;
 pub mod plan;
 mod schema;
 mod settable;
@@ -11,6 +15,7 @@ mod validate;
 use std::path::Path;
 
 pub use error::{Diagnostic, Location, PipelineError};
+pub use fence::{Fence, check_grants};
 pub use plan::*;
 pub use settable::{NotSettable, RESERVED_PREFIX};
 pub use validate::{BUILTIN_VARIABLES, Locations, references};

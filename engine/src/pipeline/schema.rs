@@ -135,8 +135,8 @@ pub(crate) struct RawStage {
     pub variables: BTreeMap<Spanned<String>, Spanned<RawVariable>>,
     #[serde(default)]
     pub tasks: Vec<RawTask>,
-    pub pre_approval: Option<RawApproval>,
-    pub post_approval: Option<RawApproval>,
+    pub pre_approval: Option<Spanned<RawApproval>>,
+    pub post_approval: Option<Spanned<RawApproval>>,
     pub queue: Option<RawQueue>,
     pub schedule: Option<RawSchedule>,
     pub pre_gates: Option<RawGates>,

@@ -1,23 +1,37 @@
 //! Compiled components on disk, keyed by the component's sha256 digest and the engine's
 //! compatibility hash, so a cached artifact is only ever loaded into an engine that can run it.
 //!
-//! Only files this cache wrote are deserialized: names are derived from the digest and the
-//! engine hash, files are written aside and renamed into place, and the directory is created
-//! owner-only. Anyone who can write the data directory can already change what the engine
-//! runs; the cache adds no new way in.
+//! A file's name is not trusted: `Component::deserialize` of a hand-made file would run its
+//! native code in the engine. Each file starts with an HMAC-SHA256 tag over the component's
+//! digest, the engine hash and the compiled bytes, keyed by a random key kept owner-only
+//! (0600) in the cache directory, which lies in the data directory that no grant may reach.
+//! A file whose tag does not verify — forged, copied from another plugin's name, truncated,
+//! or from before tags — is deleted, a warning traced, and the component compiled again.
+//! Files are read into memory (not mapped), written aside and renamed into place, and the
+//! directory is owner-only.
 
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
+use sha2::{Digest as _, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::Digest;
 
+/// The key file's name in the cache directory.
+const KEY_FILE: &str = "key";
+/// What the tag covers first: this format.
+const FORMAT: &[u8] = b"sluice-compiled-component-v1";
+const TAG_LEN: usize = 32;
+
 pub(crate) struct Cache {
     dir: PathBuf,
     /// Hex of the engine's `precompile_compatibility_hash`.
     engine_key: String,
+    /// The HMAC key.
+    key: [u8; 32],
 }
 
 impl Cache {
@@ -30,9 +44,11 @@ impl Cache {
         }
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
+        let key = key(&dir)?;
         Ok(Self {
             dir,
             engine_key: format!("{:016x}", hasher.finish()),
+            key,
         })
     }
 
@@ -41,24 +57,38 @@ impl Cache {
             .join(format!("{}-{}.cwasm", digest.hex(), self.engine_key))
     }
 
-    /// The cached compilation of `digest`, if there is a usable one.
+    fn tag(&self, digest: &Digest, compiled: &[u8]) -> [u8; TAG_LEN] {
+        hmac_sha256(
+            &self.key,
+            &[FORMAT, &digest.0, self.engine_key.as_bytes(), compiled],
+        )
+    }
+
+    /// The cached compilation of `digest`, if there is a genuine, usable one.
     pub(crate) fn load(&self, engine: &Engine, digest: &Digest) -> Option<Component> {
         let path = self.path(digest);
         // Read into memory rather than map the file: a mapped file truncated by someone else
         // would crash the engine (SIGBUS) instead of just costing a recompilation.
         let bytes = std::fs::read(&path).ok()?;
-        // SAFETY: the file was written by `store` below from `Component::serialize` of an
-        // engine with the same compatibility hash (it is in the name); see the module docs for
-        // why nothing else writes here. Truncated or corrupted files fail wasmtime's checks.
+        let discard = |why: &str| {
+            tracing::warn!(path = %path.display(), reason = why, "discarding compiled plugin");
+            let _ = std::fs::remove_file(&path);
+            None
+        };
+        let Some((tag, compiled)) = bytes.split_at_checked(TAG_LEN) else {
+            return discard("too short to carry its tag");
+        };
+        if !same(tag, &self.tag(digest, compiled)) {
+            return discard("its tag does not verify: this cache did not write it for this plugin");
+        }
+        // SAFETY: the tag verified, so these bytes are what `store` below wrote from
+        // `Component::serialize` of this component, in an engine with the same compatibility
+        // hash; only a holder of the key (never granted to a plugin) can make a valid tag.
         #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize(engine, &bytes) };
+        let loaded = unsafe { Component::deserialize(engine, compiled) };
         match loaded {
             Ok(component) => Some(component),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled plugin");
-                let _ = std::fs::remove_file(&path);
-                None
-            }
+            Err(e) => discard(&format!("wasmtime refused it: {e}")),
         }
     }
 
@@ -68,13 +98,126 @@ impl Cache {
         let result = component
             .serialize()
             .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|bytes| {
+            .and_then(|compiled| {
                 let aside = path.with_extension(format!("tmp{}", std::process::id()));
-                std::fs::write(&aside, bytes)?;
+                let mut file = std::fs::File::create(&aside)?;
+                file.write_all(&self.tag(digest, &compiled))?;
+                file.write_all(&compiled)?;
+                drop(file);
                 std::fs::rename(&aside, &path)
             });
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "could not cache compiled plugin");
         }
+    }
+}
+
+/// The cache's key: read from `dir/key`, or made (32 random bytes, owner-only) and linked
+/// into place so that two processes starting at once agree on one.
+fn key(dir: &Path) -> std::io::Result<[u8; 32]> {
+    let path = dir.join(KEY_FILE);
+    for _ in 0..2 {
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
+                    return Ok(key);
+                }
+                // Not a key this cache made: every file it tagged is void anyway.
+                tracing::warn!(path = %path.display(), "replacing a malformed cache key");
+                std::fs::remove_file(&path)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut key = [0; 32];
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+        let aside = dir.join(format!("{KEY_FILE}.tmp{}", std::process::id()));
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            open.mode(0o600);
+        }
+        open.open(&aside)?.write_all(&key)?;
+        let linked = std::fs::hard_link(&aside, &path);
+        let _ = std::fs::remove_file(&aside);
+        match linked {
+            Ok(()) => return Ok(key),
+            // Another process made one first: read it.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "cannot settle on a cache key in {}",
+        path.display()
+    )))
+}
+
+/// HMAC-SHA256 (RFC 2104) of the concatenation of `parts`, for a key of at most 64 bytes.
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    assert!(key.len() <= BLOCK, "a cache key fits one SHA-256 block");
+    let (mut inner_pad, mut outer_pad) = ([0x36u8; BLOCK], [0x5cu8; BLOCK]);
+    for (i, byte) in key.iter().enumerate() {
+        inner_pad[i] ^= byte;
+        outer_pad[i] ^= byte;
+    }
+    let mut inner = Sha256::new();
+    inner.update(inner_pad);
+    for part in parts {
+        inner.update(part);
+    }
+    let mut outer = Sha256::new();
+    outer.update(outer_pad);
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// Compares in time independent of where the bytes differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        // Test case 2: key "Jefe".
+        let tag = hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
+        assert_eq!(
+            hex::encode(tag),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // Test case 1: twenty 0x0b bytes.
+        let tag = hmac_sha256(&[0x0b; 20], &[b"Hi There"]);
+        assert_eq!(
+            hex::encode(tag),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        assert!(same(&tag, &tag) && !same(&tag, &[0; 32]) && !same(&tag, &tag[1..]));
+    }
+
+    #[test]
+    fn the_key_is_made_once_owner_only_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = key(dir.path()).unwrap();
+        assert_eq!(key(dir.path()).unwrap(), first);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(dir.path().join(KEY_FILE), b"short").unwrap();
+        let replaced = key(dir.path()).unwrap();
+        assert_ne!(replaced, first);
+        assert_eq!(std::fs::read(dir.path().join(KEY_FILE)).unwrap(), replaced);
     }
 }

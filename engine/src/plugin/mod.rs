@@ -37,12 +37,13 @@ use wasmtime::{Config, Engine};
 
 use crate::builtin::BUILTINS;
 use crate::types::{Grants, Limits};
+pub use load::{DEFAULT_PLUGIN_SIZE, FileError, FilePolicy};
 pub use log::LogSink;
 
 use crate::types::grants;
 use bindings::{artifact_source, gate, task};
 use cache::Cache;
-use load::FileKey;
+use load::{FileKey, Loading};
 use sandbox::State;
 
 /// How often the engine's epoch advances: the granularity of time limits and of the guest
@@ -56,6 +57,8 @@ pub struct HostConfig {
     pub cache_dir: Option<PathBuf>,
     /// The WebAssembly stack a call may use, in bytes.
     pub max_stack: usize,
+    /// Where component files may come from, their size, and the bound on compilation.
+    pub files: FilePolicy,
 }
 
 impl Default for HostConfig {
@@ -63,6 +66,7 @@ impl Default for HostConfig {
         Self {
             cache_dir: None,
             max_stack: 512 << 10,
+            files: FilePolicy::default(),
         }
     }
 }
@@ -203,6 +207,10 @@ pub enum LoadError {
          with the plugin SDK's `export_task!`, `export_gate!` or `export_artifact_source!`"
     )]
     NoPluginExports(String),
+    /// The file, or the bytes, are refused before compilation (where, type, size, header,
+    /// time).
+    #[error(transparent)]
+    File(#[from] FileError),
 }
 
 /// Why the host could not start.
@@ -289,6 +297,7 @@ pub struct PluginHost {
     engine: Engine,
     linker: Linker<State>,
     cache: Option<Cache>,
+    loading: Loading,
     loaded: Mutex<HashMap<Digest, Arc<Plugin>>>,
     /// Files already hashed, by what identifies their content on disk: an unchanged file is
     /// not read again; a replaced or rewritten one changes its key and is hashed anew.
@@ -329,6 +338,7 @@ impl PluginHost {
             engine,
             linker,
             cache,
+            loading: Loading::new(config.files),
             loaded: Mutex::new(HashMap::new()),
             files: Mutex::new(HashMap::new()),
             max_stack: config.max_stack,

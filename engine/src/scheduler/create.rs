@@ -37,6 +37,7 @@ impl Engine {
     ) -> Result<Release, EngineError> {
         // Only variables the plan declares settable: refused before anything is asked or stored.
         loaded.plan.check_release_variables(&options.variables)?;
+        pipeline::check_grants(loaded, &self.data_dir)?;
         pipeline::check_plugins(loaded, &self.host)?;
         let plan = &loaded.plan;
         for alias in options.artifacts.keys() {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::vars::Scope;
 use super::{Engine, Observer};
 use crate::core::{ApprovalKind, GateResult, Release, TaskOutcome};
-use crate::pipeline::{ArtifactSpec, GateSpec, GrantSpec, Plan};
+use crate::pipeline::{ArtifactSpec, Fence, GateSpec, GrantSpec, Plan};
 use crate::plugin::{Digest, Plugin, PluginRef, Sandbox};
 use crate::store::LogKey;
 use crate::types::{Access, Artifact, Context, Grants, Health, Limits, LogLine, TaskInput};
@@ -151,11 +151,15 @@ impl Engine {
             let scope = Scope::for_task(release, stage_index, attempt, &self.data_dir, &workspace)?;
             let plugin = self.release_plugin(release, &spec.plugin)?;
             let config = scope.substitute_json(&spec.config)?;
+            // The deployment's own workspace is the one place under the data directory a
+            // grant may name (`$(sluice.workspace)/...`).
+            let fence = Fence::new(&self.data_dir, Some(&workspace));
             let workspace = granted.map(|dir| (dir, "/workspace"));
             let grants = grants(
                 &spec.grants,
                 &|text| scope.substitute_grant(text),
                 workspace,
+                &fence,
             )?;
             Ok::<_, String>((scope, plugin, config, grants))
         };
@@ -265,7 +269,13 @@ impl Engine {
         let scope = Scope::for_task(release, stage_index, attempt, &self.data_dir, workspace)?;
         let plugin = self.release_plugin(release, &gate.plugin)?;
         let config = scope.substitute_json(&gate.config)?;
-        let grants = grants(&gate.grants, &|text| scope.substitute_grant(text), None)?;
+        let fence = Fence::new(&self.data_dir, None);
+        let grants = grants(
+            &gate.grants,
+            &|text| scope.substitute_grant(text),
+            None,
+            &fence,
+        )?;
         let input = TaskInput {
             config: config.to_string(),
             context: context(
@@ -323,10 +333,12 @@ fn grants(
     spec: &GrantSpec,
     resolve: &dyn Fn(&str) -> Result<String, String>,
     workspace: Option<(&Path, &str)>,
+    fence: &Fence,
 ) -> Result<Grants, String> {
     let mut grants = Grants::none();
     for dir in &spec.dirs {
         let host = resolve(&dir.host)?;
+        fence.check(&host)?;
         let guest = resolve(&dir.guest)?;
         if dir.access == Access::ReadWrite && !Path::new(&host).exists() {
             std::fs::create_dir_all(&host)
@@ -367,7 +379,12 @@ pub(super) fn source_sandbox(
     };
     let destination = destination.map(|d| (d, "/artifact"));
     Ok(Sandbox {
-        grants: grants(&spec.grants, &resolve, destination)?,
+        grants: grants(
+            &spec.grants,
+            &resolve,
+            destination,
+            &Fence::new(Path::new(&data_dir), None),
+        )?,
         limits: Limits::default(),
         mask: Vec::new(),
         sink: None,

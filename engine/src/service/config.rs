@@ -82,6 +82,40 @@ pub struct ServiceConfig {
     pub tokens: BTreeMap<String, User>,
     /// Limits.
     pub limits: ApiLimits,
+    /// Where plugin files may come from, and how large they may be.
+    pub plugin_files: PluginFiles,
+}
+
+/// Plugin files in service mode: only under the pipelines directory or `plugin-dirs`, at most
+/// `limits.plugin-size` bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginFiles {
+    /// `plugin-dirs`: directories besides the pipelines directory that plugin files may lie in.
+    pub dirs: Vec<PathBuf>,
+    /// `limits.plugin-size`: the largest component file, in bytes.
+    pub max_size: u64,
+}
+
+impl PluginFiles {
+    /// The plugin host's file policy: files under the pipelines directory or `dirs`.
+    pub fn policy(&self, pipelines: &Path) -> crate::plugin::FilePolicy {
+        let mut roots = vec![pipelines.to_owned()];
+        roots.extend(self.dirs.iter().cloned());
+        crate::plugin::FilePolicy {
+            roots: Some(roots),
+            max_size: self.max_size,
+            ..crate::plugin::FilePolicy::default()
+        }
+    }
+}
+
+impl Default for PluginFiles {
+    fn default() -> Self {
+        Self {
+            dirs: Vec::new(),
+            max_size: crate::plugin::DEFAULT_PLUGIN_SIZE,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -94,6 +128,8 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     users: Vec<RawUser>,
+    #[serde(default)]
+    plugin_dirs: Vec<PathBuf>,
 }
 
 #[derive(Default, Deserialize)]
@@ -103,6 +139,7 @@ struct RawLimits {
     requests_per_second: Option<u32>,
     burst: Option<u32>,
     shutdown_grace: Option<String>,
+    plugin_size: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -172,6 +209,23 @@ impl ServiceConfig {
                 defaults.shutdown_grace
             }
         };
+        let plugin_size = match limits.plugin_size.as_deref().map(parse_bytes) {
+            None => crate::plugin::DEFAULT_PLUGIN_SIZE,
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                problems.push(format!("{shown}: limits.plugin-size: {e}"));
+                crate::plugin::DEFAULT_PLUGIN_SIZE
+            }
+        };
+        let plugin_dirs: Vec<PathBuf> = raw.plugin_dirs.iter().map(|d| base.join(d)).collect();
+        for dir in &plugin_dirs {
+            if !dir.is_dir() {
+                problems.push(format!(
+                    "{shown}: plugin-dirs: {} is not a directory: create it or remove it from the list",
+                    dir.display()
+                ));
+            }
+        }
         let requests_per_second = limits
             .requests_per_second
             .unwrap_or(defaults.requests_per_second);
@@ -265,6 +319,10 @@ impl ServiceConfig {
                 burst: limits.burst.unwrap_or(defaults.burst).max(1),
                 shutdown_grace,
             },
+            plugin_files: PluginFiles {
+                dirs: plugin_dirs,
+                max_size: plugin_size,
+            },
         })
     }
 }
@@ -335,5 +393,34 @@ mod tests {
         std::fs::write(&path, format!("pipelines = \"p\"\n[limits]\n{longest}\n")).unwrap();
         let config = ServiceConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.limits.shutdown_grace, crate::types::MAX_DURATION);
+    }
+
+    #[test]
+    fn plugin_dirs_and_plugin_size_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::create_dir(dir.path().join("wasm")).unwrap();
+        let write = |text: &str| std::fs::write(&path, text).unwrap();
+        write("pipelines = \"p\"\nplugin-dirs = [\"wasm\"]\n[limits]\nplugin-size = \"1MiB\"\n");
+        let config = ServiceConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.plugin_files.dirs, vec![dir.path().join("wasm")]);
+        assert_eq!(config.plugin_files.max_size, 1 << 20);
+        let policy = config.plugin_files.policy(&config.pipelines);
+        assert_eq!(
+            policy.roots,
+            Some(vec![dir.path().join("p"), dir.path().join("wasm")])
+        );
+
+        write("pipelines = \"p\"\nplugin-dirs = [\"nowhere\"]\n[limits]\nplugin-size = \"lots\"\n");
+        let e = ServiceConfig::load(&path).unwrap_err();
+        assert!(
+            e.contains("plugin-dirs: ") && e.contains("nowhere is not a directory"),
+            "{e}"
+        );
+        assert!(e.contains("limits.plugin-size: "), "{e}");
+
+        write("pipelines = \"p\"\n");
+        let config = ServiceConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.plugin_files, PluginFiles::default());
     }
 }

@@ -71,6 +71,7 @@ impl Service {
         }
         let host = PluginHost::new(HostConfig {
             cache_dir: Some(config.data_dir.join("compiled")),
+            files: config.plugin_files.policy(&config.pipelines),
             ..HostConfig::default()
         })?;
         let engine = Arc::new(Engine::new(store, Arc::new(host), config.data_dir.clone()));

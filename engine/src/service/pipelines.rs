@@ -107,7 +107,9 @@ impl Service {
                     continue;
                 }
             };
-            if let Err(e) = pipeline::check_plugins(&loaded, self.engine.host()) {
+            let checked = pipeline::check_grants(&loaded, &self.config.data_dir)
+                .and_then(|()| pipeline::check_plugins(&loaded, self.engine.host()));
+            if let Err(e) = checked {
                 problems.push(PipelineProblem::Invalid(e));
                 continue;
             }
@@ -176,6 +178,7 @@ impl Service {
                 loaded.plan.name
             )));
         }
+        pipeline::check_grants(&loaded, &self.config.data_dir).map_err(ServiceError::Pipeline)?;
         pipeline::check_plugins(&loaded, self.engine.host()).map_err(ServiceError::Pipeline)?;
         Ok(loaded)
     }

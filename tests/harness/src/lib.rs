@@ -40,6 +40,7 @@ impl Local {
                 .map(|(token, user)| (hash_token(token), user.clone()))
                 .collect(),
             limits,
+            plugin_files: Default::default(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -6,9 +6,11 @@
 //! is printed.
 
 mod bombs;
+mod cache;
 mod files;
 mod grants;
 mod limits;
+mod plugin_files;
 mod tasks;
 pub(crate) mod terminal;
 

@@ -8,11 +8,13 @@ use crate::pipeline::plan::*;
 use crate::pipeline::schema::*;
 
 impl Validator<'_> {
-    pub(super) fn approval(&mut self, raw: &RawApproval) -> ApprovalSpec {
+    pub(super) fn approval(&mut self, raw: &Spanned<RawApproval>) -> ApprovalSpec {
+        let whole = raw.span();
+        let raw = raw.get_ref();
         let span = raw.approvers.first().map(Spanned::span);
         if raw.approvers.is_empty() {
             self.error(
-                None,
+                Some(whole),
                 "an approval lists no approvers".into(),
                 Some("write `approvers = [\"alice\", \"group:release-managers\"]`"),
             );

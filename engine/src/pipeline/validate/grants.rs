@@ -39,7 +39,18 @@ impl Validator<'_> {
                 self.error(
                     Some(dir.span()),
                     format!("directory grant `{}` is a relative path", d.host),
-                    Some("grant an absolute path, or one under `$(sluice.pipeline-dir)` or `$(sluice.data-dir)`"),
+                    Some("grant an absolute path, or one under `$(sluice.pipeline-dir)`"),
+                );
+            }
+            if d.host.starts_with("$(sluice.data-dir)") {
+                self.error(
+                    Some(dir.span()),
+                    format!(
+                        "directory grant `{}` is built on `$(sluice.data-dir)`: the data \
+                         directory holds the store and the compiled plugins and is never granted",
+                        d.host
+                    ),
+                    Some("grant a directory outside it, e.g. under `$(sluice.pipeline-dir)`"),
                 );
             }
             if !d.guest.starts_with('/') {

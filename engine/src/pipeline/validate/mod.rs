@@ -82,7 +82,9 @@ impl<'a> Validator<'a> {
         message: String,
         help: Option<&str>,
     ) {
-        let at = span.map(|s| self.location(s));
+        // A problem of the whole file (no stages; a TOML error without a span) is placed at
+        // its start: every diagnostic names its place.
+        let at = Some(self.location(span.unwrap_or(0..0)));
         self.diagnostics.push(Diagnostic {
             message,
             at,

@@ -167,7 +167,7 @@ impl Validator<'_> {
             self.error(
                 Some(span),
                 format!("directory grant `{host}` uses `$({reference})`, which is settable at release time"),
-                Some("a grant's host path comes from the pipeline alone: use a variable that is not settable, or a built-in such as `$(sluice.data-dir)`"),
+                Some("a grant's host path comes from the pipeline alone: use a variable that is not settable, or a built-in such as `$(sluice.pipeline-dir)`"),
             );
         }
     }
