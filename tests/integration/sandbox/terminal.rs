@@ -147,10 +147,14 @@ async fn the_host_keeps_what_a_hostile_plugin_wrote() {
 #[test]
 fn sluice_run_show_and_logs_print_a_hostile_plugins_text_escaped_on_one_line() {
     let project = Project::new(PIPELINE);
+    let data = project.data_dir();
+    let data = data.to_str().unwrap();
     // The releaser's description is as hostile as the plugin.
     let args = [
         "run",
         "pipeline.toml",
+        "--data-dir",
+        data,
         "--approve",
         "all",
         "--description",
@@ -168,8 +172,6 @@ fn sluice_run_show_and_logs_print_a_hostile_plugins_text_escaped_on_one_line() {
     let prod = format!("  {:<16} failed — ", "prod");
     assert!(printed.contains(&prod), "{printed}");
 
-    let data = project.data_dir();
-    let data = data.to_str().unwrap();
     let show = sluice(
         project.path(),
         &["releases", "show", "hostile-1", "--data-dir", data],
@@ -282,11 +284,14 @@ fn version_ids_and_refused_artifacts_print_escaped_on_one_line() {
     let id = "2.0.0\x1b[2J\u{202e}x\r\n[space-game-1] prod: task deploy-prod succeeded";
     std::fs::create_dir(project.path().join("builds").join(id)).unwrap();
     let chosen = format!("site={id}");
+    let data = project.data_dir();
     let run = sluice(
         project.path(),
         &[
             "run",
             "pipeline.toml",
+            "--data-dir",
+            data.to_str().unwrap(),
             "--approve",
             "all",
             "--artifact",
@@ -301,7 +306,6 @@ fn version_ids_and_refused_artifacts_print_escaped_on_one_line() {
         printed.contains(&format!("release versions-1 created (site {shown})")),
         "{printed}"
     );
-    let data = project.data_dir();
     let show = sluice(
         project.path(),
         &[
@@ -334,6 +338,8 @@ fn version_ids_and_refused_artifacts_print_escaped_on_one_line() {
             &[
                 "run",
                 "pipeline.toml",
+                "--data-dir",
+                data.to_str().unwrap(),
                 "--approve",
                 "all",
                 "--artifact",
