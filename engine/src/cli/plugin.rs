@@ -233,6 +233,7 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
             name,
             value,
             secret,
+            sealed: None,
         });
     }
     let workspace = grants

@@ -80,11 +80,9 @@ fn engine(data_dir: &Path) -> anyhow::Result<Arc<Engine>> {
         cache_dir: Some(data_dir.join("cache")),
         ..HostConfig::default()
     })?;
-    Ok(Arc::new(Engine::new(
-        store,
-        Arc::new(host),
-        data_dir.to_owned(),
-    )))
+    let engine = Engine::new(store, Arc::new(host), data_dir.to_owned());
+    engine.check_secret_key()?;
+    Ok(Arc::new(engine))
 }
 
 /// Prints committed transitions and task log lines as plain lines.

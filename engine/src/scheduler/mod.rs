@@ -127,6 +127,8 @@ pub struct Engine {
     /// new one comes for the next command; only the first recovers (re-asks approvals, sets
     /// timers).
     recovered: Mutex<std::collections::HashSet<String>>,
+    /// Seals secret outputs before they are stored, opens them for later tasks.
+    keys: crate::secrets::Keyring,
 }
 
 impl Engine {
@@ -135,12 +137,19 @@ impl Engine {
         Self {
             store,
             host,
+            keys: crate::secrets::Keyring::from_env(&data_dir),
             data_dir,
             drivers: Mutex::new(HashMap::new()),
             service: OnceLock::new(),
             queues: queue::Queues::default(),
             recovered: Mutex::default(),
         }
+    }
+
+    /// Refuses a secret key that is there but unusable (`SLUICE_SECRET_KEY` malformed, a key
+    /// file others may read): checked at start, before any secret is sealed or opened.
+    pub fn check_secret_key(&self) -> Result<(), crate::secrets::SecretError> {
+        self.keys.check()
     }
 
     /// The plugin host.

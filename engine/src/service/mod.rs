@@ -60,6 +60,7 @@ impl Service {
             ..HostConfig::default()
         })?;
         let engine = Arc::new(Engine::new(store, Arc::new(host), config.data_dir.clone()));
+        engine.check_secret_key()?;
         let service = Arc::new(Self {
             engine,
             pipelines: RwLock::new(BTreeMap::new()),

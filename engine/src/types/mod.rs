@@ -8,6 +8,7 @@ pub mod boundary;
 pub mod grants;
 pub mod limits;
 pub mod name;
+pub mod sealed;
 
 pub use boundary::{
     Artifact, Context, Failure, Health, Invocation, Level, LogEvent, LogLine, PluginError, Source,
@@ -19,3 +20,4 @@ pub use limits::{
     parse_duration,
 };
 pub use name::{NAME_RULE, Name, NameError, PathEscape, path_under};
+pub use sealed::Sealed;

@@ -3,6 +3,8 @@
 //! hostile ones (escape the sandbox, exhaust a limit) live side by side so that one build serves
 //! every test. A hostile action that *succeeds* returns what it obtained, so a test sees any leak.
 
+mod secrets;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -63,6 +65,11 @@ enum Action {
     Recurse,
     /// Return an output of `mib` MiB.
     HugeOutput { mib: usize },
+    /// Log the content of the file at `path`, then return it as the secret output `name`.
+    SecretOutput { name: String, path: String },
+    /// Fail unless variable `name` is secret and holds the content of the file at `path`
+    /// (never printing what it holds).
+    ExpectSecret { name: String, path: String },
 }
 
 struct Testkit;
@@ -171,6 +178,8 @@ impl Task for Testkit {
             }
             Action::Recurse => Ok(Report::new().output("depth", recurse(u64::MAX).to_string())),
             Action::HugeOutput { mib } => Ok(Report::new().output("huge", "y".repeat(mib << 20))),
+            Action::SecretOutput { name, path } => secrets::mint(&name, &path),
+            Action::ExpectSecret { name, path } => secrets::expect(&input, &name, &path),
         }
     }
 }

@@ -7,5 +7,6 @@ mod contract;
 mod idempotency;
 mod names;
 mod scheduling;
+mod secrets;
 mod shutdown;
 mod streams;
