@@ -75,14 +75,18 @@ fn user() -> String {
 }
 
 fn engine(data_dir: &Path) -> anyhow::Result<Arc<Engine>> {
+    // A key that is there but unusable stops the command before anything is opened.
+    sluice::secrets::Keyring::from_env(data_dir).check()?;
     let store = Store::open(data_dir)?;
     let host = PluginHost::new(HostConfig {
         cache_dir: Some(data_dir.join("cache")),
         ..HostConfig::default()
     })?;
-    let engine = Engine::new(store, Arc::new(host), data_dir.to_owned());
-    engine.check_secret_key()?;
-    Ok(Arc::new(engine))
+    Ok(Arc::new(Engine::new(
+        store,
+        Arc::new(host),
+        data_dir.to_owned(),
+    )))
 }
 
 /// Prints committed transitions and task log lines as plain lines.

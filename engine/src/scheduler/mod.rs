@@ -146,12 +146,6 @@ impl Engine {
         }
     }
 
-    /// Refuses a secret key that is there but unusable (`SLUICE_SECRET_KEY` malformed, a key
-    /// file others may read): checked at start, before any secret is sealed or opened.
-    pub fn check_secret_key(&self) -> Result<(), crate::secrets::SecretError> {
-        self.keys.check()
-    }
-
     /// The plugin host.
     pub fn host(&self) -> &Arc<PluginHost> {
         &self.host

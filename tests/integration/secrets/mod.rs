@@ -2,7 +2,10 @@
 //! tasks of its stage and of later stages with its real value, is kept sealed in the store
 //! (never its clear bytes in the store file), is shown as `***` by the API, the CLI and every
 //! log; a lost or wrong key fails the release that needs it with an error that says so, while
-//! other releases keep working; and no pipeline hands the engine's key to a task.
+//! other releases keep working. Where the key comes from, and that no pipeline hands it to a
+//! task, is in `keys.rs`.
+
+mod keys;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -70,14 +73,14 @@ config = {{ action = "echo" }}
 }
 
 /// A project with `pipeline` and the secret in `secret/value.txt`.
-fn project(pipeline: &str) -> Project {
+pub(crate) fn project(pipeline: &str) -> Project {
     let project = Project::new(pipeline);
     std::fs::create_dir_all(project.path().join("secret")).unwrap();
     std::fs::write(project.path().join("secret/value.txt"), SECRET).unwrap();
     project
 }
 
-fn engine(project: &Project) -> Arc<Engine> {
+pub(crate) fn engine(project: &Project) -> Arc<Engine> {
     let store = Store::open(&project.data_dir()).unwrap();
     let host = PluginHost::new(HostConfig {
         cache_dir: Some(project.data_dir().join("cache")),
@@ -98,7 +101,7 @@ impl Approvals for Decide {
     }
 }
 
-async fn create(engine: &Arc<Engine>, project: &Project) -> String {
+pub(crate) async fn create(engine: &Arc<Engine>, project: &Project) -> String {
     let loaded = pipeline::load(&project.pipeline()).unwrap();
     let options = CreateOptions {
         creator: "rita".into(),
@@ -111,14 +114,14 @@ async fn create(engine: &Arc<Engine>, project: &Project) -> String {
         .name
 }
 
-async fn drive(engine: &Arc<Engine>, release: &str, approve: bool) -> Release {
+pub(crate) async fn drive(engine: &Arc<Engine>, release: &str, approve: bool) -> Release {
     engine
         .drive(release, Arc::new(Decide(approve)), Arc::new(Quiet))
         .await
         .unwrap()
 }
 
-fn task<'a>(release: &'a Release, stage: &str, name: &str) -> &'a sluice::core::TaskRun {
+pub(crate) fn task<'a>(release: &'a Release, stage: &str, name: &str) -> &'a sluice::core::TaskRun {
     let attempt = release.stage(stage).unwrap().attempts.last().unwrap();
     attempt.tasks.iter().find(|t| t.name == name).unwrap()
 }
@@ -289,93 +292,4 @@ async fn a_lost_or_wrong_key_fails_the_release_that_needs_it_and_no_other() {
     let again = drive(&restored, &wrong, true).await;
     let prod = again.stage("prod").unwrap().attempts.last().unwrap();
     assert_eq!(prod.state, StageState::Succeeded, "{prod:#?}");
-}
-
-/// A pipeline author tries to hand the engine's key to a task: as a variable from its
-/// environment variable, from its file (by path, through a symlink, through a hard link), or
-/// as an environment grant. Each is refused before the task runs; the key file is unchanged.
-#[tokio::test]
-async fn no_pipeline_hands_the_engine_key_to_a_task() {
-    let probe = project("version = 1\n[[stages]]\nname = \"dev\"\n");
-    let key_file = probe.data_dir().join("secret.key");
-    std::fs::create_dir_all(probe.data_dir()).unwrap();
-    let key = format!("{}\n", "c3".repeat(32));
-    std::fs::write(&key_file, &key).unwrap();
-    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let symlink = probe.path().join("innocent.txt");
-    std::os::unix::fs::symlink(&key_file, &symlink).unwrap();
-    let hard_link = probe.path().join("hard.txt");
-    std::fs::hard_link(&key_file, &hard_link).unwrap();
-    let variable_refusal = |from: &str| {
-        format!(
-            "variable `k` comes from {from}, the engine's secret key, which is never given to a task"
-        )
-    };
-    let cases = [
-        (
-            r#"k = { from-env = "SLUICE_SECRET_KEY" }"#.to_owned(),
-            String::new(),
-            variable_refusal("SLUICE_SECRET_KEY"),
-        ),
-        (
-            format!(
-                r#"k = {{ secret = true, from-file = "{}" }}"#,
-                key_file.display()
-            ),
-            String::new(),
-            variable_refusal(&key_file.display().to_string()),
-        ),
-        (
-            format!(
-                r#"k = {{ secret = true, from-file = "{}" }}"#,
-                symlink.display()
-            ),
-            String::new(),
-            variable_refusal(&symlink.display().to_string()),
-        ),
-        (
-            format!(r#"k = {{ from-file = "{}" }}"#, hard_link.display()),
-            String::new(),
-            variable_refusal(&hard_link.display().to_string()),
-        ),
-        (
-            String::new(),
-            r#"grants.env = ["SLUICE_SECRET_KEY"]"#.to_owned(),
-            "environment variable SLUICE_SECRET_KEY is the engine's secret key and is never \
-             granted: remove it from the grants"
-                .to_owned(),
-        ),
-    ];
-    let engine = engine(&probe);
-    for (variables, grant, refusal) in cases {
-        let pipeline = format!(
-            r#"
-version = 1
-name = "grab"
-[variables]
-{variables}
-[[stages]]
-name = "dev"
-[[stages.tasks]]
-name = "leak"
-plugin = "kit"
-config = {{ action = "append", path = "/project/markers.txt", line = "ran" }}
-grants.dirs = [{{ host = "$(sluice.pipeline-dir)", guest = "/project", access = "rw" }}]
-{grant}
-"#
-        );
-        std::fs::write(probe.pipeline(), &pipeline).unwrap();
-        let name = create(&engine, &probe).await;
-        let done = drive(&engine, &name, true).await;
-        assert_eq!(done.state, ReleaseState::Failed, "{pipeline}");
-        let why = task(&done, "dev", "leak").messages.join("; ");
-        assert!(why.starts_with(&refusal), "{pipeline}\n{why}");
-        assert!(!why.contains(&key[..64]), "{why}");
-        assert!(probe.lines("markers.txt").is_empty(), "the task never ran");
-    }
-    assert_eq!(
-        std::fs::read_to_string(&key_file).unwrap(),
-        key,
-        "the key is untouched"
-    );
 }
