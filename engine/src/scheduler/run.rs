@@ -199,7 +199,7 @@ impl Engine {
             Ok(mut report) => {
                 crate::secrets::mask_own_outputs(&mut invocation.logs, &report.outputs);
                 // Secret outputs are stored sealed, never in clear.
-                let sealed = (self.keys).seal_outputs(
+                let sealed = self.keys.seal_outputs(
                     &release.name,
                     stage,
                     attempt,
