@@ -9,6 +9,7 @@ pub mod core;
 pub mod pipeline;
 pub mod plugin;
 pub mod scheduler;
+pub mod secrets;
 pub mod service;
 pub mod store;
 pub mod types;

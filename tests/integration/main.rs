@@ -10,6 +10,7 @@ mod pipelines;
 mod plugins;
 mod queue;
 mod sandbox;
+mod secrets;
 mod service;
 mod support;
 mod triggers;

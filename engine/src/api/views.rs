@@ -1,5 +1,7 @@
 //! What the API answers with: views of the stored records, with the ids clients need.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -33,7 +35,29 @@ pub struct ReleaseView<'a> {
 struct StageView<'a> {
     name: &'a str,
     state: StageState,
-    attempts: &'a [Attempt],
+    #[schema(value_type = Vec<Attempt>)]
+    attempts: Cow<'a, [Attempt]>,
+}
+
+/// Attempts as shown: a secret output's sealed value is for the engine, never for the API
+/// (its `value` is `***`).
+fn shown(attempts: &[Attempt]) -> Cow<'_, [Attempt]> {
+    let outputs = |a: &Attempt| {
+        a.tasks
+            .iter()
+            .flat_map(|t| &t.outputs)
+            .any(|o| o.sealed.is_some())
+    };
+    if !attempts.iter().any(outputs) {
+        return Cow::Borrowed(attempts);
+    }
+    let mut owned = attempts.to_vec();
+    for task in owned.iter_mut().flat_map(|a| &mut a.tasks) {
+        for output in &mut task.outputs {
+            output.sealed = None;
+        }
+    }
+    Cow::Owned(owned)
 }
 
 impl<'a> ReleaseView<'a> {
@@ -57,7 +81,7 @@ impl<'a> ReleaseView<'a> {
                 .map(|s| StageView {
                     name: &s.name,
                     state: s.state(),
-                    attempts: &s.attempts,
+                    attempts: shown(&s.attempts),
                 })
                 .collect(),
             approvals: approvals_of(release).collect(),

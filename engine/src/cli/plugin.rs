@@ -241,6 +241,7 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
             name,
             value,
             secret,
+            sealed: None,
         });
     }
     let workspace = grants

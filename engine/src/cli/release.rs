@@ -75,6 +75,8 @@ fn user() -> String {
 }
 
 fn engine(data_dir: &Path) -> anyhow::Result<Arc<Engine>> {
+    // A key that is there but unusable stops the command before anything is opened.
+    sluice::secrets::Keyring::from_env(data_dir).check()?;
     let store = Store::open(data_dir)?;
     let host = PluginHost::new(HostConfig {
         cache_dir: Some(data_dir.join("cache")),

@@ -92,6 +92,8 @@ impl From<task::Report> for api::TaskReport {
                     name: o.name,
                     value: o.value,
                     secret: o.secret,
+                    // Only the scheduler seals: whatever a plugin returns is a clear value.
+                    sealed: None,
                 })
                 .collect(),
         }

@@ -128,6 +128,8 @@ pub struct Engine {
     /// new one comes for the next command; only the first recovers (re-asks approvals, sets
     /// timers).
     recovered: Mutex<std::collections::HashSet<String>>,
+    /// Seals secret outputs before they are stored, opens them for later tasks.
+    keys: crate::secrets::Keyring,
 }
 
 impl Engine {
@@ -136,6 +138,7 @@ impl Engine {
         Self {
             store,
             host,
+            keys: crate::secrets::Keyring::from_env(&data_dir),
             data_dir,
             drivers: Mutex::new(HashMap::new()),
             service: OnceLock::new(),

@@ -148,7 +148,14 @@ impl Engine {
             {
                 mkdir(&workspace)?;
             }
-            let scope = Scope::for_task(release, stage_index, attempt, &self.data_dir, &workspace)?;
+            let scope = Scope::for_task(
+                release,
+                stage_index,
+                attempt,
+                &self.data_dir,
+                &workspace,
+                &self.keys,
+            )?;
             let plugin = self.release_plugin(release, &spec.plugin)?;
             let config = scope.substitute_json(&spec.config)?;
             // The deployment's own workspace is the one place under the data directory a
@@ -191,22 +198,28 @@ impl Engine {
                 sink_observer.task_event(&key, event);
             })),
         };
-        let invocation = self.host.run_task(&plugin, sandbox, &input).await;
+        let mut invocation = self.host.run_task(&plugin, sandbox, &input).await;
         let outcome = match invocation.result {
-            Ok(report) => TaskOutcome::Succeeded {
-                warnings: report.warnings,
-                outputs: report
-                    .outputs
-                    .into_iter()
-                    // Secret outputs are never stored in clear.
-                    .map(|mut o| {
-                        if o.secret {
-                            o.value = "***".into();
-                        }
-                        o
-                    })
-                    .collect(),
-            },
+            Ok(mut report) => {
+                crate::secrets::mask_own_outputs(&mut invocation.logs, &report.outputs);
+                // Secret outputs are stored sealed, never in clear.
+                let sealed = self.keys.seal_outputs(
+                    &release.name,
+                    stage,
+                    attempt,
+                    &spec.name,
+                    &mut report.outputs,
+                );
+                match sealed {
+                    Ok(()) => TaskOutcome::Succeeded {
+                        warnings: report.warnings,
+                        outputs: report.outputs,
+                    },
+                    Err(e) => TaskOutcome::Failed(format!(
+                        "the task ran, but its secret outputs could not be stored: {e}"
+                    )),
+                }
+            }
             Err(failure) => TaskOutcome::Failed(failure.to_string()),
         };
         (outcome, invocation.logs)
@@ -266,7 +279,14 @@ impl Engine {
         workspace: &Path,
         gate: &GateSpec,
     ) -> Result<(), String> {
-        let scope = Scope::for_task(release, stage_index, attempt, &self.data_dir, workspace)?;
+        let scope = Scope::for_task(
+            release,
+            stage_index,
+            attempt,
+            &self.data_dir,
+            workspace,
+            &self.keys,
+        )?;
         let plugin = self.release_plugin(release, &gate.plugin)?;
         let config = scope.substitute_json(&gate.config)?;
         let fence = Fence::new(&self.data_dir, None);
@@ -349,6 +369,12 @@ fn grants(
             .map_err(|e| e.to_string())?;
     }
     for name in &spec.env {
+        if name == crate::secrets::KEY_ENV {
+            return Err(format!(
+                "environment variable {name} is the engine's secret key and is never granted: \
+                 remove it from the grants"
+            ));
+        }
         let value = std::env::var(name).map_err(|_| {
             format!("environment variable {name} is granted but not set for the engine")
         })?;

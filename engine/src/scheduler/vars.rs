@@ -3,13 +3,17 @@
 //! tasks that already ran in this release (as `task.output`). Release-time variables are only
 //! those the plan declares settable (a release stored before that rule keeps none), and grants
 //! are resolved without them: a grant comes from the plan alone. Secrets are read from the
-//! environment or a file only now, when a task needs them, and are never stored.
+//! environment or a file only now, when a task needs them, and are never stored; secret
+//! outputs are stored sealed and opened here, with the engine's key (a value that does not
+//! open is the task's failure, never a silent `***`). The engine's own key is never a
+//! variable's source.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::core::{Release, TaskState};
 use crate::pipeline::{ValueSource, VariableSpec};
+use crate::secrets::{KEY_ENV, Keyring, Place};
 use crate::types::Variable;
 
 /// Variables in scope for one task.
@@ -27,6 +31,7 @@ impl Scope {
         attempt: u32,
         data_dir: &Path,
         workspace: &Path,
+        keys: &Keyring,
     ) -> Result<Self, String> {
         let mut scope = Self::default();
         let spec = &release.plan.stages[stage];
@@ -42,14 +47,14 @@ impl Scope {
         ] {
             scope.set(name, value, false);
         }
-        scope.declare(&release.plan.variables)?;
+        scope.declare(&release.plan.variables, keys)?;
         for (name, value) in &release.variables {
             if release.plan.settable_at_release(name).is_ok() {
                 let variable = variable(name, value.clone(), false);
                 scope.values.insert(name.clone(), variable);
             }
         }
-        scope.declare(&spec.variables)?;
+        scope.declare(&spec.variables, keys)?;
         for run in &release.stages {
             let Some(attempt) = run.attempts.last() else {
                 continue;
@@ -60,11 +65,23 @@ impl Scope {
                     TaskState::Succeeded | TaskState::SucceededWithIssues
                 ) {
                     for output in &task.outputs {
-                        scope.set(
-                            &format!("{}.{}", task.name, output.name),
-                            output.value.clone(),
-                            output.secret,
-                        );
+                        // Stored before outputs were sealed: a secret output kept only `***`.
+                        let value = match &output.sealed {
+                            None => output.value.clone(),
+                            Some(sealed) => {
+                                let place = Place {
+                                    release: &release.name,
+                                    stage: &run.name,
+                                    attempt: attempt.number,
+                                    task: &task.name,
+                                    output: &output.name,
+                                };
+                                keys.open(&place, sealed).map_err(|e| e.to_string())?
+                            }
+                        };
+                        let secret = output.secret || output.sealed.is_some();
+                        let name = format!("{}.{}", task.name, output.name);
+                        scope.set(&name, value, secret);
                     }
                 }
             }
@@ -79,8 +96,9 @@ impl Scope {
         self.values.insert(name.to_owned(), variable);
     }
 
-    fn declare(&mut self, specs: &[VariableSpec]) -> Result<(), String> {
+    fn declare(&mut self, specs: &[VariableSpec], keys: &Keyring) -> Result<(), String> {
         for spec in specs {
+            refuse_key_source(&spec.name, &spec.value, keys)?;
             let value = match &spec.value {
                 ValueSource::Literal(v) => v.clone(),
                 ValueSource::Env(name) => std::env::var(name).map_err(|_| {
@@ -134,13 +152,37 @@ impl Scope {
         self.values.values().cloned().collect()
     }
 
-    /// Secret values, to mask in logs.
+    /// Secret values, to mask in logs (an empty one hides nothing, and is left out).
     pub(crate) fn secrets(&self) -> Vec<String> {
         self.values
             .values()
-            .filter(|v| v.secret)
+            .filter(|v| v.secret && !v.value.is_empty())
             .map(|v| v.value.clone())
             .collect()
+    }
+}
+
+/// The engine's secret key opens every sealed output of every release: no variable reads it,
+/// from the environment or from its file.
+fn refuse_key_source(name: &str, source: &ValueSource, keys: &Keyring) -> Result<(), String> {
+    let refused = |from: &str| {
+        Err(format!(
+            "variable `{name}` comes from {from}, the engine's secret key, which is never given \
+             to a task: take the value from elsewhere"
+        ))
+    };
+    match source {
+        ValueSource::Env(env) if env == KEY_ENV => refused(KEY_ENV),
+        ValueSource::File(path) => {
+            use std::os::unix::fs::MetadataExt;
+            // The same file under any name: a symlink, a hard link, `..` in the path.
+            let same = match (std::fs::metadata(path), std::fs::metadata(keys.file())) {
+                (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+                _ => Path::new(path) == keys.file(),
+            };
+            if same { refused(path) } else { Ok(()) }
+        }
+        _ => Ok(()),
     }
 }
 
@@ -149,6 +191,7 @@ fn variable(name: &str, value: String, secret: bool) -> Variable {
         name: name.to_owned(),
         value,
         secret,
+        sealed: None,
     }
 }
 
@@ -179,7 +222,132 @@ mod tests {
     use std::path::Path;
 
     use super::Scope;
-    use crate::core::{NewRelease, Release};
+    use crate::core::{Event, NewRelease, Release, TaskOutcome};
+    use crate::secrets::{Keyring, Place};
+    use crate::types::Variable;
+
+    /// A release of `[[stages]] dev` with tasks `mint` and `use` whose `mint` returned `outputs`.
+    fn minted(outputs: Vec<Variable>) -> Release {
+        let pipeline = "version = 1\n[[stages]]\nname = \"dev\"\n\
+                        [[stages.tasks]]\nname = \"mint\"\nplugin = \"copy\"\n\
+                        [[stages.tasks]]\nname = \"use\"\nplugin = \"copy\"\n";
+        let plan = crate::pipeline::parse("p.toml", pipeline, Path::new("/p"), "p")
+            .unwrap()
+            .plan;
+        let mut release = Release::new(NewRelease {
+            plan,
+            number: 1,
+            creator: "rita".into(),
+            description: None,
+            artifacts: vec![],
+            variables: vec![],
+            digests: vec![],
+            created_at: 0,
+        });
+        let (stage, attempt) = ("dev".to_owned(), 1);
+        let warnings = vec![];
+        for event in [
+            Event::Created,
+            Event::Prepared {
+                stage: stage.clone(),
+                attempt,
+            },
+            Event::TaskFinished {
+                stage,
+                attempt,
+                task: 0,
+                outcome: TaskOutcome::Succeeded { warnings, outputs },
+            },
+        ] {
+            crate::core::apply(&mut release, event, 0).unwrap();
+        }
+        release
+    }
+
+    fn token(value: &str) -> Variable {
+        Variable {
+            name: "token".into(),
+            value: value.into(),
+            secret: true,
+            sealed: None,
+        }
+    }
+
+    const KEY: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+    #[test]
+    fn a_sealed_output_reaches_later_tasks_in_clear_and_masked() {
+        let keys = Keyring::new(Path::new("/data"), Some(KEY.into()));
+        let mut outputs = vec![token("tok-77aa")];
+        keys.seal_outputs("p-1", "dev", 1, "mint", &mut outputs)
+            .unwrap();
+        assert_eq!(outputs[0].value, "***", "never stored in clear");
+        let release = minted(outputs);
+        let scope =
+            Scope::for_task(&release, 0, 1, Path::new("/data"), Path::new("/ws"), &keys).unwrap();
+        assert_eq!(scope.substitute("$(mint.token)").unwrap(), "tok-77aa");
+        assert!(scope.secrets().contains(&"tok-77aa".to_owned()));
+        let given = scope.variables();
+        let given = given.iter().find(|v| v.name == "mint.token").unwrap();
+        assert!(given.secret && given.sealed.is_none() && given.value == "tok-77aa");
+    }
+
+    #[test]
+    fn a_sealed_output_that_does_not_open_fails_the_scope_and_old_ones_stay_masked() {
+        let keys = Keyring::new(Path::new("/data"), Some(KEY.into()));
+        // Sealed for another release: copied into this one, it does not open.
+        let elsewhere = Place {
+            release: "p-2",
+            stage: "dev",
+            attempt: 1,
+            task: "mint",
+            output: "token",
+        };
+        let mut copied = token("***");
+        copied.sealed = Some(keys.seal(&elsewhere, "tok-77aa").unwrap());
+        let release = minted(vec![copied]);
+        let err =
+            Scope::for_task(&release, 0, 1, Path::new("/d"), Path::new("/w"), &keys).unwrap_err();
+        assert!(
+            err.starts_with(
+                "secret output `mint.token` of release p-1 (stage dev, attempt 1) \
+                             cannot be decrypted: its stored value was altered or copied"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains("tok-77aa"), "{err}");
+
+        // Stored before outputs were sealed (no `sealed` in the record): `***`, still secret.
+        let old: Variable =
+            serde_json::from_str(r#"{"name":"token","value":"***","secret":true}"#).unwrap();
+        let scope = Scope::for_task(
+            &minted(vec![old]),
+            0,
+            1,
+            Path::new("/d"),
+            Path::new("/w"),
+            &keys,
+        )
+        .unwrap();
+        let given = scope.variables();
+        let given = given.iter().find(|v| v.name == "mint.token").unwrap();
+        assert!(given.secret && given.value == "***");
+    }
+
+    #[test]
+    fn an_empty_secret_masks_nothing() {
+        let keys = Keyring::new(Path::new("/data"), Some(KEY.into()));
+        let scope = Scope::for_task(
+            &minted(vec![token("")]),
+            0,
+            1,
+            Path::new("/d"),
+            Path::new("/w"),
+            &keys,
+        )
+        .unwrap();
+        assert!(scope.secrets().is_empty());
+    }
 
     const PIPELINE: &str = r#"
 version = 1
@@ -221,7 +389,9 @@ name = "dev"
             digests: vec![],
             created_at: 0,
         });
-        let scope = Scope::for_task(&release, 0, 1, Path::new("/data"), Path::new("/ws")).unwrap();
+        let keys = Keyring::new(Path::new("/data"), None);
+        let scope =
+            Scope::for_task(&release, 0, 1, Path::new("/data"), Path::new("/ws"), &keys).unwrap();
         let task = |text: &str| scope.substitute(text).unwrap();
         let grant = |text: &str| scope.substitute_grant(text).unwrap();
         assert_eq!(

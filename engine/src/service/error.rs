@@ -129,6 +129,9 @@ pub enum StartError {
     /// Unfinished releases could not be resumed.
     #[error(transparent)]
     Resume(EngineError),
+    /// The secret key is there but unusable (malformed, or others may read it).
+    #[error(transparent)]
+    SecretKey(#[from] crate::secrets::SecretError),
 }
 
 /// Why the service takes no work now.

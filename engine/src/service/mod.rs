@@ -61,6 +61,8 @@ impl Service {
     /// Opens the store, loads and checks every pipeline in the pipelines directory, and
     /// resumes every unfinished release. Must run inside a tokio runtime.
     pub fn start(mut config: ServiceConfig) -> Result<Arc<Self>, StartError> {
+        // A key that is there but unusable stops the start before anything is opened.
+        crate::secrets::Keyring::from_env(&config.data_dir).check()?;
         let store = Store::open(&config.data_dir).map_err(StartError::Store)?;
         // Grants and workspaces need absolute paths.
         for dir in [&mut config.data_dir, &mut config.pipelines] {

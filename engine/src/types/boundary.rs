@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::limits::LimitExceeded;
 use super::text::Escaped;
+use super::sealed::Sealed;
 
 /// A variable passed to a plugin, or an output variable a task returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -18,6 +19,11 @@ pub struct Variable {
     pub value: String,
     /// Secrets are masked in every log line.
     pub secret: bool,
+    /// A secret output as stored: its value encrypted (`value` is then `***`). Set by the
+    /// scheduler only (never by a plugin), never shown (the API's views drop it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub sealed: Option<Sealed>,
 }
 
 /// One version of an artifact, as an artifact source describes it.

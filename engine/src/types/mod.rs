@@ -9,6 +9,7 @@ pub mod grants;
 pub mod limits;
 pub mod name;
 pub mod text;
+pub mod sealed;
 
 pub use boundary::{
     Artifact, Context, Failure, Health, Invocation, Level, LogEvent, LogLine, PluginError, Source,
@@ -21,3 +22,4 @@ pub use limits::{
 };
 pub use name::{NAME_RULE, Name, NameError, PathEscape, path_under};
 pub use text::{Escaped, escape};
+pub use sealed::Sealed;

@@ -4,6 +4,7 @@
 //! every test. A hostile action that *succeeds* returns what it obtained, so a test sees any leak.
 
 mod bombs;
+mod secrets;
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -80,6 +81,11 @@ enum Action {
         target: String,
         link: String,
     },
+    /// Log the content of the file at `path`, then return it as the secret output `name`.
+    SecretOutput { name: String, path: String },
+    /// Fail unless variable `name` is secret and holds the content of the file at `path`
+    /// (never printing what it holds).
+    ExpectSecret { name: String, path: String },
 }
 
 struct Testkit;
@@ -191,6 +197,8 @@ impl Task for Testkit {
             Action::Terminal { fail } => terminal::run(fail),
             Action::Fields { count, bytes } => bombs::fields(count, bytes),
             Action::Symlink { dir, target, link } => bombs::symlink(&dir, &target, &link),
+            Action::SecretOutput { name, path } => secrets::mint(&name, &path),
+            Action::ExpectSecret { name, path } => secrets::expect(&input, &name, &path),
         }
     }
 }

@@ -30,11 +30,13 @@ async fn context_and_variables_reach_the_plugin_and_secrets_are_masked() {
             name: "region".into(),
             value: "eu-west".into(),
             secret: false,
+            sealed: None,
         },
         Variable {
             name: "token".into(),
             value: "s3cr3t-value".into(),
             secret: true,
+            sealed: None,
         },
     ];
     let sandbox = Sandbox {
@@ -140,6 +142,7 @@ async fn a_hundred_concurrent_tasks_do_not_interfere() {
                         name: "me".into(),
                         value: format!("task-{i}"),
                         secret: false,
+                        sealed: None,
                     }];
                     let run = host().run_task(&testkit(), tight(), &task).await;
                     let report = run.result.unwrap();

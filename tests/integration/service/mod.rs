@@ -9,6 +9,7 @@ mod names;
 mod ops;
 mod reload;
 mod scheduling;
+mod secrets;
 mod shutdown;
 mod streams;
 mod terminal;

@@ -65,6 +65,7 @@ fn warnings_mean_succeeded_with_issues_and_outputs_are_kept() {
         name: "url".into(),
         value: "http://x".into(),
         secret: false,
+        sealed: None,
     }];
     event(
         &mut r,
