@@ -3,6 +3,8 @@
 //! hostile ones (escape the sandbox, exhaust a limit) live side by side so that one build serves
 //! every test. A hostile action that *succeeds* returns what it obtained, so a test sees any leak.
 
+mod floods;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -63,6 +65,32 @@ enum Action {
     Recurse,
     /// Return an output of `mib` MiB.
     HugeOutput { mib: usize },
+    /// Log `count` empty lines.
+    EmptyLines { count: u64 },
+    /// Log `lines` lines of `fields` empty fields each.
+    EmptyFields { lines: u64, fields: usize },
+    /// Report progress `count` times with an empty message.
+    Progress { count: u64 },
+    /// Print `count` lines of `size` bytes, ignoring write errors, and succeed.
+    StdoutIgnoringErrors { count: u64, size: usize },
+    /// Return `outputs` empty outputs and `warnings` empty warnings.
+    EmptyItems { outputs: u64, warnings: u64 },
+    /// Log `message` with `fields`, print `text` in `chunk`-byte writes, return `output`.
+    Say {
+        message: String,
+        #[serde(default)]
+        fields: Vec<(String, String)>,
+        #[serde(default)]
+        output: Option<(String, String)>,
+        #[serde(default)]
+        text: String,
+        #[serde(default)]
+        chunk: usize,
+    },
+    /// Exit through WASI with `status`.
+    Exit { status: i32 },
+    /// Pass the log import a message that is not UTF-8.
+    BadUtf8,
 }
 
 struct Testkit;
@@ -171,6 +199,22 @@ impl Task for Testkit {
             }
             Action::Recurse => Ok(Report::new().output("depth", recurse(u64::MAX).to_string())),
             Action::HugeOutput { mib } => Ok(Report::new().output("huge", "y".repeat(mib << 20))),
+            Action::EmptyLines { count } => floods::empty_lines(count),
+            Action::EmptyFields { lines, fields } => floods::empty_fields(lines, fields),
+            Action::Progress { count } => floods::progress(count),
+            Action::StdoutIgnoringErrors { count, size } => {
+                floods::stdout_ignoring_errors(count, size)
+            }
+            Action::EmptyItems { outputs, warnings } => floods::empty_items(outputs, warnings),
+            Action::Say {
+                message,
+                fields,
+                output,
+                text,
+                chunk,
+            } => floods::say(&message, &fields, output, &text, chunk),
+            Action::Exit { status } => floods::exit(status),
+            Action::BadUtf8 => floods::bad_utf8(),
         }
     }
 }
