@@ -318,7 +318,10 @@ continue-on-error = true
     assert_eq!(release.state, ReleaseState::PartiallySucceeded);
     let tasks = &release.stage("dev").unwrap().attempts[0].tasks;
     assert_eq!(tasks[1].state, TaskState::Failed);
-    assert_eq!(tasks[1].messages, ["optional check failed"]);
+    assert_eq!(
+        tasks[1].messages,
+        [r#"plugin failed: "optional check failed""#]
+    );
 }
 
 #[tokio::test]

@@ -19,7 +19,9 @@ mod call;
 mod limits;
 mod load;
 mod log;
+mod mask;
 mod sandbox;
+mod stdio;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -1,10 +1,14 @@
 //! The sandbox: every hostile behaviour is contained, every limit names itself, and the four
 //! kinds of failure (plugin error, limit, panic, trap) stay distinct.
 //!
-//! One module per concern: grants, limits and failure kinds, what a task sees and reports.
+//! One module per concern: grants, limits and failure kinds, what a task sees and reports,
+//! floods of empty items, masking, a plugin's faults in one line.
 
+mod faults;
+mod floods;
 mod grants;
 mod limits;
+mod masking;
 mod tasks;
 
 use sluice::plugin::Sandbox;
