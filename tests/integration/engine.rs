@@ -79,7 +79,7 @@ impl Approvals for Decide {
     }
 }
 
-async fn run(
+pub(crate) async fn run(
     project: &Project,
     approve: Option<bool>,
     options: CreateOptions,
@@ -92,14 +92,14 @@ async fn run(
         .await
 }
 
-fn options() -> CreateOptions {
+pub(crate) fn options() -> CreateOptions {
     CreateOptions {
         creator: "tester".into(),
         ..CreateOptions::default()
     }
 }
 
-const HEADER: &str = r#"
+pub(crate) const HEADER: &str = r#"
 version = 1
 name = "demo"
 

@@ -7,10 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::json;
+use sluice::core::{ReleaseState, TaskState};
 use sluice::plugin::Sandbox;
+use sluice::store::{LogKey, Store};
 use sluice::types::limits::ITEM_OVERHEAD;
 use sluice::types::{LimitKind, LogEvent, LogLine};
 
+use crate::engine::{HEADER, Project, options, run};
 use crate::support::{output, run_testkit, tight};
 
 use super::limit;
@@ -180,4 +183,50 @@ async fn n_empty_items_cost_n_times_the_overhead() {
         .await;
         assert_eq!(limit(&run.result.unwrap_err()), LimitKind::Output);
     }
+}
+
+#[tokio::test]
+async fn a_release_whose_task_floods_empty_lines_stores_no_more_than_its_limit() {
+    let pipeline = format!(
+        r#"{HEADER}
+[[stages]]
+name = "dev"
+
+[[stages.tasks]]
+name = "flood"
+plugin = "kit"
+config = {{ action = "empty-lines", count = 1000000 }}
+limits = {{ log = "1KiB" }}
+"#
+    );
+    let project = Project::new(&pipeline);
+    let release = run(&project, None, options()).await.unwrap();
+    assert_eq!(release.state, ReleaseState::Failed);
+    let task = &release.stage("dev").unwrap().attempts[0].tasks[0];
+    assert_eq!(task.state, TaskState::Failed);
+    assert!(
+        task.messages
+            .join("")
+            .starts_with("log limit of 1 KiB exceeded"),
+        "{:?}",
+        task.messages
+    );
+    let store = Store::open(&project.data_dir()).unwrap();
+    let log = store
+        .log(&LogKey {
+            release: &release.name,
+            stage: "dev",
+            attempt: 1,
+            task: "flood",
+        })
+        .unwrap()
+        .unwrap();
+    let plugin_lines = log
+        .iter()
+        .filter(|l| l.source != sluice::types::Source::Host);
+    assert!(
+        plugin_lines.count() as u64 <= 1024 / ITEM_OVERHEAD,
+        "{}",
+        log.len()
+    );
 }
