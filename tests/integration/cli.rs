@@ -101,7 +101,7 @@ fn run_prints_logs_and_outcome_with_documented_exit_codes() {
     );
     assert_eq!(run.status.code(), Some(1));
     assert!(
-        stdout(&run).contains("failed: no route to prod in"),
+        stdout(&run).contains(r#"failed: plugin failed: "no route to prod" in"#),
         "{}",
         stdout(&run)
     );

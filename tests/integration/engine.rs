@@ -83,7 +83,7 @@ impl Approvals for Decide {
     }
 }
 
-async fn run(
+pub(crate) async fn run(
     project: &Project,
     approve: Option<bool>,
     options: CreateOptions,
@@ -96,14 +96,14 @@ async fn run(
         .await
 }
 
-fn options() -> CreateOptions {
+pub(crate) fn options() -> CreateOptions {
     CreateOptions {
         creator: "tester".into(),
         ..CreateOptions::default()
     }
 }
 
-const HEADER: &str = r#"
+pub(crate) const HEADER: &str = r#"
 version = 1
 name = "demo"
 
@@ -322,7 +322,10 @@ continue-on-error = true
     assert_eq!(release.state, ReleaseState::PartiallySucceeded);
     let tasks = &release.stage("dev").unwrap().attempts[0].tasks;
     assert_eq!(tasks[1].state, TaskState::Failed);
-    assert_eq!(tasks[1].messages, ["optional check failed"]);
+    assert_eq!(
+        tasks[1].messages,
+        [r#"plugin failed: "optional check failed""#]
+    );
 }
 
 #[tokio::test]

@@ -1,16 +1,19 @@
 //! Calling a plugin: `run_task`, `evaluate_gate`, `list_versions` and `fetch` on a fresh store
 //! bounded by the call's limits (the timeout around the whole call is here), secrets masked in
-//! what comes back, and a failed call told apart: a limit, a panic, a trap or a host fault.
+//! what comes back, and a failed call told apart: a limit, an exit, a panic, a trap, a broken
+//! ABI or a host fault, each in one line that says it was the plugin.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, WasmBacktrace};
+use wasmtime_wasi::I32Exit;
 
 use super::bindings::task;
-use super::log::TaskLog;
+use super::log::{TaskLog, truncate};
 use super::sandbox::State;
 use super::{Plugin, PluginHost, Sandbox, World};
+use crate::types::limits::item_cost;
 use crate::types::{
     Failure, Health, Invocation, LimitExceeded, LimitKind, PluginError, TaskInput, TaskReport,
     Version, format_bytes,
@@ -96,7 +99,7 @@ impl PluginHost {
             sink,
         } = sandbox;
         let log = Arc::new(TaskLog::new(limits.log, mask, sink));
-        let result = match State::new(&grants, limits.memory, log.clone()) {
+        let outcome = match State::new(&grants, limits.memory, log.clone()) {
             Err(e) => Err(Failure::Host(e.to_string())),
             Ok(state) => {
                 let mut store = Store::new(&self.engine, state);
@@ -109,16 +112,27 @@ impl PluginHost {
                         LimitKind::Time,
                         format!("{:?}", limits.timeout),
                     ))),
-                    Ok(Ok(Ok(returned))) => check_output(returned, limits.output)
-                        .map(|returned| mask_returned(returned, &log)),
-                    Ok(Ok(Err(error))) => Err(Failure::Plugin(mask_error(error, &log))),
-                    Ok(Err(error)) => Err(super::limits::recognise(&error, limits.memory)
-                        .map_or_else(|| self.classify(&error, &log), Failure::Limit)),
+                    Ok(Ok(returned)) => Ok(returned),
+                    Ok(Err(fault)) => {
+                        let (Fault::Start(error) | Fault::Call(error)) = &fault;
+                        Err(super::limits::recognise(error, limits.memory)
+                            .map_or_else(|| self.classify(&fault, &log), Failure::Limit))
+                    }
                 }
                 // The store, and with it everything the plugin held, is dropped here.
             }
         };
         log.finish();
+        let result = match outcome {
+            // A call that hit the log limit fails naming it, also when the plugin ignored the
+            // refused writes and went on to return (a result or an error of its own).
+            Ok(_) if log.limit_hit().is_some() => Err(Failure::Limit(log.limit_hit().unwrap())),
+            Ok(Ok(returned)) => {
+                check_output(returned, limits.output).map(|returned| mask_returned(returned, &log))
+            }
+            Ok(Err(error)) => Err(Failure::Plugin(mask_error(error, &log))),
+            Err(failure) => Err(failure),
+        };
         Invocation {
             result,
             logs: log.take_lines(),
@@ -126,13 +140,21 @@ impl PluginHost {
         }
     }
 
-    /// Tells a limit, a panic, a trap and a host fault apart.
-    fn classify(&self, error: &wasmtime::Error, log: &TaskLog) -> Failure {
+    /// Tells a limit, an exit, a panic, a trap, a broken ABI and a host fault apart, each in
+    /// one line (never a backtrace).
+    fn classify(&self, fault: &Fault, log: &TaskLog) -> Failure {
+        let (error, during_call) = match fault {
+            Fault::Start(error) => (error, false),
+            Fault::Call(error) => (error, true),
+        };
         if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
             return Failure::Limit(limit.clone());
         }
         if let Some(limit) = log.limit_hit() {
             return Failure::Limit(limit);
+        }
+        if let Some(exit) = error.downcast_ref::<I32Exit>() {
+            return Failure::Exit(exit.0);
         }
         let trap = error.downcast_ref::<Trap>();
         if trap == Some(&Trap::StackOverflow) {
@@ -144,27 +166,42 @@ impl PluginHost {
         if let Some(panic) = log.panic() {
             return Failure::Panic(panic);
         }
+        let place = error
+            .downcast_ref::<WasmBacktrace>()
+            .and_then(|bt| bt.frames().iter().find_map(|f| f.func_name()))
+            .map(|name| {
+                let name = format!("{:#}", rustc_demangle::demangle(name));
+                format!(" (in function {})", log.one_line(&name))
+            })
+            .unwrap_or_default();
         match trap {
             Some(trap) => {
-                let frames = error
-                    .downcast_ref::<wasmtime::WasmBacktrace>()
-                    .map(|bt| {
-                        bt.frames()
-                            .iter()
-                            .filter_map(|f| f.func_name())
-                            .take(4)
-                            .collect::<Vec<_>>()
-                            .join(" <- ")
-                    })
-                    .filter(|s| !s.is_empty());
-                match frames {
-                    Some(frames) => Failure::Trap(format!("{trap} in {frames}")),
-                    None => Failure::Trap(trap.to_string()),
-                }
+                let trap = trap.to_string();
+                let trap = trap.strip_prefix("wasm trap: ").unwrap_or(&trap);
+                Failure::Trap(format!("{trap}{place}"))
             }
-            None => Failure::Host(format!("{error:#}")),
+            None if during_call => Failure::Abi(format!("{}{place}", reason(error, log))),
+            None => Failure::Host(reason(error, log)),
         }
     }
+}
+
+/// An error's causes, outermost first, without the backtrace (a context of many lines): one
+/// line.
+fn reason(error: &wasmtime::Error, log: &TaskLog) -> String {
+    let causes: Vec<String> = error
+        .chain()
+        .map(ToString::to_string)
+        .filter(|cause| !cause.starts_with("error while executing at wasm backtrace"))
+        .collect();
+    log.one_line(&causes.join(": "))
+}
+
+/// Why an export call did not return: while starting the plugin (instantiating it, finding
+/// its export), or during the call itself (the plugin's own code and what it passes the host).
+enum Fault {
+    Start(wasmtime::Error),
+    Call(wasmtime::Error),
 }
 
 /// One export call.
@@ -206,31 +243,44 @@ async fn invoke(
     store: &mut Store<State>,
     plugin: &Plugin,
     call: Call<'_>,
-) -> wasmtime::Result<Result<Returned, PluginError>> {
-    let instance = plugin.pre.instantiate_async(&mut *store).await?;
+) -> Result<Result<Returned, PluginError>, Fault> {
+    let instance = plugin
+        .pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(Fault::Start)?;
+    let start = Fault::Start;
     Ok(match call {
         Call::Task(input) => {
-            let guest = plugin.task.as_ref().ok_or_else(|| missing(World::Task))?;
+            let guest = plugin
+                .task
+                .as_ref()
+                .ok_or_else(|| start(missing(World::Task)))?;
             let input = task::TaskInput {
                 config: input.config.clone(),
                 context: (&input.context).into(),
                 variables: input.variables.iter().map(Into::into).collect(),
             };
-            let guest = guest.load(&mut *store, &instance)?;
+            let guest = guest.load(&mut *store, &instance).map_err(start)?;
             guest
                 .call_run(&mut *store, &input)
-                .await?
+                .await
+                .map_err(Fault::Call)?
                 .map(|r| Returned::Task(r.into()))
                 .map_err(Into::into)
         }
         Call::Gate(input) => {
-            let guest = plugin.gate.as_ref().ok_or_else(|| missing(World::Gate))?;
+            let guest = plugin
+                .gate
+                .as_ref()
+                .ok_or_else(|| start(missing(World::Gate)))?;
             let context = (&input.context).into();
             let variables: Vec<_> = input.variables.iter().map(Into::into).collect();
-            let guest = guest.load(&mut *store, &instance)?;
+            let guest = guest.load(&mut *store, &instance).map_err(start)?;
             guest
                 .call_evaluate(&mut *store, &input.config, &context, &variables)
-                .await?
+                .await
+                .map_err(Fault::Call)?
                 .map(|h| Returned::Health(h.into()))
                 .map_err(Into::into)
         }
@@ -238,11 +288,12 @@ async fn invoke(
             let guest = plugin
                 .source
                 .as_ref()
-                .ok_or_else(|| missing(World::ArtifactSource))?;
-            let guest = guest.load(&mut *store, &instance)?;
+                .ok_or_else(|| start(missing(World::ArtifactSource)))?;
+            let guest = guest.load(&mut *store, &instance).map_err(start)?;
             guest
                 .call_list_versions(&mut *store, config)
-                .await?
+                .await
+                .map_err(Fault::Call)?
                 .map(|v| Returned::Versions(v.into_iter().map(Into::into).collect()))
                 .map_err(Into::into)
         }
@@ -254,19 +305,21 @@ async fn invoke(
             let guest = plugin
                 .source
                 .as_ref()
-                .ok_or_else(|| missing(World::ArtifactSource))?;
-            let guest = guest.load(&mut *store, &instance)?;
+                .ok_or_else(|| start(missing(World::ArtifactSource)))?;
+            let guest = guest.load(&mut *store, &instance).map_err(start)?;
             guest
                 .call_fetch(&mut *store, config, version, destination)
-                .await?
+                .await
+                .map_err(Fault::Call)?
                 .map(|v| Returned::Version(v.into()))
                 .map_err(Into::into)
         }
     })
 }
 
-/// A plugin may copy a secret into what it returns: outputs that contain one become secret,
-/// and text that is shown to people (warnings, reasons) is masked.
+/// A plugin may copy a secret into what it returns: outputs that contain one (in their name
+/// or their value) become secret and their names are masked, and text that is shown to people
+/// (warnings, reasons) is masked.
 fn mask_returned(returned: Returned, log: &TaskLog) -> Returned {
     match returned {
         Returned::Task(mut report) => {
@@ -274,6 +327,10 @@ fn mask_returned(returned: Returned, log: &TaskLog) -> Returned {
                 *warning = log.masked(warning);
             }
             for output in &mut report.outputs {
+                if log.reveals_secret(&output.name) {
+                    output.name = log.masked(&output.name);
+                    output.secret = true;
+                }
                 output.secret |= log.reveals_secret(&output.value);
             }
             Returned::Task(report)
@@ -285,39 +342,44 @@ fn mask_returned(returned: Returned, log: &TaskLog) -> Returned {
     }
 }
 
+/// The plugin's own error text: masked and cut (its `Display` quotes it, on one line).
 fn mask_error(error: PluginError, log: &TaskLog) -> PluginError {
+    let kept = |m: &str| {
+        let masked = log.masked(m);
+        truncate(&masked).to_owned()
+    };
     match error {
-        PluginError::InvalidConfig(m) => PluginError::InvalidConfig(log.masked(&m)),
-        PluginError::Failed(m) => PluginError::Failed(log.masked(&m)),
+        PluginError::InvalidConfig(m) => PluginError::InvalidConfig(kept(&m)),
+        PluginError::Failed(m) => PluginError::Failed(kept(&m)),
     }
 }
 
-/// Fails a call whose returned value is larger than the output limit.
+/// Fails a call whose returned value costs more than the output limit: every warning, output
+/// variable and version costs its text plus [`ITEM_OVERHEAD`](crate::types::limits::ITEM_OVERHEAD),
+/// and so does each of a version's tags and metadata entries.
 fn check_output(returned: Returned, limit: u64) -> Result<Returned, Failure> {
-    fn version_size(v: &Version) -> usize {
-        v.id.len()
-            + v.branch.as_ref().map_or(0, String::len)
-            + v.commit.as_ref().map_or(0, String::len)
-            + v.tags.iter().map(String::len).sum::<usize>()
-            + v.metadata
-                .iter()
-                .map(|(k, x)| k.len() + x.len())
-                .sum::<usize>()
+    fn sum<T>(items: &[T], cost: impl Fn(&T) -> u64) -> u64 {
+        items
+            .iter()
+            .fold(0u64, |total, item| total.saturating_add(cost(item)))
     }
-    let size = match &returned {
-        Returned::Task(r) => {
-            r.warnings.iter().map(String::len).sum::<usize>()
-                + r.outputs
-                    .iter()
-                    .map(|o| o.name.len() + o.value.len())
-                    .sum::<usize>()
-        }
-        Returned::Health(Health::Unhealthy(why)) => why.len(),
+    fn version_cost(v: &Version) -> u64 {
+        let text = v.id.len()
+            + v.branch.as_ref().map_or(0, String::len)
+            + v.commit.as_ref().map_or(0, String::len);
+        item_cost(text)
+            .saturating_add(sum(&v.tags, |t| item_cost(t.len())))
+            .saturating_add(sum(&v.metadata, |(k, x)| item_cost(k.len() + x.len())))
+    }
+    let cost = match &returned {
+        Returned::Task(r) => sum(&r.warnings, |w| item_cost(w.len()))
+            .saturating_add(sum(&r.outputs, |o| item_cost(o.name.len() + o.value.len()))),
+        Returned::Health(Health::Unhealthy(why)) => item_cost(why.len()),
         Returned::Health(Health::Healthy) => 0,
-        Returned::Versions(versions) => versions.iter().map(version_size).sum(),
-        Returned::Version(version) => version_size(version),
+        Returned::Versions(versions) => sum(versions, version_cost),
+        Returned::Version(version) => version_cost(version),
     };
-    if size as u64 > limit {
+    if cost > limit {
         return Err(Failure::Limit(LimitExceeded::new(
             LimitKind::Output,
             format_bytes(limit),

@@ -1,45 +1,52 @@
-//! A call's log: the `sluice:plugin/log` import, the plugin's stdout and stderr (as log lines),
-//! and host notes. Lines are masked (secrets), bounded (the log limit) and forwarded live to an
-//! optional sink. A panic message on stderr is remembered so a later trap reads as a panic.
+//! A call's log: the `sluice:plugin/log` import, the plugin's stdout and stderr (as log lines,
+//! through `stdio.rs`), and host notes. Lines are masked (secrets, before anything is cut), bounded (the log limit:
+//! every line, field and progress report costs its bytes plus [`ITEM_OVERHEAD`]) and forwarded
+//! live to an optional sink. A panic message on stderr is remembered so a later trap reads as a
+//! panic.
 
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tokio::io::AsyncWrite;
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-
 use super::bindings::{log as wit, types};
+use super::mask::Masker;
 use super::sandbox::State;
+pub(crate) use super::stdio::LogStream;
+use crate::types::limits::item_cost;
 use crate::types::{Level, LogEvent, LogLine, Source};
 use crate::types::{LimitExceeded, LimitKind, format_bytes};
 
 /// Receives a call's log events as they happen.
 pub type LogSink = Arc<dyn Fn(&LogEvent) + Send + Sync>;
 
-/// Longest single line kept; longer lines are cut (and still count in full toward the limit).
-const MAX_LINE: usize = 16 << 10;
+/// Longest single line (or field key, or value) kept; longer ones are cut — after masking —
+/// and still count in full toward the limit.
+pub(crate) const MAX_LINE: usize = 16 << 10;
+
+/// Host notes about one call (a denied request, say) kept at most: the plugin can provoke
+/// them, and they are not counted against its log limit, so they are bounded here.
+const MAX_HOST_NOTES: usize = 100;
 
 /// The log of one call, shared by the store, the stdout/stderr streams and the caller.
 pub(crate) struct TaskLog {
     started: Instant,
     limit: u64,
-    mask: Vec<String>,
+    mask: Masker,
     sink: Option<LogSink>,
     state: Mutex<LogState>,
 }
 
 #[derive(Default)]
-struct LogState {
+pub(super) struct LogState {
     lines: Vec<LogLine>,
-    bytes: u64,
-    /// Unterminated output per stream (stdout, stderr).
-    partial: [Vec<u8>; 2],
+    /// What the plugin's lines, fields, progress reports and stream bytes cost so far.
+    cost: u64,
+    /// Unterminated output per stream (stdout, stderr), already counted toward the limit.
+    pub(super) partial: [Vec<u8>; 2],
     limit_hit: Option<LimitExceeded>,
+    notes: usize,
     /// Reading a Rust panic message from stderr: its location, and the message so far.
-    panic: Option<(String, String)>,
-    in_panic: bool,
+    pub(super) panic: Option<(String, String)>,
+    pub(super) in_panic: bool,
 }
 
 impl TaskLog {
@@ -47,18 +54,33 @@ impl TaskLog {
         Self {
             started: Instant::now(),
             limit,
-            mask: mask.into_iter().filter(|s| !s.is_empty()).collect(),
+            mask: Masker::new(mask),
             sink,
             state: Mutex::new(LogState::default()),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, LogState> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, LogState> {
         // A poisoned lock only means another thread panicked mid-push; the lines are still valid.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends a line, masking secrets; refuses it once the log limit is reached.
+    /// Counts `cost` toward the log limit; once over it, this and every later call is refused.
+    pub(super) fn charge(&self, state: &mut LogState, cost: u64) -> Result<(), LimitExceeded> {
+        if let Some(hit) = &state.limit_hit {
+            return Err(hit.clone());
+        }
+        state.cost = state.cost.saturating_add(cost);
+        if state.cost > self.limit {
+            let hit = LimitExceeded::new(LimitKind::Log, format_bytes(self.limit));
+            state.limit_hit = Some(hit.clone());
+            return Err(hit);
+        }
+        Ok(())
+    }
+
+    /// Appends a line, masking secrets; refuses it once the log limit is reached. The line
+    /// costs its message plus [`ITEM_OVERHEAD`], and each field its key and value plus as much.
     pub(crate) fn push(
         &self,
         level: Level,
@@ -66,41 +88,62 @@ impl TaskLog {
         message: &str,
         fields: Vec<(String, String)>,
     ) -> Result<(), LimitExceeded> {
-        let mut state = self.lock();
-        if let Some(hit) = &state.limit_hit {
-            return Err(hit.clone());
-        }
-        let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        state.bytes += size as u64;
-        if state.bytes > self.limit {
-            let hit = LimitExceeded::new(LimitKind::Log, format_bytes(self.limit));
-            state.limit_hit = Some(hit.clone());
-            return Err(hit);
-        }
+        let cost = fields.iter().fold(item_cost(message.len()), |sum, (k, v)| {
+            sum.saturating_add(item_cost(k.len().saturating_add(v.len())))
+        });
+        self.charge(&mut self.lock(), cost)?;
+        self.record(level, source, message, &fields);
+        Ok(())
+    }
+
+    /// Stores and forwards a line already counted: masked first, then cut.
+    pub(super) fn record(
+        &self,
+        level: Level,
+        source: Source,
+        message: &str,
+        fields: &[(String, String)],
+    ) {
         let line = LogLine {
             at: self.started.elapsed(),
             level,
             source,
-            message: self.masked(truncate(message)),
+            message: self.kept(message),
             fields: fields
-                .into_iter()
-                .map(|(k, v)| (k, self.masked(truncate(&v))))
+                .iter()
+                .map(|(k, v)| (self.kept(k), self.kept(v)))
                 .collect(),
         };
         if let Some(sink) = &self.sink {
             sink(&LogEvent::Line(line.clone()));
         }
-        state.lines.push(line);
-        Ok(())
+        self.lock().lines.push(line);
     }
 
-    /// A note from the host about the plugin (not counted against the plugin's log limit).
+    /// What is kept of a text: masked over its whole length, then cut to [`MAX_LINE`].
+    fn kept(&self, text: &str) -> String {
+        truncate(&self.mask.mask(text)).to_owned()
+    }
+
+    /// A note from the host about the plugin: not counted against the plugin's log limit, but
+    /// at most [`MAX_HOST_NOTES`] of them (then one saying the rest were left out).
     pub(crate) fn host_note(&self, level: Level, message: &str) {
+        let message = {
+            let mut state = self.lock();
+            state.notes = state.notes.saturating_add(1);
+            match state.notes {
+                n if n <= MAX_HOST_NOTES => self.kept(message),
+                n if n == MAX_HOST_NOTES + 1 => {
+                    format!("more than {MAX_HOST_NOTES} host notes; the rest are left out")
+                }
+                _ => return,
+            }
+        };
         let line = LogLine {
             at: self.started.elapsed(),
             level,
             source: Source::Host,
-            message: self.masked(message),
+            message,
             fields: Vec::new(),
         };
         if let Some(sink) = &self.sink {
@@ -111,112 +154,47 @@ impl TaskLog {
 
     /// Whether `text` contains a secret.
     pub(crate) fn reveals_secret(&self, text: &str) -> bool {
-        self.mask
-            .iter()
-            .any(|secret| text.contains(secret.as_str()))
+        self.mask.reveals(text)
     }
 
-    fn progress(&self, percent: u8, message: &str) {
+    /// A progress report costs its message plus [`ITEM_OVERHEAD`], like a line.
+    fn progress(&self, percent: u8, message: &str) -> Result<(), LimitExceeded> {
+        self.charge(&mut self.lock(), item_cost(message.len()))?;
         if let Some(sink) = &self.sink {
             sink(&LogEvent::Progress {
                 percent: percent.min(100),
-                message: self.masked(truncate(message)),
+                message: self.kept(message),
             });
-        }
-    }
-
-    pub(crate) fn masked(&self, text: &str) -> String {
-        let mut text = text.to_owned();
-        for secret in &self.mask {
-            if text.contains(secret.as_str()) {
-                text = text.replace(secret.as_str(), "***");
-            }
-        }
-        text
-    }
-
-    /// Feeds raw stdout/stderr bytes; complete lines become log lines.
-    fn write_stream(&self, source: Source, bytes: &[u8]) -> Result<(), LimitExceeded> {
-        let index = usize::from(source == Source::Stderr);
-        let mut complete = Vec::new();
-        {
-            let mut state = self.lock();
-            let partial = &mut state.partial[index];
-            partial.extend_from_slice(bytes);
-            while let Some(end) = partial.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = partial.drain(..=end).collect();
-                complete.push(String::from_utf8_lossy(&line[..end]).into_owned());
-            }
-            // An endless line without a newline still counts toward the limit.
-            if partial.len() > MAX_LINE {
-                let line: Vec<u8> = std::mem::take(partial);
-                complete.push(String::from_utf8_lossy(&line).into_owned());
-            }
-        }
-        for line in complete {
-            self.stream_line(source, &line)?;
         }
         Ok(())
     }
 
-    fn stream_line(&self, source: Source, line: &str) -> Result<(), LimitExceeded> {
-        let level = if source == Source::Stderr {
-            self.watch_for_panic(line);
-            Level::Warn
-        } else {
-            Level::Info
-        };
-        self.push(level, source, line, Vec::new())
-    }
-
-    /// Rust's default panic hook writes `thread '..' panicked at FILE:LINE:COL:` then the message.
-    fn watch_for_panic(&self, line: &str) {
-        let mut state = self.lock();
-        if let Some(at) = line.split(" panicked at ").nth(1) {
-            state.panic = Some((at.trim_end_matches(':').to_owned(), String::new()));
-            state.in_panic = true;
-        } else if state.in_panic {
-            if line.starts_with("note: ") {
-                state.in_panic = false;
-            } else if let Some((_, message)) = state.panic.as_mut() {
-                if !message.is_empty() {
-                    message.push('\n');
-                }
-                message.push_str(line);
-            }
-        }
-    }
-
-    /// Flushes unterminated stdout/stderr output as final lines.
-    pub(crate) fn finish(&self) {
-        let partial = {
-            let mut state = self.lock();
-            [
-                std::mem::take(&mut state.partial[0]),
-                std::mem::take(&mut state.partial[1]),
-            ]
-        };
-        for (bytes, source) in partial.iter().zip([Source::Stdout, Source::Stderr]) {
-            if !bytes.is_empty() {
-                let _ = self.stream_line(source, &String::from_utf8_lossy(bytes));
-            }
-        }
+    /// `text` with every secret masked, whole (for what the call returns).
+    pub(crate) fn masked(&self, text: &str) -> String {
+        self.mask.mask(text).into_owned()
     }
 
     pub(crate) fn limit_hit(&self) -> Option<LimitExceeded> {
         self.lock().limit_hit.clone()
     }
 
-    /// The panic the plugin reported on stderr, as `message (at FILE:LINE:COL)`.
-    pub(crate) fn panic(&self) -> Option<String> {
-        self.lock().panic.clone().map(|(at, message)| {
-            let message = self.masked(&message);
-            if message.is_empty() {
-                format!("at {at}")
-            } else {
-                format!("{message} (at {at})")
+    /// A text of the plugin's made fit for a failure's message: masked, on one line (control
+    /// characters escaped, so it cannot forge lines of its own), and cut to [`MAX_LINE`].
+    pub(crate) fn one_line(&self, text: &str) -> String {
+        let masked = self.mask.mask(text);
+        let mut line = String::with_capacity(masked.len().min(MAX_LINE));
+        for c in masked.chars() {
+            if line.len() >= MAX_LINE {
+                line.push_str(" [cut]");
+                break;
             }
-        })
+            if c.is_control() {
+                line.extend(c.escape_default());
+            } else {
+                line.push(c);
+            }
+        }
+        line
     }
 
     pub(crate) fn take_lines(&self) -> Vec<LogLine> {
@@ -224,7 +202,7 @@ impl TaskLog {
     }
 }
 
-fn truncate(text: &str) -> &str {
+pub(crate) fn truncate(text: &str) -> &str {
     if text.len() <= MAX_LINE {
         return text;
     }
@@ -250,60 +228,20 @@ impl wit::Host for State {
     }
 
     fn progress(&mut self, percent: u8, message: String) -> wasmtime::Result<()> {
-        self.log.progress(percent, &message);
-        Ok(())
-    }
-}
-
-/// The plugin's stdout or stderr: bytes become log lines of the call.
-#[derive(Clone)]
-pub(crate) struct LogStream {
-    pub(crate) log: Arc<TaskLog>,
-    pub(crate) source: Source,
-}
-
-impl IsTerminal for LogStream {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for LogStream {
-    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-}
-
-impl AsyncWrite for LogStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(
-            self.log
-                .write_stream(self.source, buf)
-                .map(|()| buf.len())
-                .map_err(std::io::Error::other),
-        )
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
+        self.log
+            .progress(percent, &message)
+            .map_err(wasmtime::Error::new)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::limits::ITEM_OVERHEAD;
 
     #[test]
     fn secrets_are_masked_and_volume_bounded() {
-        let log = TaskLog::new(40, vec!["hunter2".into()], None);
+        let log = TaskLog::new(40 + ITEM_OVERHEAD, vec!["hunter2".into()], None);
         log.push(Level::Info, Source::Plugin, "password is hunter2", vec![])
             .unwrap();
         let err = log
@@ -316,24 +254,40 @@ mod tests {
     }
 
     #[test]
-    fn stderr_panic_is_recognised() {
-        let log = TaskLog::new(1 << 20, vec![], None);
-        log.write_stream(
-            Source::Stderr,
-            b"\nthread '<unnamed>' panicked at src/lib.rs:7:9:\nboom\nnote: run with",
-        )
-        .unwrap();
-        log.finish();
-        assert_eq!(log.panic().as_deref(), Some("boom (at src/lib.rs:7:9)"));
+    fn empty_lines_fields_and_progress_cost_the_overhead() {
+        let log = TaskLog::new(4 * ITEM_OVERHEAD, vec![], None);
+        log.push(Level::Info, Source::Plugin, "", vec![]).unwrap();
+        let field = (String::new(), String::new());
+        log.push(Level::Info, Source::Plugin, "", vec![field.clone()])
+            .unwrap();
+        log.progress(5, "").unwrap();
+        let err = log
+            .push(Level::Info, Source::Plugin, "", vec![field])
+            .unwrap_err();
+        assert_eq!(err.kind, LimitKind::Log);
+        assert_eq!(log.progress(6, "").unwrap_err().kind, LimitKind::Log);
+        assert_eq!(log.take_lines().len(), 2);
     }
 
     #[test]
-    fn partial_lines_are_joined() {
-        let log = TaskLog::new(1 << 20, vec![], None);
-        log.write_stream(Source::Stdout, b"hel").unwrap();
-        log.write_stream(Source::Stdout, b"lo\nwor").unwrap();
-        log.finish();
-        let lines: Vec<_> = log.take_lines().into_iter().map(|l| l.message).collect();
-        assert_eq!(lines, ["hello", "wor"]);
+    fn host_notes_are_bounded() {
+        let log = TaskLog::new(0, vec!["hunter2".into()], None);
+        for _ in 0..MAX_HOST_NOTES * 3 {
+            log.host_note(Level::Warn, "denied hunter2");
+        }
+        let lines = log.take_lines();
+        assert_eq!(lines.len(), MAX_HOST_NOTES + 1);
+        assert_eq!(lines[0].message, "denied ***");
+        assert!(lines[MAX_HOST_NOTES].message.contains("left out"));
+    }
+
+    #[test]
+    fn failure_text_is_one_masked_line() {
+        let log = TaskLog::new(0, vec!["hunter2".into()], None);
+        assert_eq!(
+            log.one_line("a\nb\thunter2\u{1b}[2J"),
+            "a\\nb\\t***\\u{1b}[2J"
+        );
+        assert!(log.one_line(&"x".repeat(MAX_LINE * 2)).ends_with(" [cut]"));
     }
 }

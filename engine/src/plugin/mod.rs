@@ -22,7 +22,9 @@ mod fs;
 mod limits;
 mod load;
 mod log;
+mod mask;
 mod sandbox;
+mod stdio;
 
 use std::collections::HashMap;
 use std::fmt;

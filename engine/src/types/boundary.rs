@@ -111,25 +111,33 @@ pub enum PluginError {
     Failed(String),
 }
 
-/// Why a plugin call did not produce a result. Each kind has its own message: a plugin's own
-/// error, a limit, a panic and a trap are never confused.
+/// Why a plugin call did not produce a result. Each kind has its own message, one line that
+/// says it was the plugin: a plugin's own error (quoted, as its own words), a limit, an exit, a
+/// panic, a trap and a broken ABI are never confused, and none reads like an engine crash.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
     /// The plugin reported the failure itself.
     #[error("{}", match .0 {
-        PluginError::InvalidConfig(m) => format!("invalid configuration: {m}"),
-        PluginError::Failed(m) => m.clone(),
+        PluginError::InvalidConfig(m) => format!("plugin rejected its configuration: {m:?}"),
+        PluginError::Failed(m) => format!("plugin failed: {m:?}"),
     })]
     Plugin(PluginError),
     /// A sandbox limit stopped the plugin.
     #[error("{0}")]
     Limit(LimitExceeded),
+    /// The plugin exited (WASI `exit`) instead of returning a result.
+    #[error("plugin exited with status {0} instead of returning a result")]
+    Exit(i32),
     /// The plugin panicked.
     #[error("plugin panicked: {0}")]
     Panic(String),
     /// The plugin trapped (a fault in its code, such as an out-of-bounds access).
     #[error("plugin trapped: {0}")]
     Trap(String),
+    /// The plugin passed the host a value the component ABI forbids (a string that is not
+    /// UTF-8, a pointer outside its memory, an unknown handle, …).
+    #[error("plugin broke the component ABI: {0}")]
+    Abi(String),
     /// The plugin could not be run at all.
     #[error("plugin could not be run: {0}")]
     Host(String),

@@ -16,10 +16,26 @@ pub struct Limits {
     pub memory: u64,
     /// Wall-clock time for the whole call, instantiation included.
     pub timeout: Duration,
-    /// Bytes of log lines (stdout, stderr and the `log` import together).
+    /// Bytes of log lines (stdout, stderr and the `log` import together), fields and progress
+    /// reports; each of them also costs [`ITEM_OVERHEAD`].
     pub log: u64,
-    /// Bytes of the returned value (warnings, output variables, versions).
+    /// Bytes of the returned value (warnings, output variables, versions); each item also
+    /// costs [`ITEM_OVERHEAD`].
     pub output: u64,
+}
+
+/// What every log line, field, progress report, output variable, warning, version (and each of
+/// a version's tags and metadata entries) costs against its limit on top of its text. Storing
+/// an item costs more than its bytes — a record with its length, level and time, its place in
+/// a list, its key in the store — so a limit that counted text alone let a flood of *empty*
+/// items through (five million empty lines passed a 1 KiB log limit). With this floor, N items
+/// cost at least N × 64 bytes: a 1 KiB limit takes at most 16 of them. 64 bytes is about what
+/// one stored line costs the host beyond its text.
+pub const ITEM_OVERHEAD: u64 = 64;
+
+/// What an item of `text` bytes costs against its limit: [`ITEM_OVERHEAD`] plus its text.
+pub fn item_cost(text: usize) -> u64 {
+    ITEM_OVERHEAD.saturating_add(text as u64)
 }
 
 impl Default for Limits {
@@ -89,9 +105,24 @@ impl fmt::Display for LimitExceeded {
             LimitKind::Output => "output size limit",
             LimitKind::Stack => "stack limit",
         };
+        // Log and output limits count items too: say so, or a flood of empty lines would
+        // read as a limit hit by nothing.
+        let counted = match self.kind {
+            LimitKind::Log => {
+                format!(
+                    " (each line, field and progress report counts {ITEM_OVERHEAD} bytes plus its text)"
+                )
+            }
+            LimitKind::Output => {
+                format!(
+                    " (each output, warning and version counts {ITEM_OVERHEAD} bytes plus its text)"
+                )
+            }
+            _ => String::new(),
+        };
         write!(
             f,
-            "{what} of {} exceeded; raise it with {}",
+            "{what} of {} exceeded{counted}; raise it with {}",
             self.limit,
             self.setting()
         )
@@ -345,5 +376,19 @@ mod tests {
             "memory limit of 16 MiB exceeded; raise it with `limits.memory` on the task \
              (`--memory` for `sluice plugin run`)"
         );
+        let e = LimitExceeded::new(LimitKind::Log, "1 KiB".into());
+        assert_eq!(
+            e.to_string(),
+            "log limit of 1 KiB exceeded (each line, field and progress report counts 64 bytes \
+             plus its text); raise it with `limits.log` on the task (`--log-limit` for `sluice \
+             plugin run`)"
+        );
+    }
+
+    #[test]
+    fn an_empty_item_costs_the_overhead() {
+        assert_eq!(item_cost(0), ITEM_OVERHEAD);
+        assert_eq!(item_cost(10), ITEM_OVERHEAD + 10);
+        assert_eq!(item_cost(usize::MAX), u64::MAX);
     }
 }

@@ -5,6 +5,7 @@
 
 mod bombs;
 mod secrets;
+mod floods;
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -86,6 +87,32 @@ enum Action {
     /// Fail unless variable `name` is secret and holds the content of the file at `path`
     /// (never printing what it holds).
     ExpectSecret { name: String, path: String },
+    /// Log `count` empty lines.
+    EmptyLines { count: u64 },
+    /// Log `lines` lines of `fields` empty fields each.
+    EmptyFields { lines: u64, fields: usize },
+    /// Report progress `count` times with an empty message.
+    Progress { count: u64 },
+    /// Print `count` lines of `size` bytes, ignoring write errors, and succeed.
+    StdoutIgnoringErrors { count: u64, size: usize },
+    /// Return `outputs` empty outputs and `warnings` empty warnings.
+    EmptyItems { outputs: u64, warnings: u64 },
+    /// Log `message` with `fields`, print `text` in `chunk`-byte writes, return `output`.
+    Say {
+        message: String,
+        #[serde(default)]
+        fields: Vec<(String, String)>,
+        #[serde(default)]
+        output: Option<(String, String)>,
+        #[serde(default)]
+        text: String,
+        #[serde(default)]
+        chunk: usize,
+    },
+    /// Exit through WASI with `status`.
+    Exit { status: i32 },
+    /// Pass the log import a message that is not UTF-8.
+    BadUtf8,
 }
 
 struct Testkit;
@@ -199,6 +226,22 @@ impl Task for Testkit {
             Action::Symlink { dir, target, link } => bombs::symlink(&dir, &target, &link),
             Action::SecretOutput { name, path } => secrets::mint(&name, &path),
             Action::ExpectSecret { name, path } => secrets::expect(&input, &name, &path),
+            Action::EmptyLines { count } => floods::empty_lines(count),
+            Action::EmptyFields { lines, fields } => floods::empty_fields(lines, fields),
+            Action::Progress { count } => floods::progress(count),
+            Action::StdoutIgnoringErrors { count, size } => {
+                floods::stdout_ignoring_errors(count, size)
+            }
+            Action::EmptyItems { outputs, warnings } => floods::empty_items(outputs, warnings),
+            Action::Say {
+                message,
+                fields,
+                output,
+                text,
+                chunk,
+            } => floods::say(&message, &fields, output, &text, chunk),
+            Action::Exit { status } => floods::exit(status),
+            Action::BadUtf8 => floods::bad_utf8(),
         }
     }
 }

@@ -106,7 +106,10 @@ async fn plugin_errors_panics_and_traps_are_distinct() {
         leaky,
     )
     .await;
-    assert_eq!(run.result.unwrap_err().to_string(), "password *** rejected");
+    assert_eq!(
+        run.result.unwrap_err().to_string(),
+        r#"plugin failed: "password *** rejected""#
+    );
 
     let failed = run_testkit(json!({"action": "fail", "message": "disk full"}), tight()).await;
     let failed = failed.result.unwrap_err();
@@ -114,7 +117,7 @@ async fn plugin_errors_panics_and_traps_are_distinct() {
         failed,
         Failure::Plugin(PluginError::Failed("disk full".into()))
     );
-    assert_eq!(failed.to_string(), "disk full");
+    assert_eq!(failed.to_string(), r#"plugin failed: "disk full""#);
 
     let config = run_testkit(json!({"action": "no-such-action"}), tight()).await;
     match config.result.unwrap_err() {

@@ -2,14 +2,17 @@
 //! kinds of failure (plugin error, limit, panic, trap) stay distinct.
 //!
 //! One module per concern: grants, limits and failure kinds, resource bombs, files that are
-//! not files, what a task sees and reports, what a hostile plugin's text looks like where it
-//! is printed.
+//! not files, floods of empty items, masking, a plugin's faults in one line, what a task sees
+//! and reports, what a hostile plugin's text looks like where it is printed.
 
 mod bombs;
 mod cache;
+mod faults;
 mod files;
+mod floods;
 mod grants;
 mod limits;
+mod masking;
 mod plugin_files;
 mod tasks;
 pub(crate) mod terminal;
