@@ -35,7 +35,7 @@ struct Queue {
     /// Each waiting release's key in `waiting`.
     place: HashMap<String, (u64, u64)>,
     /// Releases whose deployment holds the stage (admitted and not ended), with the key it
-    /// waited under; none for a rollback, which holds the stage without having queued.
+    /// waited under (a rollback too: it queues like any deployment).
     holding: HashMap<String, Option<(u64, u64)>>,
     /// The revision of each release last noted. Copies of a release reach the queue from
     /// several places (its commits, a driver starting, a decision that did not apply), not
@@ -78,11 +78,10 @@ impl Queue {
             // Scheduled by an operator: not admitted yet, so neither waiting nor holding.
             StageState::Scheduled if attempt.approvals.is_empty() && attempt.frozen.is_none() => {}
             state if state.is_in_flight() => {
-                let key = attempt
-                    .rollback_of
-                    .is_none()
-                    .then_some((attempt.started_at, release.number));
-                self.holding.insert(release.name.clone(), key);
+                // Before rollbacks queued, a stored one may hold the stage without having
+                // waited: it holds all the same, under the key it would have waited under.
+                let key = (attempt.started_at, release.number);
+                self.holding.insert(release.name.clone(), Some(key));
             }
             _ => {}
         }

@@ -42,6 +42,21 @@ fn an_approval_may_defer_the_deployment_to_an_rfc3339_time() {
 fn an_operator_schedules_a_stage_and_its_approval_is_asked_at_that_time() {
     let server = Server::start("1h", ApiLimits::default());
     let release = server.release();
+    // prod comes after qa: once qa is through, prod starts by itself; canceled, it is the
+    // operator's to schedule.
+    assert_eq!(
+        server
+            .approve_as("bob", &format!("{release}.qa.1.pre"))
+            .status,
+        200
+    );
+    server.wait_stage(&release, "prod", "awaiting-approval");
+    let cancel = || {
+        let path = format!("/api/v1/releases/{release}/stages/prod/cancel");
+        let reply = server.call("rita", "POST", &path, Some(json!({})));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    };
+    cancel();
     let deploy = |at: Value| {
         server.call(
             "rita",
@@ -59,22 +74,16 @@ fn an_operator_schedules_a_stage_and_its_approval_is_asked_at_that_time() {
     let prod = &reply.json()["stages"][1];
     assert_eq!(prod["state"], "scheduled", "{prod}");
     assert_eq!(
-        prod["attempts"][0]["deferred_until"].as_i64().unwrap() / 1000,
+        prod["attempts"][1]["deferred_until"].as_i64().unwrap() / 1000,
         later.as_second()
     );
-    assert_eq!(prod["attempts"][0]["approvals"], json!([]));
+    assert_eq!(prod["attempts"][1]["approvals"], json!([]));
     // Canceled, then scheduled a moment ahead: at that time the pre-approval is asked.
-    let cancel = server.call(
-        "rita",
-        "POST",
-        &format!("/api/v1/releases/{release}/stages/prod/cancel"),
-        Some(json!({})),
-    );
-    assert_eq!(cancel.status, 200, "{}", cancel.text());
+    cancel();
     let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(300);
     assert_eq!(deploy(json!(soon.to_string())).status, 200);
     server.wait_stage(&release, "prod", "awaiting-approval");
-    let approval = server.get("vic", &format!("/api/v1/approvals/{release}.prod.2.pre"));
+    let approval = server.get("vic", &format!("/api/v1/approvals/{release}.prod.3.pre"));
     assert_eq!(approval["state"], "pending");
     assert!(approval["requested_at"].as_i64().unwrap() >= soon.as_millisecond());
 }
