@@ -328,6 +328,31 @@ plugin = "/p/t.wasm"
     }
 
     #[test]
+    fn a_rollback_waits_for_the_holder_to_end_then_takes_its_turn() {
+        let queues = Queues::default();
+        // R1 ran and ended; R2 holds the stage.
+        let mut r1 = admitted(queued(1, 10), 20);
+        apply(&mut r1, Event::Cancel { stage: "qa".into() }, 30).unwrap();
+        let mut r2 = admitted(queued(2, 40), 50);
+        let stored = vec![r1.clone(), r2.clone()];
+        let load = |_: &str| stored.clone();
+        queues.committed(&r2, &load);
+        assert_eq!(queues.take(), []);
+        // A rollback to R1 queues: it is not admitted while R2 holds the stage.
+        let rollback = Event::Rollback {
+            stage: "qa".into(),
+            of: "web-2".into(),
+        };
+        apply(&mut r1, rollback, 60).unwrap();
+        assert_eq!(r1.stages[0].state(), StageState::Queued);
+        queues.committed(&r1, &load);
+        assert_eq!(queues.take(), [], "R2 still holds the stage");
+        apply(&mut r2, Event::Cancel { stage: "qa".into() }, 70).unwrap();
+        queues.committed(&r2, &load);
+        assert_eq!(admits(&queues.take()), ["web-1"]);
+    }
+
+    #[test]
     fn after_a_crash_between_the_admission_and_the_skips_the_skips_are_made_on_restart() {
         // Stored: R5 admitted (its turn committed), R2..R4 still queued (their skips were not).
         let mut stored: Vec<Release> = (2..=4).map(|n| queued(n, 10 * n)).collect();

@@ -1,10 +1,10 @@
 //! When a deployment may happen: an approval that defers it, an operator who schedules it,
-//! and a freeze only an admin's justified break-glass gets through.
+//! and a freeze only an admin's justified break-glass gets through — a rollback's too.
 
 use serde_json::{Value, json};
 use sluice::service::config::ApiLimits;
 
-use crate::support::Server;
+use crate::support::{Server, TestServer};
 
 #[test]
 fn an_approval_may_defer_the_deployment_to_an_rfc3339_time() {
@@ -136,4 +136,72 @@ config = { action = "noop" }
                 .starts_with("prod: freeze broken by ada (break-glass): payment outage")),
         "{audit}"
     );
+}
+
+#[test]
+fn a_rollback_in_a_freeze_waits_it_out_until_an_admin_breaks_glass_for_it() {
+    let health = TestServer::start("ok");
+    let server = Server::start("1h", ApiLimits::default());
+    let pipeline = r#"
+version = 1
+name = "frozen"
+[[freezes]]
+reason = "code freeze"
+from = "2000-01-01T00:00:00Z"
+until = "2100-01-01T00:00:00Z"
+[[stages]]
+name = "prod"
+[stages.post-gates]
+interval = "100ms"
+timeout = "1s"
+rollback = true
+[[stages.post-gates.gates]]
+name = "health"
+plugin = "http-check"
+config = { url = "URL", expect_status = 200 }
+grants.hosts = ["HOST"]
+[[stages.tasks]]
+plugin = "./kit.wasm"
+config = { action = "noop" }
+"#
+    .replace("URL", &health.url("/health"))
+    .replace("HOST", &health.addr.to_string());
+    let glass = |release: &str| {
+        let path = format!("/api/v1/releases/{release}/stages/prod/break-glass");
+        let why = json!({"justification": format!("{release} cannot wait")});
+        let reply = server.call("ada", "POST", &path, Some(why));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    };
+    // The good release and the bad one each go through the freeze by break-glass.
+    let good = server.put_and_release("frozen", &pipeline);
+    server.wait_stage(&good, "prod", "scheduled");
+    glass(&good);
+    server.wait_stage(&good, "prod", "succeeded");
+    health.set_status(503);
+    let path = "/api/v1/pipelines/frozen/releases";
+    let bad = server.call("rita", "POST", path, Some(json!({})));
+    let bad = bad.json()["name"].as_str().unwrap().to_owned();
+    server.wait_stage(&bad, "prod", "scheduled");
+    glass(&bad);
+    server.wait_stage(&bad, "prod", "failed");
+
+    // The rollback to the good release is held by the freeze like any deployment: nothing ran.
+    let held = server.wait_stage(&good, "prod", "scheduled");
+    let rollback = &held["stages"][0]["attempts"][1];
+    assert_eq!(rollback["rollback_of"], bad.as_str(), "{held}");
+    assert_eq!(rollback["frozen"], "code freeze", "{held}");
+    assert!(
+        rollback["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["state"] == "pending"),
+        "{held}"
+    );
+    // Break-glass lets it go.
+    glass(&good);
+    let done = server.wait_stage(&good, "prod", "succeeded");
+    let rollback = &done["stages"][0]["attempts"][1];
+    assert_eq!(rollback["break_glass"]["by"], "ada", "{done}");
+    assert_eq!(rollback["rollback_of"], bad.as_str());
 }
