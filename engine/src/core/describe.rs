@@ -160,7 +160,16 @@ impl Event {
                 "{stage}: rollback: redeployed because the post-deployment gates of {of} failed"
             ),
             Event::Supersede { stage, by, .. } => {
-                format!("{stage}: skipped, {by} is newer (latest-only)")
+                let rollback = release
+                    .stage(stage)
+                    .and_then(|s| s.attempts.last())
+                    .and_then(|a| a.rollback_of.as_ref());
+                match rollback {
+                    Some(of) => format!(
+                        "{stage}: rollback of {of} skipped, {by} deployed on the stage since"
+                    ),
+                    None => format!("{stage}: skipped, {by} is newer (latest-only)"),
+                }
             }
         }
     }

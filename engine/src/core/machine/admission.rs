@@ -154,7 +154,10 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
                     approval.state = ApprovalState::Skipped;
                 }
             }
-            let reason = format!("skipped: {by} is newer (queue: latest-only)");
+            let reason = match &attempt.rollback_of {
+                Some(of) => format!("skipped: {by} deployed since, so rolling back {of} is moot"),
+                None => format!("skipped: {by} is newer (queue: latest-only)"),
+            };
             finish_attempt(attempt, StageState::Skipped, Some(reason), now);
             Ok(())
         }
