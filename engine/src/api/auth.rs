@@ -24,14 +24,16 @@ pub(super) struct Releaser(pub(super) User);
 pub(super) struct Admin(pub(super) User);
 
 /// The authority a decision is made with: an approver's own, or (asked for with `override`) an
-/// admin's for every approver at once. Who may decide a given approval is the core's to say.
+/// admin's for every approver at once, with its `justification` (checked by the route). Who
+/// may decide a given approval is the core's to say.
 pub(super) fn approval_authority(
     user: &User,
     override_approvers: bool,
+    justification: String,
 ) -> Result<Authority, ApiError> {
     let forbidden = |why: String| ApiError::new(StatusCode::FORBIDDEN, why);
     match (override_approvers, user.has(Role::Admin)) {
-        (true, true) => Ok(Authority::Override),
+        (true, true) => Ok(Authority::Override { justification }),
         (true, false) => Err(forbidden(format!(
             "{} is not an admin: only admins may override approvers",
             user.name

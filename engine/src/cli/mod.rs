@@ -92,6 +92,13 @@ enum Command {
         /// of now.
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
+        /// Deploy although a stage it comes after has not succeeded (admins, with
+        /// --justification; audited). Without it such a deploy is refused.
+        #[arg(long, requires = "justification")]
+        out_of_order: bool,
+        /// Why it cannot wait for the stages it comes after (with --out-of-order).
+        #[arg(long, requires = "out_of_order")]
+        justification: Option<String>,
         #[command(flatten)]
         data: release::DataDir,
         #[command(flatten)]
@@ -198,14 +205,16 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             stage,
             approve,
             at,
+            out_of_order: _,
+            justification,
             data,
             remote,
         } => match remote.server() {
-            Some(server) => remote::deploy(&release, &stage, at, &server),
+            Some(server) => remote::deploy(&release, &stage, at, justification, &server),
             None if at.is_some() => anyhow::bail!(
                 "--at schedules the deployment on a server: give --server (or SLUICE_SERVER)"
             ),
-            None => release::deploy(&release, &stage, approve, &data),
+            None => release::deploy(&release, &stage, approve, justification, &data),
         },
         Command::Cancel {
             release,

@@ -414,22 +414,28 @@ pub(super) fn logs(
     Ok(Exit::Success)
 }
 
+/// `sluice deploy`: in the graph's order, or out of it with a justification (`out_of_order`).
 pub(super) fn deploy(
     release: &str,
     stage: &str,
     approve: ApproveMode,
+    out_of_order: Option<String>,
     data: &DataDir,
 ) -> anyhow::Result<Exit> {
     let engine = engine(&data.data_dir)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(engine.apply(
-        release,
-        Event::Deploy {
+    let event = match out_of_order {
+        Some(justification) => Event::DeployOutOfOrder {
+            stage: stage.into(),
+            at: None,
+            by: user(),
+            justification,
+        },
+        None => Event::Deploy {
             stage: stage.into(),
         },
-        &user(),
-        &Lines,
-    ))?;
+    };
+    runtime.block_on(engine.apply(release, event, &user(), &Lines))?;
     let (observer, live) = observer();
     let approvals = LocalApprovals::new(approve, live);
     let release = runtime.block_on(engine.drive(release, approvals, observer))?;

@@ -282,12 +282,17 @@ pub(super) fn deploy(
     release: &str,
     stage: &str,
     at: Option<String>,
+    out_of_order: Option<String>,
     server: &Server,
 ) -> anyhow::Result<Exit> {
-    let body = match at {
+    let mut body = match at {
         Some(at) => json!({ "at": at }),
         None => json!({}),
     };
+    if let Some(justification) = out_of_order {
+        body["out-of-order"] = json!(true);
+        body["justification"] = json!(justification);
+    }
     stage_command(release, stage, "deploy", body, server)
 }
 

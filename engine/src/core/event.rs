@@ -1,5 +1,5 @@
-//! What the core hears and says: events (with `Authority` and task outcomes), the effects the
-//! scheduler carries out, and the audit log's wording of every event (`Event::describe`).
+//! What the core hears and says: events (with `Authority` and task outcomes) and the effects the
+//! scheduler carries out. Their wording in the audit log is `describe.rs`.
 
 use super::model::*;
 
@@ -8,10 +8,23 @@ use super::model::*;
 pub enum Event {
     /// The release was created: start the stages that start with it.
     Created,
-    /// Deploy (or redeploy, as a new attempt) a stage by hand.
+    /// Deploy (or redeploy, as a new attempt) a stage by hand. Refused while a stage it comes
+    /// after has not succeeded (or waits for its post-deployment approval).
     Deploy {
         /// The stage.
         stage: String,
+    },
+    /// An admin deploys a stage by hand before the stages it comes after have succeeded (now,
+    /// or at a time), and says why.
+    DeployOutOfOrder {
+        /// The stage.
+        stage: String,
+        /// Deploy at this time (Unix milliseconds) instead of now.
+        at: Option<u64>,
+        /// The admin.
+        by: String,
+        /// Why (required: see [`check_justification`](super::check_justification)).
+        justification: String,
     },
     /// A decision on a pending approval.
     Decide {
@@ -185,13 +198,19 @@ pub enum Event {
 }
 
 /// On what authority a decision is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Authority {
     /// A listed approver, in person: every approval rule applies.
     Approver,
-    /// For every approver at once, bypassing the rules: an admin override, or the operator of a
-    /// local `sluice run`. Recorded as such.
-    Override,
+    /// An admin's override, for every approver at once, bypassing the rules (the creator's
+    /// too): only with a justification, recorded on the decision and in the audit trail.
+    Override {
+        /// Why (required: see [`check_justification`](super::check_justification)).
+        justification: String,
+    },
+    /// The operator of a local `sluice run`, who owns its data directory and is its only
+    /// user: decides for every approver. Recorded as such.
+    Operator,
 }
 
 /// How a task ended.
@@ -278,136 +297,3 @@ pub(crate) fn timestamp(at: u64) -> String {
 
 /// The message of a deployment whose non-idempotent task was running when the engine died.
 pub const INTERRUPTED: &str = "interrupted by engine restart — redeploy to retry";
-
-impl Event {
-    /// The event in the words of the audit log: what happened to which stage.
-    pub fn describe(&self, release: &Release) -> String {
-        let task_name = |stage: &str, task: &usize| {
-            release
-                .plan
-                .stages
-                .iter()
-                .find(|s| s.name == stage)
-                .and_then(|s| s.tasks.get(*task))
-                .map_or_else(|| task.to_string(), |t| t.name.clone())
-        };
-        match self {
-            Event::Created => "release created".into(),
-            Event::Deploy { stage } => format!("{stage}: deploy requested"),
-            Event::Decide {
-                stage,
-                attempt,
-                kind,
-                by,
-                approve,
-                comment,
-                authority,
-                defer_until,
-                ..
-            } => {
-                let verb = if *approve { "approved" } else { "rejected" };
-                let how = match authority {
-                    Authority::Approver => "",
-                    Authority::Override => " (override, for every approver)",
-                };
-                let when =
-                    defer_until.map_or(String::new(), |t| format!(", deploy at {t} (Unix ms)"));
-                let why = if comment.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {comment}")
-                };
-                let kind = kind.as_str();
-                format!(
-                    "{stage}: {kind}-deployment approval of attempt {attempt} {verb} by {by}{how}{when}{why}"
-                )
-            }
-            Event::Reassign {
-                stage,
-                kind,
-                by,
-                to,
-                comment,
-                ..
-            } => format!(
-                "{stage}: {}-deployment approval reassigned by {by} to {to}: {comment}",
-                kind.as_str()
-            ),
-            Event::Expire { stage, kind, .. } => {
-                format!("{stage}: {}-deployment approval expired", kind.as_str())
-            }
-            Event::Due { stage, .. } => format!("{stage}: deferred deployment starts"),
-            Event::Void { stage, reason, .. } => format!("{stage}: approval void: {reason}"),
-            Event::Prepared { stage, .. } => format!("{stage}: artifacts fetched"),
-            Event::PrepareFailed { stage, reason, .. } => {
-                format!("{stage}: preparing failed: {reason}")
-            }
-            Event::TaskFinished {
-                stage,
-                task,
-                outcome,
-                ..
-            } => {
-                let task = task_name(stage, task);
-                match outcome {
-                    TaskOutcome::Succeeded { warnings, .. } if warnings.is_empty() => {
-                        format!("{stage}: task {task} succeeded")
-                    }
-                    TaskOutcome::Succeeded { warnings, .. } => {
-                        format!(
-                            "{stage}: task {task} succeeded with issues: {}",
-                            warnings.join("; ")
-                        )
-                    }
-                    TaskOutcome::Failed(why) => format!("{stage}: task {task} failed: {why}"),
-                }
-            }
-            Event::TaskInterrupted { stage, task } => {
-                format!("{stage}: task {} {}", task_name(stage, task), INTERRUPTED)
-            }
-            Event::TaskRestarted { stage, task } => {
-                format!(
-                    "{stage}: task {} restarted after an engine restart (idempotent)",
-                    task_name(stage, task)
-                )
-            }
-            Event::Cancel { stage } => format!("{stage}: canceled"),
-            Event::Abandon => "release abandoned".into(),
-            Event::Admit { stage, .. } => format!("{stage}: its turn in the queue"),
-            Event::Schedule { stage, at } => {
-                format!("{stage}: deployment scheduled for {}", timestamp(*at))
-            }
-            Event::GatesEvaluated {
-                stage,
-                kind,
-                results,
-                ..
-            } => {
-                let answers: Vec<String> = results
-                    .iter()
-                    .map(|r| match (&r.reason, r.healthy) {
-                        (_, true) => format!("{} healthy", r.gate),
-                        (Some(why), false) => format!("{} unhealthy: {why}", r.gate),
-                        (None, false) => format!("{} unhealthy", r.gate),
-                    })
-                    .collect();
-                format!(
-                    "{stage}: {}-deployment gates evaluated: {}",
-                    kind.as_str(),
-                    answers.join("; ")
-                )
-            }
-            Event::BreakGlass {
-                stage,
-                by,
-                justification,
-            } => format!("{stage}: freeze broken by {by} (break-glass): {justification}"),
-            Event::Rollback { stage, of } => format!(
-                "{stage}: rollback: redeployed because the post-deployment gates of {of} failed"
-            ),
-            Event::Supersede { stage, by, .. } => {
-                format!("{stage}: skipped, {by} is newer (latest-only)")
-            }
-        }
-    }
-}

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::overrides::{BreakGlass, OutOfOrder};
 use crate::pipeline::{ApprovalPolicy, ApprovalSpec, Plan};
 use crate::types::{Variable, Version, millis};
 
@@ -311,17 +312,9 @@ pub struct Attempt {
     /// An admin let this deployment through a freeze.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<BreakGlass>,
-}
-
-/// Who let a deployment through a freeze window, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct BreakGlass {
-    /// The admin.
-    pub by: String,
-    /// Why (required).
-    pub justification: String,
-    /// When (Unix milliseconds).
-    pub at: u64,
+    /// An admin deployed this attempt by hand before the stages it comes after succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_order: Option<OutOfOrder>,
 }
 
 /// One stage of a release: its attempts, newest last.

@@ -130,7 +130,7 @@ impl Engine {
                                 groups: Vec::new(),
                                 approve,
                                 comment,
-                                authority: Authority::Override,
+                                authority: Authority::Operator,
                                 defer_until: None,
                             },
                             release.creator.clone(),

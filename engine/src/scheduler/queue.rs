@@ -1,7 +1,8 @@
 //! Stage queues. A stage whose queue policy limits it (sequential, latest-only, parallel with a
 //! maximum) keeps each new deployment `queued` until it is admitted here, across every release
 //! of the pipeline. The index is built from the store the first time a stage is touched and
-//! then kept from commits, so a restart finds the same queues.
+//! then kept from commits, so a restart finds the same queues. A rollback queues like any
+//! deployment, and is skipped if another release ran on the stage after it queued.
 //!
 //! Safety under crashes: a deployment counts as holding its stage from the moment it is chosen
 //! (before its admission commits), and stops holding only once the commit that ends it is
@@ -35,7 +36,7 @@ struct Queue {
     /// Each waiting release's key in `waiting`.
     place: HashMap<String, (u64, u64)>,
     /// Releases whose deployment holds the stage (admitted and not ended), with the key it
-    /// waited under; none for a rollback, which holds the stage without having queued.
+    /// waited under (a rollback too: it queues like any deployment).
     holding: HashMap<String, Option<(u64, u64)>>,
     /// The revision of each release last noted. Copies of a release reach the queue from
     /// several places (its commits, a driver starting, a decision that did not apply), not
@@ -43,6 +44,11 @@ struct Queue {
     /// a release chosen but not yet admitted would be seen as waiting again, and its turn
     /// given to another as well.
     noted: HashMap<String, u64>,
+    /// Waiting rollbacks: release -> the release it rolls back.
+    rollbacks: HashMap<String, String>,
+    /// The release whose deployment ended last on the stage, and when: a waiting rollback of
+    /// any other release is stale once one ended after it queued.
+    ran: Option<(u64, String)>,
 }
 
 impl Queue {
@@ -65,24 +71,36 @@ impl Queue {
             self.waiting.remove(&key);
         }
         self.holding.remove(&release.name);
+        self.rollbacks.remove(&release.name);
         let Some(attempt) = release.stages[i].attempts.last() else {
             return;
         };
+        let ended = matches!(
+            attempt.state,
+            StageState::Succeeded | StageState::PartiallySucceeded | StageState::Failed
+        );
+        if let (true, Some(at)) = (ended, attempt.finished_at)
+            && self.ran.as_ref().is_none_or(|(last, _)| at > *last)
+        {
+            self.ran = Some((at, release.name.clone()));
+        }
         match attempt.state {
             StageState::Queued if release.state == ReleaseState::Active => {
                 let key = (attempt.started_at, release.number);
                 self.waiting
                     .insert(key, (release.name.clone(), attempt.number));
                 self.place.insert(release.name.clone(), key);
+                if let Some(of) = &attempt.rollback_of {
+                    self.rollbacks.insert(release.name.clone(), of.clone());
+                }
             }
             // Scheduled by an operator: not admitted yet, so neither waiting nor holding.
             StageState::Scheduled if attempt.approvals.is_empty() && attempt.frozen.is_none() => {}
             state if state.is_in_flight() => {
-                let key = attempt
-                    .rollback_of
-                    .is_none()
-                    .then_some((attempt.started_at, release.number));
-                self.holding.insert(release.name.clone(), key);
+                // Before rollbacks queued, a stored one may hold the stage without having
+                // waited: it holds all the same, under the key it would have waited under.
+                let key = (attempt.started_at, release.number);
+                self.holding.insert(release.name.clone(), Some(key));
             }
             _ => {}
         }
@@ -90,10 +108,10 @@ impl Queue {
 
     /// Who goes now under `policy`; those chosen hold the stage from here on.
     fn decide(&mut self, stage: &str, policy: QueuePolicy) -> Vec<Decision> {
-        let mut decisions = match policy {
-            QueuePolicy::LatestOnly => self.supersede_older_than_holders(stage),
-            _ => Vec::new(),
-        };
+        let mut decisions = self.skip_stale_rollbacks(stage);
+        if policy == QueuePolicy::LatestOnly {
+            decisions.extend(self.supersede_older_than_holders(stage));
+        }
         let free = match policy {
             QueuePolicy::Parallel(None) => usize::MAX,
             QueuePolicy::Parallel(Some(max)) => (max as usize).saturating_sub(self.holding.len()),
@@ -145,6 +163,43 @@ impl Queue {
             self.place.remove(&release);
             self.holding.insert(release.clone(), Some(key));
             decisions.push(admit(release, attempt));
+        }
+        decisions
+    }
+
+    /// A waiting rollback is stale once a release other than the one it rolls back ended on
+    /// the stage after it queued (the stage freed at the failure went to a release already
+    /// waiting): rolling back would undo that one instead. It is skipped.
+    fn skip_stale_rollbacks(&mut self, stage: &str) -> Vec<Decision> {
+        let Some((ran_at, ran)) = self.ran.clone() else {
+            return Vec::new();
+        };
+        let stale: Vec<String> = self
+            .rollbacks
+            .iter()
+            .filter(|(name, of)| {
+                **of != ran
+                    && **name != ran
+                    && self.place.get(*name).is_some_and(|(at, _)| ran_at > *at)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut decisions = Vec::new();
+        for name in stale {
+            self.rollbacks.remove(&name);
+            let Some(key) = self.place.remove(&name) else {
+                continue;
+            };
+            if let Some((release, attempt)) = self.waiting.remove(&key) {
+                decisions.push(Decision {
+                    release,
+                    event: Event::Supersede {
+                        stage: stage.to_owned(),
+                        attempt,
+                        by: ran.clone(),
+                    },
+                });
+            }
         }
         decisions
     }
@@ -231,115 +286,5 @@ impl Queues {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use super::*;
-    use crate::core::apply;
-
-    const LATEST_ONLY: &str = r#"
-version = 1
-name = "web"
-[[stages]]
-name = "qa"
-queue = { policy = "latest-only" }
-[[stages.tasks]]
-plugin = "/p/t.wasm"
-"#;
-
-    /// Release `number` of the latest-only pipeline, created (so queued on qa) at `at`.
-    fn queued(number: u64, at: u64) -> Release {
-        let plan = crate::pipeline::parse("web.toml", LATEST_ONLY, Path::new("/p"), "web")
-            .unwrap_or_else(|e| panic!("{e}"))
-            .plan;
-        let mut r = Release::new(crate::core::NewRelease {
-            plan,
-            number,
-            creator: "rita".into(),
-            description: None,
-            artifacts: vec![],
-            variables: vec![],
-            digests: vec![],
-            created_at: at,
-        });
-        apply(&mut r, Event::Created, at).unwrap();
-        r
-    }
-
-    fn admitted(mut r: Release, at: u64) -> Release {
-        let event = Event::Admit {
-            stage: "qa".into(),
-            attempt: 1,
-        };
-        apply(&mut r, event, at).unwrap();
-        r
-    }
-
-    fn skipped_by(decisions: &[Decision], by: &str) -> Vec<String> {
-        let mut skipped: Vec<String> = decisions
-            .iter()
-            .filter(|d| matches!(&d.event, Event::Supersede { by: b, .. } if b == by))
-            .map(|d| d.release.clone())
-            .collect();
-        skipped.sort();
-        skipped
-    }
-
-    #[test]
-    fn latest_only_skips_the_older_waiting_releases_when_the_newest_is_admitted() {
-        let queues = Queues::default();
-        let releases: Vec<Release> = (1..=4).map(|n| queued(n, 10 * n)).collect();
-        let load = |_: &str| releases.clone();
-        queues.committed(&releases[3], &load);
-        let decisions = queues.take();
-        assert_eq!(skipped_by(&decisions, "web-4"), ["web-1", "web-2", "web-3"]);
-        assert!(matches!(
-            decisions.last(),
-            Some(Decision { release, event: Event::Admit { .. } }) if release == "web-4"
-        ));
-    }
-
-    fn admits(decisions: &[Decision]) -> Vec<&str> {
-        decisions
-            .iter()
-            .filter(|d| matches!(d.event, Event::Admit { .. }))
-            .map(|d| d.release.as_str())
-            .collect()
-    }
-
-    #[test]
-    fn a_release_chosen_but_not_yet_admitted_keeps_its_turn_when_an_older_copy_arrives() {
-        let queues = Queues::default();
-        let r1 = queued(1, 10);
-        let stored = vec![r1.clone()];
-        let load = |_: &str| stored.clone();
-        queues.committed(&r1, &load);
-        assert_eq!(admits(&queues.take()), ["web-1"]);
-        queues.committed(&queued(2, 20), &load);
-        // R1's driver starts on the copy it loaded before its admission committed.
-        queues.committed(&r1, &load);
-        assert_eq!(queues.take(), [], "R1 still holds the stage");
-        let mut r1 = admitted(r1, 30);
-        queues.committed(&r1, &load);
-        assert_eq!(queues.take(), []);
-        // R1's deployment ends: R2's turn.
-        apply(&mut r1, Event::Cancel { stage: "qa".into() }, 40).unwrap();
-        queues.committed(&r1, &load);
-        assert_eq!(admits(&queues.take()), ["web-2"]);
-    }
-
-    #[test]
-    fn after_a_crash_between_the_admission_and_the_skips_the_skips_are_made_on_restart() {
-        // Stored: R5 admitted (its turn committed), R2..R4 still queued (their skips were not).
-        let mut stored: Vec<Release> = (2..=4).map(|n| queued(n, 10 * n)).collect();
-        stored.push(admitted(queued(5, 50), 60));
-        // A redeploy of R1 queued after R5 was admitted keeps its place.
-        stored.push(queued(1, 70));
-        let queues = Queues::default();
-        let load = |_: &str| stored.clone();
-        queues.committed(&stored[3], &load);
-        let decisions = queues.take();
-        assert_eq!(skipped_by(&decisions, "web-5"), ["web-2", "web-3", "web-4"]);
-        assert_eq!(decisions.len(), 3, "R5 holds the stage: {decisions:?}");
-    }
-}
+#[path = "queue_tests.rs"]
+mod tests;

@@ -324,7 +324,7 @@ fn reassign_goes_only_to_someone_the_stage_lists_unless_an_admin_overrides() {
         &server,
         "ada",
         &qa,
-        json!({"to": "mallory", "override": true, "comment": "cover"}),
+        json!({"to": "mallory", "override": true, "comment": "cover", "justification": "bob is out"}),
     );
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(server.approve_as("mallory", &qa).status, 200);

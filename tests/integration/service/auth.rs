@@ -54,7 +54,7 @@ fn unauthenticated_is_401_and_unauthorized_is_403() {
         "ada",
         "POST",
         &format!("/api/v1/approvals/{own_qa}/approve"),
-        Some(json!({"override": true, "comment": "hotfix"})),
+        Some(json!({"override": true, "comment": "hotfix", "justification": "alice is out"})),
     );
     assert_eq!(reply.status, 200, "{}", reply.text());
     let audit = server.get("vic", "/api/v1/audit");

@@ -4,6 +4,7 @@
 mod approvals;
 mod auth;
 mod contract;
+mod graph;
 mod idempotency;
 mod names;
 mod ops;

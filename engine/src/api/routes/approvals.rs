@@ -11,6 +11,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::DeferUntil;
+use super::releases::justified;
 use crate::api::App;
 use crate::api::auth::{Auth, approval_authority};
 use crate::api::error::ApiError;
@@ -21,7 +22,7 @@ use crate::api::openapi::{
     Unauthenticated,
 };
 use crate::api::views::{ApprovalList, ReleaseView};
-use crate::core::ApprovalState;
+use crate::core::{ApprovalState, Authority};
 use crate::service::queries::ApprovalFilter;
 use crate::service::{ApprovalView, DecisionRequest, User};
 
@@ -108,9 +109,13 @@ pub(in crate::api) struct Decide {
     /// Why; kept in the audit trail.
     #[serde(default)]
     comment: String,
-    /// Decide for every approver (admins).
+    /// Decide for every approver (admins; needs `justification`).
     #[serde(default, rename = "override")]
     override_approvers: bool,
+    /// Why an admin overrides the approvers (required with `override`, only with it; at most
+    /// 2000 bytes); kept on the decision and in the audit trail.
+    #[schema(min_length = 1, max_length = 2000)]
+    justification: Option<String>,
     /// Approve now, deploy at this time: RFC 3339 (`2026-11-24T06:00:00+01:00`) or Unix
     /// milliseconds.
     defer_until: Option<DeferUntil>,
@@ -140,7 +145,12 @@ async fn decide(
     let decision = DecisionRequest {
         approve,
         comment: request.comment,
-        authority: approval_authority(&user, request.override_approvers)?,
+        authority: authority(
+            &user,
+            request.override_approvers,
+            request.justification,
+            "overriding the approvers",
+        )?,
         defer_until,
     };
     let service = &app.service;
@@ -149,6 +159,30 @@ async fn decide(
     })
     .await;
     with_approval_state(app, &id, result)
+}
+
+/// The authority of a decision or reassignment: an admin's override needs a justification
+/// (400 without one, or with one on no override), after the role (403) is checked.
+fn authority(
+    user: &User,
+    override_approvers: bool,
+    justification: Option<String>,
+    what: &str,
+) -> Result<Authority, ApiError> {
+    let given = justification.is_some();
+    let authority =
+        approval_authority(user, override_approvers, justification.unwrap_or_default())?;
+    match &authority {
+        Authority::Override { justification } => justified(what, justification)?,
+        _ if given => {
+            return Err(ApiError::bad_request(
+                "`justification` goes with `override: true` (an admin's override): remove it, \
+                 or add `override: true`",
+            ));
+        }
+        _ => {}
+    }
+    Ok(authority)
 }
 
 /// A 409 on an approval says what state it is in now.
@@ -165,7 +199,8 @@ fn with_approval_state(
     })
 }
 
-/// Approve (approvers listed on it, directly or through a group; admins with `override`).
+/// Approve (approvers listed on it, directly or through a group; admins with `override` and a
+/// `justification`).
 /// With `defer-until`, the deployment waits until then.
 #[utoipa::path(post, path = "/api/v1/approvals/{id}/approve", tag = "approvals",
     params(ApprovalPath, IdempotencyKey), request_body(content = Option<Decide>),
@@ -202,14 +237,19 @@ pub(in crate::api) struct Reassign {
     to: String,
     #[serde(default)]
     comment: String,
-    /// Reassign without being an approver on it (admins).
+    /// Reassign without being an approver on it (admins; needs `justification`).
     #[serde(default, rename = "override")]
     override_approvers: bool,
+    /// Why an admin overrides the approvers (required with `override`, only with it; at most
+    /// 2000 bytes); kept on the approval and in the audit trail.
+    #[schema(min_length = 1, max_length = 2000)]
+    justification: Option<String>,
 }
 
 /// Reassign an approval to another user or group: an approver listed on it (not the release's
 /// creator, unless the stage allows the creator) hands their part to someone the stage lists,
-/// by name or through a group; an admin with `override` hands it to anyone.
+/// by name or through a group; an admin with `override` and a `justification` hands it to
+/// anyone.
 #[utoipa::path(post, path = "/api/v1/approvals/{id}/reassign", tag = "approvals",
     params(ApprovalPath, IdempotencyKey), request_body = Reassign,
     responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
@@ -222,7 +262,12 @@ pub(in crate::api) async fn reassign(
 ) -> Result<Response, ApiError> {
     let fingerprint = format!("reassign {id} {}", body.raw());
     let request = body.value;
-    let authority = approval_authority(&user, request.override_approvers)?;
+    let authority = authority(
+        &user,
+        request.override_approvers,
+        request.justification,
+        "reassigning on an override",
+    )?;
     let service = &app.service;
     let result = mutate(&app, &user, key, &fingerprint, StatusCode::OK, |receipt| {
         service.reassign(&id, &user, request.to, request.comment, authority, receipt)

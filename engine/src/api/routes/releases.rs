@@ -1,5 +1,6 @@
 //! `/api/v1/releases` and a release's deployments: create (releasers), list and read releases;
-//! abandon a release, deploy or cancel a stage (releasers), break a freeze (admins).
+//! abandon a release, deploy (in the graph's order; admins out of it) or cancel a stage
+//! (releasers), break a freeze (admins).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,8 +25,8 @@ use crate::api::openapi::{
 use crate::api::views::{ReleaseList, ReleaseSummary, ReleaseView};
 use crate::core::{Event, ReleaseState};
 use crate::scheduler::CreateOptions;
-use crate::service::User;
 use crate::service::queries::ReleaseFilter;
+use crate::service::{Role, User};
 
 /// A new release: artifact versions (latest, or the pipeline's selector, unless given),
 /// variables settable at release time, a description.
@@ -134,13 +135,27 @@ pub(in crate::api) async fn get_release(
 #[serde(deny_unknown_fields)]
 pub(in crate::api) struct NoFields {}
 
-/// A deploy: now, or `at` a time.
+/// A deploy: now, or `at` a time; in the graph's order unless an admin says otherwise.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(in crate::api) struct DeployRequest {
     /// Deploy at this time instead of now: RFC 3339 or Unix milliseconds. Nothing is asked
     /// (approvals, a queue turn) before then.
     at: Option<DeferUntil>,
+    /// Deploy although a stage this one comes after has not succeeded (admins; needs
+    /// `justification`). Without it, such a deploy is refused with 409 naming what it waits for.
+    #[serde(default, rename = "out-of-order")]
+    out_of_order: bool,
+    /// Why it cannot wait for the stages it comes after (required with `out-of-order`, only
+    /// with it; at most 2000 bytes); kept on the deployment and in the audit trail.
+    #[schema(min_length = 1, max_length = 2000)]
+    justification: Option<String>,
+}
+
+/// Checks the justification of an admin's override (`what`, e.g. "breaking a freeze"): 400
+/// when it is blank or too long.
+pub(in crate::api) fn justified(what: &str, justification: &str) -> Result<(), ApiError> {
+    crate::core::check_justification(what, justification).map_err(ApiError::bad_request)
 }
 
 /// Submits `event` to `release` as `user`, whose role the handler's extractor checked.
@@ -173,7 +188,9 @@ pub(in crate::api) async fn abandon(
     release_event(&app, user, key, id, Event::Abandon).await
 }
 
-/// Deploy (or redeploy, as a new attempt) a stage by hand (releasers), now or at a time.
+/// Deploy (or redeploy, as a new attempt) a stage by hand (releasers), now or at a time: 409
+/// while a stage it comes after has not succeeded (or waits for its post-deployment
+/// approval), unless an admin deploys `out-of-order` with a `justification`.
 #[utoipa::path(post, path = "/api/v1/releases/{id}/stages/{stage}/deploy", tag = "deployments",
     params(StagePath, IdempotencyKey), request_body(content = Option<DeployRequest>),
     responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
@@ -184,9 +201,42 @@ pub(in crate::api) async fn deploy(
     key: Idempotency,
     body: Strict<DeployRequest>,
 ) -> Result<Response, ApiError> {
-    let event = match body.value.at.as_ref().map(|t| t.millis("at")).transpose()? {
-        Some(at) => Event::Schedule { stage, at },
-        None => Event::Deploy { stage },
+    let DeployRequest {
+        at,
+        out_of_order,
+        justification,
+    } = body.value;
+    let at = at.as_ref().map(|t| t.millis("at")).transpose()?;
+    let event = match (out_of_order, justification) {
+        (true, _) if !user.has(Role::Admin) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} is not an admin: only admins may deploy out of order",
+                    user.name
+                ),
+            ));
+        }
+        (true, justification) => {
+            let justification = justification.unwrap_or_default();
+            justified("deploying out of order", &justification)?;
+            Event::DeployOutOfOrder {
+                stage,
+                at,
+                by: user.name.clone(),
+                justification,
+            }
+        }
+        (false, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "`justification` goes with `out-of-order: true` (an admin's deploy out of the \
+                 graph's order): remove it, or add `out-of-order: true`",
+            ));
+        }
+        (false, None) => match at {
+            Some(at) => Event::Schedule { stage, at },
+            None => Event::Deploy { stage },
+        },
     };
     release_event(&app, user, key, id, event).await
 }
@@ -209,8 +259,9 @@ pub(in crate::api) async fn cancel(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(in crate::api) struct BreakGlassRequest {
-    /// Why this deployment goes inside a freeze window (required; audited).
-    #[schema(min_length = 1)]
+    /// Why this deployment goes inside a freeze window (required; at most 2000 bytes;
+    /// audited).
+    #[schema(min_length = 1, max_length = 2000)]
     justification: String,
 }
 
@@ -227,11 +278,7 @@ pub(in crate::api) async fn break_glass(
     body: Strict<BreakGlassRequest>,
 ) -> Result<Response, ApiError> {
     let BreakGlassRequest { justification } = body.value;
-    if justification.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "`justification` is empty: say why this deployment cannot wait for the freeze to end",
-        ));
-    }
+    justified("breaking a freeze", &justification)?;
     let event = Event::BreakGlass {
         stage,
         by: user.name.clone(),

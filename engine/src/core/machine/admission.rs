@@ -1,22 +1,55 @@
-//! Admission: how a deployment gets under way: by hand, at a time, in its queue turn, past a
-//! freeze, as a rollback; and how a queued one is superseded.
+//! Admission: how a deployment gets under way: by hand (in the graph's order, or an admin's
+//! out of it), at a time, in its queue turn, past a freeze, as a rollback (which queues and
+//! waits out freezes like any deployment); and how a queued one is superseded.
 
 use crate::pipeline::QueuePolicy;
 
+use super::graph::{check_order, waits_for};
 use super::{
     InvalidTransition, Step, attempt_no, current, finish_attempt, go, proceed, stage_index, wrong,
 };
+use crate::core::check_justification;
 use crate::core::event::{Effect, Event};
 use crate::core::model::*;
 
-/// Applies an admission event: `Deploy`, `Schedule`, `Due`, `BreakGlass`, `Rollback`, `Admit`
-/// or `Supersede`.
+/// Applies an admission event: `Deploy`, `DeployOutOfOrder`, `Schedule`, `Due`, `BreakGlass`,
+/// `Rollback`, `Admit` or `Supersede`.
 pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Vec<Effect>) -> Step {
     match event {
         Event::Deploy { stage } => {
             let i = idle_stage(release, &stage, "deploy it while a deployment is under way")?;
+            check_order(release, &stage)?;
             release.state = ReleaseState::Active;
             start(release, i, now, effects);
+            Ok(())
+        }
+        Event::DeployOutOfOrder {
+            stage,
+            at,
+            by,
+            justification,
+        } => {
+            let i = idle_stage(release, &stage, "deploy it while a deployment is under way")?;
+            check_justification("deploying out of order", &justification)
+                .map_err(InvalidTransition::NotAllowed)?;
+            let record = OutOfOrder {
+                by,
+                justification,
+                at: now,
+                waited_for: waits_for(release, &stage),
+            };
+            release.state = ReleaseState::Active;
+            match at.filter(|&at| at > now) {
+                Some(at) => schedule(release, i, at, now, effects),
+                None => {
+                    start(release, i, now, effects);
+                }
+            }
+            // `start` may have gone as far as the deployment itself: the record is the
+            // attempt's from its first commit either way.
+            if let Some(attempt) = release.stages[i].attempts.last_mut() {
+                attempt.out_of_order = Some(record);
+            }
             Ok(())
         }
         Event::Schedule { stage, at } => {
@@ -25,6 +58,7 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
                 &stage,
                 "schedule it while a deployment is under way",
             )?;
+            check_order(release, &stage)?;
             release.state = ReleaseState::Active;
             if at <= now {
                 start(release, i, now, effects);
@@ -69,11 +103,8 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
                     attempt.state
                 )));
             }
-            if justification.trim().is_empty() {
-                return Err(InvalidTransition::NotAllowed(
-                    "breaking a freeze needs a justification".into(),
-                ));
-            }
+            check_justification("breaking a freeze", &justification)
+                .map_err(InvalidTransition::NotAllowed)?;
             attempt.break_glass = Some(BreakGlass {
                 by,
                 justification,
@@ -90,13 +121,7 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
                 "roll back to it while a deployment is under way",
             )?;
             release.state = ReleaseState::Active;
-            new_attempt(release, i, StageState::InProgress, now);
-            let attempt = current(release, i, "roll back")?;
-            attempt.rollback_of = Some(of);
-            effects.push(Effect::Prepare {
-                stage,
-                attempt: attempt.number,
-            });
+            start_attempt(release, i, Some(of), now, effects);
             Ok(())
         }
         Event::Admit {
@@ -129,7 +154,10 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
                     approval.state = ApprovalState::Skipped;
                 }
             }
-            let reason = format!("skipped: {by} is newer (queue: latest-only)");
+            let reason = match &attempt.rollback_of {
+                Some(of) => format!("skipped: {by} deployed since, so rolling back {of} is moot"),
+                None => format!("skipped: {by} is newer (queue: latest-only)"),
+            };
             finish_attempt(attempt, StageState::Skipped, Some(reason), now);
             Ok(())
         }
@@ -155,11 +183,28 @@ fn idle_stage(
 /// Starts a new attempt of stage `i`: queued when the stage's queue policy limits how many
 /// deployments run at once (the scheduler admits it in its turn), else admitted at once.
 pub(super) fn start(release: &mut Release, i: usize, now: u64, effects: &mut Vec<Effect>) {
+    start_attempt(release, i, None, now, effects);
+}
+
+/// As [`start`]; a rollback (`rollback_of`, the release it rolls back) takes the same path —
+/// a queue turn, a freeze waited out — only without approvals and gates.
+fn start_attempt(
+    release: &mut Release,
+    i: usize,
+    rollback_of: Option<String>,
+    now: u64,
+    effects: &mut Vec<Effect>,
+) {
     let queued = release.plan.stages[i].queue != QueuePolicy::Parallel(None);
-    if queued {
-        new_attempt(release, i, StageState::Queued, now);
-    } else {
-        new_attempt(release, i, StageState::InProgress, now);
+    let state = match queued {
+        true => StageState::Queued,
+        false => StageState::InProgress,
+    };
+    new_attempt(release, i, state, now);
+    if let Some(attempt) = release.stages[i].attempts.last_mut() {
+        attempt.rollback_of = rollback_of;
+    }
+    if !queued {
         admit(release, i, now, effects);
     }
 }
@@ -216,6 +261,7 @@ fn new_attempt(release: &mut Release, i: usize, state: StageState, now: u64) {
         rollback_of: None,
         frozen: None,
         break_glass: None,
+        out_of_order: None,
     };
     release.stages[i].attempts.push(attempt);
 }

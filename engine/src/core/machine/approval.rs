@@ -7,6 +7,7 @@ use crate::pipeline::{ApprovalPolicy, Trigger};
 use super::{
     InvalidTransition, Step, attempt_no, finish_attempt, phase, proceed, stage_index, wrong,
 };
+use crate::core::check_justification;
 use crate::core::event::{Authority, Effect, Event, timestamp};
 use crate::core::model::*;
 
@@ -40,7 +41,7 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
                     timestamp(now)
                 )));
             }
-            let (as_approver, note) = match authority {
+            let (as_approver, note) = match &authority {
                 Authority::Approver => {
                     if by == creator && !allow_creator {
                         return Err(InvalidTransition::NotAllowed(format!(
@@ -49,7 +50,13 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
                     }
                     (Some(check_approver(approval, &by, &groups)?), None)
                 }
-                Authority::Override => (None, Some("override: decided for every approver".into())),
+                Authority::Override { justification } => {
+                    check_justification("overriding the approvers", justification)
+                        .map_err(InvalidTransition::NotAllowed)?;
+                    let note = format!("override by {by}, for every approver: {justification}");
+                    (None, Some(note))
+                }
+                Authority::Operator => (None, Some("local operator, for every approver".into())),
             };
             approval.decisions.push(Decision {
                 by,
@@ -62,7 +69,7 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
             let done = if !approve {
                 approval.state = ApprovalState::Rejected;
                 Some(false)
-            } else if authority == Authority::Override || policy_met(approval) {
+            } else if authority != Authority::Approver || policy_met(approval) {
                 approval.state = ApprovalState::Approved;
                 Some(true)
             } else {
@@ -116,14 +123,18 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
                     listed.join(", ")
                 )));
             }
+            if let Authority::Override { justification } = &authority {
+                check_justification("reassigning on an override", justification)
+                    .map_err(InvalidTransition::NotAllowed)?;
+            }
             if approval.approvers.contains(&to) {
                 return Err(InvalidTransition::Conflict(format!(
                     "{to} is already an approver of this stage"
                 )));
             }
             let mut next = approval.clone();
-            next.approvers = match authority {
-                Authority::Override => vec![to.clone()],
+            next.approvers = match &authority {
+                Authority::Override { .. } | Authority::Operator => vec![to.clone()],
                 Authority::Approver => {
                     let entry = listed_as(approval, &by, &groups).ok_or_else(|| {
                         InvalidTransition::NotAllowed(format!(
@@ -139,6 +150,12 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
                     approvers
                 }
             };
+            let note = match &authority {
+                Authority::Override { justification } => {
+                    format!("reassigned to {to} (override by {by}: {justification})")
+                }
+                Authority::Approver | Authority::Operator => format!("reassigned to {to}"),
+            };
             approval.state = ApprovalState::Reassigned;
             approval.decisions.push(Decision {
                 by,
@@ -146,7 +163,7 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
                 comment,
                 at: now,
                 as_approver: None,
-                note: Some(format!("reassigned to {to}")),
+                note: Some(note),
             });
             next.requested_at = now;
             attempt.approvals.push(next);

@@ -15,9 +15,12 @@
 //! not-started | terminal               Deploy (a new attempt)             -> queued                                [queue limits: sequential,
 //!                                                                                                                    latest-only, parallel(N)]
 //!                                                                         -> as Admit                              [unlimited]
-//! not-started | terminal               Schedule, `at` to come             -> scheduled           Timer(Due)
+//!                                      (a stage it comes after has not succeeded: Conflict, naming what it waits for)
+//! not-started | terminal               DeployOutOfOrder (admin, justified) -> as Deploy | Schedule, ignoring the graph; recorded
+//! not-started | terminal               Schedule, `at` to come             -> scheduled           Timer(Due)        [in the graph's order]
 //!                                      Schedule, `at` passed              -> as Deploy
-//! not-started | terminal               Rollback (of a later release)      -> in-progress         Prepare           [no approvals, gates]
+//! not-started | terminal               Rollback (of a later release)      -> as Deploy, without approvals and gates: queued,
+//!                                                                            or in its turn frozen | in-progress
 //! queued                               Admit (the stage's turn)           -> the pre phase (approval | gates | (deploy))
 //! queued                               Supersede (a newer release)        -> skipped             (pending approvals: skipped)
 //! scheduled (by an operator)           Due                                -> queued | as Admit [unlimited]
@@ -55,7 +58,7 @@
 //! active                               (nothing in flight, something ran) -> succeeded | partially-succeeded | failed
 //!                                                                            | abandoned (a stage was skipped)   Finished
 //! not abandoned                        Abandon                            -> abandoned (in-flight stages canceled)  Finished
-//! terminal (not abandoned)             Deploy | Schedule | Rollback       -> active
+//! terminal (not abandoned)             Deploy (out of order) | Schedule | Rollback -> active
 //! abandoned                            anything                           -> InvalidTransition
 //! ```
 //!
@@ -72,6 +75,7 @@ mod admission;
 pub(super) mod approval;
 mod deployment;
 mod gates;
+mod graph;
 
 use crate::pipeline::{ApprovalOrder, ApprovalSpec, GatesSpec, StageSpec, Trigger};
 
@@ -81,6 +85,7 @@ use crate::types::millis;
 use admission::{schedule, start};
 use approval::ask;
 use gates::start_gates;
+pub(in crate::core) use graph::waits_for;
 
 /// An event that does not apply to the release as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -219,6 +224,7 @@ fn step(release: &mut Release, event: Event, now: u64, effects: &mut Vec<Effect>
         | Event::Void { .. } => approval::on(release, event, now, effects),
         Event::GatesEvaluated { .. } => gates::on(release, event, now, effects),
         Event::Deploy { .. }
+        | Event::DeployOutOfOrder { .. }
         | Event::Schedule { .. }
         | Event::Due { .. }
         | Event::BreakGlass { .. }
@@ -261,7 +267,7 @@ fn phase(spec: &StageSpec, kind: ApprovalKind) -> (Option<&ApprovalSpec>, Option
 
 /// The next step of stage `i`'s current attempt in phase `kind`: the phase's approval and gates,
 /// in the order the stage sets, then the deployment (pre) or its end (post). A rollback skips
-/// both.
+/// both, not its queue turn (before this) nor a freeze (in `go`).
 fn proceed(
     release: &mut Release,
     i: usize,

@@ -170,10 +170,7 @@ fn reassign_to_someone_listed_by_name_or_through_a_group() {
     );
     // An admin hands the approval to mallory, listed nowhere; mallory may hand it only to
     // someone the stage lists: alice by name, or the group.
-    event(
-        &mut r,
-        reassigning("ada", &[], "mallory", &[], Authority::Override),
-    );
+    event(&mut r, reassigning("ada", &[], "mallory", &[], admin()));
     let to_erin = reassigning("mallory", &[], "erin", &[], Authority::Approver);
     refused(&mut r, to_erin, NOW, "erin is not an approver");
     event(
@@ -209,18 +206,12 @@ fn an_admin_override_may_reassign_to_anyone() {
     let mut r = creator_listed(false);
     for to in ["mallory", "group:anyone"] {
         let before = r.stage("staging").unwrap().attempts[0].approvals.len();
-        event(
-            &mut r,
-            reassigning("ada", &[], to, &[], Authority::Override),
-        );
+        event(&mut r, reassigning("ada", &[], to, &[], admin()));
         let attempt = &r.stage("staging").unwrap().attempts[0];
         assert_eq!(attempt.approvals.len(), before + 1);
         assert_eq!(attempt.approvals.last().unwrap().approvers, [to]);
     }
-    event(
-        &mut r,
-        reassigning("ada", &[], "mallory", &[], Authority::Override),
-    );
+    event(&mut r, reassigning("ada", &[], "mallory", &[], admin()));
     assert_eq!(
         event(&mut r, decide("staging", "mallory", true)),
         [Effect::Prepare {

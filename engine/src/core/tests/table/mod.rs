@@ -29,6 +29,7 @@ const ROWS: &[Row] = &[
     // A new release: Created starts the stages that start with it.
     ("new",                 "created",          InProgress,         &["Prepare"]),
     ("new",                 "deploy",           InProgress,         &["Prepare"]),
+    ("new",                 "deploy-out-of-order", InProgress,      &["Prepare"]),
     ("new",                 "schedule",         Scheduled,          &["Timer(Due)"]),
     ("new",                 "schedule-past",    InProgress,         &["Prepare"]),
     ("new",                 "rollback",         InProgress,         &["Prepare"]),
@@ -36,6 +37,7 @@ const ROWS: &[Row] = &[
     // Not started (a manual stage): deploy, schedule, roll back.
     ("not-started",         "created",          NotStarted,         &[]),
     ("not-started",         "deploy",           InProgress,         &["Prepare"]),
+    ("not-started",         "deploy-out-of-order", InProgress,      &["Prepare"]),
     ("not-started",         "schedule",         Scheduled,          &["Timer(Due)"]),
     ("not-started",         "schedule-past",    InProgress,         &["Prepare"]),
     ("not-started",         "rollback",         InProgress,         &["Prepare"]),
@@ -159,16 +161,34 @@ const ROWS: &[Row] = &[
     // Terminal: a new attempt reopens the release.
     ("succeeded",           "created",          Succeeded,          &[]),
     ("succeeded",           "deploy",           InProgress,         &["Prepare"]),
+    ("succeeded",           "deploy-out-of-order", InProgress,      &["Prepare"]),
     ("succeeded",           "schedule",         Scheduled,          &["Timer(Due)"]),
     ("succeeded",           "schedule-past",    InProgress,         &["Prepare"]),
     ("succeeded",           "rollback",         InProgress,         &["Prepare"]),
     ("succeeded",           "abandon",          Succeeded,          &[ABANDONED]),
     ("failed",              "created",          Failed,             &[]),
     ("failed",              "deploy",           InProgress,         &["Prepare"]),
+    ("failed",              "deploy-out-of-order", InProgress,      &["Prepare"]),
     ("failed",              "schedule",         Scheduled,          &["Timer(Due)"]),
     ("failed",              "schedule-past",    InProgress,         &["Prepare"]),
     ("failed",              "rollback",         InProgress,         &["Prepare"]),
     ("failed",              "abandon",          Failed,             &[ABANDONED]),
+    // Canceled while queued: a new attempt, a rollback too, queues for its turn.
+    ("canceled-in-queue",   "created",          Canceled,           &[]),
+    ("canceled-in-queue",   "deploy",           Queued,             &[]),
+    ("canceled-in-queue",   "deploy-out-of-order", Queued,          &[]),
+    ("canceled-in-queue",   "schedule",         Scheduled,          &["Timer(Due)"]),
+    ("canceled-in-queue",   "schedule-past",    Queued,             &[]),
+    ("canceled-in-queue",   "rollback",         Queued,             &[]),
+    ("canceled-in-queue",   "abandon",          Canceled,           &[ABANDONED]),
+    // Succeeded before a freeze that holds now: a new attempt, a rollback too, waits it out.
+    ("succeeded-before-freeze", "created",      Succeeded,          &[]),
+    ("succeeded-before-freeze", "deploy",       Scheduled,          &["Timer(Due)"]),
+    ("succeeded-before-freeze", "deploy-out-of-order", Scheduled,   &["Timer(Due)"]),
+    ("succeeded-before-freeze", "schedule",     Scheduled,          &["Timer(Due)"]),
+    ("succeeded-before-freeze", "schedule-past", Scheduled,         &["Timer(Due)"]),
+    ("succeeded-before-freeze", "rollback",     Scheduled,          &["Timer(Due)"]),
+    ("succeeded-before-freeze", "abandon",      Succeeded,          &[ABANDONED]),
     // Abandoned: nothing applies.
 ];
 

@@ -180,6 +180,17 @@ pub(super) const FIXTURES: &[(&str, Build)] = &[
         then(&mut r, finished("dev", 0, fail("boom")), now);
         (r, now)
     }),
+    ("canceled-in-queue", || {
+        let (mut r, now) = fixture("queued");
+        then(&mut r, Event::Cancel { stage: "qa".into() }, now);
+        (r, now)
+    }),
+    ("succeeded-before-freeze", || {
+        let mut r = release(FROZEN);
+        then(&mut r, Event::Created, at("2026-11-20T16:00:00Z"));
+        deploy_ok(&mut r, "prod", 1);
+        (r, at("2026-11-21T11:00:00Z"))
+    }),
     ("abandoned", || {
         let (mut r, now) = fixture("preparing");
         then(&mut r, Event::Abandon, now);
@@ -265,6 +276,36 @@ type Make = fn(&Release, u64) -> Event;
 pub(super) const EVENTS: &[(&str, Make)] = &[
     ("created", |_, _| Event::Created),
     ("deploy", |r, _| Event::Deploy { stage: first(r) }),
+    ("deploy-out-of-order", |r, _| Event::DeployOutOfOrder {
+        stage: first(r),
+        at: None,
+        by: "ada".into(),
+        justification: "hotfix".into(),
+    }),
+    // Refused everywhere: an override needs a justification.
+    ("deploy-out-of-order-blank", |r, _| {
+        Event::DeployOutOfOrder {
+            stage: first(r),
+            at: None,
+            by: "ada".into(),
+            justification: " ".into(),
+        }
+    }),
+    ("approve-override-blank", |r, _| {
+        let mut e = decision(r, ApprovalKind::Pre, true, None);
+        if let Event::Decide { authority, .. } = &mut e {
+            *authority = Authority::Override {
+                justification: String::new(),
+            };
+        }
+        e
+    }),
+    ("reassign-override-blank", |r, _| {
+        let blank = Authority::Override {
+            justification: "\t".into(),
+        };
+        reassign(r, "ada", "dave", blank)
+    }),
     ("schedule", |r, now| Event::Schedule {
         stage: first(r),
         at: now + MINUTE,
@@ -281,9 +322,7 @@ pub(super) const EVENTS: &[(&str, Make)] = &[
     ("approve-post", |r, _| {
         decision(r, ApprovalKind::Post, true, None)
     }),
-    ("reassign", |r, _| {
-        reassign(r, "ada", "dave", Authority::Override)
-    }),
+    ("reassign", |r, _| reassign(r, "ada", "dave", admin())),
     // Refused everywhere: dave is not listed on the stage; carol created the release.
     ("reassign-unlisted", |r, _| {
         reassign(r, "alice", "dave", Authority::Approver)
