@@ -115,7 +115,7 @@ fn body() -> impl Strategy<Value = String> {
         1 => "\\PC{0,40}",
         1 => near_valid().prop_map(|v| {
             let s = v.to_string();
-            s[..s.len() / 2].to_owned()
+            s[..s.floor_char_boundary(s.len() / 2)].to_owned()
         }),
     ]
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::limits::LimitExceeded;
-use super::text::Escaped;
 use super::sealed::Sealed;
+use super::text::Escaped;
 
 /// A variable passed to a plugin, or an output variable a task returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -118,8 +118,10 @@ pub enum PluginError {
 pub enum Failure {
     /// The plugin reported the failure itself.
     #[error("{}", match .0 {
-        PluginError::InvalidConfig(m) => format!("plugin rejected its configuration: {m:?}"),
-        PluginError::Failed(m) => format!("plugin failed: {m:?}"),
+        PluginError::InvalidConfig(m) => {
+            format!("plugin rejected its configuration: \"{}\"", Escaped(m))
+        }
+        PluginError::Failed(m) => format!("plugin failed: \"{}\"", Escaped(m)),
     })]
     Plugin(PluginError),
     /// A sandbox limit stopped the plugin.

@@ -8,8 +8,8 @@ pub mod boundary;
 pub mod grants;
 pub mod limits;
 pub mod name;
-pub mod text;
 pub mod sealed;
+pub mod text;
 
 pub use boundary::{
     Artifact, Context, Failure, Health, Invocation, Level, LogEvent, LogLine, PluginError, Source,
@@ -21,5 +21,5 @@ pub use limits::{
     parse_duration,
 };
 pub use name::{NAME_RULE, Name, NameError, PathEscape, path_under};
-pub use text::{Escaped, escape};
 pub use sealed::Sealed;
+pub use text::{Escaped, escape};

@@ -4,8 +4,8 @@
 //! every test. A hostile action that *succeeds* returns what it obtained, so a test sees any leak.
 
 mod bombs;
-mod secrets;
 mod floods;
+mod secrets;
 
 use std::hint::black_box;
 use std::time::Duration;

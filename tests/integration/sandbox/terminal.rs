@@ -197,7 +197,12 @@ fn sluice_run_show_and_logs_print_a_hostile_plugins_text_escaped_on_one_line() {
     assert_eq!(task.outputs[0].value, HOSTILE);
     assert_eq!(release.description.as_deref(), Some(HOSTILE));
     let failed = &release.stage("prod").unwrap().attempts[0];
-    assert!(failed.reason.as_deref().unwrap().contains(HOSTILE));
+    // The reason is the engine's one line, quoting the plugin's words escaped.
+    let reason = failed.reason.as_deref().unwrap();
+    assert!(
+        reason.contains(&*sluice::types::escape(HOSTILE)),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -254,7 +259,7 @@ fn plugin_run_prints_a_hostile_plugins_text_escaped_on_one_line() {
         let last = if code == 0 {
             "output \\x1b[2J"
         } else {
-            "failed: \\x1b[2J"
+            "failed: plugin failed: \"\\x1b[2J"
         };
         assert!(printed.contains(last), "{printed}");
     }

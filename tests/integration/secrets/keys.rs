@@ -14,7 +14,8 @@ use super::{SECRET, create, drive, engine, holds_secret, project, task, vault};
 /// `sluice run pipeline.toml --approve all` in the project, with `SLUICE_SECRET_KEY` = `key`.
 fn run(project: &crate::engine::Project, key: &str) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "pipeline.toml", "--approve", "all"])
+        .args(["run", "pipeline.toml", "--approve", "all", "--data-dir"])
+        .arg(project.data_dir())
         .current_dir(project.path())
         .env_remove("SLUICE_DATA_DIR")
         .env("SLUICE_SECRET_KEY", key)
@@ -86,6 +87,7 @@ async fn a_key_file_others_may_read_stops_the_service_from_starting() {
         pipelines,
         tokens: Default::default(),
         limits: ApiLimits::default(),
+        plugin_files: Default::default(),
     };
     let Err(refused) = Service::start(config) else {
         panic!("the service started with a key file others may read");
