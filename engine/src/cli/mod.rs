@@ -16,6 +16,7 @@ mod plugin;
 mod release;
 mod remote;
 mod serve;
+mod show;
 mod token;
 
 /// Sluice: release pipelines whose every task is a sandboxed WebAssembly component.

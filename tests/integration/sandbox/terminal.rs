@@ -84,7 +84,7 @@ pub(crate) fn assert_shown(what: &str, printed: &str) {
 }
 
 /// `hostile`: stage `qa` succeeds with issues, then `prod` fails, each with the hostile text.
-const PIPELINE: &str = r#"
+pub(crate) const PIPELINE: &str = r#"
 version = 1
 name = "hostile"
 

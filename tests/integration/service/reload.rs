@@ -12,27 +12,8 @@ use crate::support::{Api, Latch, logs_pipeline, token};
 /// The users of `service_dir`, with rita's token rotated to `token("rita-2")` and `extra`
 /// appended.
 fn rotated(extra: &str) -> String {
-    format!(
-        r#"
-listen = "127.0.0.1:0"
-data-dir = "data"
-pipelines = "pipelines"
-[[users]]
-name = "rita"
-token-sha256 = "{}"
-roles = ["releaser"]
-[[users]]
-name = "bob"
-token-env = "SLUICE_BOB"
-roles = ["approver"]
-groups = ["approvers"]
-[[users]]
-name = "vic"
-token-env = "SLUICE_VIC"
-roles = ["viewer"]
-{extra}"#,
-        hash_token(&token("rita-2"))
-    )
+    let rita = format!("token-sha256 = \"{}\"", hash_token(&token("rita-2")));
+    format!("{}{extra}", crate::support::service_toml(&rita))
 }
 
 fn hangup(pid: u32) {

@@ -13,30 +13,15 @@ use sluice::service::config::ApiLimits;
 use crate::sandbox::terminal::{FORGED, HOSTILE, assert_escaped, assert_shown};
 use crate::support::{Server, token};
 
-const PIPELINE: &str = r#"
-version = 1
-name = "hostile"
-
-[[stages]]
-name = "qa"
-[[stages.tasks]]
-name = "warn"
-plugin = "./kit.wasm"
-config = { action = "terminal" }
-
-[[stages]]
-name = "prod"
-after = "qa"
-[[stages.tasks]]
-name = "deploy"
-plugin = "./kit.wasm"
-config = { action = "terminal", fail = true }
-"#;
+/// The hostile pipeline of `sandbox::terminal`, its plugin a file beside it on the server.
+fn pipeline() -> String {
+    crate::sandbox::terminal::PIPELINE.replace("plugin = \"kit\"", "plugin = \"./kit.wasm\"")
+}
 
 /// A server on which `hostile-1` has run to its end (qa succeeded with issues, prod failed).
 fn ran() -> Server {
     let server = Server::start("1h", ApiLimits::default());
-    let release = server.put_and_release("hostile", PIPELINE);
+    let release = server.put_and_release("hostile", &pipeline());
     assert_eq!(release, "hostile-1");
     server.wait_stage(&release, "prod", "failed");
     server

@@ -14,7 +14,7 @@ pub use api::Api;
 pub use engine::Harness;
 pub use http::{Latch, TestServer};
 pub use plugins::*;
-pub use process::{Process, Spawned};
+pub use process::{Process, Spawned, service_toml};
 pub use server::Server;
 
 /// What the tests do with a served Sluice, however they reach it: the pending approvals,

@@ -99,24 +99,7 @@ pub fn service_dir() -> tempfile::TempDir {
     std::fs::write(pipelines.join("shop.toml"), shop("1h")).unwrap();
     std::fs::write(
         dir.path().join("sluice.toml"),
-        r#"
-listen = "127.0.0.1:0"
-data-dir = "data"
-pipelines = "pipelines"
-[[users]]
-name = "rita"
-token-env = "SLUICE_RITA"
-roles = ["releaser"]
-[[users]]
-name = "bob"
-token-env = "SLUICE_BOB"
-roles = ["approver"]
-groups = ["approvers"]
-[[users]]
-name = "vic"
-token-env = "SLUICE_VIC"
-roles = ["viewer"]
-"#,
+        service_toml(r#"token-env = "SLUICE_RITA""#),
     )
     .unwrap();
     dir
@@ -155,4 +138,29 @@ impl Process {
         let (child, base, _lines) = serve(self.dir.path(), None);
         (self.child, self.api.base) = (child, base);
     }
+}
+
+/// The sluice.toml of [`service_dir`], with `rita_token` as rita's token line (`token-env = ...`
+/// or `token-sha256 = ...`).
+pub fn service_toml(rita_token: &str) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+data-dir = "data"
+pipelines = "pipelines"
+[[users]]
+name = "rita"
+{rita_token}
+roles = ["releaser"]
+[[users]]
+name = "bob"
+token-env = "SLUICE_BOB"
+roles = ["approver"]
+groups = ["approvers"]
+[[users]]
+name = "vic"
+token-env = "SLUICE_VIC"
+roles = ["viewer"]
+"#
+    )
 }
