@@ -29,6 +29,15 @@ impl Fence {
         }
     }
 
+    /// The same fence, with a gap for `workspace` (a deployment's own); the data directory
+    /// is not resolved again.
+    pub fn with_workspace(&self, workspace: &Path) -> Self {
+        Self {
+            data_dir: self.data_dir.clone(),
+            workspace: Some(real(workspace)),
+        }
+    }
+
     /// Whether a directory grant of `host` (resolved) may be made; the error says why not.
     pub fn check(&self, host: &str) -> Result<(), String> {
         let path = real(Path::new(host));

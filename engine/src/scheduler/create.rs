@@ -124,7 +124,8 @@ impl Engine {
             .host
             .load(&PluginRef::parse(&spec.source, Path::new(&plan.dir)))
             .map_err(|e| err(e.to_string()))?;
-        let sandbox = run::source_sandbox(plan, spec, &self.data_dir, None).map_err(err)?;
+        let sandbox =
+            run::source_sandbox(plan, spec, &self.data_dir, &self.fence, None).map_err(err)?;
         let config = spec.config.to_string();
         let mut versions = self
             .host

@@ -130,6 +130,8 @@ pub struct Engine {
     recovered: Mutex<std::collections::HashSet<String>>,
     /// Seals secret outputs before they are stored, opens them for later tasks.
     keys: crate::secrets::Keyring,
+    /// The data directory, resolved once: no grant may reach it.
+    fence: crate::pipeline::Fence,
 }
 
 impl Engine {
@@ -139,6 +141,7 @@ impl Engine {
             store,
             host,
             keys: crate::secrets::Keyring::from_env(&data_dir),
+            fence: crate::pipeline::Fence::new(&data_dir, None),
             data_dir,
             drivers: Mutex::new(HashMap::new()),
             service: OnceLock::new(),

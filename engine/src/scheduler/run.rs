@@ -79,7 +79,13 @@ impl Engine {
             let into = workspace.join(&chosen.alias);
             std::fs::create_dir_all(&into)
                 .map_err(|e| format!("cannot create {}: {e}", into.display()))?;
-            let sandbox = source_sandbox(&release.plan, spec, &self.data_dir, Some(&into))?;
+            let sandbox = source_sandbox(
+                &release.plan,
+                spec,
+                &self.data_dir,
+                &self.fence,
+                Some(&into),
+            )?;
             let fetched = self
                 .host
                 .fetch(
@@ -160,7 +166,7 @@ impl Engine {
             let config = scope.substitute_json(&spec.config)?;
             // The deployment's own workspace is the one place under the data directory a
             // grant may name (`$(sluice.workspace)/...`).
-            let fence = Fence::new(&self.data_dir, Some(&workspace));
+            let fence = self.fence.with_workspace(&workspace);
             let workspace = granted.map(|dir| (dir, "/workspace"));
             let grants = grants(
                 &spec.grants,
@@ -289,12 +295,11 @@ impl Engine {
         )?;
         let plugin = self.release_plugin(release, &gate.plugin)?;
         let config = scope.substitute_json(&gate.config)?;
-        let fence = Fence::new(&self.data_dir, None);
         let grants = grants(
             &gate.grants,
             &|text| scope.substitute_grant(text),
             None,
-            &fence,
+            &self.fence,
         )?;
         let input = TaskInput {
             config: config.to_string(),
@@ -395,6 +400,7 @@ pub(super) fn source_sandbox(
     plan: &Plan,
     spec: &ArtifactSpec,
     data_dir: &Path,
+    fence: &Fence,
     destination: Option<&Path>,
 ) -> Result<Sandbox, String> {
     let data_dir = data_dir.display().to_string();
@@ -405,12 +411,7 @@ pub(super) fn source_sandbox(
     };
     let destination = destination.map(|d| (d, "/artifact"));
     Ok(Sandbox {
-        grants: grants(
-            &spec.grants,
-            &resolve,
-            destination,
-            &Fence::new(Path::new(&data_dir), None),
-        )?,
+        grants: grants(&spec.grants, &resolve, destination, fence)?,
         limits: Limits::default(),
         mask: Vec::new(),
         sink: None,

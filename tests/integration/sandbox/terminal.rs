@@ -282,27 +282,22 @@ plugin = "kit"
 config = { action = "noop" }
 "#;
 
+/// `sluice run` of the project's pipeline on its data directory, choosing `artifact`.
+fn run_choosing(project: &Project, artifact: &str) -> Output {
+    let data = project.data_dir();
+    let args = ["run", "pipeline.toml", "--data-dir", data.to_str().unwrap()];
+    let choice = ["--approve", "all", "--artifact", artifact];
+    sluice(project.path(), &[&args[..], &choice[..]].concat())
+}
+
 #[test]
 fn version_ids_and_refused_artifacts_print_escaped_on_one_line() {
     let project = Project::new(VERSIONS);
     // A folder name is a version id: a source's text, as hostile as a plugin's.
     let id = "2.0.0\x1b[2J\u{202e}x\r\n[space-game-1] prod: task deploy-prod succeeded";
     std::fs::create_dir(project.path().join("builds").join(id)).unwrap();
-    let chosen = format!("site={id}");
     let data = project.data_dir();
-    let run = sluice(
-        project.path(),
-        &[
-            "run",
-            "pipeline.toml",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--approve",
-            "all",
-            "--artifact",
-            &chosen,
-        ],
-    );
+    let run = run_choosing(&project, &format!("site={id}"));
     let printed = text(&run);
     assert_eq!(run.status.code(), Some(0), "{printed}");
     assert_escaped("sluice run", &printed, false);
@@ -338,19 +333,7 @@ fn version_ids_and_refused_artifacts_print_escaped_on_one_line() {
     // A releaser's version or alias that is not there: refused (exit 2) in one line, nothing
     // stored.
     for artifact in [format!("site={HOSTILE}"), format!("{HOSTILE}=1.0.0")] {
-        let refused = sluice(
-            project.path(),
-            &[
-                "run",
-                "pipeline.toml",
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--approve",
-                "all",
-                "--artifact",
-                &artifact,
-            ],
-        );
+        let refused = run_choosing(&project, &artifact);
         let printed = text(&refused);
         assert_eq!(refused.status.code(), Some(2), "{printed}");
         assert_escaped("a refused artifact", &printed, false);
