@@ -1,7 +1,8 @@
 //! The first layer every request meets: a request id on every response, 503 while the server
 //! shuts down, 413 for a declared body over the limit (and a JSON 413 for one found over it
-//! while read), the rate limit of every route (429, see `limit`), refusals (401, 403) recorded
-//! in the audit trail with a bound, and internal errors logged with the id (the body carries
+//! while read), the rate limit of every route (429, see `limit`), refusals (401, 403, and the
+//! 400/429 of a failed or throttled authentication, see `auth`) recorded in the audit trail
+//! with a bound, and internal errors logged with the id (the body carries
 //! only the id).
 
 use std::net::SocketAddr;
@@ -39,7 +40,7 @@ pub(super) async fn guard(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or_else(|| "unknown address".to_owned(), |c| c.0.ip().to_string());
-    let caller = Caller::of(&app, request.headers());
+    let caller = Caller::checked(&app, request.headers(), &peer);
     let key = match &caller {
         Caller::User(user) => ClientKey::User(user.name.clone()),
         _ => ClientKey::Peer(peer.clone()),
@@ -80,10 +81,14 @@ pub(super) async fn guard(
             Err(wait) => too_many(limits.requests_per_second, wait),
         },
     };
-    if matches!(
-        response.status(),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-    ) {
+    // Failed and throttled authentications (400, 401, 429 from `auth`) are refusals too.
+    let failed_auth = caller.settle(&app, &response, &peer);
+    if failed_auth
+        || matches!(
+            response.status(),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        )
+    {
         response = audited(&app, response, &key, &caller, (&method, &path, &peer)).await;
     }
     if let Some(InternalDetail(detail)) = response.extensions_mut().remove::<InternalDetail>() {

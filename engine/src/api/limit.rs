@@ -13,6 +13,12 @@
 //! recorded is counted, and the client's next recorded refusal says how many went unrecorded
 //! before it (coalescing). A 429 is never recorded: it is the limiter's own answer.
 //!
+//! **Failed authentications are limited per address** (`limits.auth-failures`, a minute): a
+//! bucket of that many, refilled at that rate, charged for each presented token no user has
+//! (and each malformed or repeated `Authorization` header). While an address's bucket is
+//! spent, its credentials are not checked at all (`auth` answers 429 with `Retry-After`), so
+//! a guess cannot succeed while it is throttled.
+//!
 //! **The table of clients is bounded** ([`MAX_CLIENTS`]): when it is full, clients whose
 //! buckets have filled up again are dropped first (forgetting them changes nothing: a new
 //! bucket starts full), then the client seen longest ago; so an attacker with many addresses
@@ -21,6 +27,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::service::config::ApiLimits;
 
 /// Clients the table holds at most.
 pub(super) const MAX_CLIENTS: usize = 10_000;
@@ -65,10 +73,27 @@ impl Bucket {
     }
 }
 
+/// An address's failed authentications: a bucket of `per_minute`, refilled at that rate (the
+/// setting as last applied, so that a full one can be told apart and forgotten).
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    bucket: Bucket,
+    per_minute: f64,
+}
+
+impl Failures {
+    fn refill(&mut self, now: Instant) {
+        self.bucket
+            .refill(self.per_minute / 60.0, self.per_minute, now);
+    }
+}
+
 /// One client's buckets.
 struct Client {
     requests: Bucket,
     refusals: Bucket,
+    /// Failed authentications (peer addresses only); `None` until the first one.
+    failures: Option<Failures>,
     /// Refusals not recorded since the last one that was.
     unrecorded: u64,
     seen: Instant,
@@ -158,6 +183,69 @@ impl Limiter {
         None
     }
 
+    /// Whether `peer` may present credentials now (`limits.auth-failures`): or
+    /// the whole seconds (at least 1) until its failed-authentication bucket has one again.
+    pub(super) fn credentials_allowed(
+        &self,
+        peer: &ClientKey,
+        limits: &ApiLimits,
+    ) -> Result<(), u64> {
+        self.credentials_allowed_at(peer, limits, Instant::now())
+    }
+
+    fn credentials_allowed_at(
+        &self,
+        peer: &ClientKey,
+        limits: &ApiLimits,
+        now: Instant,
+    ) -> Result<(), u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(client) = state.clients.get_mut(peer) else {
+            return Ok(());
+        };
+        let Some(failures) = &mut client.failures else {
+            return Ok(());
+        };
+        failures.per_minute = f64::from(limits.auth_failures.max(1));
+        failures.refill(now);
+        if failures.bucket.tokens >= 1.0 {
+            return Ok(());
+        }
+        let wait = (1.0 - failures.bucket.tokens) / (failures.per_minute / 60.0);
+        Err(wait.ceil().max(1.0) as u64)
+    }
+
+    /// Charges `peer` one failed authentication. Two requests racing past
+    /// [`credentials_allowed`](Self::credentials_allowed) may take the bucket below zero: the
+    /// wait after them is longer, never shorter.
+    pub(super) fn charge_auth_failure(&self, peer: &ClientKey, limits: &ApiLimits) {
+        self.charge_auth_failure_at(peer, limits, Instant::now(), -1.0);
+    }
+
+    /// Gives back a failure charged to `peer` that its request did not turn into a refusal
+    /// (the route does not authenticate: nothing was learnt from the guess).
+    pub(super) fn refund_auth_failure(&self, peer: &ClientKey, limits: &ApiLimits) {
+        self.charge_auth_failure_at(peer, limits, Instant::now(), 1.0);
+    }
+
+    fn charge_auth_failure_at(&self, peer: &ClientKey, limits: &ApiLimits, now: Instant, by: f64) {
+        let per_minute = f64::from(limits.auth_failures.max(1));
+        let (rate, burst) = (
+            f64::from(limits.requests_per_second.max(1)),
+            f64::from(limits.burst.max(1)),
+        );
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let client = client_in(&mut state.clients, peer, rate, burst, now);
+        client.seen = now;
+        let failures = client.failures.get_or_insert(Failures {
+            bucket: Bucket::full(per_minute, now),
+            per_minute,
+        });
+        failures.per_minute = per_minute;
+        failures.refill(now);
+        failures.bucket.tokens = (failures.bucket.tokens + by).min(per_minute);
+    }
+
     /// How many clients the table holds.
     #[cfg(test)]
     pub(super) fn clients(&self) -> usize {
@@ -183,10 +271,17 @@ fn client_in<'a>(
     if !clients.contains_key(key) && clients.len() >= MAX_CLIENTS {
         // Forgetting a client whose buckets are full again changes nothing.
         clients.retain(|_, c| {
-            let (mut requests, mut refusals) = (c.requests, c.refusals);
+            let (mut requests, mut refusals, mut failures) = (c.requests, c.refusals, c.failures);
             requests.refill(rate, burst, now);
             refusals.refill(refusal_rate(), REFUSALS_BURST, now);
-            requests.tokens < burst || refusals.tokens < REFUSALS_BURST || c.unrecorded > 0
+            let failed = failures.as_mut().is_some_and(|f| {
+                f.refill(now);
+                f.bucket.tokens < f.per_minute
+            });
+            requests.tokens < burst
+                || refusals.tokens < REFUSALS_BURST
+                || c.unrecorded > 0
+                || failed
         });
         while clients.len() >= MAX_CLIENTS {
             let Some(oldest) = clients
@@ -202,6 +297,7 @@ fn client_in<'a>(
     clients.entry(key.clone()).or_insert_with(|| Client {
         requests: Bucket::full(burst, now),
         refusals: Bucket::full(REFUSALS_BURST, now),
+        failures: None,
         unrecorded: 0,
         seen: now,
     })
@@ -276,5 +372,59 @@ mod tests {
             .count();
         // (The shared bucket refilled to its burst in those seconds, and gave one to `key`.)
         assert_eq!(others, ALL_REFUSALS_BURST as usize - 1);
+    }
+
+    #[test]
+    fn an_address_out_of_failed_authentications_waits_until_its_bucket_refills() {
+        let (limiter, now) = (Limiter::default(), Instant::now());
+        let limits = ApiLimits {
+            auth_failures: 3,
+            ..ApiLimits::default()
+        };
+        let (a, b) = (peer(1), peer(2));
+        for _ in 0..3 {
+            assert_eq!(limiter.credentials_allowed_at(&a, &limits, now), Ok(()));
+            limiter.charge_auth_failure_at(&a, &limits, now, -1.0);
+        }
+        // Spent: 3 a minute is one every 20 seconds. Another address is not held.
+        assert_eq!(limiter.credentials_allowed_at(&a, &limits, now), Err(20));
+        assert_eq!(limiter.credentials_allowed_at(&b, &limits, now), Ok(()));
+        // A failure a route did not refuse is given back.
+        limiter.charge_auth_failure_at(&a, &limits, now, 1.0);
+        assert_eq!(limiter.credentials_allowed_at(&a, &limits, now), Ok(()));
+        limiter.charge_auth_failure_at(&a, &limits, now, -1.0);
+        // Racing charges take it below zero: the wait grows, it never wraps or shortens.
+        limiter.charge_auth_failure_at(&a, &limits, now, -1.0);
+        assert_eq!(limiter.credentials_allowed_at(&a, &limits, now), Err(40));
+        let later = now + Duration::from_secs(39);
+        assert_eq!(limiter.credentials_allowed_at(&a, &limits, later), Err(1));
+        let refilled = now + Duration::from_secs(40);
+        assert_eq!(
+            limiter.credentials_allowed_at(&a, &limits, refilled),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn an_address_still_throttled_is_not_forgotten_when_the_table_is_full() {
+        let (limiter, now) = (Limiter::default(), Instant::now());
+        let limits = ApiLimits {
+            auth_failures: 1,
+            ..ApiLimits::default()
+        };
+        let guesser = peer(0);
+        limiter.charge_auth_failure_at(&guesser, &limits, now, -1.0);
+        // Every other address's buckets are full again a second later: those are dropped
+        // first, never the address whose failures have not refilled.
+        for n in 1..MAX_CLIENTS + 10 {
+            let at = now + Duration::from_secs(1) + Duration::from_micros(n as u64);
+            limiter.charge_auth_failure_at(&peer(n), &limits, now, 0.0);
+            assert!(limiter.clients() <= MAX_CLIENTS);
+            assert!(
+                limiter
+                    .credentials_allowed_at(&guesser, &limits, at)
+                    .is_err()
+            );
+        }
     }
 }

@@ -10,6 +10,18 @@
 //! `Idempotency-Key` on a POST replays the first result. Internal errors reach the log with the
 //! request id; the response carries only the id.
 //!
+//! **Every route checks in one order**: authenticate (401; 400 for two `Authorization`
+//! headers; 429 while the address's failed authentications are spent), then the role the route
+//! needs, from the extractor that comes first in the handler's signature (`Auth`, `Releaser`,
+//! `Approver`, `Admin`: 403), then parse and validate the path, query and body (`Strict`, last:
+//! 400), then look the target up (404) and let the service and the core decide (403 for a
+//! rule about this target, such as an approver not listed on it; 409, 422). So a caller without
+//! the role gets the same 403, word for word, whether the target exists or not and whatever the
+//! body; a caller with it may learn that a target exists — which every role may read anyway
+//! (viewers read every pipeline, release, approval and the audit trail) — and a malformed body
+//! is a 400 before anything is looked up. A check that needs the parsed body (an `override`
+//! needs an admin) is made right after parsing.
+//!
 //! This file holds the shared state (`App`), `router()` — the one place that lists every
 //! route — and `serve`. The layers and extractors live in `guard`, `auth`, `extract` and
 //! `idempotency`; errors in `error`; the handlers in `routes/`, a file per resource. Handlers
@@ -30,6 +42,10 @@ mod routes;
 mod sse;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_auth;
+#[cfg(test)]
+mod tests_order;
 mod views;
 
 use std::collections::HashMap;

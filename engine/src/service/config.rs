@@ -56,6 +56,8 @@ pub struct ApiLimits {
     pub burst: u32,
     /// How long SIGTERM waits for running tasks.
     pub shutdown_grace: Duration,
+    /// Failed authentications per client address per minute before 429 (`auth-failures`).
+    pub auth_failures: u32,
 }
 
 impl Default for ApiLimits {
@@ -65,6 +67,7 @@ impl Default for ApiLimits {
             requests_per_second: 100,
             burst: 200,
             shutdown_grace: Duration::from_secs(30),
+            auth_failures: 20,
         }
     }
 }
@@ -140,6 +143,7 @@ struct RawLimits {
     burst: Option<u32>,
     shutdown_grace: Option<String>,
     plugin_size: Option<String>,
+    auth_failures: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -234,6 +238,10 @@ impl ServiceConfig {
                 "{shown}: limits.requests-per-second must be at least 1"
             ));
         }
+        let auth_failures = limits.auth_failures.unwrap_or(defaults.auth_failures);
+        if auth_failures == 0 {
+            problems.push(format!("{shown}: limits.auth-failures must be at least 1"));
+        }
         let mut tokens = BTreeMap::new();
         let mut names = Vec::new();
         for (i, user) in raw.users.into_iter().enumerate() {
@@ -318,6 +326,7 @@ impl ServiceConfig {
                 requests_per_second,
                 burst: limits.burst.unwrap_or(defaults.burst).max(1),
                 shutdown_grace,
+                auth_failures,
             },
             plugin_files: PluginFiles {
                 dirs: plugin_dirs,
@@ -393,6 +402,23 @@ mod tests {
         std::fs::write(&path, format!("pipelines = \"p\"\n[limits]\n{longest}\n")).unwrap();
         let config = ServiceConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.limits.shutdown_grace, crate::types::MAX_DURATION);
+    }
+
+    #[test]
+    fn auth_failures_is_read_and_zero_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        let write = |n: &str| {
+            std::fs::write(
+                &path,
+                format!("pipelines = \"p\"\n[limits]\nauth-failures = {n}\n"),
+            )
+        };
+        write("5").unwrap();
+        assert_eq!(ServiceConfig::load(&path).unwrap().limits.auth_failures, 5);
+        write("0").unwrap();
+        let e = ServiceConfig::load(&path).unwrap_err();
+        assert!(e.contains("limits.auth-failures must be at least 1"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! Authentication and roles: no token is 401, a role or approver list that does not allow
-//! the call is 403, and every role against every endpoint.
+//! the call is 403, every role against every endpoint, and guessing tokens over TCP until the
+//! address is throttled.
+
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sluice::api::client::Client;
@@ -174,4 +177,53 @@ fn every_role_against_every_endpoint() {
             assert!(reply.status < 500, "{method} {path}: {}", reply.text());
         }
     }
+}
+
+#[test]
+fn bad_tokens_over_tcp_meet_a_429_and_a_valid_token_from_there_waits_until_the_bucket_refills() {
+    // 60 failures a minute: one more a second once spent.
+    let limits = ApiLimits {
+        auth_failures: 60,
+        ..ApiLimits::default()
+    };
+    let server = Server::start("1h", limits);
+    let before = server.get("vic", "/api/v1/releases");
+    let guesser = Client::new(&server.base, Some("slc_not-a-token-of-anyone".into())).unwrap();
+    let replies = server.runtime.block_on(async {
+        let mut replies = Vec::new();
+        for _ in 0..100 {
+            replies.push(guesser.get("/api/v1/releases").await.unwrap());
+        }
+        replies
+    });
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(statuses[..60], [401; 60], "{statuses:?}");
+    assert_eq!(statuses[60..], [429; 40], "{statuses:?}");
+    let throttled = &replies[99];
+    assert!(throttled.header("retry-after").is_some());
+    assert!(
+        throttled.text().contains("limits.auth-failures"),
+        "{}",
+        throttled.text()
+    );
+    // A valid token from 127.0.0.1 is not checked either, and a change is not made.
+    let create = server.call(
+        "rita",
+        "POST",
+        "/api/v1/pipelines/shop/releases",
+        Some(json!({})),
+    );
+    assert_eq!(create.status, 429, "{}", create.text());
+    // Once the bucket has a failure to spend again, the valid token works (a bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let reply = server.call("vic", "GET", "/api/v1/releases", None);
+        if reply.status == 200 {
+            break reply.json();
+        }
+        assert_eq!(reply.status, 429, "{}", reply.text());
+        assert!(Instant::now() < deadline, "still throttled after 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(after, before, "a throttled request created something");
 }

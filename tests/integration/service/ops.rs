@@ -78,7 +78,13 @@ fn refusals_are_audited_with_who_what_why_and_where_and_never_the_token() {
 
 #[test]
 fn a_client_refused_over_and_over_adds_a_bounded_number_of_entries() {
-    let server = Server::start("1h", ApiLimits::default());
+    // The audit bound, not the failed-authentication limit (`service::auth`), is tested here:
+    // every guess is checked and refused with 401.
+    let limits = ApiLimits {
+        auth_failures: 1000,
+        ..ApiLimits::default()
+    };
+    let server = Server::start("1h", limits);
     let client = Client::new(&server.base, Some("not-a-token-of-anyone".into())).unwrap();
     let statuses: Vec<u16> = server.runtime.block_on(async {
         let mut statuses = Vec::new();

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::DeferUntil;
 use super::releases::justified;
 use crate::api::App;
-use crate::api::auth::{Auth, approval_authority};
+use crate::api::auth::{Approver, Auth, approval_authority};
 use crate::api::error::ApiError;
 use crate::api::extract::{Idempotency, Path, Query, Strict};
 use crate::api::idempotency::mutate;
@@ -207,7 +207,7 @@ fn with_approval_state(
     responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
 pub(in crate::api) async fn approve(
     State(app): State<Arc<App>>,
-    Auth(user): Auth,
+    Approver(user): Approver,
     Path(id): Path<String>,
     key: Idempotency,
     body: Strict<Decide>,
@@ -221,7 +221,7 @@ pub(in crate::api) async fn approve(
     responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
 pub(in crate::api) async fn reject(
     State(app): State<Arc<App>>,
-    Auth(user): Auth,
+    Approver(user): Approver,
     Path(id): Path<String>,
     key: Idempotency,
     body: Strict<Decide>,
@@ -255,7 +255,7 @@ pub(in crate::api) struct Reassign {
     responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
 pub(in crate::api) async fn reassign(
     State(app): State<Arc<App>>,
-    Auth(user): Auth,
+    Approver(user): Approver,
     Path(id): Path<String>,
     key: Idempotency,
     body: Strict<Reassign>,
