@@ -3,6 +3,16 @@
 
 use super::model::*;
 
+/// A known user who may decide approvals (the approver role; admins have it), with the groups
+/// approvers list them through: who a reassignment may hand an approval to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The user's name, as approvers list it.
+    pub name: String,
+    /// Their groups (`group:NAME` in an approver list).
+    pub groups: Vec<String>,
+}
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -61,9 +71,11 @@ pub enum Event {
         groups: Vec<String>,
         /// The new approver: a user or `group:name`.
         to: String,
-        /// The groups `to` belongs to (resolved by the caller from its users; none for a group
-        /// or a user it does not know), so the core can tell whether `to` may approve.
-        to_groups: Vec<String>,
+        /// Everyone who may be handed an approval at all: the caller's known users with the
+        /// approver role, with their groups. A `to` that is none of them (or a group none of
+        /// them is in) would strand the approval, so the core refuses it; and names the
+        /// eligible ones from this list.
+        candidates: Vec<Candidate>,
         /// Why.
         comment: String,
         /// A listed approver (not the release's creator, unless the stage allows them) hands

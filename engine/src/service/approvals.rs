@@ -7,8 +7,10 @@ use std::sync::RwLock;
 
 use serde::Serialize;
 
-use super::{Service, ServiceError, User};
-use crate::core::{Approval, ApprovalKind, ApprovalState, Authority, Event, Release, approval_id};
+use super::{Role, Service, ServiceError, User};
+use crate::core::{
+    Approval, ApprovalKind, ApprovalState, Authority, Candidate, Event, Release, approval_id,
+};
 use crate::scheduler::Observer;
 use crate::store::Receipt;
 
@@ -247,8 +249,10 @@ impl Service {
 
     /// Hands an approval to `to` (a user or `group:NAME`), on `authority` (see
     /// [`DecisionRequest::authority`]). Whether `user` may (listed, not the release's creator)
-    /// and whether `to` may be chosen (listed by the stage, by name or through a group) is the
-    /// core's rule; the service tells it the groups `to` belongs to, from the configured users.
+    /// and whether `to` may be chosen (a known user who may approve, or a group with one; listed
+    /// by the stage, by name or through a group, unless an admin overrides) is the core's rule:
+    /// the service tells it who the configured users with the approver role are. A `to` that
+    /// names nobody is refused before the approval is looked up.
     pub async fn reassign(
         &self,
         id: &str,
@@ -258,24 +262,40 @@ impl Service {
         authority: Authority,
         receipt: Option<Receipt>,
     ) -> Result<Release, ServiceError> {
-        let view = self.approval(id)?;
         if to.trim().is_empty() {
             return Err(ServiceError::Invalid(
                 "`to` names nobody: give a user or group:NAME".into(),
             ));
         }
+        let view = self.approval(id)?;
         let event = Event::Reassign {
             stage: view.stage.clone(),
             attempt: view.attempt,
             kind: view.approval.kind,
             by: user.name.clone(),
             groups: user.groups.clone(),
-            to_groups: self.user_named(&to).map(|u| u.groups).unwrap_or_default(),
             to,
+            candidates: self.candidates(),
             comment,
             authority,
         };
         self.decided(&view, event, user, receipt).await
+    }
+
+    /// The configured users who may decide approvals (the approver role; admins have it), by
+    /// name: who a reassignment may hand one to.
+    fn candidates(&self) -> Vec<Candidate> {
+        let users = self.users();
+        let mut candidates: Vec<Candidate> = users
+            .values()
+            .filter(|u| u.has(Role::Approver))
+            .map(|u| Candidate {
+                name: u.name.clone(),
+                groups: u.groups.clone(),
+            })
+            .collect();
+        candidates.sort_by(|a, b| a.name.cmp(&b.name));
+        candidates
     }
 
     /// Submits a decision or reassignment on `view`. The one thing refused here is what the

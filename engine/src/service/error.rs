@@ -48,6 +48,7 @@ impl From<EngineError> for ServiceError {
             EngineError::NoRelease(name) => Self::NotFound(format!("there is no release `{name}`")),
             EngineError::Transition(t) => match t {
                 InvalidTransition::NotAllowed(m) => Self::Forbidden(m),
+                InvalidTransition::Ineligible(m) => Self::Invalid(m),
                 InvalidTransition::UnknownStage { .. } => Self::NotFound(t.to_string()),
                 other => Self::Conflict(other.to_string()),
             },

@@ -293,14 +293,19 @@ fn reassign_goes_only_to_someone_the_stage_lists_unless_an_admin_overrides() {
     let qa = format!("{release}.qa.1.pre");
     let before = server.get("vic", &format!("/api/v1/approvals/{qa}"));
 
-    // bob (through group approvers) may not hand it to mallory; the answer says who may be chosen.
-    let reply = reassign_as(&server, "bob", &qa, json!({"to": "mallory"}));
-    assert_eq!(reply.status, 403, "{}", reply.text());
-    assert!(
-        reply.text().contains("alice, group:approvers"),
-        "{}",
-        reply.text()
-    );
+    // bob (through group approvers) may not hand it to mallory, listed nowhere, nor to a name
+    // nobody has (it would strand the approval): 422, naming who may be chosen (carl, in
+    // group approvers; alice and the group are approvers of it already, bob is bob).
+    for to in ["mallory", "nobody-at-all", "vic"] {
+        let reply = reassign_as(&server, "bob", &qa, json!({ "to": to }));
+        assert_eq!(reply.status, 422, "{to}: {}", reply.text());
+        let text = reply.text();
+        assert!(
+            text.contains(&format!("{to} may not be handed this approval")),
+            "{text}"
+        );
+        assert!(text.contains("choose one of: carl\""), "{text}");
+    }
     assert_eq!(
         server.get("vic", &format!("/api/v1/approvals/{qa}")),
         before
@@ -319,7 +324,22 @@ fn reassign_goes_only_to_someone_the_stage_lists_unless_an_admin_overrides() {
     assert_eq!(now["approvers"], json!(["alice", "carl"]));
     assert_eq!(server.approve_as("mallory", &qa).status, 403);
 
-    // An admin's override hands it to anyone, mallory included.
+    // An admin's override hands it to anyone who may approve, mallory included; not to a
+    // stranger or a viewer, who could never decide it.
+    for to in ["nobody-at-all", "vic"] {
+        let body = json!({"to": to, "override": true, "justification": "bob is out"});
+        let reply = reassign_as(&server, "ada", &qa, body);
+        assert_eq!(reply.status, 422, "{to}: {}", reply.text());
+        assert!(
+            reply.text().contains("not a known user who may approve"),
+            "{}",
+            reply.text()
+        );
+    }
+    assert_eq!(
+        server.get("vic", &format!("/api/v1/approvals/{qa}"))["approvers"],
+        json!(["alice", "carl"])
+    );
     let reply = reassign_as(
         &server,
         "ada",

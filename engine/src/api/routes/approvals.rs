@@ -249,7 +249,9 @@ pub(in crate::api) struct Reassign {
 /// Reassign an approval to another user or group: an approver listed on it (not the release's
 /// creator, unless the stage allows the creator) hands their part to someone the stage lists,
 /// by name or through a group; an admin with `override` and a `justification` hands it to
-/// anyone.
+/// anyone who may approve. Either way `to` must be a known user with the approver role (or a
+/// group with one), never the creator unless the stage allows it: else 422, naming who may be
+/// chosen.
 #[utoipa::path(post, path = "/api/v1/approvals/{id}/reassign", tag = "approvals",
     params(ApprovalPath, IdempotencyKey), request_body = Reassign,
     responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]

@@ -1,6 +1,6 @@
-//! Approvals: deciding, reassigning, expiring and voiding them, who may decide (and before when),
-//! who may reassign to whom, when a policy is met, asking for one and carrying one over from the
-//! previous stage.
+//! Approvals: deciding, expiring and voiding them, who may decide (and before when), when a
+//! policy is met, asking for one and carrying one over from the previous stage. Reassigning one
+//! (who may hand it to whom) is `reassign.rs`.
 
 use crate::pipeline::{ApprovalPolicy, Trigger};
 
@@ -11,7 +11,7 @@ use crate::core::check_justification;
 use crate::core::event::{Authority, Effect, Event, timestamp};
 use crate::core::model::*;
 
-/// Applies an approval event: `Decide`, `Reassign`, `Expire` or `Void`.
+/// Applies an approval event: `Decide`, `Expire` or `Void` (`Reassign` is `reassign.rs`'s).
 pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Vec<Effect>) -> Step {
     match event {
         Event::Decide {
@@ -96,80 +96,6 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
             }
             Ok(())
         }
-        Event::Reassign {
-            stage,
-            attempt: number,
-            kind,
-            by,
-            groups,
-            to,
-            to_groups,
-            comment,
-            authority,
-        } => {
-            let i = stage_index(release, &stage)?;
-            let creator = release.creator.clone();
-            let spec = phase(&release.plan.stages[i], kind).0;
-            let allow_creator = spec.is_some_and(|a| a.allow_release_creator);
-            let listed = spec.map(|a| a.approvers.clone()).unwrap_or_default();
-            let attempt = attempt_no(release, i, number, "reassign an approval")?;
-            let approval = pending(attempt, &stage, kind)?;
-            // The four-eyes rule: whoever may not approve may not choose who does either.
-            if authority == Authority::Approver && by == creator && !allow_creator {
-                return Err(InvalidTransition::NotAllowed(format!(
-                    "{by} created this release and the stage does not allow the release creator \
-                     to approve, so may not choose who does: another of its approvers ({}) may \
-                     reassign it, or an admin with override",
-                    listed.join(", ")
-                )));
-            }
-            if let Authority::Override { justification } = &authority {
-                check_justification("reassigning on an override", justification)
-                    .map_err(InvalidTransition::NotAllowed)?;
-            }
-            if approval.approvers.contains(&to) {
-                return Err(InvalidTransition::Conflict(format!(
-                    "{to} is already an approver of this stage"
-                )));
-            }
-            let mut next = approval.clone();
-            next.approvers = match &authority {
-                Authority::Override { .. } | Authority::Operator => vec![to.clone()],
-                Authority::Approver => {
-                    let entry = listed_as(approval, &by, &groups).ok_or_else(|| {
-                        InvalidTransition::NotAllowed(format!(
-                            "{by} is not an approver of this stage"
-                        ))
-                    })?;
-                    check_eligible(&listed, &to, &to_groups, &creator, allow_creator)?;
-                    let at = approval.approvers.iter().position(|a| *a == entry);
-                    let mut approvers = approval.approvers.clone();
-                    if let Some(at) = at {
-                        approvers[at] = to.clone();
-                    }
-                    approvers
-                }
-            };
-            let note = match &authority {
-                Authority::Override { justification } => {
-                    format!("reassigned to {to} (override by {by}: {justification})")
-                }
-                Authority::Approver | Authority::Operator => format!("reassigned to {to}"),
-            };
-            approval.state = ApprovalState::Reassigned;
-            approval.decisions.push(Decision {
-                by,
-                approve: false,
-                comment,
-                at: now,
-                as_approver: None,
-                note: Some(note),
-            });
-            next.requested_at = now;
-            attempt.approvals.push(next);
-            effects.push(Effect::RequestApproval { stage, kind });
-            Ok(())
-        }
         Event::Expire {
             stage,
             attempt: number,
@@ -218,7 +144,7 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
 }
 
 /// The attempt's pending approval of `kind`.
-fn pending<'a>(
+pub(super) fn pending<'a>(
     attempt: &'a mut Attempt,
     stage: &str,
     kind: ApprovalKind,
@@ -241,7 +167,7 @@ fn pending<'a>(
 }
 
 /// Whether the approver entry `entry` (a user or `group:name`) names `by`.
-fn names(entry: &str, by: &str, groups: &[String]) -> bool {
+pub(super) fn names(entry: &str, by: &str, groups: &[String]) -> bool {
     match entry.strip_prefix("group:") {
         Some(group) => groups.iter().any(|g| g == group),
         None => entry == by,
@@ -250,7 +176,7 @@ fn names(entry: &str, by: &str, groups: &[String]) -> bool {
 
 /// The approver entry `by` decides for: listed by name first, else through a group; an entry
 /// nobody has approved for yet before one already satisfied.
-fn listed_as(approval: &Approval, by: &str, groups: &[String]) -> Option<String> {
+pub(super) fn listed_as(approval: &Approval, by: &str, groups: &[String]) -> Option<String> {
     let satisfied = |a: &String| {
         approval
             .decisions
@@ -264,42 +190,6 @@ fn listed_as(approval: &Approval, by: &str, groups: &[String]) -> Option<String>
         .collect();
     entries.sort_by_key(|a| (satisfied(a), *a != by));
     entries.first().map(|a| (*a).clone())
-}
-
-/// Checks that `to` may be handed an approval of a stage that lists `listed`: a user it lists, a
-/// member of a group it lists (`to_groups`), or a group it lists — and not the release's
-/// creator, unless the stage allows the creator to approve.
-fn check_eligible(
-    listed: &[String],
-    to: &str,
-    to_groups: &[String],
-    creator: &str,
-    allow_creator: bool,
-) -> Result<(), InvalidTransition> {
-    let choose = || {
-        format!(
-            "choose a user the stage lists or a member of a group it lists ({})",
-            listed.join(", ")
-        )
-    };
-    if to == creator && !allow_creator {
-        return Err(InvalidTransition::NotAllowed(format!(
-            "{to} created this release and the stage does not allow the release creator to \
-             approve: {}",
-            choose()
-        )));
-    }
-    let eligible = match to.strip_prefix("group:") {
-        Some(_) => listed.iter().any(|a| a == to),
-        None => listed.iter().any(|a| names(a, to, to_groups)),
-    };
-    if !eligible {
-        return Err(InvalidTransition::NotAllowed(format!(
-            "{to} is not an approver of this stage and may not be handed its approval: {}",
-            choose()
-        )));
-    }
-    Ok(())
 }
 
 /// Checks that `by` may decide now; returns the approver entry the decision counts for.

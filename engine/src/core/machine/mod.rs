@@ -65,7 +65,8 @@
 //! A pending approval with a timeout also yields `Timer(Expire)`; a decision at or after its
 //! `expires_at` is refused, and the timer expires it. A reassignment is an admin's override, or
 //! a listed approver's who is not the release's creator (unless the stage allows the creator),
-//! to someone the stage lists by name or through a group. Events about an attempt that is no
+//! to someone the stage lists by name or through a group; either way to a known user who may
+//! approve (or a group with one), never to a name nobody could decide for. Events about an attempt that is no
 //! longer the stage's current one are [`InvalidTransition::Stale`] (a redeploy voids them).
 //!
 //! After every transition the machine starts the stages whose trigger is now satisfied and, when
@@ -76,6 +77,7 @@ pub(super) mod approval;
 mod deployment;
 mod gates;
 mod graph;
+mod reassign;
 
 use crate::pipeline::{ApprovalOrder, ApprovalSpec, GatesSpec, StageSpec, Trigger};
 
@@ -121,6 +123,10 @@ pub enum InvalidTransition {
     /// The decider may not decide this approval.
     #[error("{0}")]
     NotAllowed(String),
+    /// The request names someone the event cannot go to: a reassignment's `to` that is not a
+    /// known user who may approve the stage (the message names who may be chosen).
+    #[error("{0}")]
+    Ineligible(String),
     /// The approval is not in a state where this applies (decided, out of turn).
     #[error("{0}")]
     Conflict(String),
@@ -218,10 +224,10 @@ fn step(release: &mut Release, event: Event, now: u64, effects: &mut Vec<Effect>
     }
     match event {
         Event::Created => Ok(()),
-        Event::Decide { .. }
-        | Event::Reassign { .. }
-        | Event::Expire { .. }
-        | Event::Void { .. } => approval::on(release, event, now, effects),
+        Event::Reassign { .. } => reassign::on(release, event, now, effects),
+        Event::Decide { .. } | Event::Expire { .. } | Event::Void { .. } => {
+            approval::on(release, event, now, effects)
+        }
         Event::GatesEvaluated { .. } => gates::on(release, event, now, effects),
         Event::Deploy { .. }
         | Event::DeployOutOfOrder { .. }

@@ -165,7 +165,10 @@ fn an_admin_reassigning_on_an_override_needs_a_justification() {
         by: "ada".into(),
         groups: vec![],
         to: "mallory".into(),
-        to_groups: vec![],
+        candidates: vec![Candidate {
+            name: "mallory".into(),
+            groups: vec![],
+        }],
         comment: "on leave".into(),
         authority: Authority::Override {
             justification: justification.into(),

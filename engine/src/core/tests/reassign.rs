@@ -45,7 +45,16 @@ fn reassign_hands_an_approvers_part_to_someone_else() {
     );
 }
 
-/// `by` (in `groups`) hands the staging pre-deployment approval to `to` (in `to_groups`).
+fn candidate(name: &str, groups: &[&str]) -> Candidate {
+    Candidate {
+        name: name.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    }
+}
+
+/// `by` (in `groups`) hands the staging pre-deployment approval to `to` (in `to_groups`). The
+/// known users who may approve: `to` (unless a group), alice, bob, erin (in ops) and frank (in
+/// approvers).
 fn reassigning(
     by: &str,
     groups: &[&str],
@@ -61,10 +70,32 @@ fn reassigning(
         by: by.into(),
         groups: strings(groups),
         to: to.into(),
-        to_groups: strings(to_groups),
+        candidates: cast(to, to_groups),
         comment: "on leave".into(),
         authority,
     }
+}
+
+fn cast(to: &str, to_groups: &[&str]) -> Vec<Candidate> {
+    let mut cast = vec![
+        candidate("alice", &[]),
+        candidate("bob", &[]),
+        candidate("erin", &["ops"]),
+        candidate("frank", &["approvers"]),
+    ];
+    if !to.starts_with("group:") {
+        cast.retain(|c| c.name != to);
+        cast.push(candidate(to, to_groups));
+    }
+    cast
+}
+
+/// `e` with `candidates` as the known users who may approve.
+fn known(mut e: Event, only: Vec<Candidate>) -> Event {
+    if let Event::Reassign { candidates, .. } = &mut e {
+        *candidates = only;
+    }
+    e
 }
 
 fn in_groups(mut e: Event, of: &[&str]) -> Event {
@@ -123,7 +154,12 @@ fn the_creator_may_not_hand_their_approval_away() {
     // A stage that allows the creator lets them hand it on, to someone it lists.
     let mut r = creator_listed(true);
     let to_mallory = reassigning("carol", &[], "mallory", &[], Authority::Approver);
-    refused(&mut r, to_mallory, NOW, "mallory is not an approver");
+    refused(
+        &mut r,
+        to_mallory,
+        NOW,
+        "mallory may not be handed this approval",
+    );
     let to_bob = reassigning("carol", &[], "bob", &["approvers"], Authority::Approver);
     event(&mut r, to_bob);
     let attempt = &r.stage("staging").unwrap().attempts[0];
@@ -134,18 +170,26 @@ fn the_creator_may_not_hand_their_approval_away() {
 fn reassign_only_to_someone_the_stage_lists() {
     let mut r = release(APPROVALS);
     event(&mut r, Event::Created);
-    for (to, to_groups) in [
-        ("dave", &[][..]),
-        ("dave", &["approvers"][..]),
-        ("group:ops", &[][..]),
-        ("carol", &[][..]),
+    for (to, to_groups, why) in [
+        ("dave", &[][..], "they are not an approver of this stage"),
+        (
+            "dave",
+            &["approvers"][..],
+            "they are not an approver of this stage",
+        ),
+        ("group:ops", &[][..], "the stage does not list this group"),
+        ("carol", &[][..], "they created this release"),
     ] {
         let bob = reassigning("bob", &[], to, to_groups, Authority::Approver);
-        let err = refused(&mut r, bob, NOW, "choose a user the stage lists");
-        assert!(matches!(err, InvalidTransition::NotAllowed(_)), "{err}");
-        assert!(err.to_string().contains("(alice, bob)"), "{err}");
+        let err = refused(&mut r, bob, NOW, why);
+        assert!(matches!(err, InvalidTransition::Ineligible(_)), "{err}");
+        // alice and bob, the only users it lists, are its approvers already.
+        assert!(
+            err.to_string().contains("nobody else may be chosen"),
+            "{err}"
+        );
     }
-    // Listed through a group, the creator is still not eligible.
+    // Listed through a group, the creator is still not eligible; the others are named.
     let mut r =
         release(&APPROVALS.replace(r#"["alice", "bob"]"#, r#"["alice", "group:approvers"]"#));
     event(&mut r, Event::Created);
@@ -156,7 +200,69 @@ fn reassign_only_to_someone_the_stage_lists() {
         &["approvers"],
         Authority::Approver,
     );
-    refused(&mut r, bob, NOW, "carol created this release");
+    let err = refused(&mut r, bob, NOW, "carol may not be handed this approval");
+    assert!(
+        err.to_string().contains("approve; choose one of: frank"),
+        "{err}"
+    );
+}
+
+#[test]
+fn reassign_to_a_name_nobody_could_decide_for_is_refused_naming_who_may_be_chosen() {
+    let mut r = release(&APPROVALS.replace(r#"["alice", "bob"]"#, r#"["alice", "group:ops"]"#));
+    event(&mut r, Event::Created);
+    let before = r.clone();
+    // Not a known user who may approve (a stranger, a viewer, a typo): refused in person and
+    // on an admin's override alike, since either would strand the approval.
+    for authority in [Authority::Approver, admin()] {
+        let stranger = known(
+            reassigning("alice", &[], "nobody-at-all", &[], authority.clone()),
+            cast("group:none", &[]),
+        );
+        let err = refused(
+            &mut r,
+            stranger,
+            NOW,
+            "nobody-at-all may not be handed this approval: it is not a known user who may approve",
+        );
+        assert!(matches!(err, InvalidTransition::Ineligible(_)), "{err}");
+        // Not alice herself, nor an approver it has already (group:ops).
+        let named = match authority {
+            Authority::Approver => "; choose one of: erin",
+            _ => "; choose one of: bob, erin, frank, group:approvers",
+        };
+        assert!(err.to_string().ends_with(named), "{err}");
+    }
+    // A group with no known member who may approve: refused too.
+    let empty = known(
+        reassigning("ada", &[], "group:approvers", &[], admin()),
+        vec![candidate("alice", &[])],
+    );
+    refused(
+        &mut r,
+        empty,
+        NOW,
+        "no known user in this group may approve it",
+    );
+    // Nobody at all may approve: the answer says what to do.
+    let alone = known(
+        reassigning("alice", &[], "dave", &[], Authority::Approver),
+        vec![],
+    );
+    refused(
+        &mut r,
+        alone,
+        NOW,
+        "nobody else may be chosen: add a user with the approver role",
+    );
+    // Many who may: the list is bounded.
+    let many: Vec<Candidate> = (0..30)
+        .map(|n| candidate(&format!("u{n:02}"), &[]))
+        .collect();
+    let crowd = known(reassigning("ada", &[], "zed", &[], admin()), many);
+    let err = refused(&mut r, crowd, NOW, "and 10 more");
+    assert!(err.to_string().contains("u19 and 10 more"), "{err}");
+    assert_eq!(r, before);
 }
 
 #[test]
@@ -172,7 +278,7 @@ fn reassign_to_someone_listed_by_name_or_through_a_group() {
     // someone the stage lists: alice by name, or the group.
     event(&mut r, reassigning("ada", &[], "mallory", &[], admin()));
     let to_erin = reassigning("mallory", &[], "erin", &[], Authority::Approver);
-    refused(&mut r, to_erin, NOW, "erin is not an approver");
+    refused(&mut r, to_erin, NOW, "erin may not be handed this approval");
     event(
         &mut r,
         reassigning("mallory", &[], "alice", &[], Authority::Approver),
@@ -202,15 +308,29 @@ fn reassign_to_someone_listed_by_name_or_through_a_group() {
 }
 
 #[test]
-fn an_admin_override_may_reassign_to_anyone() {
+fn an_admin_override_may_reassign_to_anyone_who_may_approve() {
     let mut r = creator_listed(false);
-    for to in ["mallory", "group:anyone"] {
+    for to in ["mallory", "group:ops"] {
         let before = r.stage("staging").unwrap().attempts[0].approvals.len();
         event(&mut r, reassigning("ada", &[], to, &[], admin()));
         let attempt = &r.stage("staging").unwrap().attempts[0];
         assert_eq!(attempt.approvals.len(), before + 1);
         assert_eq!(attempt.approvals.last().unwrap().approvers, [to]);
     }
+    // Not to the creator, whom the stage does not allow to approve, nor to a group nobody
+    // known is in: either would strand it.
+    refused(
+        &mut r,
+        reassigning("ada", &[], "carol", &[], admin()),
+        NOW,
+        "they created this release",
+    );
+    refused(
+        &mut r,
+        reassigning("ada", &[], "group:anyone", &[], admin()),
+        NOW,
+        "no known user in this group may approve it",
+    );
     event(&mut r, reassigning("ada", &[], "mallory", &[], admin()));
     assert_eq!(
         event(&mut r, decide("staging", "mallory", true)),

@@ -230,7 +230,7 @@ fn decision(r: &Release, kind: ApprovalKind, approve: bool, defer: Option<u64>) 
     }
 }
 
-/// `by` hands the first stage's pre-deployment approval to `to` (in no group).
+/// `by` hands the first stage's pre-deployment approval to `to` (a known approver, in no group).
 fn reassign(r: &Release, by: &str, to: &str, authority: Authority) -> Event {
     Event::Reassign {
         stage: first(r),
@@ -239,7 +239,10 @@ fn reassign(r: &Release, by: &str, to: &str, authority: Authority) -> Event {
         by: by.into(),
         groups: vec![],
         to: to.into(),
-        to_groups: vec![],
+        candidates: vec![Candidate {
+            name: to.into(),
+            groups: vec![],
+        }],
         comment: "on leave".into(),
         authority,
     }
