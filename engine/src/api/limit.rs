@@ -11,7 +11,8 @@
 //! [`ALL_REFUSALS_PER_SECOND`] a second), so a client sending 401s forever — or many clients
 //! from many addresses — add entries at a bounded rate, never one per request. A refusal not
 //! recorded is counted, and the client's next recorded refusal says how many went unrecorded
-//! before it (coalescing). A 429 is never recorded: it is the limiter's own answer.
+//! before it (coalescing). The 429 of the request rate is never recorded: it is the limiter's
+//! own answer; the 429 of a throttled authentication is, as a refusal like a 401.
 //!
 //! **Failed authentications are limited per address** (`limits.auth-failures`, a minute): a
 //! bucket of that many, refilled at that rate, charged for each presented token no user has
