@@ -56,6 +56,8 @@ pub struct ApiLimits {
     pub burst: u32,
     /// How long SIGTERM waits for running tasks.
     pub shutdown_grace: Duration,
+    /// `receipt-ttl`: how long an idempotent change's answer replays (then it is swept).
+    pub receipt_ttl: Duration,
 }
 
 impl Default for ApiLimits {
@@ -65,6 +67,7 @@ impl Default for ApiLimits {
             requests_per_second: 100,
             burst: 200,
             shutdown_grace: Duration::from_secs(30),
+            receipt_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -140,6 +143,7 @@ struct RawLimits {
     burst: Option<u32>,
     shutdown_grace: Option<String>,
     plugin_size: Option<String>,
+    receipt_ttl: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +219,18 @@ impl ServiceConfig {
             Some(Err(e)) => {
                 problems.push(format!("{shown}: limits.plugin-size: {e}"));
                 crate::plugin::DEFAULT_PLUGIN_SIZE
+            }
+        };
+        let receipt_ttl = match limits.receipt_ttl.as_deref().map(parse_duration) {
+            None => defaults.receipt_ttl,
+            Some(Ok(d)) if d >= Duration::from_secs(1) => d,
+            Some(Ok(_)) => {
+                problems.push(format!("{shown}: limits.receipt-ttl must be at least 1s"));
+                defaults.receipt_ttl
+            }
+            Some(Err(e)) => {
+                problems.push(format!("{shown}: limits.receipt-ttl: {e}"));
+                defaults.receipt_ttl
             }
         };
         let plugin_dirs: Vec<PathBuf> = raw.plugin_dirs.iter().map(|d| base.join(d)).collect();
@@ -318,6 +334,7 @@ impl ServiceConfig {
                 requests_per_second,
                 burst: limits.burst.unwrap_or(defaults.burst).max(1),
                 shutdown_grace,
+                receipt_ttl,
             },
             plugin_files: PluginFiles {
                 dirs: plugin_dirs,
