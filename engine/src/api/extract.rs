@@ -144,3 +144,35 @@ impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normal(text: &str) -> String {
+        normalise(serde_json::from_str(text).unwrap()).to_string()
+    }
+
+    #[test]
+    fn a_body_normalises_to_one_text_per_meaning() {
+        let one = normal(r#"{"b":{"y":1,"x":[2,1]},"a":"\u0041","c":null}"#);
+        assert_eq!(one, r#"{"a":"A","b":{"x":[2,1],"y":1}}"#);
+        assert_eq!(
+            normal(" {\n\"a\" : \"A\", \"b\":{\"x\":[2, 1],\"y\":1}}"),
+            one
+        );
+        // A different value, a reordered array, an empty string for a null: not the same.
+        for other in [
+            r#"{"a":"B","b":{"x":[2,1],"y":1}}"#,
+            r#"{"a":"A","b":{"x":[1,2],"y":1}}"#,
+            r#"{"a":"A","b":{"x":[2,1],"y":1},"c":""}"#,
+        ] {
+            assert_ne!(normal(other), one, "{other}");
+        }
+        // Nested nulls go too; nulls in an array are values.
+        assert_eq!(
+            normal(r#"{"m":{"k":null},"l":[null]}"#),
+            r#"{"l":[null],"m":{}}"#
+        );
+    }
+}
