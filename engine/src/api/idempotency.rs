@@ -1,6 +1,16 @@
-//! Idempotent changes: with an `Idempotency-Key`, the answer to a change is stored (in the
-//! commit of the change itself, or on its own for a refusal) and a retry gets it back without
-//! changing anything; the same key on a different request is a 422.
+//! Idempotent changes: with an `Idempotency-Key`, the answer to a change is stored in the
+//! commit of the change itself and a retry gets it back without changing anything; the same
+//! key on a different request is a 422. The answer replays for `limits.receipt-ttl` (24 h by
+//! default); after that the key is free again (`service/sweep.rs` deletes the receipt).
+//!
+//! Only changes store a receipt. A refused request (400, 403, 404, 409, ...) changed nothing
+//! and stores nothing, so a caller cannot grow the store by asking for what it may not do; its
+//! retry is simply evaluated again, and may get another answer if the state changed meanwhile
+//! (safe: the first attempt changed nothing, so a retry that now succeeds is its first effect).
+//!
+//! What "the same request" is, on every idempotent route: the route, its path parameters and
+//! the body as parsed, normalised (`Strict::fingerprint`): whitespace, key order, escapes and
+//! members set to `null` do not count; a different value does.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -77,7 +87,7 @@ where
         return Ok(stored_response(stored));
     }
     let receipt_fingerprint = fingerprint.clone();
-    let receipt = Receipt::new(key.clone(), move |release: &Release| {
+    let receipt = Receipt::expiring(key.clone(), move |release: &Release| {
         let stored = Stored {
             fingerprint: receipt_fingerprint,
             status: status.as_u16(),
@@ -85,21 +95,6 @@ where
         };
         serde_json::to_vec(&stored).unwrap_or_default()
     });
-    match change(Some(receipt)).await {
-        Ok(release) => Ok((status, Json(ReleaseView::of(&release))).into_response()),
-        Err(ServiceError::Internal(e)) => Err(ApiError::internal(e.detail())),
-        Err(refused) => {
-            // A refusal changed nothing; a retry gets the same refusal.
-            let error = ApiError::from(refused);
-            let stored = Stored {
-                fingerprint,
-                status: error.status.as_u16(),
-                body: serde_json::to_value(&error.body).unwrap_or(Value::Null),
-            };
-            let bytes =
-                serde_json::to_vec(&stored).map_err(|e| ApiError::internal(e.to_string()))?;
-            service.put_receipt(&key, &bytes)?;
-            Err(error)
-        }
-    }
+    let release = change(Some(receipt)).await?;
+    Ok((status, Json(ReleaseView::of(&release))).into_response())
 }

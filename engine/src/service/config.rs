@@ -58,6 +58,8 @@ pub struct ApiLimits {
     pub shutdown_grace: Duration,
     /// Failed authentications per client address per minute before 429 (`auth-failures`).
     pub auth_failures: u32,
+    /// `receipt-ttl`: how long an idempotent change's answer replays (then it is swept).
+    pub receipt_ttl: Duration,
 }
 
 impl Default for ApiLimits {
@@ -68,6 +70,7 @@ impl Default for ApiLimits {
             burst: 200,
             shutdown_grace: Duration::from_secs(30),
             auth_failures: 20,
+            receipt_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -144,6 +147,7 @@ struct RawLimits {
     shutdown_grace: Option<String>,
     plugin_size: Option<String>,
     auth_failures: Option<u32>,
+    receipt_ttl: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -219,6 +223,18 @@ impl ServiceConfig {
             Some(Err(e)) => {
                 problems.push(format!("{shown}: limits.plugin-size: {e}"));
                 crate::plugin::DEFAULT_PLUGIN_SIZE
+            }
+        };
+        let receipt_ttl = match limits.receipt_ttl.as_deref().map(parse_duration) {
+            None => defaults.receipt_ttl,
+            Some(Ok(d)) if d >= Duration::from_secs(1) => d,
+            Some(Ok(_)) => {
+                problems.push(format!("{shown}: limits.receipt-ttl must be at least 1s"));
+                defaults.receipt_ttl
+            }
+            Some(Err(e)) => {
+                problems.push(format!("{shown}: limits.receipt-ttl: {e}"));
+                defaults.receipt_ttl
             }
         };
         let plugin_dirs: Vec<PathBuf> = raw.plugin_dirs.iter().map(|d| base.join(d)).collect();
@@ -327,6 +343,7 @@ impl ServiceConfig {
                 burst: limits.burst.unwrap_or(defaults.burst).max(1),
                 shutdown_grace,
                 auth_failures,
+                receipt_ttl,
             },
             plugin_files: PluginFiles {
                 dirs: plugin_dirs,

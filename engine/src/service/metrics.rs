@@ -177,8 +177,8 @@ impl StateCounts {
 
 impl super::Service {
     /// Every metric in the Prometheus text format (version 0.0.4): releases and stage
-    /// deployments by state, the queue's depth, task durations, pending approvals and the
-    /// releases being driven.
+    /// deployments by state, the queue's depth, task durations, pending approvals, the
+    /// releases being driven and the idempotency receipts stored.
     pub fn metrics_text(&self) -> Result<String, StoreError> {
         let (by_state, stages) = self.counts.current(self.store())?;
         let mut out = String::new();
@@ -215,6 +215,10 @@ impl super::Service {
         out.push_str(&format!(
             "# HELP sluice_releases_driving Releases the engine is driving now.\n# TYPE sluice_releases_driving gauge\nsluice_releases_driving {}\n",
             self.driving()
+        ));
+        out.push_str(&format!(
+            "# HELP sluice_idempotency_receipts Answers of idempotent changes stored (until receipt-ttl, then swept).\n# TYPE sluice_idempotency_receipts gauge\nsluice_idempotency_receipts {}\n",
+            self.receipt_count()
         ));
         Ok(out)
     }

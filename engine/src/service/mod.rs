@@ -11,6 +11,7 @@ pub mod metrics;
 mod pipelines;
 pub mod queries;
 mod releases;
+mod sweep;
 mod triggers;
 
 use std::collections::BTreeMap;
@@ -120,6 +121,7 @@ impl Service {
             )
             .map_err(StartError::Resume)?;
         triggers::spawn(&service);
+        sweep::spawn(&service);
         service.check_health();
         watch_health(&service);
         service.ready.store(true, Ordering::SeqCst);

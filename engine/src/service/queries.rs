@@ -1,5 +1,5 @@
 //! The service's read side for the API: listing, filtering and paging releases, approvals and
-//! the audit trail, a pipeline's versions, stored logs and idempotency receipts. Each is a scan
+//! the audit trail, a pipeline's versions, and stored logs. Each is a scan
 //! of the store today; an index replaces a scan here, in one place.
 
 use crate::core::{ApprovalState, Release, ReleaseState};
@@ -149,15 +149,5 @@ impl Service {
         self.store()
             .logs_of(name)
             .map_err(|e| ServiceError::Internal(e.into()))
-    }
-
-    /// The stored answer to an idempotent request, by key.
-    pub fn receipt(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store().receipt(key)
-    }
-
-    /// Stores the answer to an idempotent request that changed nothing (a refusal).
-    pub fn put_receipt(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        self.store().put_receipt(key, bytes)
     }
 }

@@ -118,7 +118,7 @@ fn seen_key(pipeline: &str, alias: &str, version: Option<&str>) -> String {
 
 /// A receipt that records the release it created.
 fn receipt(key: String) -> Receipt {
-    Receipt::new(key, |release| release.name.clone().into_bytes())
+    Receipt::lasting(key, |release| release.name.clone().into_bytes())
 }
 
 impl Service {

@@ -8,6 +8,7 @@
 //! commit that holds its write.
 
 mod fault;
+mod receipts;
 mod refusals;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use crate::core::Release;
 use crate::types::LogLine;
 
+pub use receipts::Receipt;
+
 /// redb's page cache. Its default (1 GiB) lets the cache, and so the engine's memory, grow with
 /// the store; releases are read rarely (a driver loads one when it starts), so a small cache
 /// costs little.
@@ -36,42 +39,8 @@ const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("release_c
 const RELEASES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("releases");
 const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
 const LOGS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("task_logs");
-/// Responses to requests with an `Idempotency-Key`, by `user\nkey`.
-const RECEIPTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("idempotency_receipts");
 /// Every version of every pipeline the service was given, by name.
 const PIPELINES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("pipeline_versions");
-
-/// The response to an idempotent request, made from the release after the change and stored
-/// in the same commit: a retry after a crash finds it exactly when the change is there.
-pub struct Receipt {
-    /// Where the response is stored (`user\nkey` for the API, a trigger's own key): a retry
-    /// looks it up by this key before changing anything.
-    key: String,
-    /// Makes the response from the release as committed: what a change made (its number, its
-    /// state after the transition) is known only once it is applied, inside the commit.
-    encode: Box<Encode>,
-}
-
-/// How a [`Receipt`] makes its bytes from the committed release.
-type Encode = dyn FnOnce(&Release) -> Vec<u8> + Send;
-
-impl Receipt {
-    /// A receipt stored under `key`, its bytes made by `encode` from the committed release.
-    pub fn new(
-        key: impl Into<String>,
-        encode: impl FnOnce(&Release) -> Vec<u8> + Send + 'static,
-    ) -> Self {
-        Self {
-            key: key.into(),
-            encode: Box::new(encode),
-        }
-    }
-
-    /// The key and the bytes to store with `release`.
-    fn seal(self, release: &Release) -> (String, Vec<u8>) {
-        (self.key, (self.encode)(release))
-    }
-}
 
 /// One stored version of a pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +142,8 @@ pub struct Store {
     /// Writes for the committer thread; `None` once dropped.
     writer: Option<mpsc::Sender<Job>>,
     committer: Option<JoinHandle<()>>,
+    /// The expiring receipts stored, and when the store was opened.
+    receipts: Arc<receipts::Counts>,
 }
 
 /// One caller's write: a release after a transition, its audit entry, maybe a task log.
@@ -181,14 +152,19 @@ struct Job {
     name: String,
     audit: AuditEntry,
     log: Option<(String, Vec<u8>)>,
-    receipt: Option<(String, Vec<u8>)>,
+    receipt: Option<receipts::Sealed>,
     done: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
 /// Writes per transaction at most, so one fsync never waits on an unbounded batch.
 const MAX_BATCH: usize = 256;
 
-fn commit_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>, audit_len: Arc<watch::Sender<u64>>) {
+fn commit_loop(
+    db: Arc<Database>,
+    jobs: mpsc::Receiver<Job>,
+    audit_len: Arc<watch::Sender<u64>>,
+    receipts: Arc<receipts::Counts>,
+) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -197,7 +173,7 @@ fn commit_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>, audit_len: Arc<watc
                 Err(_) => break,
             }
         }
-        let result = write_batch(&db, &batch).map_err(|e| e.to_string());
+        let result = write_batch(&db, &batch, &receipts).map_err(|e| e.to_string());
         if let Ok(len) = result {
             refusals::forward(&audit_len, len);
         }
@@ -212,13 +188,13 @@ fn commit_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>, audit_len: Arc<watc
 }
 
 /// Writes a batch in one transaction; returns the audit trail's new length.
-fn write_batch(db: &Database, batch: &[Job]) -> Result<u64, StoreError> {
+fn write_batch(db: &Database, batch: &[Job], counts: &receipts::Counts) -> Result<u64, StoreError> {
     let txn = db.begin_write().map_err(storage)?;
-    let len = {
+    let (len, count) = {
         let mut releases = txn.open_table(RELEASES).map_err(storage)?;
         let mut audit = txn.open_table(AUDIT).map_err(storage)?;
         let mut logs = txn.open_table(LOGS).map_err(storage)?;
-        let mut receipts = txn.open_table(RECEIPTS).map_err(storage)?;
+        let mut receipts = receipts::Writer::open(&txn)?;
         let first = audit
             .last()
             .map_err(storage)?
@@ -238,15 +214,14 @@ fn write_batch(db: &Database, batch: &[Job]) -> Result<u64, StoreError> {
                 logs.insert(key.as_str(), lines.as_slice())
                     .map_err(storage)?;
             }
-            if let Some((key, bytes)) = &job.receipt {
-                receipts
-                    .insert(key.as_str(), bytes.as_slice())
-                    .map_err(storage)?;
+            if let Some(receipt) = &job.receipt {
+                receipts.put(receipt)?;
             }
         }
-        first + batch.len() as u64
+        (first + batch.len() as u64, receipts.count(counts)?)
     };
     txn.commit().map_err(storage)?;
+    counts.publish(count);
     Ok(len)
 }
 
@@ -275,22 +250,8 @@ impl Store {
                 .create(&path)
                 .map_err(|e| open_err(e.to_string()))?,
         );
-        let (writer, jobs) = mpsc::channel();
-        let committer_db = db.clone();
-        let audit_len = Arc::new(watch::Sender::new(0));
-        let committer_len = audit_len.clone();
-        let committer = std::thread::Builder::new()
-            .name("sluice-store".into())
-            .spawn(move || commit_loop(committer_db, jobs, committer_len))
-            .map_err(|e| open_err(e.to_string()))?;
-        let store = Self {
-            db,
-            audit_len,
-            writer: Some(writer),
-            committer: Some(committer),
-        };
-        let txn = store.db.begin_write().map_err(storage)?;
-        {
+        let txn = db.begin_write().map_err(storage)?;
+        let (len, counts) = {
             let mut meta = txn.open_table(META).map_err(storage)?;
             let found = meta
                 .get("schema-version")
@@ -308,7 +269,6 @@ impl Store {
             txn.open_table(RELEASES).map_err(storage)?;
             txn.open_table(AUDIT).map_err(storage)?;
             txn.open_table(LOGS).map_err(storage)?;
-            txn.open_table(RECEIPTS).map_err(storage)?;
             txn.open_table(PIPELINES).map_err(storage)?;
             let len = txn
                 .open_table(AUDIT)
@@ -316,10 +276,25 @@ impl Store {
                 .last()
                 .map_err(storage)?
                 .map_or(0, |(k, _)| k.value() + 1);
-            store.audit_len.send_replace(len);
-        }
+            (len, Arc::new(receipts::Counts::open(&txn)?))
+        };
         txn.commit().map_err(storage)?;
-        Ok(store)
+        let (writer, jobs) = mpsc::channel();
+        let committer_db = db.clone();
+        let audit_len = Arc::new(watch::Sender::new(len));
+        let committer_len = audit_len.clone();
+        let committer_counts = counts.clone();
+        let committer = std::thread::Builder::new()
+            .name("sluice-store".into())
+            .spawn(move || commit_loop(committer_db, jobs, committer_len, committer_counts))
+            .map_err(|e| open_err(e.to_string()))?;
+        Ok(Self {
+            db,
+            audit_len,
+            writer: Some(writer),
+            committer: Some(committer),
+            receipts: counts,
+        })
     }
 
     /// Creates a release: takes the pipeline's next number, builds the release with `make`,
@@ -332,7 +307,7 @@ impl Store {
         receipt: Option<Receipt>,
     ) -> Result<Release, StoreError> {
         let txn = self.db.begin_write().map_err(storage)?;
-        let (release, audit_len) = {
+        let (release, audit_len, count) = {
             let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
             let number = counters
                 .get(pipeline)
@@ -343,16 +318,14 @@ impl Store {
             let release = make(number);
             put_release(&txn, &release)?;
             let audit_len = audit(&txn, &release, actor, "created")?;
+            let mut receipts = receipts::Writer::open(&txn)?;
             if let Some(receipt) = receipt {
-                let (key, bytes) = receipt.seal(&release);
-                let mut receipts = txn.open_table(RECEIPTS).map_err(storage)?;
-                receipts
-                    .insert(key.as_str(), bytes.as_slice())
-                    .map_err(storage)?;
+                receipts.put(&receipt.seal(&release))?;
             }
-            (release, audit_len)
+            (release, audit_len, receipts.count(&self.receipts)?)
         };
         txn.commit().map_err(storage)?;
+        self.receipts.publish(count);
         refusals::forward(&self.audit_len, audit_len);
         fault::after_commit();
         Ok(release)
@@ -429,23 +402,6 @@ impl Store {
         let k = key.key();
         let value = table.get(k.as_str()).map_err(storage)?;
         value.map(|v| decode(&k, v.value())).transpose()
-    }
-
-    /// The stored response to an idempotent request, if there is one.
-    pub fn receipt(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
-        let table = txn.open_table(RECEIPTS).map_err(storage)?;
-        Ok(table.get(key).map_err(storage)?.map(|v| v.value().to_vec()))
-    }
-
-    /// Stores the response to an idempotent request that changed nothing (a refusal).
-    pub fn put_receipt(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(storage)?;
-        txn.open_table(RECEIPTS)
-            .map_err(storage)?
-            .insert(key, bytes)
-            .map_err(storage)?;
-        txn.commit().map_err(storage)
     }
 
     /// Every stored version of pipeline `name`, oldest first.

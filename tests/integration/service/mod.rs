@@ -8,6 +8,7 @@ mod graph;
 mod idempotency;
 mod names;
 mod ops;
+mod receipts;
 mod reload;
 mod scheduling;
 mod secrets;

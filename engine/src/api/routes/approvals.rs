@@ -130,7 +130,7 @@ async fn decide(
     approve: bool,
 ) -> Result<Response, ApiError> {
     let verb = if approve { "approve" } else { "reject" };
-    let fingerprint = format!("{verb} {id} {}", body.raw());
+    let fingerprint = body.fingerprint(verb, &[&id]);
     let request = body.value;
     let defer_until = request
         .defer_until
@@ -262,7 +262,7 @@ pub(in crate::api) async fn reassign(
     key: Idempotency,
     body: Strict<Reassign>,
 ) -> Result<Response, ApiError> {
-    let fingerprint = format!("reassign {id} {}", body.raw());
+    let fingerprint = body.fingerprint("reassign", &[&id]);
     let request = body.value;
     let authority = authority(
         &user,

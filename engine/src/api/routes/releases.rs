@@ -54,7 +54,7 @@ pub(in crate::api) async fn create_release(
     key: Idempotency,
     body: Strict<CreateRelease>,
 ) -> Result<Response, ApiError> {
-    let fingerprint = format!("create {name} {}", body.raw());
+    let fingerprint = body.fingerprint("create", &[&name]);
     let request = body.value;
     let options = CreateOptions {
         artifacts: request.artifacts,
@@ -158,15 +158,16 @@ pub(in crate::api) fn justified(what: &str, justification: &str) -> Result<(), A
     crate::core::check_justification(what, justification).map_err(ApiError::bad_request)
 }
 
-/// Submits `event` to `release` as `user`, whose role the handler's extractor checked.
+/// Submits `event` to `release` as `user`, whose role the handler's extractor checked; the
+/// request's `fingerprint` is `Strict::fingerprint`.
 async fn release_event(
     app: &App,
     user: User,
     key: Idempotency,
+    fingerprint: String,
     release: String,
     event: Event,
 ) -> Result<Response, ApiError> {
-    let fingerprint = format!("{release} {event:?}");
     let service = &app.service;
     mutate(app, &user, key, &fingerprint, StatusCode::OK, |receipt| {
         service.submit(&release, event, &user, receipt)
@@ -183,9 +184,10 @@ pub(in crate::api) async fn abandon(
     Releaser(user): Releaser,
     Path(id): Path<String>,
     key: Idempotency,
-    _: Strict<NoFields>,
+    body: Strict<NoFields>,
 ) -> Result<Response, ApiError> {
-    release_event(&app, user, key, id, Event::Abandon).await
+    let fingerprint = body.fingerprint("abandon", &[&id]);
+    release_event(&app, user, key, fingerprint, id, Event::Abandon).await
 }
 
 /// Deploy (or redeploy, as a new attempt) a stage by hand (releasers), now or at a time: 409
@@ -201,6 +203,7 @@ pub(in crate::api) async fn deploy(
     key: Idempotency,
     body: Strict<DeployRequest>,
 ) -> Result<Response, ApiError> {
+    let fingerprint = body.fingerprint("deploy", &[&id, &stage]);
     let DeployRequest {
         at,
         out_of_order,
@@ -238,7 +241,7 @@ pub(in crate::api) async fn deploy(
             None => Event::Deploy { stage },
         },
     };
-    release_event(&app, user, key, id, event).await
+    release_event(&app, user, key, fingerprint, id, event).await
 }
 
 /// Cancel a stage's deployment (releasers): running tasks are stopped.
@@ -250,9 +253,10 @@ pub(in crate::api) async fn cancel(
     Releaser(user): Releaser,
     Path((id, stage)): Path<(String, String)>,
     key: Idempotency,
-    _: Strict<NoFields>,
+    body: Strict<NoFields>,
 ) -> Result<Response, ApiError> {
-    release_event(&app, user, key, id, Event::Cancel { stage }).await
+    let fingerprint = body.fingerprint("cancel", &[&id, &stage]);
+    release_event(&app, user, key, fingerprint, id, Event::Cancel { stage }).await
 }
 
 /// Breaking a freeze: why it cannot wait.
@@ -277,6 +281,7 @@ pub(in crate::api) async fn break_glass(
     key: Idempotency,
     body: Strict<BreakGlassRequest>,
 ) -> Result<Response, ApiError> {
+    let fingerprint = body.fingerprint("break-glass", &[&id, &stage]);
     let BreakGlassRequest { justification } = body.value;
     justified("breaking a freeze", &justification)?;
     let event = Event::BreakGlass {
@@ -284,5 +289,5 @@ pub(in crate::api) async fn break_glass(
         by: user.name.clone(),
         justification,
     };
-    release_event(&app, user, key, id, event).await
+    release_event(&app, user, key, fingerprint, id, event).await
 }
