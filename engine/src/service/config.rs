@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
+use super::timeouts::timeout;
 use crate::types::{Name, parse_bytes, parse_duration};
 
 /// What a user may do. Roles add up; `admin` may do everything.
@@ -56,6 +57,12 @@ pub struct ApiLimits {
     pub burst: u32,
     /// How long SIGTERM waits for running tasks.
     pub shutdown_grace: Duration,
+    /// `header-timeout`: how long a request's head may take to arrive, from its first byte.
+    pub header_timeout: Duration,
+    /// `idle-timeout`: how long a keep-alive connection may wait with no request in flight.
+    pub idle_timeout: Duration,
+    /// `connections`: open connections served at once; past them, a 503.
+    pub connections: usize,
 }
 
 impl Default for ApiLimits {
@@ -65,6 +72,9 @@ impl Default for ApiLimits {
             requests_per_second: 100,
             burst: 200,
             shutdown_grace: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            connections: 1024,
         }
     }
 }
@@ -140,6 +150,9 @@ struct RawLimits {
     burst: Option<u32>,
     shutdown_grace: Option<String>,
     plugin_size: Option<String>,
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    connections: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -217,6 +230,22 @@ impl ServiceConfig {
                 crate::plugin::DEFAULT_PLUGIN_SIZE
             }
         };
+        let header_timeout = timeout(
+            &mut problems,
+            &shown,
+            "header",
+            limits.header_timeout.as_deref(),
+        );
+        let idle_timeout = timeout(
+            &mut problems,
+            &shown,
+            "idle",
+            limits.idle_timeout.as_deref(),
+        );
+        let connections = limits.connections.unwrap_or(defaults.connections);
+        if connections == 0 {
+            problems.push(format!("{shown}: limits.connections must be at least 1"));
+        }
         let plugin_dirs: Vec<PathBuf> = raw.plugin_dirs.iter().map(|d| base.join(d)).collect();
         for dir in &plugin_dirs {
             if !dir.is_dir() {
@@ -318,6 +347,9 @@ impl ServiceConfig {
                 requests_per_second,
                 burst: limits.burst.unwrap_or(defaults.burst).max(1),
                 shutdown_grace,
+                header_timeout: header_timeout.unwrap_or(defaults.header_timeout),
+                idle_timeout: idle_timeout.unwrap_or(defaults.idle_timeout),
+                connections,
             },
             plugin_files: PluginFiles {
                 dirs: plugin_dirs,

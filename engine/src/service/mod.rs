@@ -11,6 +11,7 @@ pub mod metrics;
 mod pipelines;
 pub mod queries;
 mod releases;
+mod timeouts;
 mod triggers;
 
 use std::collections::BTreeMap;
