@@ -18,6 +18,7 @@
 mod archive;
 mod auth;
 pub mod client;
+mod conn;
 mod error;
 mod extract;
 mod guard;
@@ -45,6 +46,7 @@ use crate::service::Service;
 use routes::{approvals, audit, logs, ops, pipelines, releases};
 
 pub use client::CLIENT_TIMEOUT;
+pub use conn::REFUSING;
 pub use error::ApiError;
 pub use openapi::document as openapi;
 pub use views::ReleaseView;
@@ -116,16 +118,18 @@ pub fn router(service: Arc<Service>) -> Router {
 }
 
 /// Serves the API until `shutdown` completes; then stops taking requests and lets those under
-/// way finish.
+/// way finish. Connections are served within `limits.header-timeout`, `limits.idle-timeout`
+/// and `limits.connections` (see `conn`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: Arc<Service>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // The peer address keys the rate limit of requests without a valid token, and says where
-    // a refusal came from.
-    let app = router(service).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = &service.config().limits;
+    let limits = conn::ConnLimits {
+        header: limits.header_timeout,
+        idle: limits.idle_timeout,
+        connections: limits.connections,
+    };
+    conn::serve(listener, router(service), limits, shutdown).await
 }
