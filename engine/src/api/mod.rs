@@ -15,6 +15,7 @@
 //! `idempotency`; errors in `error`; the handlers in `routes/`, a file per resource. Handlers
 //! call `Service` only.
 
+mod activity;
 mod archive;
 mod auth;
 pub mod client;

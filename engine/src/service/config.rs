@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use super::timeouts::timeout;
+use super::timeouts::connection_keys;
 use crate::types::{Name, parse_bytes, parse_duration};
 
 /// What a user may do. Roles add up; `admin` may do everything.
@@ -144,15 +144,15 @@ struct RawConfig {
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawLimits {
+pub(super) struct RawLimits {
     body: Option<String>,
     requests_per_second: Option<u32>,
     burst: Option<u32>,
     shutdown_grace: Option<String>,
     plugin_size: Option<String>,
-    header_timeout: Option<String>,
-    idle_timeout: Option<String>,
-    connections: Option<usize>,
+    pub(super) header_timeout: Option<String>,
+    pub(super) idle_timeout: Option<String>,
+    pub(super) connections: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -230,22 +230,8 @@ impl ServiceConfig {
                 crate::plugin::DEFAULT_PLUGIN_SIZE
             }
         };
-        let header_timeout = timeout(
-            &mut problems,
-            &shown,
-            "header",
-            limits.header_timeout.as_deref(),
-        );
-        let idle_timeout = timeout(
-            &mut problems,
-            &shown,
-            "idle",
-            limits.idle_timeout.as_deref(),
-        );
-        let connections = limits.connections.unwrap_or(defaults.connections);
-        if connections == 0 {
-            problems.push(format!("{shown}: limits.connections must be at least 1"));
-        }
+        let (header_timeout, idle_timeout, connections) =
+            connection_keys(&mut problems, &shown, &limits);
         let plugin_dirs: Vec<PathBuf> = raw.plugin_dirs.iter().map(|d| base.join(d)).collect();
         for dir in &plugin_dirs {
             if !dir.is_dir() {
@@ -347,8 +333,8 @@ impl ServiceConfig {
                 requests_per_second,
                 burst: limits.burst.unwrap_or(defaults.burst).max(1),
                 shutdown_grace,
-                header_timeout: header_timeout.unwrap_or(defaults.header_timeout),
-                idle_timeout: idle_timeout.unwrap_or(defaults.idle_timeout),
+                header_timeout,
+                idle_timeout,
                 connections,
             },
             plugin_files: PluginFiles {

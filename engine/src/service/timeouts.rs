@@ -1,26 +1,48 @@
 //! The connection keys of `[limits]` in `sluice.toml` (`header-timeout`, `idle-timeout`,
-//! `connections`), apart from `config.rs` so that it stays one screen of keys: the rule for a
-//! timeout (a duration above zero), and the tests of the three keys.
+//! `connections`), read apart from `config.rs` to keep it under 450 lines: a timeout is a
+//! duration above zero, the cap at least 1; and the tests of the three keys.
 
 use std::time::Duration;
 
+use super::config::{ApiLimits, RawLimits};
 use crate::types::parse_duration;
 
-/// `limits.{which}-timeout` of the file `shown`: a duration above zero, or a problem naming the
-/// key and the file (and `None`: the caller keeps the default while it reports).
-pub(super) fn timeout(
+/// `header-timeout`, `idle-timeout` and `connections` of the `[limits]` of the file `shown`,
+/// defaults where absent; each bad one is a problem naming its key and the file (and its
+/// default stands in while the rest is checked).
+pub(super) fn connection_keys(
     problems: &mut Vec<String>,
     shown: &std::path::Display<'_>,
-    which: &str,
-    text: Option<&str>,
-) -> Option<Duration> {
-    let problem = match parse_duration(text?) {
-        Ok(d) if !d.is_zero() => return Some(d),
-        Ok(_) => "must be more than 0s (a zero timeout would close every connection)".into(),
-        Err(e) => e,
+    limits: &RawLimits,
+) -> (Duration, Duration, usize) {
+    let defaults = ApiLimits::default();
+    let mut timeout = |key: &str, text: Option<&str>, default: Duration| {
+        let problem = match text.map(parse_duration) {
+            None => return default,
+            Some(Ok(d)) if !d.is_zero() => return d,
+            Some(Ok(_)) => {
+                "must be more than 0s (a zero timeout would close every connection)".into()
+            }
+            Some(Err(e)) => e,
+        };
+        problems.push(format!("{shown}: limits.{key}: {problem}"));
+        default
     };
-    problems.push(format!("{shown}: limits.{which}-timeout: {problem}"));
-    None
+    let header = timeout(
+        "header-timeout",
+        limits.header_timeout.as_deref(),
+        defaults.header_timeout,
+    );
+    let idle = timeout(
+        "idle-timeout",
+        limits.idle_timeout.as_deref(),
+        defaults.idle_timeout,
+    );
+    let connections = limits.connections.unwrap_or(defaults.connections);
+    if connections == 0 {
+        problems.push(format!("{shown}: limits.connections must be at least 1"));
+    }
+    (header, idle, connections)
 }
 
 #[cfg(test)]

@@ -265,6 +265,8 @@ fn a_request_in_flight_during_sigterm_is_answered_before_the_server_exits() {
 #[test]
 fn a_file_limit_too_small_for_the_connection_cap_lowers_it_and_says_so() {
     let dir = service_dir();
+    // Silent connections are held for the whole test.
+    limits(dir.path(), "header-timeout = \"60s\"");
     // `ulimit -n` sets the hard limit too: the server cannot raise it.
     let mut child = Spawned(
         std::process::Command::new("sh")
@@ -295,4 +297,36 @@ fn a_file_limit_too_small_for_the_connection_cap_lowers_it_and_says_so() {
         .to_owned();
     let reply = get_healthz(&mut connect(&address));
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    // The lowered cap holds: 136 connections, and the next one is refused with a 503 — the
+    // server still has descriptors to answer it.
+    let held: Vec<TcpStream> = (0..136).map(|_| connect(&address)).collect();
+    let mut next = connect(&address);
+    next.write_all(b"GET /healthz HTTP/1.1\r\nHost: sluice\r\n\r\n")
+        .unwrap();
+    let refused = until_closed(&mut next);
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("limit of 136 connections"), "{refused}");
+    drop(held);
+}
+
+#[test]
+fn a_request_with_many_headers_is_not_refused_by_hyper_with_an_empty_answer() {
+    let dir = service_dir();
+    let (_child, address, _lines) = serve(dir.path(), None);
+    // 150 headers: more than hyper's default of 100, fewer than the 256 it is set to. The
+    // guard decides (a JSON 431 past its own limit) or the route answers; never a bare 431.
+    let mut request = String::from("GET /healthz HTTP/1.1\r\nHost: sluice\r\n");
+    for i in 0..150 {
+        request.push_str(&format!("X-Header-{i}: {i}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut stream = connect(&address);
+    stream.write_all(request.as_bytes()).unwrap();
+    let reply = response(&mut stream);
+    let lower = reply.to_ascii_lowercase();
+    assert!(
+        reply.starts_with("HTTP/1.1 200")
+            || (reply.starts_with("HTTP/1.1 431") && lower.contains("application/json")),
+        "{reply}"
+    );
 }
