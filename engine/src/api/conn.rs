@@ -5,7 +5,8 @@
 //! `limits.idle-timeout`; at most `limits.connections` are served at once, and one more is
 //! answered `503` (JSON, `Connection: close`) and closed, a bounded number at a time. Accept
 //! errors (EMFILE) back off and never end the loop. On shutdown: stop accepting, let the
-//! requests in flight finish (idle connections close at once), then return.
+//! requests in flight finish (idle connections close at once; at most `limits.shutdown-grace`),
+//! then return.
 //!
 //! hyper's own `header_read_timeout` is not used: it starts when a connection turns idle, so it
 //! would close every idle keep-alive connection after the header timeout, not the idle one.
@@ -40,6 +41,9 @@ pub(super) struct ConnLimits {
     pub(super) idle: Duration,
     /// `connections`: served at once.
     pub(super) connections: usize,
+    /// `shutdown-grace`: how long shutdown waits for requests in flight (a client that stops
+    /// reading its answer must not hold the server up for ever).
+    pub(super) grace: Duration,
 }
 
 /// Headers hyper parses before it refuses a request (with an empty 431): more than the guard's
@@ -103,7 +107,15 @@ pub(super) async fn serve(
     }
     drop(listener);
     let _ = stop.send(true);
-    stop.closed().await;
+    if tokio::time::timeout(limits.grace, stop.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "requests still in flight after limits.shutdown-grace ({:?}): cut off",
+            limits.grace
+        );
+    }
     Ok(())
 }
 

@@ -131,6 +131,7 @@ pub async fn serve(
         header: limits.header_timeout,
         idle: limits.idle_timeout,
         connections: limits.connections,
+        grace: limits.shutdown_grace,
     };
     conn::serve(listener, router(service), limits, shutdown).await
 }
