@@ -6,6 +6,7 @@
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use crate::support::process::{Spawned, lines, serve, service_dir, wait_line};
@@ -267,13 +268,38 @@ fn a_file_limit_too_small_for_the_connection_cap_lowers_it_and_says_so() {
     let dir = service_dir();
     // Silent connections are held for the whole test.
     limits(dir.path(), "header-timeout = \"60s\"");
-    // `ulimit -n` sets the hard limit too: the server cannot raise it.
+    let (_child, lines) = serve_with_file_limit(dir.path(), 200);
+    let warning = wait_line(&lines, "limits.connections");
+    assert!(
+        warning.contains("limits.connections = 1024 does not fit the open-file limit of 200")
+            && warning.contains("serving at most 136 connections"),
+        "{warning}"
+    );
+    let address = wait_line(&lines, "serving on ");
+    let address = address.split("serving on ").nth(1).unwrap();
+    let reply = get_healthz(&mut connect(address));
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    // The lowered cap holds: 136 connections, and the next one is refused with a 503 — the
+    // server still has descriptors to answer it.
+    let held: Vec<TcpStream> = (0..136).map(|_| connect(address)).collect();
+    let mut next = connect(address);
+    next.write_all(b"GET /healthz HTTP/1.1\r\nHost: sluice\r\n\r\n")
+        .unwrap();
+    let refused = until_closed(&mut next);
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("limit of 136 connections"), "{refused}");
+    drop(held);
+}
+
+/// `sluice serve` on `dir` under `ulimit -n files` (which sets the hard limit too: the server
+/// cannot raise it); its stderr lines.
+fn serve_with_file_limit(dir: &Path, files: u32) -> (Spawned, Receiver<String>) {
     let mut child = Spawned(
         std::process::Command::new("sh")
-            .args(["-c", "ulimit -n 200 && exec \"$0\" \"$@\""])
+            .args(["-c", &format!("ulimit -n {files} && exec \"$0\" \"$@\"")])
             .arg(env!("CARGO_BIN_EXE_sluice"))
             .args(["serve", "--config"])
-            .arg(dir.path().join("sluice.toml"))
+            .arg(dir.join("sluice.toml"))
             .env("SLUICE_RITA", token("rita"))
             .env("SLUICE_BOB", token("bob"))
             .env("SLUICE_VIC", token("vic"))
@@ -284,29 +310,36 @@ fn a_file_limit_too_small_for_the_connection_cap_lowers_it_and_says_so() {
             .unwrap(),
     );
     let lines = lines(child.stderr.take().unwrap());
-    let warning = wait_line(&lines, "limits.connections");
-    assert!(
-        warning.contains("limits.connections = 1024 does not fit the open-file limit of 200")
-            && warning.contains("serving at most 136 connections"),
-        "{warning}"
-    );
-    let address = wait_line(&lines, "serving on ")
-        .split("serving on http://")
-        .nth(1)
-        .unwrap()
-        .to_owned();
-    let reply = get_healthz(&mut connect(&address));
-    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-    // The lowered cap holds: 136 connections, and the next one is refused with a 503 — the
-    // server still has descriptors to answer it.
-    let held: Vec<TcpStream> = (0..136).map(|_| connect(&address)).collect();
-    let mut next = connect(&address);
-    next.write_all(b"GET /healthz HTTP/1.1\r\nHost: sluice\r\n\r\n")
-        .unwrap();
-    let refused = until_closed(&mut next);
-    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
-    assert!(refused.contains("limit of 136 connections"), "{refused}");
+    (child, lines)
+}
+
+#[test]
+fn out_of_descriptors_the_accept_loop_backs_off_and_serves_again_once_they_free() {
+    let dir = service_dir();
+    limits(dir.path(), "header-timeout = \"60s\"");
+    // 24 descriptors: too few for the reserve, so the server can run out of them (~13 in use
+    // at start, 1 connection served, 16 answered 503).
+    let (_child, lines) = serve_with_file_limit(dir.path(), 24);
+    let address = wait_line(&lines, "serving on ");
+    let address = address.split("serving on ").nth(1).unwrap();
+    let held: Vec<TcpStream> = (0..40).map(|_| connect(address)).collect();
+    let failed = wait_line(&lines, "accepting a connection: ");
+    assert!(failed.contains("Too many open files"), "{failed}");
+    // The loop did not end: once the connections close, the server answers again.
     drop(held);
+    let deadline = std::time::Instant::now() + BOUND;
+    loop {
+        let reply = get_healthz(&mut connect(address));
+        if reply.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused after the held connections closed: {reply}"
+        );
+        std::thread::yield_now();
+    }
 }
 
 #[test]
