@@ -289,3 +289,58 @@ impl Drop for Waited {
         self.ended();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const LIMITS: ConnLimits = ConnLimits {
+        header: Duration::from_secs(10),
+        idle: Duration::from_secs(60),
+        connections: 1,
+        grace: Duration::from_secs(1),
+    };
+
+    fn kind(activity: &Activity) -> Option<(Duration, &'static str)> {
+        let since = activity.with(|s| s.idle_since);
+        activity.deadline(LIMITS).map(|(at, why)| {
+            let why = match why {
+                Expired::Head => "head",
+                Expired::Body => "body",
+                Expired::Idle => "idle",
+            };
+            (at.saturating_duration_since(since), why)
+        })
+    }
+
+    #[test]
+    fn a_connection_gets_the_header_timeout_first_then_idle_then_header_once_a_head_begins() {
+        let activity = Activity::new();
+        // Fresh: the header timeout from the start, whatever arrives.
+        assert_eq!(kind(&activity), Some((LIMITS.header, "head")));
+        activity.read();
+        assert_eq!(kind(&activity), Some((LIMITS.header, "head")));
+        // A request in flight: no deadline, unless its body is being read.
+        let request = InFlight::start(&activity);
+        assert!(activity.deadline(LIMITS).is_none());
+        let started = Instant::now();
+        activity.with(|s| s.body_started = Some(started));
+        assert!(matches!(
+            activity.deadline(LIMITS),
+            Some((at, Expired::Body)) if at == started + LIMITS.header
+        ));
+        // Done: idle, the idle timeout from its end.
+        drop(request);
+        assert_eq!(kind(&activity), Some((LIMITS.idle, "idle")));
+        // The next head's first byte: the header timeout from that byte, sooner than idle.
+        activity.read();
+        let (at, why) = activity.deadline(LIMITS).unwrap();
+        let begun = activity.with(|s| s.head_started).unwrap();
+        assert!(matches!(why, Expired::Head) && at == begun + LIMITS.header);
+        // Two requests in a row clear it again.
+        drop(InFlight::start(&activity));
+        assert_eq!(kind(&activity), Some((LIMITS.idle, "idle")));
+    }
+}
