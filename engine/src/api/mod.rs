@@ -2,7 +2,8 @@
 //! hyper for the CLI's client in `client.rs`). Handlers are thin: authenticate, parse strictly,
 //! call the service, map its errors onto statuses.
 //!
-//! Hardening, in the order a request meets it: a request id on every response; a body larger
+//! Hardening, in the order a request meets it: its connection's limits (`conn`: the header
+//! and idle timeouts, the connection cap's 503); a request id on every response; a body larger
 //! than the limit is refused with 413 from its `Content-Length`, before it is read; a rate
 //! limit on every route, per user or (without a valid token) per peer address, or 429 with
 //! `Retry-After`; a bearer token (stored hashed) or 401; the role the endpoint needs or 403;
