@@ -2,7 +2,8 @@
 //! hyper for the CLI's client in `client.rs`). Handlers are thin: authenticate, parse strictly,
 //! call the service, map its errors onto statuses.
 //!
-//! Hardening, in the order a request meets it: a request id on every response; a body larger
+//! Hardening, in the order a request meets it: its connection's limits (`conn`: the header
+//! and idle timeouts, the connection cap's 503); a request id on every response; a body larger
 //! than the limit is refused with 413 from its `Content-Length`, before it is read; a rate
 //! limit on every route, per user or (without a valid token) per peer address, or 429 with
 //! `Retry-After`; a bearer token (stored hashed) or 401; the role the endpoint needs or 403;
@@ -27,9 +28,11 @@
 //! `idempotency`; errors in `error`; the handlers in `routes/`, a file per resource. Handlers
 //! call `Service` only.
 
+mod activity;
 mod archive;
 mod auth;
 pub mod client;
+mod conn;
 mod error;
 mod extract;
 mod guard;
@@ -61,6 +64,7 @@ use crate::service::Service;
 use routes::{approvals, audit, logs, ops, pipelines, releases};
 
 pub use client::CLIENT_TIMEOUT;
+pub use conn::REFUSING;
 pub use error::ApiError;
 pub use openapi::document as openapi;
 pub use views::ReleaseView;
@@ -132,16 +136,19 @@ pub fn router(service: Arc<Service>) -> Router {
 }
 
 /// Serves the API until `shutdown` completes; then stops taking requests and lets those under
-/// way finish.
+/// way finish. Connections are served within `limits.header-timeout`, `limits.idle-timeout`
+/// and `limits.connections` (see `conn`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: Arc<Service>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // The peer address keys the rate limit of requests without a valid token, and says where
-    // a refusal came from.
-    let app = router(service).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = &service.config().limits;
+    let limits = conn::ConnLimits {
+        header: limits.header_timeout,
+        idle: limits.idle_timeout,
+        connections: limits.connections,
+        grace: limits.shutdown_grace,
+    };
+    conn::serve(listener, router(service), limits, shutdown).await
 }

@@ -29,6 +29,69 @@ type Hangup = tokio::signal::unix::Signal;
 #[cfg(not(unix))]
 type Hangup = ();
 
+/// File descriptors kept free of connections: the store, compiled plugins, tasks' files and
+/// outbound HTTP, the listener, and the connections answered 503 past the cap
+/// (`sluice::api::REFUSING` of them at most).
+const RESERVED_FDS: u64 = 64;
+
+/// Raises the soft limit on open files to the hard one, and lowers `limits.connections` if the
+/// limit could not hold that many connections and [`RESERVED_FDS`] more, saying so: a full
+/// connection table must leave descriptors for everything else.
+fn fit_connections(config: &mut ServiceConfig) {
+    let Some(files) = raise_file_limit() else {
+        return;
+    };
+    let wanted = config.limits.connections;
+    let fits = usize::try_from(files.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX);
+    if wanted > fits {
+        config.limits.connections = fits;
+        eprintln!(
+            "sluice: warning: limits.connections = {wanted} does not fit the open-file limit of {files} with {RESERVED_FDS} descriptors kept for the store, plugins and health checks: serving at most {fits} connections (raise the limit, e.g. `ulimit -n`, or lower limits.connections)"
+        );
+        tracing::warn!(
+            wanted,
+            fits,
+            files,
+            "limits.connections lowered to the file limit"
+        );
+    }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; the resulting soft limit, if known.
+#[cfg(unix)]
+fn raise_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    #[allow(unsafe_code)]
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            // Refused (e.g. macOS past OPEN_MAX): the soft limit stays as it was.
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    // `rlim_t` is a u64 on Linux and macOS, not on every unix.
+    #[allow(clippy::useless_conversion)]
+    (limit.rlim_cur != libc::RLIM_INFINITY)
+        .then(|| u64::try_from(limit.rlim_cur).unwrap_or(u64::MAX))
+}
+
+#[cfg(not(unix))]
+fn raise_file_limit() -> Option<u64> {
+    None
+}
+
 /// How often `sluice.toml` is looked at for a change (its modification time and length).
 const CONFIG_POLL: Duration = Duration::from_secs(2);
 
@@ -103,6 +166,7 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
+    fit_connections(&mut config);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)

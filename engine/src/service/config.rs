@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
+use super::timeouts::connection_keys;
 use crate::types::{Name, parse_bytes, parse_duration};
 
 /// What a user may do. Roles add up; `admin` may do everything.
@@ -60,6 +61,12 @@ pub struct ApiLimits {
     pub auth_failures: u32,
     /// `receipt-ttl`: how long an idempotent change's answer replays (then it is swept).
     pub receipt_ttl: Duration,
+    /// `header-timeout`: how long a request's head may take to arrive, from its first byte.
+    pub header_timeout: Duration,
+    /// `idle-timeout`: how long a keep-alive connection may wait with no request in flight.
+    pub idle_timeout: Duration,
+    /// `connections`: open connections served at once; past them, a 503.
+    pub connections: usize,
 }
 
 impl Default for ApiLimits {
@@ -71,6 +78,9 @@ impl Default for ApiLimits {
             shutdown_grace: Duration::from_secs(30),
             auth_failures: 20,
             receipt_ttl: Duration::from_secs(24 * 3600),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            connections: 1024,
         }
     }
 }
@@ -140,7 +150,7 @@ struct RawConfig {
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawLimits {
+pub(super) struct RawLimits {
     body: Option<String>,
     requests_per_second: Option<u32>,
     burst: Option<u32>,
@@ -148,6 +158,9 @@ struct RawLimits {
     plugin_size: Option<String>,
     auth_failures: Option<u32>,
     receipt_ttl: Option<String>,
+    pub(super) header_timeout: Option<String>,
+    pub(super) idle_timeout: Option<String>,
+    pub(super) connections: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -237,6 +250,8 @@ impl ServiceConfig {
                 defaults.receipt_ttl
             }
         };
+        let (header_timeout, idle_timeout, connections) =
+            connection_keys(&mut problems, &shown, &limits);
         let plugin_dirs: Vec<PathBuf> = raw.plugin_dirs.iter().map(|d| base.join(d)).collect();
         for dir in &plugin_dirs {
             if !dir.is_dir() {
@@ -344,6 +359,9 @@ impl ServiceConfig {
                 shutdown_grace,
                 auth_failures,
                 receipt_ttl,
+                header_timeout,
+                idle_timeout,
+                connections,
             },
             plugin_files: PluginFiles {
                 dirs: plugin_dirs,

@@ -12,6 +12,7 @@ mod pipelines;
 pub mod queries;
 mod releases;
 mod sweep;
+mod timeouts;
 mod triggers;
 
 use std::collections::BTreeMap;

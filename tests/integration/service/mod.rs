@@ -3,6 +3,7 @@
 
 mod approvals;
 mod auth;
+mod conn;
 mod contract;
 mod graph;
 mod idempotency;
