@@ -13,6 +13,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::types::{Name, parse_bytes, parse_duration};
 
+mod streams;
+
 /// What a user may do. Roles add up; `admin` may do everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -56,6 +58,12 @@ pub struct ApiLimits {
     pub burst: u32,
     /// How long SIGTERM waits for running tasks.
     pub shutdown_grace: Duration,
+    /// `limits.streams`: event streams open at once, all users together.
+    pub streams: u32,
+    /// `limits.streams-per-user`: event streams one user may have open at once.
+    pub streams_per_user: u32,
+    /// `limits.stream-max`: how long an event stream stays open (clients resume after it).
+    pub stream_max: Duration,
 }
 
 impl Default for ApiLimits {
@@ -65,6 +73,9 @@ impl Default for ApiLimits {
             requests_per_second: 100,
             burst: 200,
             shutdown_grace: Duration::from_secs(30),
+            streams: 512,
+            streams_per_user: 32,
+            stream_max: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -140,6 +151,9 @@ struct RawLimits {
     burst: Option<u32>,
     shutdown_grace: Option<String>,
     plugin_size: Option<String>,
+    streams: Option<u32>,
+    streams_per_user: Option<u32>,
+    stream_max: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -234,6 +248,7 @@ impl ServiceConfig {
                 "{shown}: limits.requests-per-second must be at least 1"
             ));
         }
+        let streams = streams::limits(&limits, &defaults, &shown, &mut problems);
         let mut tokens = BTreeMap::new();
         let mut names = Vec::new();
         for (i, user) in raw.users.into_iter().enumerate() {
@@ -318,6 +333,9 @@ impl ServiceConfig {
                 requests_per_second,
                 burst: limits.burst.unwrap_or(defaults.burst).max(1),
                 shutdown_grace,
+                streams: streams.streams,
+                streams_per_user: streams.streams_per_user,
+                stream_max: streams.stream_max,
             },
             plugin_files: PluginFiles {
                 dirs: plugin_dirs,

@@ -179,6 +179,17 @@ impl LogFollow {
             .map_err(|e| InternalError::Store(e).into())
     }
 
+    /// How many lines were returned (or skipped): the number of the last line returned.
+    pub fn sent(&self) -> usize {
+        self.sent
+    }
+
+    /// Carries on after line `lines` (a reconnecting follower's last): the lines up to it are
+    /// not returned again.
+    pub fn resume_after(&mut self, lines: usize) {
+        self.sent = self.sent.max(lines);
+    }
+
     /// The next line, waiting for the task to write it; `None` once the task has ended and
     /// every line was returned.
     pub async fn next(&mut self) -> Result<Option<LogLine>, ServiceError> {

@@ -7,6 +7,7 @@
 //! committer thread in a single transaction and share its fsync; each caller still waits for the
 //! commit that holds its write.
 
+mod audit;
 mod fault;
 mod refusals;
 
@@ -22,6 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::Release;
 use crate::types::LogLine;
+
+pub use audit::{AuditScan, SCAN_PAGE};
 
 /// redb's page cache. Its default (1 GiB) lets the cache, and so the engine's memory, grow with
 /// the store; releases are read rarely (a driver loads one when it starts), so a small cache
@@ -497,31 +500,6 @@ impl Store {
             return false;
         };
         txn.open_table(META).is_ok() && txn.commit().is_ok()
-    }
-
-    /// The audit trail, oldest first.
-    pub fn audit(&self) -> Result<Vec<AuditEntry>, StoreError> {
-        self.audit_from(0, usize::MAX)
-    }
-
-    /// At most `limit` audit entries from `seq` on, oldest first.
-    pub fn audit_from(&self, seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
-        let table = txn.open_table(AUDIT).map_err(storage)?;
-        let mut out = Vec::new();
-        for entry in table.range(seq..).map_err(storage)?.take(limit) {
-            let (key, value) = entry.map_err(storage)?;
-            let mut entry: AuditEntry = decode(&key.value().to_string(), value.value())?;
-            entry.seq = key.value();
-            out.push(entry);
-        }
-        Ok(out)
-    }
-
-    /// The audit trail's length, changing after every commit that extends it: wait on it to
-    /// follow the trail.
-    pub fn audit_len(&self) -> watch::Receiver<u64> {
-        self.audit_len.subscribe()
     }
 
     /// Every stored task log of `release`, in key order (stage, attempt, task).

@@ -12,5 +12,6 @@ mod reload;
 mod scheduling;
 mod secrets;
 mod shutdown;
+mod stream_limits;
 mod streams;
 mod terminal;
