@@ -14,7 +14,7 @@ use futures_util::stream;
 use super::App;
 use super::streams::Slot;
 use crate::service::LogFollow;
-use crate::store::AuditEntry;
+use crate::store::Followed;
 
 /// Entries of the trail looked at per wake-up, at most.
 const BATCH: usize = 256;
@@ -26,16 +26,15 @@ pub(super) fn audit(app: Arc<App>, slot: Slot, next: u64, release: Option<String
         app: Arc<App>,
         slot: Slot,
         /// The page being sent; empty (and holding no memory) while the stream waits.
-        ready: std::vec::IntoIter<AuditEntry>,
+        ready: std::vec::IntoIter<Arc<Followed>>,
         next: u64,
         release: Option<String>,
-        /// Bumped once the service's views include a commit, so a client that looks at
-        /// them (pending approvals, say) after an event sees what the event says.
-        changes: tokio::sync::watch::Receiver<u64>,
-        /// The trail's length: refusals extend it with no release changing.
+        /// The trail's length, bumped by every commit that extends it (refusals too). The
+        /// one thing a stream wakes for: a page read brings the service's views up to it
+        /// (`audit_page`), so a client that looks at them (pending approvals, say) after an
+        /// event sees what the event says.
         trail: tokio::sync::watch::Receiver<u64>,
     }
-    let changes = app.service.changes();
     let trail = app.service.store().audit_len();
     let start = Follow {
         app,
@@ -43,7 +42,6 @@ pub(super) fn audit(app: Arc<App>, slot: Slot, next: u64, release: Option<String
         ready: Vec::new().into_iter(),
         next,
         release,
-        changes,
         trail,
     };
     let events = stream::unfold(start, |mut f| async move {
@@ -52,16 +50,16 @@ pub(super) fn audit(app: Arc<App>, slot: Slot, next: u64, release: Option<String
                 return None;
             }
             if let Some(entry) = f.ready.next() {
+                // The entry's JSON, made once for every follower.
                 let event = Event::default()
                     .id(entry.seq.to_string())
                     .event("audit")
-                    .json_data(&entry);
-                return Some((event, f));
+                    .data(&entry.json);
+                return Some((Ok::<_, Infallible>(event), f));
             }
             // Drop the spent page's buffer before reading (or waiting for) the next.
             f.ready = Vec::new().into_iter();
             // Marked seen before the read: a commit after it wakes the wait below.
-            f.changes.borrow_and_update();
             f.trail.borrow_and_update();
             match f
                 .app
@@ -88,7 +86,6 @@ pub(super) fn audit(app: Arc<App>, slot: Slot, next: u64, release: Option<String
             }
             // A stopping server ends its streams, or it could never finish draining.
             tokio::select! {
-                changed = f.changes.changed() => changed.ok()?,
                 grew = f.trail.changed() => grew.ok()?,
                 () = f.app.service.stopped() => return None,
                 () = tokio::time::sleep_until(f.slot.until) => return None,

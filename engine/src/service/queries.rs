@@ -3,7 +3,7 @@
 //! of the store today; an index replaces a scan here, in one place.
 
 use crate::core::{ApprovalState, Release, ReleaseState};
-use crate::store::{AuditEntry, LogKey, PipelineVersion, StoreError};
+use crate::store::{AuditEntry, FollowPage, LogKey, PipelineVersion, StoreError};
 use crate::types::LogLine;
 
 use super::{ApprovalView, Service, ServiceError, User, approvals_of};
@@ -139,22 +139,20 @@ impl Service {
         }
     }
 
-    /// At most `limit` of `release`'s entries (every release's when `None`) from `from` on,
-    /// looking at no more than `limit` entries of the trail: one page of a follower.
+    /// `release`'s entries (every release's when `None`) among the `limit` from `from` on:
+    /// one page of a follower, the newest shared by all of them; the views brought up to it.
     pub fn audit_page(
         &self,
         from: u64,
         release: Option<&str>,
         limit: usize,
-    ) -> Result<AuditPage, StoreError> {
-        let scan = self.store().audit_forward(from, release, limit, limit)?;
-        if !scan.entries.is_empty() {
+    ) -> Result<FollowPage, StoreError> {
+        let page = self.store().audit_follow(from, release, limit)?;
+        // Many followers read the same page: the first brings the views up to it.
+        if !page.entries.is_empty() && self.pending.synced() < page.next {
             self.sync_views();
         }
-        Ok(AuditPage {
-            entries: scan.entries,
-            next: scan.next,
-        })
+        Ok(page)
     }
 
     /// Up to `limit` audit entries from sequence number `from` on, every release's.

@@ -237,12 +237,12 @@ fn matching(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A store with `n` refusals (entries of no release) and, every third entry, one of
     /// release `r`.
-    fn trail(n: u64) -> (tempfile::TempDir, Store) {
+    pub(in crate::store) fn trail(n: u64) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let txn = store.db.begin_write().unwrap();

@@ -10,6 +10,7 @@
 mod audit;
 mod fault;
 mod refusals;
+mod tail;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::core::Release;
 use crate::types::LogLine;
 
 pub use audit::{AuditScan, SCAN_PAGE};
+pub use tail::{FollowPage, Followed};
 
 /// redb's page cache. Its default (1 GiB) lets the cache, and so the engine's memory, grow with
 /// the store; releases are read rarely (a driver loads one when it starts), so a small cache
@@ -173,6 +175,8 @@ pub struct Store {
     db: Arc<Database>,
     /// The length of the audit trail, bumped after every commit that extends it.
     audit_len: Arc<watch::Sender<u64>>,
+    /// The newest audit entries, encoded once for every follower (`audit.rs`).
+    tail: tail::Tail,
     /// Writes for the committer thread; `None` once dropped.
     writer: Option<mpsc::Sender<Job>>,
     committer: Option<JoinHandle<()>>,
@@ -289,6 +293,7 @@ impl Store {
         let store = Self {
             db,
             audit_len,
+            tail: tail::Tail::default(),
             writer: Some(writer),
             committer: Some(committer),
         };
