@@ -1,7 +1,7 @@
 //! Event streams are bounded over TCP: one that has been open `limits.stream-max` ends (its
 //! place under `limits.streams-per-user` given back), and the client that resumes with
-//! `Last-Event-ID` gets exactly what came after, for the audit trail and a task's log alike;
-//! an id with no successor is a 400.
+//! `Last-Event-ID` gets exactly what came after, for the audit trail and a task's log alike
+//! (and `sluice logs --follow` does so by itself); an id with no successor is a 400.
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use sluice::api::client::{Client, Events, ServerEvent};
 use sluice::service::config::ApiLimits;
 
 use crate::support::Server;
+use crate::support::process::{Spawned, lines};
 
 /// Streams end after a second; one stream a user.
 fn limits() -> ApiLimits {
@@ -146,4 +147,53 @@ fn a_log_follow_ends_after_stream_max_and_resumes_after_its_last_line() {
     server.wait_stage(&release, "build", "succeeded");
     let stored = server.call("vic", "GET", &log, None);
     assert_eq!(stored.text(), format!("{}\n{}\n", line.data, second.data));
+}
+
+#[test]
+fn sluice_logs_follow_carries_on_after_the_server_ends_its_stream_printing_each_line_once() {
+    let server = Server::start("1h", limits());
+    let reply = server.call(
+        "rita",
+        "POST",
+        "/api/v1/pipelines/logs/releases",
+        Some(serde_json::json!({})),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let release = reply.json()["name"].as_str().unwrap().to_owned();
+    let mut cli = Spawned(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["logs", &release, "build", "wait", "--follow"])
+            .args([
+                "--server",
+                &server.base,
+                "--token",
+                &crate::support::token("vic"),
+            ])
+            .env_remove("SLUICE_SERVER")
+            .env_remove("SLUICE_TOKEN")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let printed = lines(cli.stdout.take().unwrap());
+    let first = printed.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(first.contains("waiting for http://"), "{first}");
+
+    // A follow of ada's, opened after the CLI's, has run its time: so has the CLI's, and the
+    // CLI is following again from after line 1 when the task goes on.
+    let ada = server.client("ada");
+    let log = format!("/api/v1/releases/{release}/stages/build/attempts/1/tasks/wait/log");
+    let mut later = open(&server, &ada, &format!("{log}?follow=true"), None);
+    while next(&server, &mut later).is_some() {}
+    server.latch.open();
+    let second = printed.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(second.contains("released by http://"), "{second}");
+    // Then the CLI ends by itself, having printed nothing twice.
+    let status = cli.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(printed.recv_timeout(Duration::from_secs(60)).is_err());
+    let stored = server.call("vic", "GET", &log, None);
+    assert_eq!(stored.text(), format!("{first}\n{second}\n"));
 }
