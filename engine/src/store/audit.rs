@@ -139,8 +139,8 @@ impl Store {
     }
 
     /// Where a follower of the latest `limit` entries that are `release`'s starts: the
-    /// sequence number of the oldest of them (0 when there are fewer), keeping none of them;
-    /// for none, the end of the trail.
+    /// sequence number of the oldest of them, keeping none of them; with none (none asked
+    /// for, or none there), the end of the trail.
     pub fn audit_latest_start(
         &self,
         release: Option<&str>,
@@ -149,13 +149,13 @@ impl Store {
         if limit == 0 {
             return Ok(*self.audit_len.borrow());
         }
-        let (mut end, mut found) = (None::<u64>, 0);
+        let (mut end, mut found, mut oldest, mut last) = (None::<u64>, 0, None, None);
         loop {
             let txn = self.db.begin_read().map_err(storage)?;
             let table = txn.open_table(AUDIT).map_err(storage)?;
             let range = match end {
                 None => table.range::<u64>(..),
-                Some(0) => return Ok(0),
+                Some(0) => break,
                 Some(end) => table.range(..end),
             }
             .map_err(storage)?;
@@ -164,17 +164,20 @@ impl Store {
                 let (key, value) = entry.map_err(storage)?;
                 seen += 1;
                 end = Some(key.value());
+                last.get_or_insert(key.value() + 1);
                 if matching(key.value(), value.value(), release)?.is_some() {
                     found += 1;
+                    oldest = Some(key.value());
                     if found == limit {
                         return Ok(key.value());
                     }
                 }
             }
             if seen < SCAN_PAGE {
-                return Ok(0);
+                break;
             }
         }
+        Ok(oldest.or(last).unwrap_or(0))
     }
 
     /// Appends `count` entries of no release (as refusals are) by `actor`, in transactions of
@@ -324,6 +327,10 @@ pub(super) mod tests {
         );
         assert_eq!(store.audit_latest_start(None, 1).unwrap(), 999);
         assert_eq!(store.audit_latest_start(Some("r"), 5000).unwrap(), 0);
+        assert_eq!(
+            store.audit_latest_start(Some("none-such"), 50).unwrap(),
+            1000
+        );
         assert_eq!(store.audit_latest_start(Some("r"), 0).unwrap(), 1000);
         // An empty trail.
         let (_empty_dir, empty) = trail(0);
