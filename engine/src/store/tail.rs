@@ -77,13 +77,19 @@ impl Store {
             // The newest entries: read once, kept for the followers after this one.
             let page = self.followed_from(seq, limit)?;
             if let Some(last) = page.last() {
-                if tail.entries.is_empty() {
-                    tail.start = seq;
-                }
-                tail.entries.extend(page.iter().cloned());
-                while tail.entries.len() > TAIL {
-                    tail.entries.pop_front();
-                    tail.start += 1;
+                // Sequence numbers have no gaps; were there one, the tail starts again after it.
+                let contiguous = (seq..).zip(&page).all(|(at, e)| e.seq == at);
+                if !contiguous {
+                    tail.entries.clear();
+                } else {
+                    if tail.entries.is_empty() {
+                        tail.start = seq;
+                    }
+                    tail.entries.extend(page.iter().cloned());
+                    while tail.entries.len() > TAIL {
+                        tail.entries.pop_front();
+                        tail.start += 1;
+                    }
                 }
                 let next = last.seq + 1;
                 return Ok(keep(page, next));
