@@ -128,10 +128,23 @@ impl Client {
     /// Opens a server-sent event stream (`?follow=true` routes). A refusal comes back as the
     /// reply that carried it.
     pub async fn events(&self, path: &str) -> Result<Events, Result<Reply, String>> {
+        self.events_after(path, None).await
+    }
+
+    /// Opens a server-sent event stream that carries on after event `last` (the id of the
+    /// last event received, sent as `Last-Event-ID`), if given.
+    pub async fn events_after(
+        &self,
+        path: &str,
+        last: Option<&str>,
+    ) -> Result<Events, Result<Reply, String>> {
         let mut request = Request::builder()
             .method("GET")
             .uri(format!("{}{path}", self.base))
             .header("accept", "text/event-stream");
+        if let Some(last) = last {
+            request = request.header("last-event-id", last);
+        }
         if let Some(token) = &self.token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
@@ -149,6 +162,11 @@ impl Client {
             .map_err(|e| Err(format!("cannot reach {}: {e}", self.base)))?;
         let status = response.status().as_u16();
         if status != 200 {
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                .collect();
             let body = response
                 .into_body()
                 .collect()
@@ -157,7 +175,7 @@ impl Client {
                 .unwrap_or_default();
             return Err(Ok(Reply {
                 status,
-                headers: Vec::new(),
+                headers,
                 body,
             }));
         }

@@ -43,12 +43,15 @@ mod openapi;
 mod proptests;
 mod routes;
 mod sse;
+mod streams;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_auth;
 #[cfg(test)]
 mod tests_order;
+#[cfg(test)]
+mod tests_streams;
 mod views;
 
 use std::collections::HashMap;
@@ -76,6 +79,8 @@ struct App {
     limiter: limit::Limiter,
     /// One lock per idempotency key in use, so a retry racing its original waits for it.
     keys: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The event streams open, under `limits.streams` and `limits.streams-per-user`.
+    streams: streams::OpenStreams,
 }
 
 /// The router for a service: every route, in one place.
@@ -85,6 +90,7 @@ pub fn router(service: Arc<Service>) -> Router {
         service,
         limiter: limit::Limiter::default(),
         keys: Mutex::new(HashMap::new()),
+        streams: streams::OpenStreams::default(),
     });
     let v1 = Router::new()
         .route("/pipelines", get(pipelines::list_pipelines))

@@ -110,7 +110,9 @@ pub(super) fn print(server: &Server, value: &Value, table: impl FnOnce(&Value)) 
     }
 }
 
-/// Prints a server-sent event stream's events until the server ends it.
+/// Prints a server-sent event stream's events until it is over: a log's `end`, or the server
+/// stopping. A stream the server ends after `limits.stream-max` is opened again after the last
+/// event received (`Last-Event-ID`), so nothing is missed or printed twice.
 pub(super) fn follow_events(
     server: &Server,
     path: &str,
@@ -118,20 +120,32 @@ pub(super) fn follow_events(
 ) -> anyhow::Result<()> {
     let client = server.client()?;
     runtime()?.block_on(async {
-        let mut events = match client.events(path).await {
-            Ok(events) => events,
-            Err(Ok(reply)) => {
-                refused(&reply)?;
-                bail!("the server answered {}", reply.status)
+        let (mut last, mut again): (Option<String>, bool) = (None, false);
+        loop {
+            let mut events = match client.events_after(path, last.as_deref()).await {
+                Ok(events) => events,
+                // A stopping server ended the stream and takes no new one: that is the end.
+                Err(Ok(reply)) if again && reply.status == 503 => return Ok(()),
+                Err(Err(_)) if again => return Ok(()),
+                Err(Ok(reply)) => {
+                    refused(&reply)?;
+                    bail!("the server answered {}", reply.status)
+                }
+                Err(Err(e)) => bail!(e),
+            };
+            while let Some(event) = events.next().await.map_err(anyhow::Error::msg)? {
+                if event.event == "error" {
+                    bail!("{}", event.data);
+                }
+                each(&event);
+                if event.event == "end" {
+                    return Ok(());
+                }
+                if event.id.is_some() {
+                    last.clone_from(&event.id);
+                }
             }
-            Err(Err(e)) => bail!(e),
-        };
-        while let Some(event) = events.next().await.map_err(anyhow::Error::msg)? {
-            if event.event == "error" {
-                bail!("{}", event.data);
-            }
-            each(&event);
+            again = true;
         }
-        Ok(())
     })
 }

@@ -119,7 +119,7 @@ impl PendingIndex {
         index.revisions.get(release).is_some_and(|r| *r >= revision)
     }
 
-    fn synced(&self) -> u64 {
+    pub(super) fn synced(&self) -> u64 {
         self.0.read().unwrap_or_else(|e| e.into_inner()).synced
     }
 

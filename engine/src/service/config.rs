@@ -14,6 +14,8 @@ use sha2::{Digest as _, Sha256};
 use super::timeouts::connection_keys;
 use crate::types::{Name, parse_bytes, parse_duration};
 
+mod streams;
+
 /// What a user may do. Roles add up; `admin` may do everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -67,6 +69,12 @@ pub struct ApiLimits {
     pub idle_timeout: Duration,
     /// `connections`: open connections served at once; past them, a 503.
     pub connections: usize,
+    /// `limits.streams`: event streams open at once, all users together.
+    pub streams: u32,
+    /// `limits.streams-per-user`: event streams one user may have open at once.
+    pub streams_per_user: u32,
+    /// `limits.stream-max`: how long an event stream stays open (clients resume after it).
+    pub stream_max: Duration,
 }
 
 impl Default for ApiLimits {
@@ -81,6 +89,9 @@ impl Default for ApiLimits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             connections: 1024,
+            streams: 512,
+            streams_per_user: 32,
+            stream_max: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -161,6 +172,9 @@ pub(super) struct RawLimits {
     pub(super) header_timeout: Option<String>,
     pub(super) idle_timeout: Option<String>,
     pub(super) connections: Option<usize>,
+    streams: Option<u32>,
+    streams_per_user: Option<u32>,
+    stream_max: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -273,6 +287,7 @@ impl ServiceConfig {
         if auth_failures == 0 {
             problems.push(format!("{shown}: limits.auth-failures must be at least 1"));
         }
+        let streams = streams::limits(&limits, &defaults, &shown, &mut problems);
         let mut tokens = BTreeMap::new();
         let mut names = Vec::new();
         for (i, user) in raw.users.into_iter().enumerate() {
@@ -362,6 +377,9 @@ impl ServiceConfig {
                 header_timeout,
                 idle_timeout,
                 connections,
+                streams: streams.streams,
+                streams_per_user: streams.streams_per_user,
+                stream_max: streams.stream_max,
             },
             plugin_files: PluginFiles {
                 dirs: plugin_dirs,

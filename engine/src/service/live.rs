@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::watch;
 
@@ -47,14 +47,45 @@ impl LiveLog {
     }
 }
 
-/// Live logs of the tasks that have not ended, by task.
+/// Live logs of the tasks that have not ended, by task; and the stored logs being followed,
+/// one copy each however many follow it (gone with their last follower).
 #[derive(Default)]
-pub(super) struct LiveLogs(Mutex<HashMap<TaskKey, Arc<LiveLog>>>);
+pub(super) struct LiveLogs(
+    Mutex<HashMap<TaskKey, Arc<LiveLog>>>,
+    Mutex<HashMap<TaskKey, Weak<Vec<LogLine>>>>,
+);
 
 impl LiveLogs {
     fn entry(&self, key: TaskKey) -> Arc<LiveLog> {
         let mut logs = self.0.lock().unwrap_or_else(|e| e.into_inner());
         logs.entry(key).or_default().clone()
+    }
+
+    /// The stored log of `key`, shared with its other followers; read from `engine`'s store
+    /// when no one follows it.
+    fn stored(
+        &self,
+        engine: &Engine,
+        key: &TaskKey,
+    ) -> Result<Option<Arc<Vec<LogLine>>>, ServiceError> {
+        let mut shared = self.1.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(lines) = shared.get(key).and_then(Weak::upgrade) {
+            return Ok(Some(lines));
+        }
+        let (release, stage, attempt, task) = key;
+        let log = LogKey {
+            release,
+            stage,
+            attempt: *attempt,
+            task,
+        };
+        let Some(lines) = engine.store().log(&log).map_err(InternalError::Store)? else {
+            return Ok(None);
+        };
+        let lines = Arc::new(lines);
+        shared.retain(|_, lines| lines.strong_count() > 0);
+        shared.insert(key.clone(), Arc::downgrade(&lines));
+        Ok(Some(lines))
     }
 }
 
@@ -111,18 +142,19 @@ fn over(release: &Release, (_, stage, attempt, task): &TaskKey) -> Option<bool> 
 pub struct LogFollow {
     key: TaskKey,
     engine: Arc<Engine>,
+    live: Arc<LiveLogs>,
     sent: usize,
     source: Source,
 }
 
 enum Source {
-    Stored(Vec<LogLine>),
+    Stored(Arc<Vec<LogLine>>),
     Live(Arc<LiveLog>, watch::Receiver<()>),
 }
 
 impl LogFollow {
     pub(super) fn start(
-        live: &LiveLogs,
+        live: &Arc<LiveLogs>,
         engine: &Arc<Engine>,
         release: &Release,
         key: &LogKey<'_>,
@@ -140,8 +172,9 @@ impl LogFollow {
         let mut follow = Self {
             key,
             engine: engine.clone(),
+            live: live.clone(),
             sent: 0,
-            source: Source::Stored(Vec::new()),
+            source: Source::Stored(Arc::default()),
         };
         match (follow.stored()?, log) {
             (Some(lines), log) => {
@@ -165,18 +198,19 @@ impl LogFollow {
         Ok(follow)
     }
 
-    fn stored(&self) -> Result<Option<Vec<LogLine>>, ServiceError> {
-        let (release, stage, attempt, task) = &self.key;
-        let key = LogKey {
-            release,
-            stage,
-            attempt: *attempt,
-            task,
-        };
-        self.engine
-            .store()
-            .log(&key)
-            .map_err(|e| InternalError::Store(e).into())
+    fn stored(&self) -> Result<Option<Arc<Vec<LogLine>>>, ServiceError> {
+        self.live.stored(&self.engine, &self.key)
+    }
+
+    /// How many lines were returned (or skipped): the number of the last line returned.
+    pub fn sent(&self) -> usize {
+        self.sent
+    }
+
+    /// Carries on after line `lines` (a reconnecting follower's last): the lines up to it are
+    /// not returned again.
+    pub fn resume_after(&mut self, lines: usize) {
+        self.sent = self.sent.max(lines);
     }
 
     /// The next line, waiting for the task to write it; `None` once the task has ended and

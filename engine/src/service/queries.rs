@@ -3,7 +3,7 @@
 //! of the store today; an index replaces a scan here, in one place.
 
 use crate::core::{ApprovalState, Release, ReleaseState};
-use crate::store::{AuditEntry, LogKey, PipelineVersion, StoreError};
+use crate::store::{AuditEntry, FollowPage, LogKey, PipelineVersion, StoreError};
 use crate::types::LogLine;
 
 use super::{ApprovalView, Service, ServiceError, User, approvals_of};
@@ -44,8 +44,8 @@ pub struct ApprovalFilter {
 pub struct AuditQuery {
     /// Only this release's entries.
     pub release: Option<String>,
-    /// Entries after this sequence number (oldest first); without it, the latest `limit`.
-    pub after: Option<u64>,
+    /// Entries from this sequence number on (oldest first); without it, the latest `limit`.
+    pub from: Option<u64>,
     /// How many entries.
     pub limit: usize,
 }
@@ -112,20 +112,47 @@ impl Service {
     }
 
     /// Audit entries as `query` asks, with the service's views brought up to them (so what a
-    /// client reads next includes what they say).
+    /// client reads next includes what they say). Memory is bounded by `query.limit`: the
+    /// trail is read in pages and filtered while it is scanned.
     pub fn audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
         let store = self.store();
-        let len = *store.audit_len().borrow();
-        let mut entries = store.audit_from(query.after.map_or(0, |seq| seq + 1), usize::MAX)?;
+        let release = query.release.as_deref();
+        let scan = match query.from {
+            Some(from) => store.audit_forward(from, release, query.limit, usize::MAX)?,
+            None => store.audit_latest(release, query.limit)?,
+        };
         self.sync_views();
-        entries.retain(|e| query.release.as_ref().is_none_or(|r| &e.release == r));
-        if query.after.is_some() {
-            entries.truncate(query.limit);
-        } else {
-            entries.drain(..entries.len().saturating_sub(query.limit));
+        Ok(AuditPage {
+            entries: scan.entries,
+            next: scan.next,
+        })
+    }
+
+    /// Where a follower of the trail starts for `query`, reading nothing it keeps: `from`
+    /// itself, or the oldest of the latest `limit` entries (the end of the trail for none).
+    pub fn audit_start(&self, query: &AuditQuery) -> Result<u64, StoreError> {
+        match query.from {
+            Some(from) => Ok(from),
+            None => self
+                .store()
+                .audit_latest_start(query.release.as_deref(), query.limit),
         }
-        let next = entries.last().map_or(len, |e| e.seq + 1);
-        Ok(AuditPage { entries, next })
+    }
+
+    /// `release`'s entries (every release's when `None`) among the `limit` from `from` on:
+    /// one page of a follower, the newest shared by all of them; the views brought up to it.
+    pub fn audit_page(
+        &self,
+        from: u64,
+        release: Option<&str>,
+        limit: usize,
+    ) -> Result<FollowPage, StoreError> {
+        let page = self.store().audit_follow(from, release, limit)?;
+        // Many followers read the same page: the first brings the views up to it.
+        if !page.entries.is_empty() && self.pending.synced() < page.next {
+            self.sync_views();
+        }
+        Ok(page)
     }
 
     /// Up to `limit` audit entries from sequence number `from` on, every release's.

@@ -7,9 +7,11 @@
 //! committer thread in a single transaction and share its fsync; each caller still waits for the
 //! commit that holds its write.
 
+mod audit;
 mod fault;
 mod receipts;
 mod refusals;
+mod tail;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +27,8 @@ use crate::core::Release;
 use crate::types::LogLine;
 
 pub use receipts::Receipt;
+pub use audit::{AuditScan, SCAN_PAGE};
+pub use tail::{FollowPage, Followed};
 
 /// redb's page cache. Its default (1 GiB) lets the cache, and so the engine's memory, grow with
 /// the store; releases are read rarely (a driver loads one when it starts), so a small cache
@@ -139,6 +143,8 @@ pub struct Store {
     db: Arc<Database>,
     /// The length of the audit trail, bumped after every commit that extends it.
     audit_len: Arc<watch::Sender<u64>>,
+    /// The newest audit entries, encoded once for every follower (`audit.rs`).
+    tail: tail::Tail,
     /// Writes for the committer thread; `None` once dropped.
     writer: Option<mpsc::Sender<Job>>,
     committer: Option<JoinHandle<()>>,
@@ -291,6 +297,7 @@ impl Store {
         Ok(Self {
             db,
             audit_len,
+            tail: tail::Tail::default(),
             writer: Some(writer),
             committer: Some(committer),
             receipts: counts,
@@ -453,31 +460,6 @@ impl Store {
             return false;
         };
         txn.open_table(META).is_ok() && txn.commit().is_ok()
-    }
-
-    /// The audit trail, oldest first.
-    pub fn audit(&self) -> Result<Vec<AuditEntry>, StoreError> {
-        self.audit_from(0, usize::MAX)
-    }
-
-    /// At most `limit` audit entries from `seq` on, oldest first.
-    pub fn audit_from(&self, seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
-        let table = txn.open_table(AUDIT).map_err(storage)?;
-        let mut out = Vec::new();
-        for entry in table.range(seq..).map_err(storage)?.take(limit) {
-            let (key, value) = entry.map_err(storage)?;
-            let mut entry: AuditEntry = decode(&key.value().to_string(), value.value())?;
-            entry.seq = key.value();
-            out.push(entry);
-        }
-        Ok(out)
-    }
-
-    /// The audit trail's length, changing after every commit that extends it: wait on it to
-    /// follow the trail.
-    pub fn audit_len(&self) -> watch::Receiver<u64> {
-        self.audit_len.subscribe()
     }
 
     /// Every stored task log of `release`, in key order (stage, attempt, task).

@@ -14,5 +14,6 @@ mod reload;
 mod scheduling;
 mod secrets;
 mod shutdown;
+mod stream_limits;
 mod streams;
 mod terminal;

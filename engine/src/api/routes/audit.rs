@@ -15,7 +15,7 @@ use crate::api::error::ApiError;
 use crate::api::extract::{Query, count};
 use crate::api::openapi::{BadRequest, ServerEvent, Unauthenticated};
 use crate::api::views::AuditList;
-use crate::api::{App, sse};
+use crate::api::{App, sse, streams};
 use crate::service::queries::AuditQuery as Select;
 
 #[derive(Deserialize, IntoParams)]
@@ -47,29 +47,32 @@ pub(in crate::api) struct AuditQuery {
         BadRequest, Unauthenticated))]
 pub(in crate::api) async fn audit(
     State(app): State<Arc<App>>,
-    Auth(_): Auth,
+    Auth(user): Auth,
     headers: HeaderMap,
     Query(query): Query<AuditQuery>,
 ) -> Result<Response, ApiError> {
     let limit = count("limit", query.limit, 10_000)?;
+    // `after` is at most i64::MAX: the entry after it has a number.
     let after = match query.after {
-        Some(after) => Some(count("after", after, i64::MAX)? as u64),
+        Some(after) => Some(count("after", after, i64::MAX)? as u64 + 1),
         None => None,
     };
     // A reconnecting event stream says where it was.
-    let resume = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let resume = streams::resume(&headers, "audit entry (its seq)")?;
     let select = Select {
         release: query.release,
-        after: resume.or(after),
+        from: resume.or(after),
         limit,
     };
-    let page = app.service.audit(&select)?;
     if query.follow {
-        return Ok(sse::audit(app, page.entries, page.next, select.release));
+        let slot = match streams::admit(&app, &user) {
+            Ok(slot) => slot,
+            Err(refused) => return Ok(refused.into_response()),
+        };
+        let start = app.service.audit_start(&select)?;
+        return Ok(sse::audit(app, slot, start, select.release));
     }
+    let page = app.service.audit(&select)?;
     Ok(Json(AuditList {
         entries: page.entries,
     })

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -14,7 +14,7 @@ use crate::api::extract::{Path, Query};
 use crate::api::openapi::{
     BadRequest, NotFound, ReleasePath, ServerEvent, TaskPath, Unauthenticated,
 };
-use crate::api::{App, archive, sse};
+use crate::api::{App, archive, sse, streams};
 use crate::store::LogKey;
 
 #[derive(Deserialize, IntoParams)]
@@ -37,10 +37,13 @@ pub(in crate::api) struct FollowQuery {
         BadRequest, Unauthenticated, NotFound))]
 pub(in crate::api) async fn task_log(
     State(app): State<Arc<App>>,
-    Auth(_): Auth,
+    Auth(user): Auth,
+    headers: HeaderMap,
     Path((id, stage, attempt, task)): Path<(String, String, u32, String)>,
     Query(query): Query<FollowQuery>,
 ) -> Result<Response, ApiError> {
+    // A reconnecting follower says which line it saw last.
+    let resume = streams::resume(&headers, "log line (its number, from 1)")?;
     let key = LogKey {
         release: &id,
         stage: &stage,
@@ -48,8 +51,16 @@ pub(in crate::api) async fn task_log(
         task: &task,
     };
     if query.follow {
-        let follow = app.service.follow_log(&key)?;
-        return Ok(sse::log(app, follow));
+        let slot = match streams::admit(&app, &user) {
+            Ok(slot) => slot,
+            Err(refused) => return Ok(refused.into_response()),
+        };
+        let mut follow = app.service.follow_log(&key)?;
+        if let Some(next) = resume {
+            // Past every line there can be: the follower waits for the end.
+            follow.resume_after(usize::try_from(next - 1).unwrap_or(usize::MAX));
+        }
+        return Ok(sse::log(app, slot, follow));
     }
     let lines = app.service.task_log(&key)?.ok_or_else(|| {
         ApiError::new(
