@@ -12,7 +12,6 @@ mod pipelines;
 pub mod queries;
 mod releases;
 mod sweep;
-mod timeouts;
 mod triggers;
 
 use std::collections::BTreeMap;

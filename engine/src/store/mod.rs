@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::core::Release;
 use crate::types::LogLine;
 
-pub use receipts::Receipt;
 pub use audit::{AuditScan, SCAN_PAGE};
+pub use receipts::Receipt;
 pub use tail::{FollowPage, Followed};
 
 /// redb's page cache. Its default (1 GiB) lets the cache, and so the engine's memory, grow with

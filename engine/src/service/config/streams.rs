@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use super::{ApiLimits, RawLimits, parse_duration};
+use super::limits::{ApiLimits, RawLimits};
+use crate::types::parse_duration;
 
 /// The stream limits as read.
 pub(super) struct StreamLimits {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::config::{ApiLimits, RawLimits};
+use super::limits::{ApiLimits, RawLimits};
 use crate::types::parse_duration;
 
 /// `header-timeout`, `idle-timeout` and `connections` of the `[limits]` of the file `shown`,
@@ -49,7 +49,7 @@ pub(super) fn connection_keys(
 mod tests {
     use std::time::Duration;
 
-    use super::super::config::{ApiLimits, ServiceConfig};
+    use super::super::{ApiLimits, ServiceConfig};
 
     fn load(limits: &str) -> Result<ServiceConfig, String> {
         let dir = tempfile::tempdir().unwrap();
