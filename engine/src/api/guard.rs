@@ -1,8 +1,9 @@
 //! The first layer every request meets: a request id on every response, 503 while the server
-//! shuts down, 413 for a declared body over the limit (and a JSON 413 for one found over it
-//! while read), the rate limit of every route (429, see `limit`), refusals (401, 403) recorded
-//! in the audit trail with a bound, and internal errors logged with the id (the body carries
-//! only the id).
+//! shuts down, a URI, headers, body encoding or percent-encoding it does not take (414, 431,
+//! 415, 400: see `edges`), 413 for a declared body over the limit (and a JSON 413 for one
+//! found over it while read), the rate limit of every route (429, see `limit`), refusals (401, 403) recorded
+//! in the audit trail with a bound, internal errors logged with the id (the body carries
+//! only the id), and every error answer JSON and logged with the id (`edges::json_error`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::App;
 use super::auth::Caller;
+use super::edges;
 use super::error::{ApiError, InternalDetail};
 use super::limit::ClientKey;
 
@@ -46,12 +48,14 @@ pub(super) async fn guard(
     };
     let (method, path) = (request.method().clone(), shown_path(request.uri().path()));
     request.extensions_mut().insert(caller.clone());
+    // The URI, the headers, the body's encoding, the percent-encoding (`edges`).
+    let refused = edges::refusal(&request);
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let mut response = match declared {
+    let mut response = match (refused, declared) {
         // Between SIGTERM and the listener closing, a request that got in is refused.
         _ if app.service.is_stopping() => {
             let mut refused = ApiError::new(
@@ -65,7 +69,8 @@ pub(super) async fn guard(
             );
             refused
         }
-        Some(n) if n > limit => ApiError::new(
+        (Some(refused), _) => refused.into_response(),
+        (None, Some(n)) if n > limit => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "the request body is {n} bytes; the limit is {limit} (limits.body in sluice.toml)"
@@ -105,6 +110,7 @@ pub(super) async fn guard(
         )
         .into_response();
     }
+    let mut response = edges::json_error(response, &id, &method, &path).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }

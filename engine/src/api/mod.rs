@@ -17,7 +17,9 @@
 
 mod archive;
 mod auth;
+mod bounds;
 pub mod client;
+mod edges;
 mod error;
 mod extract;
 mod guard;
@@ -30,6 +32,9 @@ mod routes;
 mod sse;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_edges;
+mod time;
 mod views;
 
 use std::collections::HashMap;
