@@ -1,9 +1,10 @@
 //! The first layer every request meets: a request id on every response, 503 while the server
 //! shuts down, a URI, headers, body encoding or percent-encoding it does not take (414, 431,
 //! 415, 400: see `edges`), 413 for a declared body over the limit (and a JSON 413 for one
-//! found over it while read), the rate limit of every route (429, see `limit`), refusals (401, 403) recorded
-//! in the audit trail with a bound, internal errors logged with the id (the body carries
-//! only the id), and every error answer JSON and logged with the id (`edges::json_error`).
+//! found over it while read), the rate limit of every route (429, see `limit`), refusals
+//! (401, 403) recorded in the audit trail with a bound, internal errors logged with the id
+//! (the body carries only the id), and every error answer JSON and logged with the id
+//! (`edges::json_error`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -2,13 +2,16 @@
 //! hyper for the CLI's client in `client.rs`). Handlers are thin: authenticate, parse strictly,
 //! call the service, map its errors onto statuses.
 //!
-//! Hardening, in the order a request meets it: a request id on every response; a body larger
+//! Hardening, in the order a request meets it: a request id on every response; a URI over
+//! 8 KiB (414), too many or too large headers (431), a `Content-Encoding` (415) or a path or
+//! query that is not percent-encoded UTF-8 (400) is refused before it is routed; a body larger
 //! than the limit is refused with 413 from its `Content-Length`, before it is read; a rate
 //! limit on every route, per user or (without a valid token) per peer address, or 429 with
 //! `Retry-After`; a bearer token (stored hashed) or 401; the role the endpoint needs or 403;
 //! every 401 and 403 in the audit trail, with a bound (`limit`); a JSON body with an unknown field is 400 naming the field; an
 //! `Idempotency-Key` on a POST replays the first result. Internal errors reach the log with the
-//! request id; the response carries only the id.
+//! request id; the response carries only the id. Every error answer is the JSON error body,
+//! logged with the request id.
 //!
 //! This file holds the shared state (`App`), `router()` — the one place that lists every
 //! route — and `serve`. The layers and extractors live in `guard`, `auth`, `extract` and

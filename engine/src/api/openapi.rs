@@ -88,7 +88,7 @@ error_responses! {
     NotFound = 404, "No such thing";
     Conflict = 409, "It does not apply in the current state (an approval's is included)";
     TooLarge = 413, "The body is over the limit";
-    Invalid = 422, "Well-formed but refused: an invalid pipeline (see diagnostics), an unknown artifact or version, an Idempotency-Key reused for another request";
+    Invalid = 422, "Well-formed but refused on its meaning: an invalid pipeline (see diagnostics), an unknown artifact or version, a variable the pipeline does not declare settable, a justification without its override or out-of-order (or one of those without a justification), an Idempotency-Key reused for another request";
 }
 
 /// One server-sent event, as `?follow=true` streams send them: `line` (data: the log line)

@@ -1,5 +1,5 @@
 //! The handlers, a file per resource, and the one request type two of them share: a time to
-//! deploy at (`at` of a deploy, `defer-until` of an approval).
+//! deploy at (`at` of a deploy, `defer-until` of an approval; see `api/time.rs`).
 
 pub(super) mod approvals;
 pub(super) mod audit;
