@@ -1,4 +1,4 @@
-//! How long each string in a request may be: the one list the document's `maxLength`s and the
+//! How long each string in a request (body or query) may be: the one list the document's `maxLength`s and the
 //! handlers' checks both read, so a string the document allows is never refused for its
 //! length and a longer one always is (400 naming the field). Lengths are in characters
 //! (Unicode scalar values), as JSON Schema counts them.
@@ -17,6 +17,8 @@ pub(super) const VALUE: usize = 4_096;
 pub(super) const VERSION: usize = 256;
 /// A name: a variable, an artifact alias, a user ([`Name::MAX_LEN`]).
 pub(super) const NAME: usize = Name::MAX_LEN;
+/// A pipeline's name ([`Name::MAX_PIPELINE_LEN`]).
+pub(super) const PIPELINE: usize = Name::MAX_PIPELINE_LEN;
 /// Whom an approval is reassigned to: a user, or `group:` and a group's name.
 pub(super) const ASSIGNEE: usize = "group:".len() + Name::MAX_LEN;
 

@@ -90,6 +90,29 @@ async fn a_rejection_takes_no_time_and_strings_over_their_bound_are_400_naming_t
     );
     let nothing = everything(&app).await;
     assert_eq!(nothing.0["total"], 0, "{}", nothing.0);
+    // Query filters too: a name past its bound is refused, not looked up.
+    for (uri, message) in [
+        (
+            format!("/api/v1/releases?pipeline={}", "p".repeat(65)),
+            "pipeline is 65 characters: keep it to at most 64",
+        ),
+        (
+            format!("/api/v1/approvals?release={}", "r".repeat(101)),
+            "release is 101 characters: keep it to at most 100",
+        ),
+        (
+            format!("/api/v1/approvals?stage={}", "s".repeat(101)),
+            "stage is 101 characters: keep it to at most 100",
+        ),
+        (
+            format!("/api/v1/approvals?approver={}", "a".repeat(107)),
+            "approver is 107 characters: keep it to at most 106",
+        ),
+    ] {
+        let reply = send(&app, Some("vic"), ("GET", &uri), None, &[]).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.json);
+        assert_eq!(error(&reply), message);
+    }
 
     let created = send(&app, Some("rita"), CREATE, Some("{}"), &[]).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
@@ -282,6 +305,13 @@ async fn the_document_lists_every_answer_an_operation_may_give_with_the_error_bo
         let max = &schemas[schema]["properties"][field]["maxLength"];
         assert_eq!(max, 2000, "{schema}.{field}");
     }
+    let list = &doc["paths"]["/api/v1/releases"]["get"]["parameters"];
+    let pipeline = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "pipeline");
+    assert_eq!(pipeline.unwrap()["schema"]["maxLength"], 64, "{list}");
     let variables = &schemas["CreateRelease"]["properties"]["variables"];
     assert_eq!(variables["propertyNames"]["maxLength"], 100, "{variables}");
     assert_eq!(

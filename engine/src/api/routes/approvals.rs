@@ -35,11 +35,14 @@ pub(in crate::api) struct ListApprovals {
     #[serde(default)]
     #[param(inline)]
     status: StatusFilter,
-    /// `me`, or a user or `group:NAME` listed as approver.
+    /// `me`, or a user or `group:NAME` listed as approver (at most 106 characters).
+    #[param(max_length = 106)]
     approver: Option<String>,
-    /// Only this release's approvals.
+    /// Only this release's approvals (at most 100 characters).
+    #[param(max_length = 100)]
     release: Option<String>,
-    /// Only this stage's.
+    /// Only this stage's (at most 100 characters).
+    #[param(max_length = 100)]
     stage: Option<String>,
 }
 
@@ -82,6 +85,13 @@ pub(in crate::api) async fn list_approvals(
     Auth(user): Auth,
     Query(query): Query<ListApprovals>,
 ) -> Result<Json<ApprovalList>, ApiError> {
+    for (field, value, max) in [
+        ("approver", &query.approver, bounds::ASSIGNEE),
+        ("release", &query.release, bounds::NAME),
+        ("stage", &query.stage, bounds::NAME),
+    ] {
+        bounds::at_most(field, value.as_deref().unwrap_or_default(), max)?;
+    }
     let filter = ApprovalFilter {
         state: query.status.state(),
         approver: query.approver,

@@ -94,7 +94,8 @@ pub(in crate::api) async fn create_release(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(in crate::api) struct ListReleases {
-    /// Only this pipeline's releases.
+    /// Only this pipeline's releases (a pipeline name: at most 64 characters).
+    #[param(max_length = 64)]
     pipeline: Option<String>,
     /// Only releases in this state.
     state: Option<ReleaseState>,
@@ -120,6 +121,8 @@ pub(in crate::api) async fn list_releases(
         count("limit", query.limit, 500)?,
         count("offset", query.offset, i64::MAX)?,
     );
+    let pipeline = query.pipeline.as_deref().unwrap_or_default();
+    bounds::at_most("pipeline", pipeline, bounds::PIPELINE)?;
     let filter = ReleaseFilter {
         pipeline: query.pipeline,
         state: query.state,
