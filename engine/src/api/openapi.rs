@@ -12,7 +12,9 @@ use super::views::ErrorBody;
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
 pub(super) struct PipelinePath {
-    /// Pipeline name.
+    /// Pipeline name: lowercase letters, digits, `-` and `_`, starting with a letter or digit,
+    /// at most 64 characters (any other is a 400).
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     #[allow(dead_code)]
     name: String,
 }

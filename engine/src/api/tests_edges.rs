@@ -305,6 +305,18 @@ async fn the_document_lists_every_answer_an_operation_may_give_with_the_error_bo
         let max = &schemas[schema]["properties"][field]["maxLength"];
         assert_eq!(max, 2000, "{schema}.{field}");
     }
+    // A pipeline's name in a path: the pattern of the one name rule (types/name.rs).
+    let put = &doc["paths"]["/api/v1/pipelines/{name}"]["put"]["parameters"][0];
+    assert_eq!(
+        put["schema"]["pattern"], "^[a-z0-9][a-z0-9_-]{0,63}$",
+        "{put}"
+    );
+    for name in ["shop", "a", "0-b_c", &"p".repeat(64)] {
+        assert!(crate::types::Name::pipeline(name).is_ok(), "{name}");
+    }
+    for name in ["", "-a", "_a", "Shop", "é", &"p".repeat(65)] {
+        assert!(crate::types::Name::pipeline(name).is_err(), "{name}");
+    }
     let list = &doc["paths"]["/api/v1/releases"]["get"]["parameters"];
     let pipeline = list
         .as_array()
