@@ -1,7 +1,7 @@
 //! Release-time variables, as an attacker tries them (issue #11.1): a releaser sets
 //! `sluice.data-dir` (or any variable a grant's host path uses) to make write grants point at
 //! a directory of their choosing. Only variables the pipeline declares `settable = true` may be
-//! set — over the API (400 otherwise) and with `sluice run --var` (exit 2) — a refusal creates
+//! set — over the API (422 otherwise) and with `sluice run --var` (exit 2) — a refusal creates
 //! nothing, and a grant's host path never takes a release-time value.
 
 use std::path::Path;
@@ -126,7 +126,7 @@ fn the_data_dir_cannot_be_set_at_release_time_over_the_api_or_the_cli() {
         json!({"site-title": "Moon Base", "sluice.data-dir": target.path()}),
     ] {
         let reply = server.call("rita", "POST", path, Some(json!({"variables": variables})));
-        assert_eq!(reply.status, 400, "{}", reply.text());
+        assert_eq!(reply.status, 422, "{}", reply.text());
         assert_eq!(reply.json()["error"], REFUSED_DATA_DIR);
     }
     let list = server.get("vic", "/api/v1/releases?pipeline=space-game");
@@ -171,7 +171,7 @@ fn only_settable_variables_are_set_and_they_reach_the_task() {
         (json!({"region": "us"}), &not_settable),
     ] {
         let reply = server.call("rita", "POST", path, Some(json!({"variables": variables})));
-        assert_eq!(reply.status, 400, "{}", reply.text());
+        assert_eq!(reply.status, 422, "{}", reply.text());
         assert_eq!(reply.json()["error"], error.as_str());
     }
     let list = server.get("vic", "/api/v1/releases?pipeline=space-game");

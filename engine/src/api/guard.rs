@@ -1,9 +1,11 @@
 //! The first layer every request meets: a request id on every response, 503 while the server
-//! shuts down, 413 for a declared body over the limit (and a JSON 413 for one found over it
-//! while read), the rate limit of every route (429, see `limit`), refusals (401, 403, and the
-//! 400/429 of a failed or throttled authentication, see `auth`) recorded in the audit trail
-//! with a bound, and internal errors logged with the id (the body carries
-//! only the id).
+//! shuts down, a URI, headers, body encoding or percent-encoding it does not take (414, 431,
+//! 415, 400: see `edges`), 413 for a declared body over the limit (and a JSON 413 for one
+//! found over it while read), the rate limit of every route (429, see `limit`), refusals
+//! (401, 403, and the 400/429 of a failed or throttled authentication, see `auth`) recorded in
+//! the audit trail with a bound, internal errors logged with the id
+//! (the body carries only the id), and every error answer JSON and logged with the id
+//! (`edges::json_error`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::App;
 use super::auth::Caller;
+use super::edges;
 use super::error::{ApiError, InternalDetail};
 use super::limit::ClientKey;
 
@@ -47,12 +50,18 @@ pub(super) async fn guard(
     };
     let (method, path) = (request.method().clone(), shown_path(request.uri().path()));
     request.extensions_mut().insert(caller.clone());
+    // The URI, the headers, the body's encoding, the percent-encoding (`edges`).
+    let refused = edges::refusal(&request);
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let mut response = match declared {
+    // Every request counts against its client's rate, refused at the edges or not.
+    let admitted = app
+        .limiter
+        .admit(&key, limits.requests_per_second, limits.burst);
+    let mut response = match (admitted, refused, declared) {
         // Between SIGTERM and the listener closing, a request that got in is refused.
         _ if app.service.is_stopping() => {
             let mut refused = ApiError::new(
@@ -66,20 +75,16 @@ pub(super) async fn guard(
             );
             refused
         }
-        Some(n) if n > limit => ApiError::new(
+        (Err(wait), _, _) => too_many(limits.requests_per_second, wait),
+        (Ok(()), Some(refused), _) => refused.into_response(),
+        (Ok(()), None, Some(n)) if n > limit => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "the request body is {n} bytes; the limit is {limit} (limits.body in sluice.toml)"
             ),
         )
         .into_response(),
-        _ => match app
-            .limiter
-            .admit(&key, limits.requests_per_second, limits.burst)
-        {
-            Ok(()) => next.run(request).await,
-            Err(wait) => too_many(limits.requests_per_second, wait),
-        },
+        (Ok(()), None, _) => next.run(request).await,
     };
     // Failed and throttled authentications (400, 401, 429 from `auth`) are refusals too.
     let failed_auth = caller.settle(&app, &response, &peer);
@@ -110,6 +115,7 @@ pub(super) async fn guard(
         )
         .into_response();
     }
+    let mut response = edges::json_error(response, &id, &method, &path).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }

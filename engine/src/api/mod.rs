@@ -3,13 +3,16 @@
 //! call the service, map its errors onto statuses.
 //!
 //! Hardening, in the order a request meets it: its connection's limits (`conn`: the header
-//! and idle timeouts, the connection cap's 503); a request id on every response; a body larger
+//! and idle timeouts, the connection cap's 503); a request id on every response; a URI over
+//! 8 KiB (414), too many or too large headers (431), a `Content-Encoding` (415) or a path or
+//! query that is not percent-encoded UTF-8 (400) is refused before it is routed; a body larger
 //! than the limit is refused with 413 from its `Content-Length`, before it is read; a rate
 //! limit on every route, per user or (without a valid token) per peer address, or 429 with
 //! `Retry-After`; a bearer token (stored hashed) or 401; the role the endpoint needs or 403;
 //! every 401 and 403 in the audit trail, with a bound (`limit`); a JSON body with an unknown field is 400 naming the field; an
 //! `Idempotency-Key` on a POST replays the first result. Internal errors reach the log with the
-//! request id; the response carries only the id.
+//! request id; the response carries only the id. Every error answer is the JSON error body,
+//! logged with the request id.
 //!
 //! **Every route checks in one order**: authenticate (401; 400 for two `Authorization`
 //! headers; 429 while the address's failed authentications are spent), then the role the route
@@ -31,8 +34,10 @@
 mod activity;
 mod archive;
 mod auth;
+mod bounds;
 pub mod client;
 mod conn;
+mod edges;
 mod error;
 mod extract;
 mod guard;
@@ -49,9 +54,12 @@ mod tests;
 #[cfg(test)]
 mod tests_auth;
 #[cfg(test)]
+mod tests_edges;
+#[cfg(test)]
 mod tests_order;
 #[cfg(test)]
 mod tests_streams;
+mod time;
 mod views;
 
 use std::collections::HashMap;

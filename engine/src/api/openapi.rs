@@ -12,7 +12,9 @@ use super::views::ErrorBody;
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
 pub(super) struct PipelinePath {
-    /// Pipeline name.
+    /// Pipeline name: lowercase letters, digits, `-` and `_`, starting with a letter or digit,
+    /// at most 64 characters (any other is a 400).
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     #[allow(dead_code)]
     name: String,
 }
@@ -88,7 +90,7 @@ error_responses! {
     NotFound = 404, "No such thing";
     Conflict = 409, "It does not apply in the current state (an approval's is included)";
     TooLarge = 413, "The body is over the limit";
-    Invalid = 422, "Well-formed but refused: an invalid pipeline (see diagnostics), an unknown artifact or version, an Idempotency-Key reused for another request";
+    Invalid = 422, "Well-formed but refused on its meaning: an invalid pipeline (see diagnostics), an unknown artifact or version, a variable the pipeline does not declare settable, a justification without its override or out-of-order (or one of those without a justification), an Idempotency-Key reused for another request";
 }
 
 /// One server-sent event, as `?follow=true` streams send them: `line` (data: the log line)
@@ -113,27 +115,51 @@ impl Modify for Bearer {
     }
 }
 
-/// Every route is rate limited (`api/limit.rs`): each operation may answer 429, with
-/// `Retry-After`.
-struct RateLimited;
+/// The answers every operation may give, each with the JSON error body: the guard's
+/// (`api/guard.rs`, `api/edges.rs`) and the router's. An operation's own description of one
+/// (its 400, 413) is kept.
+struct EveryOperation;
 
-impl Modify for RateLimited {
+/// Status, description, whether it carries `Retry-After`.
+const EVERY_OPERATION: &[(&str, &str, bool)] = &[
+    (
+        "400",
+        "The request is malformed (a path or query string that is not percent-encoded UTF-8 included): the error says what to fix",
+        false,
+    ),
+    (
+        "405",
+        "The path does not take this method: see Allow",
+        false,
+    ),
+    ("413", "The body is over the limit (limits.body)", false),
+    ("414", "The request URI is over 8 KiB", false),
+    (
+        "415",
+        "The body has a Content-Encoding other than identity: send it as is",
+        false,
+    ),
+    (
+        "429",
+        "Over the rate limit (per user; per address without a valid token): retry after the seconds in Retry-After",
+        true,
+    ),
+    (
+        "431",
+        "More than 100 header fields, or over 32 KiB of headers",
+        false,
+    ),
+    (
+        "503",
+        "The server is shutting down or at its connection limit: retry later",
+        false,
+    ),
+];
+
+impl Modify for EveryOperation {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::schema::{ObjectBuilder, Type};
         use utoipa::openapi::{Content, Ref, ResponseBuilder, header::Header};
-        let response = ResponseBuilder::new()
-            .description(
-                "Over the rate limit (per user; per address without a valid token): retry after the seconds in Retry-After",
-            )
-            .content(
-                "application/json",
-                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
-            )
-            .header(
-                "Retry-After",
-                Header::new(ObjectBuilder::new().schema_type(Type::Integer)),
-            )
-            .build();
         for item in openapi.paths.paths.values_mut() {
             for operation in [
                 &mut item.get,
@@ -145,10 +171,23 @@ impl Modify for RateLimited {
             .into_iter()
             .flatten()
             {
-                operation
-                    .responses
-                    .responses
-                    .insert("429".into(), response.clone().into());
+                for (status, why, retry_after) in EVERY_OPERATION {
+                    let mut response = ResponseBuilder::new().description(*why).content(
+                        "application/json",
+                        Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                    );
+                    if *retry_after {
+                        response = response.header(
+                            "Retry-After",
+                            Header::new(ObjectBuilder::new().schema_type(Type::Integer)),
+                        );
+                    }
+                    operation
+                        .responses
+                        .responses
+                        .entry((*status).into())
+                        .or_insert_with(|| response.build().into());
+                }
             }
         }
     }
@@ -182,7 +221,7 @@ impl Modify for RateLimited {
         super::routes::audit::audit,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&Bearer, &RateLimited),
+    modifiers(&Bearer, &EveryOperation),
     security(("token" = [])),
     tags(
         (name = "pipelines"), (name = "releases"), (name = "deployments"),

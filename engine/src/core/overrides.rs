@@ -3,21 +3,22 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The longest justification kept, in bytes: enough to say why, not a place to store a file.
+/// The longest justification kept, in characters (as the API's document counts them): enough to say why, not a place to store a file.
 pub const MAX_JUSTIFICATION: usize = 2_000;
 
 /// Checks the justification of `what` (e.g. "breaking a freeze"): not blank, at most
-/// [`MAX_JUSTIFICATION`] bytes. The error says what to fix.
+/// [`MAX_JUSTIFICATION`] characters. The error says what to fix.
 pub fn check_justification(what: &str, justification: &str) -> Result<(), String> {
     if justification.trim().is_empty() {
         return Err(format!(
             "{what} needs a justification: say why, it is kept in the audit trail"
         ));
     }
-    if justification.len() > MAX_JUSTIFICATION {
+    let length = justification.chars().count();
+    if length > MAX_JUSTIFICATION {
         return Err(format!(
-            "the justification for {what} is {} bytes: keep it to at most {MAX_JUSTIFICATION}",
-            justification.len()
+            "the justification for {what} is {length} characters: keep it to at most \
+             {MAX_JUSTIFICATION}"
         ));
     }
     Ok(())

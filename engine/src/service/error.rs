@@ -55,7 +55,7 @@ impl From<EngineError> for ServiceError {
             EngineError::Void(_) => Self::Conflict(e.to_string()),
             EngineError::Pipeline(p) => Self::Pipeline(p),
             EngineError::Artifact { .. } => Self::Invalid(e.to_string()),
-            EngineError::NotSettable(_) => Self::BadRequest(e.to_string()),
+            EngineError::NotSettable(_) => Self::Invalid(e.to_string()),
             EngineError::Store(_) | EngineError::Stopped(_) => {
                 Self::Internal(InternalError::Engine(e))
             }

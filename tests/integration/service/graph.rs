@@ -88,7 +88,7 @@ fn an_admin_deploys_out_of_order_only_with_a_justification_and_it_is_audited() {
             json!({"out-of-order": true, "justification": why}),
             403,
         ),
-        ("ada", json!({"out-of-order": true}), 400),
+        ("ada", json!({"out-of-order": true}), 422),
         (
             "ada",
             json!({"out-of-order": true, "justification": " \t"}),
@@ -99,7 +99,7 @@ fn an_admin_deploys_out_of_order_only_with_a_justification_and_it_is_audited() {
             json!({"out-of-order": true, "justification": "x".repeat(2001)}),
             400,
         ),
-        ("ada", json!({"justification": why}), 400),
+        ("ada", json!({"justification": why}), 422),
     ];
     for (who, body, status) in refused {
         let (got, text) = deploy_ring_2(&server, who, &release, body.clone());
@@ -152,7 +152,7 @@ fn an_admin_override_of_an_approval_or_its_reassignment_needs_a_justification() 
             "ada",
             &approve,
             json!({"override": true, "comment": "hotfix"}),
-            400,
+            422,
         ),
         (
             "ada",
@@ -164,13 +164,13 @@ fn an_admin_override_of_an_approval_or_its_reassignment_needs_a_justification() 
             "ada",
             &approve,
             json!({"justification": "no override"}),
-            400,
+            422,
         ),
         (
             "ada",
             &reassign,
             json!({"to": "mallory", "override": true}),
-            400,
+            422,
         ),
         (
             "ada",

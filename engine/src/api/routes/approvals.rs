@@ -11,9 +11,10 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::DeferUntil;
-use super::releases::justified;
+use super::releases::{justified, unjustified};
 use crate::api::App;
 use crate::api::auth::{Approver, Auth, approval_authority};
+use crate::api::bounds;
 use crate::api::error::ApiError;
 use crate::api::extract::{Idempotency, Path, Query, Strict};
 use crate::api::idempotency::mutate;
@@ -34,11 +35,14 @@ pub(in crate::api) struct ListApprovals {
     #[serde(default)]
     #[param(inline)]
     status: StatusFilter,
-    /// `me`, or a user or `group:NAME` listed as approver.
+    /// `me`, or a user or `group:NAME` listed as approver (at most 106 characters).
+    #[param(max_length = 106)]
     approver: Option<String>,
-    /// Only this release's approvals.
+    /// Only this release's approvals (at most 100 characters).
+    #[param(max_length = 100)]
     release: Option<String>,
-    /// Only this stage's.
+    /// Only this stage's (at most 100 characters).
+    #[param(max_length = 100)]
     stage: Option<String>,
 }
 
@@ -81,6 +85,13 @@ pub(in crate::api) async fn list_approvals(
     Auth(user): Auth,
     Query(query): Query<ListApprovals>,
 ) -> Result<Json<ApprovalList>, ApiError> {
+    for (field, value, max) in [
+        ("approver", &query.approver, bounds::ASSIGNEE),
+        ("release", &query.release, bounds::NAME),
+        ("stage", &query.stage, bounds::NAME),
+    ] {
+        bounds::at_most(field, value.as_deref().unwrap_or_default(), max)?;
+    }
     let filter = ApprovalFilter {
         state: query.status.state(),
         approver: query.approver,
@@ -102,46 +113,79 @@ pub(in crate::api) async fn get_approval(
     Ok(Json(app.service.approval(&id)?))
 }
 
-/// A decision on an approval.
+/// An approval's decision (the body of an approve).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(in crate::api) struct Decide {
-    /// Why; kept in the audit trail.
+    /// Why; kept in the audit trail (at most 2000 characters).
     #[serde(default)]
+    #[schema(max_length = 2000)]
     comment: String,
     /// Decide for every approver (admins; needs `justification`).
     #[serde(default, rename = "override")]
     override_approvers: bool,
     /// Why an admin overrides the approvers (required with `override`, only with it; at most
-    /// 2000 bytes); kept on the decision and in the audit trail.
-    #[schema(min_length = 1, max_length = 2000)]
+    /// 2000 characters, not only white space); kept on the decision and in the audit trail.
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = r"[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     justification: Option<String>,
     /// Approve now, deploy at this time: RFC 3339 (`2026-11-24T06:00:00+01:00`) or Unix
     /// milliseconds.
     defer_until: Option<DeferUntil>,
 }
 
-async fn decide(
+/// A rejection (the body of a reject): a decision without a time to deploy at.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(in crate::api) struct Reject {
+    /// Why; kept in the audit trail (at most 2000 characters).
+    #[serde(default)]
+    #[schema(max_length = 2000)]
+    comment: String,
+    /// Decide for every approver (admins; needs `justification`).
+    #[serde(default, rename = "override")]
+    override_approvers: bool,
+    /// Why an admin overrides the approvers (required with `override`, only with it; at most
+    /// 2000 characters, not only white space); kept on the decision and in the audit trail.
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = r"[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
+    justification: Option<String>,
+}
+
+impl From<Reject> for Decide {
+    fn from(reject: Reject) -> Self {
+        Self {
+            comment: reject.comment,
+            override_approvers: reject.override_approvers,
+            justification: reject.justification,
+            defer_until: None,
+        }
+    }
+}
+
+async fn decide<T: Into<Decide>>(
     app: &App,
     user: User,
     id: String,
     key: Idempotency,
-    body: Strict<Decide>,
+    body: Strict<T>,
     approve: bool,
 ) -> Result<Response, ApiError> {
     let verb = if approve { "approve" } else { "reject" };
     let fingerprint = body.fingerprint(verb, &[&id]);
-    let request = body.value;
+    let request: Decide = body.value.into();
+    bounds::at_most("comment", &request.comment, bounds::TEXT)?;
     let defer_until = request
         .defer_until
         .as_ref()
         .map(|t| t.millis("defer-until"))
         .transpose()?;
-    if !approve && defer_until.is_some() {
-        return Err(ApiError::bad_request(
-            "defer-until applies to approvals only: remove it from the rejection",
-        ));
-    }
     let decision = DecisionRequest {
         approve,
         comment: request.comment,
@@ -162,7 +206,8 @@ async fn decide(
 }
 
 /// The authority of a decision or reassignment: an admin's override needs a justification
-/// (400 without one, or with one on no override), after the role (403) is checked.
+/// (422 without one, or with one on no override; 400 for a blank or long one), after the role
+/// (403) is checked.
 fn authority(
     user: &User,
     override_approvers: bool,
@@ -173,9 +218,11 @@ fn authority(
     let authority =
         approval_authority(user, override_approvers, justification.unwrap_or_default())?;
     match &authority {
+        Authority::Override { .. } if !given => return Err(unjustified(what)),
         Authority::Override { justification } => justified(what, justification)?,
         _ if given => {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
                 "`justification` goes with `override: true` (an admin's override): remove it, \
                  or add `override: true`",
             ));
@@ -217,14 +264,14 @@ pub(in crate::api) async fn approve(
 
 /// Reject: the deployment does not go ahead.
 #[utoipa::path(post, path = "/api/v1/approvals/{id}/reject", tag = "approvals",
-    params(ApprovalPath, IdempotencyKey), request_body(content = Option<Decide>),
+    params(ApprovalPath, IdempotencyKey), request_body(content = Option<Reject>),
     responses((status = 200, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, Invalid))]
 pub(in crate::api) async fn reject(
     State(app): State<Arc<App>>,
     Approver(user): Approver,
     Path(id): Path<String>,
     key: Idempotency,
-    body: Strict<Decide>,
+    body: Strict<Reject>,
 ) -> Result<Response, ApiError> {
     decide(&app, user, id, key, body, false).await
 }
@@ -234,16 +281,36 @@ pub(in crate::api) async fn reject(
 #[serde(deny_unknown_fields)]
 pub(in crate::api) struct Reassign {
     /// A user, or `group:NAME`.
+    #[schema(min_length = 1, max_length = 106)]
     to: String,
+    /// Why; kept in the audit trail (at most 2000 characters).
     #[serde(default)]
+    #[schema(max_length = 2000)]
     comment: String,
     /// Reassign without being an approver on it (admins; needs `justification`).
     #[serde(default, rename = "override")]
     override_approvers: bool,
     /// Why an admin overrides the approvers (required with `override`, only with it; at most
-    /// 2000 bytes); kept on the approval and in the audit trail.
-    #[schema(min_length = 1, max_length = 2000)]
+    /// 2000 characters, not only white space); kept on the approval and in the audit trail.
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = r"[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     justification: Option<String>,
+}
+
+impl Reassign {
+    /// 400 for an empty `to`, or a string longer than the document allows, naming it.
+    fn check(&self) -> Result<(), ApiError> {
+        if self.to.is_empty() {
+            return Err(ApiError::bad_request(
+                "to is empty: name a user, or group:NAME",
+            ));
+        }
+        bounds::at_most("to", &self.to, bounds::ASSIGNEE)?;
+        bounds::at_most("comment", &self.comment, bounds::TEXT)
+    }
 }
 
 /// Reassign an approval to another user or group: an approver listed on it (not the release's
@@ -264,6 +331,7 @@ pub(in crate::api) async fn reassign(
 ) -> Result<Response, ApiError> {
     let fingerprint = body.fingerprint("reassign", &[&id]);
     let request = body.value;
+    request.check()?;
     let authority = authority(
         &user,
         request.override_approvers,

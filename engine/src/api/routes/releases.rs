@@ -15,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{DeferUntil, default_limit};
 use crate::api::App;
 use crate::api::auth::{Admin, Auth, Releaser};
+use crate::api::bounds;
 use crate::api::error::ApiError;
 use crate::api::extract::{Idempotency, Path, Query, Strict, count};
 use crate::api::idempotency::mutate;
@@ -35,12 +36,26 @@ use crate::service::{Role, User};
 pub(in crate::api) struct CreateRelease {
     /// Artifact alias -> version id.
     #[serde(default)]
+    #[schema(schema_with = bounds::artifacts_schema)]
     artifacts: BTreeMap<String, String>,
     /// Variable name -> value: only variables the pipeline declares `settable = true` (any
-    /// other, `sluice.*` included, is refused with 400).
+    /// other, `sluice.*` included, is refused with 422).
     #[serde(default)]
+    #[schema(schema_with = bounds::variables_schema)]
     variables: BTreeMap<String, String>,
+    /// What this release is for (at most 2000 characters).
+    #[schema(max_length = 2000)]
     description: Option<String>,
+}
+
+impl CreateRelease {
+    /// 400 for a string longer than the document allows, naming it.
+    fn check(&self) -> Result<(), ApiError> {
+        bounds::map("artifacts", &self.artifacts, bounds::VERSION)?;
+        bounds::map("variables", &self.variables, bounds::VALUE)?;
+        let description = self.description.as_deref().unwrap_or_default();
+        bounds::at_most("description", description, bounds::TEXT)
+    }
 }
 
 /// Create a release of a pipeline (releasers); its first stages start at once.
@@ -56,6 +71,7 @@ pub(in crate::api) async fn create_release(
 ) -> Result<Response, ApiError> {
     let fingerprint = body.fingerprint("create", &[&name]);
     let request = body.value;
+    request.check()?;
     let options = CreateOptions {
         artifacts: request.artifacts,
         variables: request.variables.into_iter().collect(),
@@ -78,7 +94,8 @@ pub(in crate::api) async fn create_release(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(in crate::api) struct ListReleases {
-    /// Only this pipeline's releases.
+    /// Only this pipeline's releases (a pipeline name: at most 64 characters).
+    #[param(max_length = 64)]
     pipeline: Option<String>,
     /// Only releases in this state.
     state: Option<ReleaseState>,
@@ -104,6 +121,8 @@ pub(in crate::api) async fn list_releases(
         count("limit", query.limit, 500)?,
         count("offset", query.offset, i64::MAX)?,
     );
+    let pipeline = query.pipeline.as_deref().unwrap_or_default();
+    bounds::at_most("pipeline", pipeline, bounds::PIPELINE)?;
     let filter = ReleaseFilter {
         pipeline: query.pipeline,
         state: query.state,
@@ -147,15 +166,28 @@ pub(in crate::api) struct DeployRequest {
     #[serde(default, rename = "out-of-order")]
     out_of_order: bool,
     /// Why it cannot wait for the stages it comes after (required with `out-of-order`, only
-    /// with it; at most 2000 bytes); kept on the deployment and in the audit trail.
-    #[schema(min_length = 1, max_length = 2000)]
+    /// with it; at most 2000 characters, not only white space); kept on the deployment and in the audit trail.
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = r"[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     justification: Option<String>,
 }
 
 /// Checks the justification of an admin's override (`what`, e.g. "breaking a freeze"): 400
-/// when it is blank or too long.
+/// when it is blank or too long (the document says neither is one).
 pub(in crate::api) fn justified(what: &str, justification: &str) -> Result<(), ApiError> {
     crate::core::check_justification(what, justification).map_err(ApiError::bad_request)
+}
+
+/// An override sent without its justification: well-formed (the document cannot say that one
+/// field needs another's value), refused with 422.
+pub(in crate::api) fn unjustified(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        format!("{what} needs a justification: say why, it is kept in the audit trail"),
+    )
 }
 
 /// Submits `event` to `release` as `user`, whose role the handler's extractor checked; the
@@ -221,7 +253,8 @@ pub(in crate::api) async fn deploy(
             ));
         }
         (true, justification) => {
-            let justification = justification.unwrap_or_default();
+            let justification =
+                justification.ok_or_else(|| unjustified("deploying out of order"))?;
             justified("deploying out of order", &justification)?;
             Event::DeployOutOfOrder {
                 stage,
@@ -231,7 +264,8 @@ pub(in crate::api) async fn deploy(
             }
         }
         (false, Some(_)) => {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
                 "`justification` goes with `out-of-order: true` (an admin's deploy out of the \
                  graph's order): remove it, or add `out-of-order: true`",
             ));
@@ -263,9 +297,13 @@ pub(in crate::api) async fn cancel(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(in crate::api) struct BreakGlassRequest {
-    /// Why this deployment goes inside a freeze window (required; at most 2000 bytes;
+    /// Why this deployment goes inside a freeze window (required; at most 2000 characters, not only white space;
     /// audited).
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = r"[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     justification: String,
 }
 
