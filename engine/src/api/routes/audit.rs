@@ -11,6 +11,7 @@ use utoipa::IntoParams;
 
 use super::default_limit;
 use crate::api::auth::Auth;
+use crate::api::bounds;
 use crate::api::error::ApiError;
 use crate::api::extract::{Query, count};
 use crate::api::openapi::{BadRequest, ServerEvent, Unauthenticated};
@@ -22,7 +23,8 @@ use crate::service::queries::AuditQuery as Select;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(in crate::api) struct AuditQuery {
-    /// Only this release's entries.
+    /// Only this release's entries (at most 100 characters).
+    #[param(max_length = 100)]
     release: Option<String>,
     /// Entries after this sequence number (oldest first); without it, the latest `limit`.
     #[param(minimum = 0)]
@@ -52,6 +54,11 @@ pub(in crate::api) async fn audit(
     Query(query): Query<AuditQuery>,
 ) -> Result<Response, ApiError> {
     let limit = count("limit", query.limit, 10_000)?;
+    bounds::at_most(
+        "release",
+        query.release.as_deref().unwrap_or_default(),
+        bounds::NAME,
+    )?;
     // `after` is at most i64::MAX: the entry after it has a number.
     let after = match query.after {
         Some(after) => Some(count("after", after, i64::MAX)? as u64 + 1),
