@@ -83,6 +83,23 @@ fn get_healthz(stream: &mut TcpStream) -> String {
     response(stream)
 }
 
+/// Waits (bounded) until `/healthz` answers 200 again, each answer until then a 503.
+fn healthz_again(address: &str) {
+    let deadline = std::time::Instant::now() + BOUND;
+    loop {
+        let reply = get_healthz(&mut connect(address));
+        if reply.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused after the held connections closed: {reply}"
+        );
+        std::thread::yield_now();
+    }
+}
+
 /// Sends `bytes` one at a time, 100 ms apart (the attack's pace, slower than a 1 s timeout
 /// for the whole), on its own thread; how many were written before the server closed.
 fn trickle(stream: &TcpStream, bytes: Vec<u8>) -> std::thread::JoinHandle<usize> {
@@ -214,19 +231,7 @@ fn past_the_connection_cap_a_json_503_and_healthz_again_once_connections_close()
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     // Once they close, the places are free again (the server notices the close at once).
     drop(held);
-    let deadline = std::time::Instant::now() + BOUND;
-    loop {
-        let reply = get_healthz(&mut connect(&address));
-        if reply.starts_with("HTTP/1.1 200") {
-            break;
-        }
-        assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still refused after the held connections closed: {reply}"
-        );
-        std::thread::yield_now();
-    }
+    healthz_again(&address);
 }
 
 #[test]
@@ -327,19 +332,7 @@ fn out_of_descriptors_the_accept_loop_backs_off_and_serves_again_once_they_free(
     assert!(failed.contains("Too many open files"), "{failed}");
     // The loop did not end: once the connections close, the server answers again.
     drop(held);
-    let deadline = std::time::Instant::now() + BOUND;
-    loop {
-        let reply = get_healthz(&mut connect(address));
-        if reply.starts_with("HTTP/1.1 200") {
-            break;
-        }
-        assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still refused after the held connections closed: {reply}"
-        );
-        std::thread::yield_now();
-    }
+    healthz_again(address);
 }
 
 #[test]
