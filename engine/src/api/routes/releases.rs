@@ -60,7 +60,7 @@ impl CreateRelease {
 
 /// Create a release of a pipeline (releasers); its first stages start at once.
 #[utoipa::path(post, path = "/api/v1/pipelines/{name}/releases", tag = "releases",
-    params(PipelinePath, IdempotencyKey), request_body = CreateRelease,
+    params(PipelinePath, IdempotencyKey), request_body(content = Option<CreateRelease>),
     responses((status = 201, body = ReleaseView<'static>), BadRequest, Unauthenticated, Forbidden, NotFound, Invalid, TooLarge))]
 pub(in crate::api) async fn create_release(
     State(app): State<Arc<App>>,
