@@ -97,40 +97,19 @@ impl Store {
         release: Option<&str>,
         limit: usize,
     ) -> Result<AuditScan, StoreError> {
-        let mut newest_first = Vec::new();
-        let (mut end, mut next) = (None::<u64>, 0);
-        while newest_first.len() < limit {
-            let txn = self.db.begin_read().map_err(storage)?;
-            let table = txn.open_table(AUDIT).map_err(storage)?;
-            let range = match end {
-                None => table.range::<u64>(..),
-                Some(0) => break,
-                Some(end) => table.range(..end),
-            }
-            .map_err(storage)?;
-            let mut seen = 0;
-            for entry in range.rev().take(SCAN_PAGE) {
-                let (key, value) = entry.map_err(storage)?;
-                if end.is_none() && seen == 0 {
-                    next = key.value() + 1;
-                }
-                seen += 1;
-                end = Some(key.value());
-                if let Some(entry) = matching(key.value(), value.value(), release)? {
-                    newest_first.push(entry);
-                    if newest_first.len() == limit {
-                        break;
-                    }
-                }
-            }
-            if seen < SCAN_PAGE {
-                break;
-            }
-        }
         if limit == 0 {
             // Nothing read: the end of the trail as the last commit announced it.
-            next = *self.audit_len.borrow();
+            let next = *self.audit_len.borrow();
+            return Ok(AuditScan {
+                entries: Vec::new(),
+                next,
+            });
         }
+        let mut newest_first = Vec::new();
+        let next = self.walk_back(release, |entry| {
+            newest_first.push(entry);
+            newest_first.len() < limit
+        })?;
         newest_first.reverse();
         Ok(AuditScan {
             entries: newest_first,
@@ -149,7 +128,24 @@ impl Store {
         if limit == 0 {
             return Ok(*self.audit_len.borrow());
         }
-        let (mut end, mut found, mut oldest, mut last) = (None::<u64>, 0, None, None);
+        let (mut found, mut oldest) = (0, None);
+        let end = self.walk_back(release, |entry| {
+            found += 1;
+            oldest = Some(entry.seq);
+            found < limit
+        })?;
+        Ok(oldest.unwrap_or(end))
+    }
+
+    /// Walks the trail newest first, a read transaction per page of [`SCAN_PAGE`], handing
+    /// each entry that is `release`'s (any release's for `None`) to `more` until it answers
+    /// `false`; returns the sequence number after the newest entry (0 for an empty trail).
+    fn walk_back(
+        &self,
+        release: Option<&str>,
+        mut more: impl FnMut(AuditEntry) -> bool,
+    ) -> Result<u64, StoreError> {
+        let (mut end, mut newest) = (None::<u64>, None);
         loop {
             let txn = self.db.begin_read().map_err(storage)?;
             let table = txn.open_table(AUDIT).map_err(storage)?;
@@ -164,20 +160,18 @@ impl Store {
                 let (key, value) = entry.map_err(storage)?;
                 seen += 1;
                 end = Some(key.value());
-                last.get_or_insert(key.value() + 1);
-                if matching(key.value(), value.value(), release)?.is_some() {
-                    found += 1;
-                    oldest = Some(key.value());
-                    if found == limit {
-                        return Ok(key.value());
-                    }
+                newest.get_or_insert(key.value() + 1);
+                if let Some(entry) = matching(key.value(), value.value(), release)?
+                    && !more(entry)
+                {
+                    return Ok(newest.unwrap_or(0));
                 }
             }
             if seen < SCAN_PAGE {
                 break;
             }
         }
-        Ok(oldest.or(last).unwrap_or(0))
+        Ok(newest.unwrap_or(0))
     }
 
     /// Appends `count` entries of no release (as refusals are) by `actor`, in transactions of
