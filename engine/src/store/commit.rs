@@ -1,0 +1,139 @@
+//! The committer: one thread writes the transitions that arrive together in one transaction
+//! and one fsync (group commit); each caller waits for the commit that holds its write.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use redb::{Database, ReadableTable};
+use tokio::sync::watch;
+
+use super::{
+    AUDIT, AuditEntry, LOGS, LogKey, RELEASES, Receipt, Store, StoreError, fault, now_ms, receipts,
+    refusals, storage,
+};
+use crate::core::Release;
+use crate::types::LogLine;
+
+/// One caller's write: a release after a transition, its audit entry, maybe a task log.
+pub(super) struct Job {
+    release: Vec<u8>,
+    name: String,
+    audit: AuditEntry,
+    log: Option<(String, Vec<u8>)>,
+    receipt: Option<receipts::Sealed>,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// Writes per transaction at most, so one fsync never waits on an unbounded batch.
+const MAX_BATCH: usize = 256;
+
+pub(super) fn commit_loop(
+    db: Arc<Database>,
+    jobs: mpsc::Receiver<Job>,
+    audit_len: Arc<watch::Sender<u64>>,
+    receipts: Arc<receipts::Counts>,
+) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let result = write_batch(&db, &batch, &receipts).map_err(|e| e.to_string());
+        if let Ok(len) = result {
+            refusals::forward(&audit_len, len);
+        }
+        let result = result.map(|_| ());
+        for job in batch {
+            if result.is_ok() {
+                fault::after_commit();
+            }
+            let _ = job.done.send(result.clone());
+        }
+    }
+}
+
+/// Writes a batch in one transaction; returns the audit trail's new length.
+fn write_batch(db: &Database, batch: &[Job], counts: &receipts::Counts) -> Result<u64, StoreError> {
+    let txn = db.begin_write().map_err(storage)?;
+    let (len, count) = {
+        let mut releases = txn.open_table(RELEASES).map_err(storage)?;
+        let mut audit = txn.open_table(AUDIT).map_err(storage)?;
+        let mut logs = txn.open_table(LOGS).map_err(storage)?;
+        let mut receipts = receipts::Writer::open(&txn)?;
+        let first = audit
+            .last()
+            .map_err(storage)?
+            .map_or(0, |(k, _)| k.value() + 1);
+        for (next, job) in (first..).zip(batch) {
+            releases
+                .insert(job.name.as_str(), job.release.as_slice())
+                .map_err(storage)?;
+            let entry = AuditEntry {
+                seq: next,
+                ..job.audit.clone()
+            };
+            let entry =
+                serde_json::to_vec(&entry).map_err(|e| StoreError::Storage(e.to_string()))?;
+            audit.insert(next, entry.as_slice()).map_err(storage)?;
+            if let Some((key, lines)) = &job.log {
+                logs.insert(key.as_str(), lines.as_slice())
+                    .map_err(storage)?;
+            }
+            if let Some(receipt) = &job.receipt {
+                receipts.put(receipt)?;
+            }
+        }
+        (first + batch.len() as u64, receipts.count(counts)?)
+    };
+    txn.commit().map_err(storage)?;
+    counts.publish(count);
+    Ok(len)
+}
+
+impl Store {
+    /// Stores a release after a transition, with its audit entry and (when a task just
+    /// finished) the task's log, durably; returns once the commit holding them is on disk.
+    pub async fn save(
+        &self,
+        release: &Release,
+        actor: &str,
+        what: &str,
+        log: Option<(&LogKey<'_>, &[LogLine])>,
+        receipt: Option<Receipt>,
+    ) -> Result<(), StoreError> {
+        let encode = |e: serde_json::Error| StoreError::Storage(e.to_string());
+        let log = match log {
+            Some((key, lines)) => Some((key.key(), serde_json::to_vec(lines).map_err(encode)?)),
+            None => None,
+        };
+        let (done, committed) = tokio::sync::oneshot::channel();
+        let job = Job {
+            release: serde_json::to_vec(release).map_err(encode)?,
+            name: release.name.clone(),
+            audit: AuditEntry {
+                seq: 0,
+                release: release.name.clone(),
+                revision: release.revision,
+                at: now_ms(),
+                actor: actor.to_owned(),
+                what: what.to_owned(),
+            },
+            log,
+            receipt: receipt.map(|receipt| receipt.seal(release)),
+            done,
+        };
+        let closed = || StoreError::Storage("the store is closed".into());
+        self.writer
+            .as_ref()
+            .ok_or_else(closed)?
+            .send(job)
+            .map_err(|_| closed())?;
+        committed
+            .await
+            .map_err(|_| closed())?
+            .map_err(StoreError::Storage)
+    }
+}

@@ -1,0 +1,100 @@
+//! Release records: creating one (with its number and first audit entry), reading one or all.
+
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::{
+    AUDIT, AuditEntry, COUNTERS, RELEASES, Receipt, Store, StoreError, decode, fault, now_ms,
+    receipts, refusals, storage,
+};
+use crate::core::Release;
+
+impl Store {
+    /// Creates a release: takes the pipeline's next number, builds the release with `make`,
+    /// stores it, all in one transaction.
+    pub fn create_release(
+        &self,
+        pipeline: &str,
+        actor: &str,
+        make: impl FnOnce(u64) -> Release,
+        receipt: Option<Receipt>,
+    ) -> Result<Release, StoreError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let (release, audit_len, count) = {
+            let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
+            let number = counters
+                .get(pipeline)
+                .map_err(storage)?
+                .map_or(0, |v| v.value())
+                + 1;
+            counters.insert(pipeline, number).map_err(storage)?;
+            let release = make(number);
+            put_release(&txn, &release)?;
+            let audit_len = audit(&txn, &release, actor, "created")?;
+            let mut receipts = receipts::Writer::open(&txn)?;
+            if let Some(receipt) = receipt {
+                receipts.put(&receipt.seal(&release))?;
+            }
+            (release, audit_len, receipts.count(&self.receipts)?)
+        };
+        txn.commit().map_err(storage)?;
+        self.receipts.publish(count);
+        refusals::forward(&self.audit_len, audit_len);
+        fault::after_commit();
+        Ok(release)
+    }
+
+    /// The release called `name`.
+    pub fn release(&self, name: &str) -> Result<Option<Release>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(RELEASES).map_err(storage)?;
+        let value = table.get(name).map_err(storage)?;
+        value.map(|v| decode(name, v.value())).transpose()
+    }
+
+    /// Every release, ordered by pipeline then number.
+    pub fn releases(&self) -> Result<Vec<Release>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(RELEASES).map_err(storage)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            let (key, value) = entry.map_err(storage)?;
+            out.push(decode(key.value(), value.value())?);
+        }
+        out.sort_by(|a: &Release, b| (&a.pipeline, a.number).cmp(&(&b.pipeline, b.number)));
+        Ok(out)
+    }
+}
+
+fn put_release(txn: &redb::WriteTransaction, release: &Release) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(release).map_err(|e| StoreError::Storage(e.to_string()))?;
+    let mut table = txn.open_table(RELEASES).map_err(storage)?;
+    table
+        .insert(release.name.as_str(), bytes.as_slice())
+        .map_err(storage)?;
+    Ok(())
+}
+
+/// Appends an entry to the audit trail; returns the trail's new length.
+fn audit(
+    txn: &redb::WriteTransaction,
+    release: &Release,
+    actor: &str,
+    what: &str,
+) -> Result<u64, StoreError> {
+    let mut table = txn.open_table(AUDIT).map_err(storage)?;
+    let next = table
+        .last()
+        .map_err(storage)?
+        .map_or(0, |(k, _)| k.value() + 1);
+    let entry = AuditEntry {
+        seq: next,
+        release: release.name.clone(),
+        revision: release.revision,
+        at: now_ms(),
+        actor: actor.to_owned(),
+        what: what.to_owned(),
+    };
+    let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Storage(e.to_string()))?;
+    table.insert(next, bytes.as_slice()).map_err(storage)?;
+    Ok(next + 1)
+}
