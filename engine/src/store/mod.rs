@@ -12,6 +12,10 @@
 mod audit;
 mod commit;
 mod fault;
+#[doc(hidden)]
+pub mod faulty;
+#[cfg(test)]
+mod faulty_tests;
 mod pipelines;
 mod receipts;
 mod records;
@@ -167,18 +171,35 @@ impl Drop for Store {
 impl Store {
     /// Opens (or creates) the store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, None)
+    }
+
+    /// Opens the store in `data_dir` with its file's I/O obeying `plan` (the fault tests).
+    #[doc(hidden)]
+    pub fn open_faulty(data_dir: &Path, plan: &Arc<faulty::FaultPlan>) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, Some(plan))
+    }
+
+    fn open_with(
+        data_dir: &Path,
+        plan: Option<&Arc<faulty::FaultPlan>>,
+    ) -> Result<Self, StoreError> {
         let path = data_dir.join("sluice.redb");
         let open_err = |reason: String| StoreError::Open {
             path: path.clone(),
             reason,
         };
         std::fs::create_dir_all(data_dir).map_err(|e| open_err(e.to_string()))?;
-        let db = Arc::new(
-            redb::Builder::new()
-                .set_cache_size(CACHE_BYTES)
-                .create(&path)
-                .map_err(|e| open_err(e.to_string()))?,
-        );
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(CACHE_BYTES);
+        let db = match plan {
+            None => builder.create(&path),
+            Some(plan) => plan
+                .backend(&path)
+                .map_err(redb::DatabaseError::from)
+                .and_then(|backend| builder.create_with_backend(backend)),
+        };
+        let db = Arc::new(db.map_err(|e| open_err(e.to_string()))?);
         let txn = db.begin_write().map_err(storage)?;
         let (len, counts) = {
             let mut meta = txn.open_table(META).map_err(storage)?;
