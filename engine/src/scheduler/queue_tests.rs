@@ -199,7 +199,7 @@ fn a_failed_read_of_the_stored_releases_builds_no_queue_and_gives_no_turn() {
     // R1 holds the stage in the store; this engine has not built the queue yet.
     let mut r1 = admitted(queued(1, 10), 20);
     let r2 = queued(2, 30);
-    let failing = |_: &str| Err(crate::store::StoreError::Storage("injected".into()));
+    let failing = |_: &str| Err(StoreError::Storage("injected".into()));
     queues.committed(&r2, &failing);
     assert_eq!(queues.take(), [], "no turn without the queue's holders");
     // The next commit reads the store: R1 is found holding the stage, so R2 still waits.
