@@ -111,8 +111,8 @@ struct StageSummary<'a> {
 }
 
 impl<'a> ReleaseSummary<'a> {
-    /// The summary of `release`.
-    pub fn of(release: &'a Release) -> Self {
+    /// The list line of a release, from its stored summary.
+    pub fn of(release: &'a crate::store::Summary) -> Self {
         Self {
             name: &release.name,
             pipeline: &release.pipeline,
@@ -126,7 +126,7 @@ impl<'a> ReleaseSummary<'a> {
                 .iter()
                 .map(|s| StageSummary {
                     name: &s.name,
-                    state: s.state(),
+                    state: s.state,
                 })
                 .collect(),
         }
@@ -201,6 +201,9 @@ pub struct ReleaseList<'a> {
 #[derive(Serialize, ToSchema)]
 pub struct ApprovalList {
     pub(super) approvals: Vec<ApprovalView>,
+    /// Approvals matching the filters, in all pages.
+    pub(super) total: usize,
+    pub(super) offset: usize,
 }
 
 /// `GET /audit`.

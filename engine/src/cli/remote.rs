@@ -191,12 +191,22 @@ pub(super) fn approvals(command: ApprovalsCommand) -> anyhow::Result<Exit> {
             server,
         } => {
             let me = if mine { "&approver=me" } else { "" };
-            let path = format!("/api/v1/approvals?status={status}{me}");
+            // The largest page the API gives; the total says whether there are more.
+            let path = format!("/api/v1/approvals?status={status}{me}&limit=500");
             let list = call(&server, "GET", &path, None)?;
             print(&server, &list, |list| {
                 let approvals = list["approvals"].as_array().cloned().unwrap_or_default();
                 if approvals.is_empty() {
                     println!("no {status} approvals");
+                }
+                let total = list["total"].as_u64().unwrap_or_default();
+                if total > approvals.len() as u64 {
+                    println!(
+                        "the first {} of {total} {status} approvals (the API pages the rest: \
+                         GET /api/v1/approvals?status={status}&offset={})",
+                        approvals.len(),
+                        approvals.len()
+                    );
                 }
                 for a in approvals {
                     let approvers: Vec<&str> = a["approvers"]

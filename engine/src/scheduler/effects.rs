@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::driver::{Mode, Msg, TaskLog};
 use super::{Approvals, Engine, Observer};
-use crate::core::{self, Authority, Effect, Event, Release, ReleaseState};
+use crate::core::{Authority, Effect, Event, Release};
 use crate::store::now_ms;
 
 /// How a driver acts on one effect: where the result goes, what cancels it, and what the
@@ -207,32 +207,17 @@ impl Engine {
     }
 
     /// Rolls stage `stage` back after `failed`'s post-deployment gates failed on it: redeploys
-    /// the release that most recently succeeded on the stage.
+    /// the release that most recently succeeded on the stage (the stage-success index's first
+    /// row other than `failed`).
     async fn roll_back(self: &Arc<Self>, failed: &Release, stage: &str) {
-        let succeeded_at = |release: &Release| {
-            let attempt = release.stage(stage)?.attempts.last()?;
-            matches!(
-                attempt.state,
-                core::StageState::Succeeded | core::StageState::PartiallySucceeded
-            )
-            .then_some(attempt.finished_at?)
-        };
-        let last_good = match self.store.releases() {
-            Ok(all) => all
-                .into_iter()
-                .filter(|r| {
-                    r.pipeline == failed.pipeline
-                        && r.name != failed.name
-                        && r.state != ReleaseState::Abandoned
-                })
-                .filter_map(|r| Some((succeeded_at(&r)?, r.name)))
-                .max(),
+        let last_good = match self.store.last_good(&failed.pipeline, stage, &failed.name) {
+            Ok(found) => found,
             Err(e) => {
                 tracing::error!(release = %failed.name, "{stage}: cannot roll back: {e}");
                 return;
             }
         };
-        let Some((_, target)) = last_good else {
+        let Some(target) = last_good else {
             tracing::warn!(
                 release = %failed.name,
                 "{stage}: no other release succeeded on this stage: nothing to roll back to"

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use create::CreateOptions;
 use driver::{Driver, Mode, Msg};
 
-use crate::core::{self, ApprovalKind, Event, Release, ReleaseState};
+use crate::core::{self, ApprovalKind, Event, Release};
 use crate::pipeline::{NotSettable, PipelineError};
 use crate::plugin::PluginHost;
 use crate::store::{LogKey, Receipt, Store, StoreError};
@@ -288,18 +288,11 @@ impl Engine {
             .committed(release, &|pipeline| self.active_releases(pipeline));
     }
 
-    /// The stored releases of `pipeline` still under way (to build its stage queues).
-    fn active_releases(&self, pipeline: &str) -> Vec<Release> {
-        match self.store.releases() {
-            Ok(all) => all
-                .into_iter()
-                .filter(|r| r.pipeline == pipeline && r.state == ReleaseState::Active)
-                .collect(),
-            Err(e) => {
-                tracing::error!("loading the queue of {pipeline}: {e}");
-                Vec::new()
-            }
-        }
+    /// The stored releases of `pipeline` still under way (to build its stage queues),
+    /// through the pipeline-and-state index. A read that fails is an error, never an empty
+    /// queue.
+    fn active_releases(&self, pipeline: &str) -> Result<Vec<Release>, StoreError> {
+        self.store.active_releases(Some(pipeline))
     }
 
     /// Sends the queues' decisions: a decision about `own` (the release this driver drives)
@@ -368,14 +361,10 @@ impl Engine {
         .await
     }
 
-    /// Every release that is still active.
+    /// Every release that is still active, read through the state index (only those are
+    /// decoded).
     pub fn unfinished(&self) -> Result<Vec<Release>, EngineError> {
-        Ok(self
-            .store
-            .releases()?
-            .into_iter()
-            .filter(|r| r.state == ReleaseState::Active)
-            .collect())
+        Ok(self.store.active_releases(None)?)
     }
 
     /// `DATA/workspaces/RELEASE/STAGE/ATTEMPT`, each part a [`Name`] joined by `path_under`,

@@ -13,6 +13,10 @@ use std::sync::Mutex;
 
 use crate::core::{Event, Release, ReleaseState, StageState};
 use crate::pipeline::QueuePolicy;
+use crate::store::StoreError;
+
+/// Reads the stored active releases of a pipeline, to build its stage queues.
+pub(super) type Load<'a> = dyn Fn(&str) -> Result<Vec<Release>, StoreError> + 'a;
 
 /// Apply `event` to `release`: its turn, or skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,35 +244,55 @@ impl Queue {
 impl Queues {
     /// After a commit of `release`: updates the queues of its limited stages and decides who
     /// goes next; the decisions wait in the outbox. `load` returns the stored releases of a
-    /// pipeline, to build a queue the first time it is touched.
-    pub(super) fn committed(&self, release: &Release, load: &dyn Fn(&str) -> Vec<Release>) {
+    /// pipeline, to build a queue the first time it is touched. A load that fails builds
+    /// nothing and gives no turn: a queue without its holders could give a turn twice. The
+    /// queue is built at the next commit that touches the stage (or a retry).
+    pub(super) fn committed(&self, release: &Release, load: &Load<'_>) {
         self.update(release, load, false);
     }
 
     /// As [`Queues::committed`], for the stored copy of a release a decision did not apply
     /// to: the queue looks at its current revision again.
-    pub(super) fn reconsider(&self, release: &Release, load: &dyn Fn(&str) -> Vec<Release>) {
+    pub(super) fn reconsider(&self, release: &Release, load: &Load<'_>) {
         self.update(release, load, true);
     }
 
-    fn update(&self, release: &Release, load: &dyn Fn(&str) -> Vec<Release>, again: bool) {
+    fn update(&self, release: &Release, load: &Load<'_>, again: bool) {
         let mut decisions = Vec::new();
         {
             let mut stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
+            // Read once per update, only if a queue is to be built.
+            let mut stored: Option<Vec<Release>> = None;
             for (i, spec) in release.plan.stages.iter().enumerate() {
                 if spec.queue == QueuePolicy::Parallel(None) {
                     continue;
                 }
                 let key = (release.pipeline.clone(), spec.name.clone());
-                let queue = stages.entry(key).or_insert_with(|| {
-                    let mut queue = Queue::default();
-                    for other in load(&release.pipeline) {
-                        if let Some(j) = other.stages.iter().position(|s| s.name == spec.name) {
-                            queue.note(&other, j, false);
+                let queue = match stages.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(queue) => queue.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(vacant) => {
+                        if stored.is_none() {
+                            match load(&release.pipeline) {
+                                Ok(releases) => stored = Some(releases),
+                                Err(e) => {
+                                    tracing::error!(
+                                        pipeline = %release.pipeline,
+                                        stage = %spec.name,
+                                        "stage queue not built, no turn given until it is: {e}"
+                                    );
+                                    continue;
+                                }
+                            }
                         }
+                        let mut queue = Queue::default();
+                        for other in stored.iter().flatten() {
+                            if let Some(j) = other.stages.iter().position(|s| s.name == spec.name) {
+                                queue.note(other, j, false);
+                            }
+                        }
+                        vacant.insert(queue)
                     }
-                    queue
-                });
+                };
                 queue.note(release, i, again);
                 decisions.extend(queue.decide(&spec.name, spec.queue));
             }

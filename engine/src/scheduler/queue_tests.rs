@@ -58,7 +58,7 @@ fn skipped_by(decisions: &[Decision], by: &str) -> Vec<String> {
 fn latest_only_skips_the_older_waiting_releases_when_the_newest_is_admitted() {
     let queues = Queues::default();
     let releases: Vec<Release> = (1..=4).map(|n| queued(n, 10 * n)).collect();
-    let load = |_: &str| releases.clone();
+    let load = |_: &str| Ok(releases.clone());
     queues.committed(&releases[3], &load);
     let decisions = queues.take();
     assert_eq!(skipped_by(&decisions, "web-4"), ["web-1", "web-2", "web-3"]);
@@ -81,7 +81,7 @@ fn a_release_chosen_but_not_yet_admitted_keeps_its_turn_when_an_older_copy_arriv
     let queues = Queues::default();
     let r1 = queued(1, 10);
     let stored = vec![r1.clone()];
-    let load = |_: &str| stored.clone();
+    let load = |_: &str| Ok(stored.clone());
     queues.committed(&r1, &load);
     assert_eq!(admits(&queues.take()), ["web-1"]);
     queues.committed(&queued(2, 20), &load);
@@ -105,7 +105,7 @@ fn a_rollback_waits_for_the_holder_to_end_then_takes_its_turn() {
     apply(&mut r1, Event::Cancel { stage: "qa".into() }, 30).unwrap();
     let mut r2 = admitted(queued(2, 40), 50);
     let stored = vec![r1.clone(), r2.clone()];
-    let load = |_: &str| stored.clone();
+    let load = |_: &str| Ok(stored.clone());
     queues.committed(&r2, &load);
     assert_eq!(queues.take(), []);
     // A rollback to R1 queues: it is not admitted while R2 holds the stage.
@@ -135,7 +135,7 @@ fn a_rollback_is_skipped_once_another_release_ran_on_the_stage_after_it_queued()
     };
     apply(&mut r1, rollback, 60).unwrap();
     let stored = vec![r1.clone(), r3.clone()];
-    let load = |_: &str| stored.clone();
+    let load = |_: &str| Ok(stored.clone());
     queues.committed(&r1, &load);
     assert_eq!(queues.take(), [], "R3 holds the stage");
     // R3 ends: rolling back to R1 would undo R3, not R2.
@@ -149,7 +149,7 @@ fn a_rollback_is_skipped_once_another_release_ran_on_the_stage_after_it_queued()
     let queues = Queues::default();
     let mut r3 = admitted(queued(3, 40), 50);
     let stored = vec![r1.clone(), r3.clone()];
-    let load = |_: &str| stored.clone();
+    let load = |_: &str| Ok(stored.clone());
     queues.committed(&r1, &load);
     assert_eq!(queues.take(), []);
     apply(
@@ -186,9 +186,28 @@ fn after_a_crash_between_the_admission_and_the_skips_the_skips_are_made_on_resta
     // A redeploy of R1 queued after R5 was admitted keeps its place.
     stored.push(queued(1, 70));
     let queues = Queues::default();
-    let load = |_: &str| stored.clone();
+    let load = |_: &str| Ok(stored.clone());
     queues.committed(&stored[3], &load);
     let decisions = queues.take();
     assert_eq!(skipped_by(&decisions, "web-5"), ["web-2", "web-3", "web-4"]);
     assert_eq!(decisions.len(), 3, "R5 holds the stage: {decisions:?}");
+}
+
+#[test]
+fn a_failed_read_of_the_stored_releases_builds_no_queue_and_gives_no_turn() {
+    let queues = Queues::default();
+    // R1 holds the stage in the store; this engine has not built the queue yet.
+    let mut r1 = admitted(queued(1, 10), 20);
+    let r2 = queued(2, 30);
+    let failing = |_: &str| Err(StoreError::Storage("injected".into()));
+    queues.committed(&r2, &failing);
+    assert_eq!(queues.take(), [], "no turn without the queue's holders");
+    // The next commit reads the store: R1 is found holding the stage, so R2 still waits.
+    let stored = vec![r1.clone(), r2.clone()];
+    let load = |_: &str| Ok(stored.clone());
+    queues.committed(&r2, &load);
+    assert_eq!(queues.take(), [], "R1 holds the stage");
+    apply(&mut r1, Event::Cancel { stage: "qa".into() }, 40).unwrap();
+    queues.committed(&r1, &load);
+    assert_eq!(admits(&queues.take()), ["web-2"]);
 }

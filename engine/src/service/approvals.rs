@@ -5,34 +5,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
-use serde::Serialize;
-
 use super::{Role, Service, ServiceError, User};
-use crate::core::{
-    Approval, ApprovalKind, ApprovalState, Authority, Candidate, Event, Release, approval_id,
-};
+use crate::core::{ApprovalState, Authority, Candidate, Event, Release};
 use crate::scheduler::Observer;
 use crate::store::Receipt;
-
-/// A pending approval, as approvers look for it.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct ApprovalView {
-    /// `release.stage.attempt.pre|post`.
-    pub id: String,
-    /// Release.
-    pub release: String,
-    /// Pipeline.
-    pub pipeline: String,
-    /// Stage.
-    pub stage: String,
-    /// Attempt.
-    pub attempt: u32,
-    /// Who created the release.
-    pub release_creator: String,
-    /// The approval itself: kind, state, approvers, policy, decisions, times.
-    #[serde(flatten)]
-    pub approval: Approval,
-}
+pub use crate::store::{ApprovalView, approvals_of};
 
 impl ApprovalView {
     /// Whether `user` is listed on it, by name or through a group.
@@ -45,38 +22,6 @@ impl ApprovalView {
                 None => *a == user.name,
             })
     }
-}
-
-/// Every approval of a release, as views.
-pub fn approvals_of(release: &Release) -> impl Iterator<Item = ApprovalView> + '_ {
-    release.stages.iter().flat_map(move |stage| {
-        stage.attempts.iter().flat_map(move |attempt| {
-            // A reassigned approval is followed by its successor of the same kind: only the
-            // latest of each kind carries the id.
-            let latest =
-                |kind: ApprovalKind| attempt.approvals.iter().rposition(|a| a.kind == kind);
-            attempt
-                .approvals
-                .iter()
-                .enumerate()
-                .map(move |(i, approval)| {
-                    let mut id =
-                        approval_id(&release.name, &stage.name, attempt.number, approval.kind);
-                    if latest(approval.kind) != Some(i) {
-                        id.push_str(&format!("~{i}"));
-                    }
-                    ApprovalView {
-                        id,
-                        release: release.name.clone(),
-                        pipeline: release.pipeline.clone(),
-                        stage: stage.name.clone(),
-                        attempt: attempt.number,
-                        release_creator: release.creator.clone(),
-                        approval: approval.clone(),
-                    }
-                })
-        })
-    })
 }
 
 /// Pending approvals, by id, kept current from the engine's commits.

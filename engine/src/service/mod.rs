@@ -5,6 +5,7 @@
 
 mod approvals;
 pub mod config;
+mod drain;
 mod error;
 mod live;
 pub mod metrics;
@@ -46,8 +47,6 @@ pub struct Service {
     store_commits: AtomicBool,
     /// Health checks made so far (each is one write transaction).
     health_checks: AtomicU64,
-    /// Releases and deployments by state, kept from the audit trail.
-    counts: metrics::StateCounts,
     pipelines: RwLock<BTreeMap<String, Pipeline>>,
     pending: Arc<PendingIndex>,
     live: Arc<live::LiveLogs>,
@@ -83,7 +82,6 @@ impl Service {
             users: RwLock::new(Arc::new(config.tokens.clone())),
             store_commits: AtomicBool::new(false),
             health_checks: AtomicU64::new(0),
-            counts: metrics::StateCounts::default(),
             pipelines: RwLock::new(BTreeMap::new()),
             pending: Arc::new(PendingIndex::default()),
             live: Arc::default(),
@@ -95,18 +93,16 @@ impl Service {
         });
         service.load_pipelines()?;
         // Entries from here on are looked at again by the first sync; the ones before are in
-        // the releases loaded next.
+        // the releases loaded next. Only an active release has a pending approval.
         let trail = *service.store().audit_len().borrow();
         service.pending.synced_to(trail);
-        service.counts.synced_to(trail);
         for release in service
             .engine
             .store()
-            .releases()
+            .active_releases(None)
             .map_err(StartError::Releases)?
         {
             service.pending.update(&release);
-            service.counts.update(&release);
         }
         service
             .engine
@@ -179,35 +175,16 @@ impl Service {
         let _ = stopping.wait_for(|s| *s).await;
     }
 
-    /// Whether any task or artifact fetch is under way (SIGTERM waits for them).
+    /// Whether any task or artifact fetch is under way (SIGTERM waits for them), from the
+    /// stored counts. A read that fails counts as "still running": the drain waits.
     pub fn tasks_running(&self) -> bool {
-        self.store().releases().is_ok_and(|releases| {
-            releases.iter().any(|r| {
-                r.stages
-                    .iter()
-                    .any(|s| s.state() == crate::core::StageState::InProgress)
-            })
-        })
+        drain::still_running(self.store().deployments_in_progress())
     }
 
     /// Waits until no task or artifact fetch is under way (their results committed), or
     /// `grace` passes; true when drained. Woken by commits, not by polling.
     pub async fn drain(&self, grace: Duration) -> bool {
-        let mut commits = self.store().audit_len();
-        // Checked: a grace past what the clock can hold has no deadline (waits for the tasks).
-        let deadline = tokio::time::Instant::now().checked_add(grace);
-        while self.tasks_running() {
-            let changed = commits.changed();
-            let woken = match deadline {
-                Some(deadline) => tokio::time::timeout_at(deadline, changed).await,
-                None => Ok(changed.await),
-            };
-            match woken {
-                Ok(Ok(())) => {}
-                _ => return false,
-            }
-        }
-        true
+        drain::drain(self.store().audit_len(), grace, || self.tasks_running()).await
     }
 
     /// How many releases are being driven now.

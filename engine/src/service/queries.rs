@@ -1,9 +1,10 @@
 //! The service's read side for the API: listing, filtering and paging releases, approvals and
-//! the audit trail, a pipeline's versions, and stored logs. Each is a scan
-//! of the store today; an index replaces a scan here, in one place.
+//! the audit trail, a pipeline's versions, and stored logs. Lists page through the store's
+//! indexes (releases by pipeline and state, approvals by state, audit entries by release), so
+//! a page costs what it holds, however many releases are stored.
 
-use crate::core::{ApprovalState, Release, ReleaseState};
-use crate::store::{AuditEntry, FollowPage, LogKey, PipelineVersion, StoreError};
+use crate::core::{ApprovalState, ReleaseState};
+use crate::store::{AuditEntry, FollowPage, LogKey, PipelineVersion, StoreError, Summary};
 use crate::types::LogLine;
 
 use super::{ApprovalView, Service, ServiceError, User, approvals_of};
@@ -20,9 +21,18 @@ pub struct ReleaseFilter {
 /// One page of releases, newest first.
 #[derive(Debug, Clone)]
 pub struct ReleasePage {
-    /// The releases on the page.
-    pub releases: Vec<Release>,
+    /// The releases on the page, as summaries.
+    pub releases: Vec<Summary>,
     /// How many releases the filter selects, on every page.
+    pub total: usize,
+}
+
+/// One page of approvals.
+#[derive(Debug, Clone)]
+pub struct ApprovalPage {
+    /// The approvals on the page.
+    pub approvals: Vec<ApprovalView>,
+    /// How many approvals the filter selects, on every page.
     pub total: usize,
 }
 
@@ -60,55 +70,66 @@ pub struct AuditPage {
 }
 
 impl Service {
-    /// A page of the releases `filter` selects, newest first: `limit` of them after `offset`.
+    /// A page of the releases `filter` selects, newest first: `limit` of them after `offset`,
+    /// read through the index (summaries only).
     pub fn list_releases(
         &self,
         filter: &ReleaseFilter,
         offset: usize,
         limit: usize,
     ) -> Result<ReleasePage, StoreError> {
-        let mut releases = self.store().releases()?;
-        releases.retain(|r| {
-            filter.pipeline.as_ref().is_none_or(|p| &r.pipeline == p)
-                && filter.state.is_none_or(|s| r.state == s)
-        });
-        releases.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then(b.number.cmp(&a.number))
-        });
-        let total = releases.len();
-        let releases = releases.into_iter().skip(offset).take(limit).collect();
-        Ok(ReleasePage { releases, total })
+        let page =
+            self.store()
+                .release_page(filter.pipeline.as_deref(), filter.state, offset, limit)?;
+        Ok(ReleasePage {
+            releases: page.releases,
+            total: usize::try_from(page.total).unwrap_or(usize::MAX),
+        })
     }
 
-    /// The approvals `filter` selects; `user` is who `approver = "me"` means. Pending ones
-    /// come from the index, the others from every release.
+    /// A page of the approvals `filter` selects (`limit` after `offset`); `user` is who
+    /// `approver = "me"` means. Pending ones come from the in-memory index; of one release,
+    /// from its record; the others page through the store's approvals-by-state index, newest
+    /// release first.
     pub fn list_approvals(
         &self,
         filter: &ApprovalFilter,
         user: &User,
-    ) -> Result<Vec<ApprovalView>, StoreError> {
-        let mut approvals = if filter.state == Some(ApprovalState::Pending) {
-            self.pending_approvals()
-        } else {
-            self.store()
-                .releases()?
-                .iter()
-                .flat_map(approvals_of)
-                .filter(|a| filter.state.is_none_or(|s| a.approval.state == s))
-                .collect()
-        };
-        approvals.retain(|a| {
-            filter.release.as_ref().is_none_or(|r| &a.release == r)
+        offset: usize,
+        limit: usize,
+    ) -> Result<ApprovalPage, StoreError> {
+        let keep = |a: &ApprovalView| {
+            filter.state.is_none_or(|s| a.approval.state == s)
+                && filter.release.as_ref().is_none_or(|r| &a.release == r)
                 && filter.stage.as_ref().is_none_or(|s| &a.stage == s)
                 && match filter.approver.as_deref() {
                     None => true,
                     Some("me") => a.lists(user),
                     Some(name) => a.approval.approvers.iter().any(|x| x == name),
                 }
-        });
-        Ok(approvals)
+        };
+        let all = if filter.state == Some(ApprovalState::Pending) {
+            self.pending_approvals()
+        } else if let Some(release) = &filter.release {
+            match self.store().release(release)? {
+                Some(release) => approvals_of(&release).collect(),
+                None => Vec::new(),
+            }
+        } else {
+            let narrowed = filter.stage.is_some() || filter.approver.is_some();
+            let keep: Option<&dyn Fn(&ApprovalView) -> bool> = narrowed.then_some(&keep);
+            let page = self
+                .store()
+                .approval_page(filter.state, offset, limit, keep)?;
+            return Ok(ApprovalPage {
+                approvals: page.approvals,
+                total: usize::try_from(page.total).unwrap_or(usize::MAX),
+            });
+        };
+        let mut approvals: Vec<ApprovalView> = all.into_iter().filter(|a| keep(a)).collect();
+        let total = approvals.len();
+        approvals = approvals.into_iter().skip(offset).take(limit).collect();
+        Ok(ApprovalPage { approvals, total })
     }
 
     /// Audit entries as `query` asks, with the service's views brought up to them (so what a

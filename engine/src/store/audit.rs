@@ -1,12 +1,14 @@
 //! Reading the audit trail, always bounded: a page forward from a sequence number, or the
-//! latest entries backward from the end (redb's range, reversed), filtered by release while
-//! scanning. No read holds more than the entries it returns plus one page of the table, so a
-//! long trail costs a reader time, never memory; each page is its own read transaction, so a
-//! long scan never pins an old version of the file.
+//! latest entries backward from the end (redb's range, reversed). One release's entries are
+//! found through the (release, seq) index (`index.rs`), so reading them costs what they are,
+//! not the trail. No read holds more than the entries it returns plus one page of the table,
+//! so a long trail costs a reader time, never memory; each page of a scan is its own read
+//! transaction, so a long scan never pins an old version of the file.
 
 use redb::ReadableDatabase;
 use tokio::sync::watch;
 
+use super::index::AUDIT_BY_RELEASE;
 use super::{AUDIT, AuditEntry, Store, StoreError, decode, storage};
 
 /// Entries of the table looked at per read transaction.
@@ -60,6 +62,9 @@ impl Store {
         limit: usize,
         budget: usize,
     ) -> Result<AuditScan, StoreError> {
+        if let Some(release) = release {
+            return self.release_forward(seq, release, limit.min(budget));
+        }
         let mut scan = AuditScan {
             entries: Vec::new(),
             next: seq,
@@ -145,6 +150,9 @@ impl Store {
         release: Option<&str>,
         mut more: impl FnMut(AuditEntry) -> bool,
     ) -> Result<u64, StoreError> {
+        if let Some(release) = release {
+            return self.release_back(release, more);
+        }
         let (mut end, mut newest) = (None::<u64>, None);
         loop {
             let txn = self.db.begin_read().map_err(storage)?;
@@ -172,6 +180,61 @@ impl Store {
             }
         }
         Ok(newest.unwrap_or(0))
+    }
+
+    /// `release`'s first `limit` entries from `seq` on, through the index, in one read
+    /// transaction; `next` is after the last one read, or the end of the trail when there are
+    /// no more of them.
+    fn release_forward(
+        &self,
+        seq: u64,
+        release: &str,
+        limit: usize,
+    ) -> Result<AuditScan, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let index = txn.open_table(AUDIT_BY_RELEASE).map_err(storage)?;
+        let trail = txn.open_table(AUDIT).map_err(storage)?;
+        let mut entries = Vec::new();
+        let range = index.range((release, seq)..=(release, u64::MAX));
+        for row in range.map_err(storage)?.take(limit) {
+            let (key, _) = row.map_err(storage)?;
+            let at = key.value().1;
+            if let Some(bytes) = trail.get(at).map_err(storage)? {
+                entries.push(entry_of(at, bytes.value())?);
+            }
+        }
+        let next = match entries.last() {
+            Some(last) if entries.len() == limit => last.seq + 1,
+            _ => end_of(&trail)?.max(seq),
+        };
+        Ok(AuditScan { entries, next })
+    }
+
+    /// [`Store::walk_back`] for one release, through the index, in one read transaction.
+    fn release_back(
+        &self,
+        release: &str,
+        mut more: impl FnMut(AuditEntry) -> bool,
+    ) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let index = txn.open_table(AUDIT_BY_RELEASE).map_err(storage)?;
+        let trail = txn.open_table(AUDIT).map_err(storage)?;
+        let end = end_of(&trail)?;
+        for row in index
+            .range((release, 0)..=(release, u64::MAX))
+            .map_err(storage)?
+            .rev()
+        {
+            let (key, _) = row.map_err(storage)?;
+            let at = key.value().1;
+            let Some(bytes) = trail.get(at).map_err(storage)? else {
+                continue;
+            };
+            if !more(entry_of(at, bytes.value())?) {
+                break;
+            }
+        }
+        Ok(end)
     }
 
     /// Appends `count` entries of no release (as refusals are) by `actor`, in transactions of
@@ -214,6 +277,15 @@ impl Store {
     pub fn audit_len(&self) -> watch::Receiver<u64> {
         self.audit_len.subscribe()
     }
+}
+
+/// The sequence number after the trail's last entry (0 when empty).
+fn end_of(trail: &redb::ReadOnlyTable<u64, &[u8]>) -> Result<u64, StoreError> {
+    use redb::ReadableTable;
+    Ok(trail
+        .last()
+        .map_err(storage)?
+        .map_or(0, |(k, _)| k.value() + 1))
 }
 
 /// The entry stored under `seq`.
@@ -260,6 +332,10 @@ pub(super) mod tests {
                 };
                 let bytes = serde_json::to_vec(&entry).unwrap();
                 table.insert(seq, bytes.as_slice()).unwrap();
+                if !entry.release.is_empty() {
+                    let mut index = txn.open_table(AUDIT_BY_RELEASE).unwrap();
+                    index.insert((entry.release.as_str(), seq), ()).unwrap();
+                }
             }
         }
         txn.commit().unwrap();
@@ -288,9 +364,13 @@ pub(super) mod tests {
         assert_eq!(seqs(&tail), [990, 993, 996, 999]);
         assert_eq!(tail.next, 1000);
         // A budget bounds what one read looks at; the cursor moves past what it looked at.
-        let bounded = store.audit_forward(1, Some("none-such"), 10, 256).unwrap();
-        assert!(bounded.entries.is_empty());
+        let bounded = store.audit_forward(1, None, 1000, 256).unwrap();
+        assert_eq!(bounded.entries.len(), 256);
         assert_eq!(bounded.next, 257);
+        // A release with no entries (found through the index, nothing scanned): none, and
+        // the cursor at the end of the trail.
+        let none = store.audit_forward(1, Some("none-such"), 10, 256).unwrap();
+        assert_eq!((none.entries.len(), none.next), (0, 1000));
         // From past the end: nothing, and the cursor stays.
         let past = store.audit_forward(5000, None, 10, usize::MAX).unwrap();
         assert_eq!((past.entries.len(), past.next), (0, 5000));

@@ -7,9 +7,10 @@ use std::sync::mpsc;
 use redb::{Database, ReadableTable};
 use tokio::sync::watch;
 
+use super::summary::Indexed;
 use super::{
-    AUDIT, AuditEntry, LOGS, LogKey, RELEASES, Receipt, Store, StoreError, fault, now_ms, receipts,
-    refusals, storage,
+    AUDIT, AuditEntry, LOGS, LogKey, RELEASES, Receipt, Store, StoreError, fault, index, now_ms,
+    receipts, refusals, storage,
 };
 use crate::core::Release;
 use crate::types::LogLine;
@@ -17,6 +18,8 @@ use crate::types::LogLine;
 /// One caller's write: a release after a transition, its audit entry, maybe a task log.
 pub(super) struct Job {
     release: Vec<u8>,
+    /// Its summary and approvals, for the indexes (made on the caller's thread).
+    indexed: Indexed,
     name: String,
     audit: AuditEntry,
     log: Option<(String, Vec<u8>)>,
@@ -63,6 +66,7 @@ fn write_batch(db: &Database, batch: &[Job], counts: &receipts::Counts) -> Resul
         let mut audit = txn.open_table(AUDIT).map_err(storage)?;
         let mut logs = txn.open_table(LOGS).map_err(storage)?;
         let mut receipts = receipts::Writer::open(&txn)?;
+        let mut index = index::Writer::open(&txn)?;
         let first = audit
             .last()
             .map_err(storage)?
@@ -71,6 +75,10 @@ fn write_batch(db: &Database, batch: &[Job], counts: &receipts::Counts) -> Resul
             releases
                 .insert(job.name.as_str(), job.release.as_slice())
                 .map_err(storage)?;
+            // A release's jobs come in commit order (one writer per release), so each
+            // rewrite replaces the rows of the one before, also within a batch.
+            index.put(&job.indexed)?;
+            index.audit(&job.name, next)?;
             let entry = AuditEntry {
                 seq: next,
                 ..job.audit.clone()
@@ -112,6 +120,7 @@ impl Store {
         let (done, committed) = tokio::sync::oneshot::channel();
         let job = Job {
             release: serde_json::to_vec(release).map_err(encode)?,
+            indexed: Indexed::of(release)?,
             name: release.name.clone(),
             audit: AuditEntry {
                 seq: 0,

@@ -16,10 +16,18 @@ mod fault;
 pub mod faulty;
 #[cfg(test)]
 mod faulty_tests;
+mod index;
+mod index_migrate;
+#[cfg(test)]
+mod index_migrate_tests;
+mod index_read;
+#[cfg(test)]
+mod index_tests;
 mod pipelines;
 mod receipts;
 mod records;
 mod refusals;
+mod summary;
 mod tail;
 
 use std::path::{Path, PathBuf};
@@ -33,7 +41,9 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditScan, SCAN_PAGE};
+pub use index_read::{ApprovalPage, StateCounts, SummaryPage};
 pub use receipts::Receipt;
+pub use summary::{ApprovalView, StageSummary, Summary, approvals_of};
 pub use tail::{FollowPage, Followed};
 
 /// redb's page cache. Its default (1 GiB) lets the cache, and so the engine's memory, grow with
@@ -41,8 +51,9 @@ pub use tail::{FollowPage, Followed};
 /// costs little.
 const CACHE_BYTES: usize = 32 << 20;
 
-/// Bumped when the layout changes incompatibly.
-pub const SCHEMA_VERSION: u64 = 1;
+/// Bumped when the layout changes incompatibly. Version 2 added the indexes (`index.rs`); a
+/// version-1 store is migrated when opened (`index_migrate.rs`).
+pub const SCHEMA_VERSION: u64 = 2;
 
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("release_counters");
@@ -207,19 +218,25 @@ impl Store {
                 .get("schema-version")
                 .map_err(storage)?
                 .map(|v| v.value());
-            match found {
-                None => {
-                    meta.insert("schema-version", SCHEMA_VERSION)
-                        .map_err(storage)?;
-                }
-                Some(SCHEMA_VERSION) => {}
+            let migrate = match found {
+                None => false,
+                Some(1) => true,
+                Some(SCHEMA_VERSION) => false,
                 Some(found) => return Err(StoreError::Schema { path, found }),
+            };
+            if found != Some(SCHEMA_VERSION) {
+                meta.insert("schema-version", SCHEMA_VERSION)
+                    .map_err(storage)?;
             }
             txn.open_table(COUNTERS).map_err(storage)?;
             txn.open_table(RELEASES).map_err(storage)?;
             txn.open_table(AUDIT).map_err(storage)?;
             txn.open_table(LOGS).map_err(storage)?;
             txn.open_table(PIPELINES).map_err(storage)?;
+            index::create(&txn)?;
+            if migrate {
+                index_migrate::from_v1(&txn)?;
+            }
             let len = txn
                 .open_table(AUDIT)
                 .map_err(storage)?

@@ -2,9 +2,10 @@
 
 use redb::{ReadableDatabase, ReadableTable};
 
+use super::summary::Indexed;
 use super::{
-    AUDIT, AuditEntry, COUNTERS, RELEASES, Receipt, Store, StoreError, decode, fault, now_ms,
-    receipts, refusals, storage,
+    AUDIT, AuditEntry, COUNTERS, RELEASES, Receipt, Store, StoreError, decode, fault, index,
+    now_ms, receipts, refusals, storage,
 };
 use crate::core::Release;
 
@@ -65,13 +66,14 @@ impl Store {
     }
 }
 
+/// Stores `release` and indexes it, in `txn`.
 fn put_release(txn: &redb::WriteTransaction, release: &Release) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(release).map_err(|e| StoreError::Storage(e.to_string()))?;
     let mut table = txn.open_table(RELEASES).map_err(storage)?;
     table
         .insert(release.name.as_str(), bytes.as_slice())
         .map_err(storage)?;
-    Ok(())
+    index::Writer::open(txn)?.put(&Indexed::of(release)?)
 }
 
 /// Appends an entry to the audit trail; returns the trail's new length.
@@ -96,5 +98,6 @@ fn audit(
     };
     let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Storage(e.to_string()))?;
     table.insert(next, bytes.as_slice()).map_err(storage)?;
+    index::Writer::open(txn)?.audit(&release.name, next)?;
     Ok(next + 1)
 }

@@ -7,6 +7,7 @@ mod conn;
 mod contract;
 mod graph;
 mod idempotency;
+mod lists;
 mod names;
 mod ops;
 mod receipts;

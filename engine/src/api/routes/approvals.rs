@@ -10,13 +10,13 @@ use axum::response::Response;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::DeferUntil;
 use super::releases::{justified, unjustified};
+use super::{DeferUntil, default_limit};
 use crate::api::App;
 use crate::api::auth::{Approver, Auth, approval_authority};
 use crate::api::bounds;
 use crate::api::error::ApiError;
-use crate::api::extract::{Idempotency, Path, Query, Strict};
+use crate::api::extract::{Idempotency, Path, Query, Strict, count};
 use crate::api::idempotency::mutate;
 use crate::api::openapi::{
     ApprovalPath, BadRequest, Conflict, Forbidden, IdempotencyKey, Invalid, NotFound,
@@ -44,6 +44,14 @@ pub(in crate::api) struct ListApprovals {
     /// Only this stage's (at most 100 characters).
     #[param(max_length = 100)]
     stage: Option<String>,
+    /// Page size.
+    #[serde(default = "default_limit")]
+    #[param(minimum = 0, maximum = 500)]
+    limit: i64,
+    /// Approvals to skip.
+    #[serde(default)]
+    #[param(minimum = 0)]
+    offset: i64,
 }
 
 /// Which approvals to list.
@@ -77,7 +85,8 @@ impl StatusFilter {
     }
 }
 
-/// List approvals: pending ones by default; `approver=me` for those the caller may decide.
+/// List approvals, a page at a time: pending ones by default; `approver=me` for those the
+/// caller may decide. Other states come newest release first (`all`: grouped by state).
 #[utoipa::path(get, path = "/api/v1/approvals", tag = "approvals", params(ListApprovals),
     responses((status = 200, body = ApprovalList), BadRequest, Unauthenticated))]
 pub(in crate::api) async fn list_approvals(
@@ -85,6 +94,10 @@ pub(in crate::api) async fn list_approvals(
     Auth(user): Auth,
     Query(query): Query<ListApprovals>,
 ) -> Result<Json<ApprovalList>, ApiError> {
+    let (limit, offset) = (
+        count("limit", query.limit, 500)?,
+        count("offset", query.offset, i64::MAX)?,
+    );
     for (field, value, max) in [
         ("approver", &query.approver, bounds::ASSIGNEE),
         ("release", &query.release, bounds::NAME),
@@ -98,8 +111,12 @@ pub(in crate::api) async fn list_approvals(
         release: query.release,
         stage: query.stage,
     };
-    let approvals = app.service.list_approvals(&filter, &user)?;
-    Ok(Json(ApprovalList { approvals }))
+    let page = app.service.list_approvals(&filter, &user, offset, limit)?;
+    Ok(Json(ApprovalList {
+        approvals: page.approvals,
+        total: page.total,
+        offset,
+    }))
 }
 
 /// One approval, with its decisions.
