@@ -87,6 +87,8 @@ pub(super) struct Driver {
     cancels: HashMap<String, watch::Sender<bool>>,
     /// Effects of committed transitions not acted on yet.
     pending: Vec<Effect>,
+    /// Its part of the start-up recovery, given back once recovered and acting again.
+    recovering: Option<super::recovery::Token>,
 }
 
 impl Driver {
@@ -115,7 +117,14 @@ impl Driver {
             in_flight: 0,
             cancels: HashMap::new(),
             pending: Vec::new(),
+            recovering: None,
         })
+    }
+
+    /// Hands the driver its part of the start-up recovery.
+    pub(super) fn recovering(mut self, token: Option<super::recovery::Token>) -> Self {
+        self.recovering = token;
+        self
     }
 
     /// The driver loop: recovers the release, then applies one message at a time. A local
@@ -128,6 +137,10 @@ impl Driver {
             self.engine
                 .dispatch(Some((self.release.name.as_str(), &self.tx)));
             self.act();
+            // Recovered: its events committed, its timers and work set going again.
+            if let Some(token) = self.recovering.take() {
+                token.recovered();
+            }
             // Idle: a local drive is done; a served driver leaves (the release waits in the
             // store, and the next command or timer starts a new driver).
             if self.in_flight == 0 && self.rx.is_empty() && self.may_end() {

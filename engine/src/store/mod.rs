@@ -13,6 +13,7 @@ mod audit;
 mod commit;
 mod fault;
 mod pipelines;
+mod quarantine;
 mod receipts;
 mod records;
 mod refusals;
@@ -29,6 +30,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditScan, SCAN_PAGE};
+pub use quarantine::Quarantined;
 pub use receipts::Receipt;
 pub use tail::{FollowPage, Followed};
 

@@ -1,0 +1,1 @@
+//! Workspaces: removed when no deployment needs them.
