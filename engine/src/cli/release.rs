@@ -11,7 +11,7 @@ use clap::{Arg, Args, Subcommand};
 use sluice::core::{Event, Release, ReleaseState, StageState, TaskState};
 use sluice::pipeline;
 use sluice::plugin::{HostConfig, PluginHost};
-use sluice::scheduler::{CreateOptions, Engine, Observer};
+use sluice::scheduler::{CreateOptions, Engine, Observer, Sweep};
 use sluice::store::{LogKey, Store};
 use sluice::types::{Escaped, LogEvent};
 
@@ -156,6 +156,15 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<Exit> {
         .clone()
         .unwrap_or_else(|| Path::new(&loaded.plan.dir).join(".sluice"));
     let engine = engine(&data_dir)?;
+    // The workspaces no deployment needs, and those of this pipeline's failed runs: its
+    // stages run again now.
+    let swept = engine.sweep_workspaces(Sweep {
+        keep: None,
+        rerun: Some(&loaded.plan.name),
+    });
+    for problem in swept.problems {
+        eprintln!("sluice: warning: removing old workspaces: {problem}");
+    }
     let options = CreateOptions {
         artifacts: args
             .inputs

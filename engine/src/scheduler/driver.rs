@@ -2,7 +2,7 @@
 //! release, then takes one message at a time (an effect's result, a deadline or queue turn, a
 //! command from outside), commits the transition and acts on its effects.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -89,6 +89,8 @@ pub(super) struct Driver {
     pending: Vec<Effect>,
     /// Its part of the start-up recovery, given back once recovered and acting again.
     recovering: Option<super::recovery::Token>,
+    /// The ended (or replaced) deployments whose workspaces were looked at already.
+    tidied: HashSet<(String, u32)>,
 }
 
 impl Driver {
@@ -118,6 +120,7 @@ impl Driver {
             cancels: HashMap::new(),
             pending: Vec::new(),
             recovering: None,
+            tidied: HashSet::new(),
         })
     }
 
@@ -137,6 +140,7 @@ impl Driver {
             self.engine
                 .dispatch(Some((self.release.name.as_str(), &self.tx)));
             self.act();
+            self.engine.tidy_workspaces(&self.release, &mut self.tidied);
             // Recovered: its events committed, its timers and work set going again.
             if let Some(token) = self.recovering.take() {
                 token.recovered();

@@ -19,6 +19,7 @@ mod queue;
 mod recovery;
 mod run;
 mod vars;
+mod workspaces;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use create::CreateOptions;
 use driver::{Driver, Mode, Msg};
 pub use recovery::Recovery;
+pub use workspaces::{Sweep, Swept};
 
 use crate::core::{self, ApprovalKind, Event, Release, ReleaseState};
 use crate::pipeline::{NotSettable, PipelineError};

@@ -14,6 +14,7 @@ mod releases;
 mod startup;
 mod sweep;
 mod triggers;
+mod workspaces;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -135,6 +136,7 @@ impl Service {
             .map_err(StartError::Resume)?;
         triggers::spawn(&service);
         sweep::spawn(&service);
+        workspaces::spawn(&service);
         service.check_health();
         watch_health(&service);
         let startup = startup::Startup {

@@ -73,3 +73,12 @@ fn kill(mut child: Spawned) {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Waits until `done` holds, looking again every 20 ms (bounded: 60 s); panics naming `what`.
+fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
