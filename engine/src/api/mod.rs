@@ -72,7 +72,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 
 use crate::service::Service;
-use routes::{approvals, audit, logs, ops, pipelines, releases};
+use routes::{approvals, audit, logs, ops, pipelines, quarantine, releases};
 
 pub use client::CLIENT_TIMEOUT;
 pub use conn::REFUSING;
@@ -137,6 +137,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/approvals/{id}/reject", post(approvals::reject))
         .route("/approvals/{id}/reassign", post(approvals::reassign))
         .route("/audit", get(audit::audit))
+        .route("/quarantine", get(quarantine::quarantine))
         .route("/openapi.json", get(ops::openapi));
     Router::new()
         .nest("/api/v1", v1)

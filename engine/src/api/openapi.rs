@@ -219,6 +219,7 @@ impl Modify for EveryOperation {
         super::routes::approvals::reject,
         super::routes::approvals::reassign,
         super::routes::audit::audit,
+        super::routes::quarantine::quarantine,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Bearer, &EveryOperation),

@@ -11,7 +11,7 @@ use clap::{Arg, Args, Subcommand};
 use sluice::core::{Event, Release, ReleaseState, StageState, TaskState};
 use sluice::pipeline;
 use sluice::plugin::{HostConfig, PluginHost};
-use sluice::scheduler::{CreateOptions, Engine, Observer};
+use sluice::scheduler::{CreateOptions, Engine, Observer, Sweep};
 use sluice::store::{LogKey, Store};
 use sluice::types::{Escaped, LogEvent};
 
@@ -156,6 +156,15 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<Exit> {
         .clone()
         .unwrap_or_else(|| Path::new(&loaded.plan.dir).join(".sluice"));
     let engine = engine(&data_dir)?;
+    // The workspaces no deployment needs, and those of this pipeline's failed runs: its
+    // stages run again now.
+    let swept = engine.sweep_workspaces(Sweep {
+        keep: None,
+        rerun: Some(&loaded.plan.name),
+    });
+    for problem in swept.problems {
+        eprintln!("sluice: warning: removing old workspaces: {problem}");
+    }
     let options = CreateOptions {
         artifacts: args
             .inputs
@@ -250,17 +259,41 @@ pub(super) fn releases(command: ReleasesCommand) -> anyhow::Result<Exit> {
                     stages.join(" ")
                 );
             }
+            let quarantined = store.quarantined()?;
+            if !quarantined.is_empty() {
+                println!(
+                    "\nQUARANTINED: {} stored records do not decode; their bytes are kept in the quarantine table, every other release goes on",
+                    quarantined.len()
+                );
+                println!("{:<24} {:<10} REASON", "RELEASE", "BYTES");
+                for q in quarantined {
+                    println!(
+                        "{:<24} {:<10} {}",
+                        Escaped(&q.key),
+                        q.bytes,
+                        Escaped(&q.reason)
+                    );
+                }
+            }
             Ok(Exit::Success)
         }
         ReleasesCommand::Show { release, data } => {
             let store = Store::open(&data.data_dir)?;
-            let release = store.release(&release)?.with_context(|| {
-                format!(
+            let Some(found) = store.release(&release)? else {
+                if let Some(q) = store.quarantined_one(&release)? {
+                    bail!(
+                        "release `{}` in {} is quarantined: its stored record does not decode ({}); its bytes are kept in the quarantine table",
+                        Escaped(&q.key),
+                        data.data_dir.display(),
+                        Escaped(&q.reason)
+                    );
+                }
+                bail!(
                     "there is no release `{release}` in {}",
                     data.data_dir.display()
-                )
-            })?;
-            show(&release);
+                );
+            };
+            show(&found);
             Ok(Exit::Success)
         }
     }

@@ -2,7 +2,7 @@
 //! release, then takes one message at a time (an effect's result, a deadline or queue turn, a
 //! command from outside), commits the transition and acts on its effects.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -87,6 +87,10 @@ pub(super) struct Driver {
     cancels: HashMap<String, watch::Sender<bool>>,
     /// Effects of committed transitions not acted on yet.
     pending: Vec<Effect>,
+    /// Its part of the start-up recovery, given back once recovered and acting again.
+    recovering: Option<super::recovery::Token>,
+    /// The ended (or replaced) deployments whose workspaces were looked at already.
+    tidied: HashSet<(String, u32)>,
 }
 
 impl Driver {
@@ -115,7 +119,15 @@ impl Driver {
             in_flight: 0,
             cancels: HashMap::new(),
             pending: Vec::new(),
+            recovering: None,
+            tidied: HashSet::new(),
         })
+    }
+
+    /// Hands the driver its part of the start-up recovery.
+    pub(super) fn recovering(mut self, token: Option<super::recovery::Token>) -> Self {
+        self.recovering = token;
+        self
     }
 
     /// The driver loop: recovers the release, then applies one message at a time. A local
@@ -128,6 +140,11 @@ impl Driver {
             self.engine
                 .dispatch(Some((self.release.name.as_str(), &self.tx)));
             self.act();
+            self.engine.tidy_workspaces(&self.release, &mut self.tidied);
+            // Recovered: its events committed, its timers and work set going again.
+            if let Some(token) = self.recovering.take() {
+                token.recovered();
+            }
             // Idle: a local drive is done; a served driver leaves (the release waits in the
             // store, and the next command or timer starts a new driver).
             if self.in_flight == 0 && self.rx.is_empty() && self.may_end() {

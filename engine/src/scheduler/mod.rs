@@ -16,8 +16,10 @@ mod create;
 mod driver;
 mod effects;
 mod queue;
+mod recovery;
 mod run;
 mod vars;
+mod workspaces;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,6 +29,8 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use create::CreateOptions;
 use driver::{Driver, Mode, Msg};
+pub use recovery::Recovery;
+pub use workspaces::{Sweep, Swept};
 
 use crate::core::{self, ApprovalKind, Event, Release};
 use crate::pipeline::{NotSettable, PipelineError};
@@ -156,18 +160,28 @@ impl Engine {
     }
 
     /// Serves releases from now on: every unfinished release gets a driver that lives until
-    /// the release ends, and [`Engine::submit`] reaches them. Returns how many were resumed.
+    /// the release ends, and [`Engine::submit`] reaches them. Returns at once, with the
+    /// [`Recovery`] of the resumed releases: done when each driver has committed its recovery
+    /// events and set its timers and work going again.
     pub fn serve(
         self: &Arc<Self>,
         approvals: Arc<dyn Approvals>,
         observer: Arc<dyn Observer>,
-    ) -> Result<usize, EngineError> {
+    ) -> Result<Recovery, EngineError> {
         let _ = self.service.set((approvals, observer));
         let unfinished = self.unfinished()?;
-        for release in &unfinished {
-            self.ensure_driver(&release.name);
+        let (recovery, tokens) = Recovery::new(unfinished.len());
+        let mut drivers = self.drivers.lock().unwrap_or_else(|e| e.into_inner());
+        for (release, token) in unfinished.iter().zip(tokens) {
+            // A driver already there (started by a command meanwhile) recovers it itself.
+            if drivers.get(&release.name).is_none_or(|tx| tx.is_closed()) {
+                let tx = self.spawn_driver(&release.name, Some(token));
+                drivers.insert(release.name.clone(), tx);
+            } else {
+                token.recovered();
+            }
         }
-        Ok(unfinished.len())
+        Ok(recovery)
     }
 
     /// Starts driving a release (just created, say) if no driver has it yet.
@@ -206,7 +220,7 @@ impl Engine {
             for _ in 0..2 {
                 let tx = drivers
                     .entry(name.to_owned())
-                    .or_insert_with(|| self.spawn_driver(name));
+                    .or_insert_with(|| self.spawn_driver(name, None));
                 match tx.send(msg) {
                     Ok(()) => break,
                     Err(mpsc::error::SendError(back)) => {
@@ -229,13 +243,18 @@ impl Engine {
     fn ensure_driver(self: &Arc<Self>, name: &str) {
         let mut drivers = self.drivers.lock().unwrap_or_else(|e| e.into_inner());
         if drivers.get(name).is_none_or(|tx| tx.is_closed()) {
-            let tx = self.spawn_driver(name);
+            let tx = self.spawn_driver(name, None);
             drivers.insert(name.to_owned(), tx);
         }
     }
 
-    /// Spawns a long-lived driver for `name`; the caller registers the sender.
-    fn spawn_driver(self: &Arc<Self>, name: &str) -> mpsc::UnboundedSender<Msg> {
+    /// Spawns a long-lived driver for `name`, handing it `recovering` (its part of the
+    /// start-up [`Recovery`]) if resumed at start; the caller registers the sender.
+    fn spawn_driver(
+        self: &Arc<Self>,
+        name: &str,
+        recovering: Option<recovery::Token>,
+    ) -> mpsc::UnboundedSender<Msg> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (approvals, observer) = self
             .service
@@ -253,7 +272,7 @@ impl Engine {
                 (driver_tx, rx),
             );
             let result = match opened {
-                Ok(driver) => driver.run().await,
+                Ok(driver) => driver.recovering(recovering).run().await,
                 Err(e) => Err(e),
             };
             if let Err(e) = result {

@@ -12,8 +12,10 @@ pub mod metrics;
 mod pipelines;
 pub mod queries;
 mod releases;
+mod startup;
 mod sweep;
 mod triggers;
+mod workspaces;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,18 +54,25 @@ pub struct Service {
     live: Arc<live::LiveLogs>,
     times: Arc<metrics::TaskTimes>,
     changed: Arc<tokio::sync::watch::Sender<u64>>,
+    /// False once the service stops taking work (SIGTERM).
     ready: AtomicBool,
+    /// True once every release resumed at start has recovered (see [`Service::recovered`]).
+    recovered: tokio::sync::watch::Sender<bool>,
     /// Set on SIGTERM: long-lived answers (event streams) end, so the server can drain.
     stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Service {
     /// Opens the store, loads and checks every pipeline in the pipelines directory, and
-    /// resumes every unfinished release. Must run inside a tokio runtime.
+    /// resumes every unfinished release. Returns once their drivers are started, before they
+    /// recovered: [`Service::ready`] says `recovering` until they have
+    /// ([`Service::recovered`]). Must run inside a tokio runtime.
     pub fn start(mut config: ServiceConfig) -> Result<Arc<Self>, StartError> {
+        let started = std::time::Instant::now();
         // A key that is there but unusable stops the start before anything is opened.
         crate::secrets::Keyring::from_env(&config.data_dir).check()?;
         let store = Store::open(&config.data_dir).map_err(StartError::Store)?;
+        let opened = started.elapsed();
         // Grants and workspaces need absolute paths.
         for dir in [&mut config.data_dir, &mut config.pipelines] {
             *dir = std::fs::canonicalize(&*dir).map_err(|source| StartError::Dir {
@@ -87,11 +96,15 @@ impl Service {
             live: Arc::default(),
             times: Arc::default(),
             changed: Arc::new(tokio::sync::watch::Sender::new(0)),
-            ready: AtomicBool::new(false),
+            ready: AtomicBool::new(true),
+            recovered: tokio::sync::watch::Sender::new(false),
             stopping: tokio::sync::watch::Sender::new(false),
             config,
         });
+        let at = std::time::Instant::now();
         service.load_pipelines()?;
+        let pipelines = at.elapsed();
+        let at = std::time::Instant::now();
         // Entries from here on are looked at again by the first sync; the ones before are in
         // the releases loaded next. Only an active release has a pending approval.
         let trail = *service.store().audit_len().borrow();
@@ -104,7 +117,8 @@ impl Service {
         {
             service.pending.update(&release);
         }
-        service
+        let index = at.elapsed();
+        let recovery = service
             .engine
             .serve(
                 Arc::new(Pending),
@@ -118,10 +132,25 @@ impl Service {
             .map_err(StartError::Resume)?;
         triggers::spawn(&service);
         sweep::spawn(&service);
+        workspaces::spawn(&service);
         service.check_health();
         watch_health(&service);
-        service.ready.store(true, Ordering::SeqCst);
+        let startup = startup::Startup {
+            started,
+            opened,
+            pipelines,
+            index,
+        };
+        startup::await_recovery(&service, recovery, startup);
         Ok(service)
+    }
+
+    /// Resolves once every release resumed at start has recovered: its recovery events
+    /// committed, its timers and work set going again (a release whose driver failed is
+    /// logged and not waited for).
+    pub async fn recovered(&self) {
+        let mut recovered = self.recovered.subscribe();
+        let _ = recovered.wait_for(|r| *r).await;
     }
 
     /// The configuration.
@@ -137,7 +166,7 @@ impl Service {
     /// Whether the service takes work: recovered, and the store committed at the last health
     /// check (every [`HEALTH_EVERY`]): a probe costs the store nothing.
     pub fn ready(&self) -> Result<(), NotReady> {
-        if !self.ready.load(Ordering::SeqCst) {
+        if !self.ready.load(Ordering::SeqCst) || !*self.recovered.borrow() {
             return Err(NotReady::Recovering);
         }
         if !self.store_commits.load(Ordering::SeqCst) {

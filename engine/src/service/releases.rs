@@ -25,12 +25,21 @@ impl Service {
         Ok(release)
     }
 
-    /// The release called `name`.
+    /// The release called `name`: not found, or quarantined (its record does not decode).
     pub fn release(&self, name: &str) -> Result<Release, ServiceError> {
-        self.store()
-            .release(name)
+        if let Some(release) = self.store().release(name).map_err(InternalError::Store)? {
+            return Ok(release);
+        }
+        match self
+            .store()
+            .quarantined_one(name)
             .map_err(InternalError::Store)?
-            .ok_or_else(|| ServiceError::NotFound(format!("there is no release `{name}`")))
+        {
+            Some(q) => Err(ServiceError::Conflict(quarantined(&q))),
+            None => Err(ServiceError::NotFound(format!(
+                "there is no release `{name}`"
+            ))),
+        }
     }
 
     /// Applies a deploy, cancel or abandon to a release.
@@ -53,4 +62,14 @@ impl Service {
         let release = self.release(key.release)?;
         LogFollow::start(&self.live, &self.engine, &release, key)
     }
+}
+
+/// What a request for a quarantined release hears.
+pub(super) fn quarantined(q: &crate::store::Quarantined) -> String {
+    format!(
+        "release `{}` is quarantined: its stored record does not decode ({}); its bytes are kept \
+         in the quarantine table (GET /api/v1/quarantine lists it), every other release goes on",
+        crate::types::escape(&q.key),
+        crate::types::escape(&q.reason)
+    )
 }

@@ -24,6 +24,7 @@ mod index_read;
 #[cfg(test)]
 mod index_tests;
 mod pipelines;
+mod quarantine;
 mod receipts;
 mod records;
 mod refusals;
@@ -42,6 +43,7 @@ use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditScan, SCAN_PAGE};
 pub use index_read::{ApprovalPage, StateCounts, SummaryPage};
+pub use quarantine::Quarantined;
 pub use receipts::Receipt;
 pub use summary::{ApprovalView, StageSummary, Summary, approvals_of};
 pub use tail::{FollowPage, Followed};

@@ -49,17 +49,21 @@ impl Store {
         let txn = self.db.begin_read().map_err(storage)?;
         let table = txn.open_table(RELEASES).map_err(storage)?;
         let value = table.get(name).map_err(storage)?;
-        value.map(|v| decode(name, v.value())).transpose()
+        match value {
+            Some(v) => self.decoded(name, v.value()),
+            None => Ok(None),
+        }
     }
 
-    /// Every release, ordered by pipeline then number.
+    /// Every release, ordered by pipeline then number (a record that does not decode is
+    /// quarantined and left out).
     pub fn releases(&self) -> Result<Vec<Release>, StoreError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let table = txn.open_table(RELEASES).map_err(storage)?;
         let mut out = Vec::new();
         for entry in table.iter().map_err(storage)? {
             let (key, value) = entry.map_err(storage)?;
-            out.push(decode(key.value(), value.value())?);
+            out.extend(self.decoded(key.value(), value.value())?);
         }
         out.sort_by(|a: &Release, b| (&a.pipeline, a.number).cmp(&(&b.pipeline, b.number)));
         Ok(out)

@@ -53,6 +53,15 @@ pub fn serve(
     dir: &Path,
     fault_after_commit: Option<u32>,
 ) -> (Spawned, String, mpsc::Receiver<String>) {
+    let (child, address, lines, _before) = serve_logged(dir, fault_after_commit);
+    (child, address, lines)
+}
+
+/// [`serve`], also returning the lines the server wrote before it listened (start-up's).
+pub fn serve_logged(
+    dir: &Path,
+    fault_after_commit: Option<u32>,
+) -> (Spawned, String, mpsc::Receiver<String>, Vec<String>) {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
     command
         .args(["serve", "--config"])
@@ -69,12 +78,17 @@ pub fn serve(
     }
     let mut child = Spawned(command.spawn().unwrap());
     let lines = lines(child.stderr.take().unwrap());
-    let address = wait_line(&lines, "serving on ")
-        .split("serving on ")
-        .nth(1)
-        .unwrap()
-        .to_owned();
-    (child, address, lines)
+    let mut before = Vec::new();
+    let address = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("the server never listened: {e}; it said {before:#?}"));
+        if let Some((_, address)) = line.split_once("serving on ") {
+            break address.to_owned();
+        }
+        before.push(line);
+    };
+    (child, address, lines, before)
 }
 
 /// Waits (bounded) for a line containing `needle`.

@@ -6,6 +6,7 @@ pub(super) mod audit;
 pub(super) mod logs;
 pub(super) mod ops;
 pub(super) mod pipelines;
+pub(super) mod quarantine;
 pub(super) mod releases;
 
 pub(super) use super::time::DeferUntil;

@@ -137,9 +137,9 @@ pub(in crate::api) async fn list_releases(
 }
 
 /// A release: its stages with their attempts, tasks and approvals, its artifact versions and
-/// plugin digests.
+/// plugin digests. 409 for a quarantined release (its stored record does not decode).
 #[utoipa::path(get, path = "/api/v1/releases/{id}", tag = "releases", params(ReleasePath),
-    responses((status = 200, body = ReleaseView<'static>), Unauthenticated, NotFound))]
+    responses((status = 200, body = ReleaseView<'static>), Unauthenticated, NotFound, Conflict))]
 pub(in crate::api) async fn get_release(
     State(app): State<Arc<App>>,
     Auth(_): Auth,

@@ -36,6 +36,9 @@ pub struct ApiLimits {
     pub streams_per_user: u32,
     /// `limits.stream-max`: how long an event stream stays open (clients resume after it).
     pub stream_max: Duration,
+    /// `workspace-keep`: how long a failed deployment's workspace is kept for inspection
+    /// (until the stage's next attempt, if sooner); `0s` removes it at the next sweep.
+    pub workspace_keep: Duration,
 }
 
 impl Default for ApiLimits {
@@ -53,6 +56,7 @@ impl Default for ApiLimits {
             streams: 512,
             streams_per_user: 32,
             stream_max: Duration::from_secs(30 * 60),
+            workspace_keep: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -73,6 +77,7 @@ pub(in crate::service) struct RawLimits {
     pub(super) streams: Option<u32>,
     pub(super) streams_per_user: Option<u32>,
     pub(super) stream_max: Option<String>,
+    workspace_keep: Option<String>,
 }
 
 /// Reads `[limits]` of the file `shown`: the API's limits and `plugin-size`. Each bad key is a
@@ -119,6 +124,14 @@ pub(super) fn read(
             defaults.receipt_ttl
         }
     };
+    let workspace_keep = match limits.workspace_keep.as_deref().map(parse_duration) {
+        None => defaults.workspace_keep,
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            problems.push(format!("{shown}: limits.workspace-keep: {e}"));
+            defaults.workspace_keep
+        }
+    };
     let (header_timeout, idle_timeout, connections) = connection_keys(problems, shown, limits);
     let requests_per_second = limits
         .requests_per_second
@@ -146,6 +159,7 @@ pub(super) fn read(
         streams: streams.streams,
         streams_per_user: streams.streams_per_user,
         stream_max: streams.stream_max,
+        workspace_keep,
     };
     (limits, plugin_size)
 }
