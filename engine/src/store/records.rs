@@ -4,7 +4,7 @@ use redb::{ReadableDatabase, ReadableTable};
 
 use super::summary::Indexed;
 use super::{
-    AUDIT, AuditEntry, COUNTERS, RELEASES, Receipt, Store, StoreError, decode, fault, index,
+    AUDIT, AuditEntry, COUNTERS, RELEASES, Receipt, Store, StoreError, fault, index,
     now_ms, receipts, refusals, storage,
 };
 use crate::core::Release;
