@@ -1,9 +1,10 @@
-//! The audit trail of one release read through its index, and a release written twice in one
-//! batch of the committer: the indexes follow the later write, as the record does.
+//! The audit trail of one release read through its index; a release written twice in one
+//! batch of the committer: the indexes follow the later write, as the record does; a release
+//! taken out of the indexes (as a quarantine does) leaves no row or count behind.
 
-use super::index_tests::{create, names, plan, runtime, save};
+use super::index_tests::{approval, attempt, create, names, plan, runtime, save};
 use super::*;
-use crate::core::ReleaseState;
+use crate::core::{ApprovalState, ReleaseState, StageState};
 
 #[test]
 fn the_audit_trail_of_one_release_is_read_through_its_index() {
@@ -86,4 +87,39 @@ fn a_release_rewritten_twice_in_one_batch_is_indexed_as_the_later_write() {
     let page = store.release_page(None, None, 0, 10).unwrap();
     assert_eq!(names(&page), ["web-1"]);
     assert_eq!(page.releases[0].revision, 2);
+}
+
+#[test]
+fn a_release_taken_out_of_the_indexes_leaves_no_row_or_count() {
+    let (dir, rt) = (tempfile::tempdir().unwrap(), runtime());
+    let store = Store::open(dir.path()).unwrap();
+    let web = plan("web");
+    let mut gone = create(&store, &web, 1);
+    let kept = create(&store, &web, 2);
+    let mut a = attempt(1, StageState::Succeeded, 3);
+    let approved = ApprovalState::Approved;
+    a.approvals.push(approval(approved, 3));
+    gone.stages[0].attempts.push(a);
+    save(&rt, &store, &mut gone);
+    let txn = store.db.begin_write().unwrap();
+    {
+        let mut index = index::Writer::open(&txn).unwrap();
+        assert!(index.remove("web-1").unwrap());
+        assert!(!index.remove("web-1").unwrap(), "once");
+    }
+    txn.commit().unwrap();
+    let page = store.release_page(None, None, 0, 10).unwrap();
+    assert_eq!((names(&page), page.total), (vec![kept.name.as_str()], 1));
+    let counts = store.state_counts().unwrap();
+    assert_eq!(counts.releases.values().sum::<u64>(), 1);
+    assert_eq!(
+        counts.deployments.values().sum::<u64>(),
+        2,
+        "web-2's two stages"
+    );
+    assert!(counts.approvals.is_empty());
+    assert_eq!(store.last_good("web", "qa", "").unwrap(), None);
+    let approvals = store.approval_page(Some(approved), 0, 10, None).unwrap();
+    assert_eq!((approvals.approvals.len(), approvals.total), (0, 0));
+    assert_eq!(store.active_releases(None).unwrap().len(), 1);
 }
