@@ -108,6 +108,12 @@ impl Default for DecisionRequest {
 }
 
 impl Service {
+    /// How many approvals are pending, from the index (nothing copied).
+    pub fn pending_count(&self) -> usize {
+        let index = self.pending.0.read().unwrap_or_else(|e| e.into_inner());
+        index.by_id.len()
+    }
+
     /// Pending approvals, from the index.
     pub fn pending_approvals(&self) -> Vec<ApprovalView> {
         let index = self.pending.0.read().unwrap_or_else(|e| e.into_inner());

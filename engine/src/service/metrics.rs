@@ -120,7 +120,7 @@ impl super::Service {
         ));
         out.push_str(&format!(
             "# HELP sluice_pending_approvals Approvals waiting for a decision.\n# TYPE sluice_pending_approvals gauge\nsluice_pending_approvals {}\n",
-            self.pending_approvals().len()
+            self.pending_count()
         ));
         out.push_str(&format!(
             "# HELP sluice_releases_driving Releases the engine is driving now.\n# TYPE sluice_releases_driving gauge\nsluice_releases_driving {}\n",

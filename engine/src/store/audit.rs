@@ -191,6 +191,13 @@ impl Store {
         release: &str,
         limit: usize,
     ) -> Result<AuditScan, StoreError> {
+        if limit == 0 {
+            // Nothing looked at: the cursor stays.
+            return Ok(AuditScan {
+                entries: Vec::new(),
+                next: seq,
+            });
+        }
         let txn = self.db.begin_read().map_err(storage)?;
         let index = txn.open_table(AUDIT_BY_RELEASE).map_err(storage)?;
         let trail = txn.open_table(AUDIT).map_err(storage)?;
@@ -371,6 +378,9 @@ pub(super) mod tests {
         // the cursor at the end of the trail.
         let none = store.audit_forward(1, Some("none-such"), 10, 256).unwrap();
         assert_eq!((none.entries.len(), none.next), (0, 1000));
+        // None asked: nothing looked at, the cursor stays.
+        let zero = store.audit_forward(7, Some("r"), 0, 256).unwrap();
+        assert_eq!((zero.entries.len(), zero.next), (0, 7));
         // From past the end: nothing, and the cursor stays.
         let past = store.audit_forward(5000, None, 10, usize::MAX).unwrap();
         assert_eq!((past.entries.len(), past.next), (0, 5000));

@@ -17,9 +17,13 @@ pub mod faulty;
 #[cfg(test)]
 mod faulty_tests;
 mod index;
+#[cfg(test)]
+mod index_batch_tests;
 mod index_migrate;
 #[cfg(test)]
 mod index_migrate_tests;
+#[cfg(test)]
+mod index_prop_tests;
 mod index_read;
 #[cfg(test)]
 mod index_tests;
