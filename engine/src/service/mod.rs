@@ -31,8 +31,8 @@ pub use pipelines::{LoadPipelinesError, Pipeline, PipelineProblem};
 
 use approvals::PendingIndex;
 
-/// How often the service checks that the store commits, for `/readyz` (which reads the last
-/// answer instead of writing per probe).
+/// How often the service probes a store latched by a full disk, to learn that space returned
+/// (`/readyz` reads the store's cached health; nothing is written while it is healthy).
 pub const HEALTH_EVERY: Duration = Duration::from_secs(2);
 
 /// The service.
@@ -42,9 +42,7 @@ pub struct Service {
     /// The users, by the sha256 of their token: the configuration's at start, then each
     /// reload's (SIGHUP, a change of `sluice.toml`).
     users: RwLock<Arc<BTreeMap<String, User>>>,
-    /// Whether the store committed at the last health check ([`HEALTH_EVERY`]).
-    store_commits: AtomicBool,
-    /// Health checks made so far (each is one write transaction).
+    /// Health checks that wrote (only while the disk is latched full).
     health_checks: AtomicU64,
     /// Releases and deployments by state, kept from the audit trail.
     counts: metrics::StateCounts,
@@ -81,7 +79,6 @@ impl Service {
         let service = Arc::new(Self {
             engine,
             users: RwLock::new(Arc::new(config.tokens.clone())),
-            store_commits: AtomicBool::new(false),
             health_checks: AtomicU64::new(0),
             counts: metrics::StateCounts::default(),
             pipelines: RwLock::new(BTreeMap::new()),
@@ -122,7 +119,6 @@ impl Service {
             .map_err(StartError::Resume)?;
         triggers::spawn(&service);
         sweep::spawn(&service);
-        service.check_health();
         watch_health(&service);
         service.ready.store(true, Ordering::SeqCst);
         Ok(service)
@@ -138,26 +134,28 @@ impl Service {
         self.engine.store()
     }
 
-    /// Whether the service takes work: recovered, and the store committed at the last health
-    /// check (every [`HEALTH_EVERY`]): a probe costs the store nothing.
+    /// Whether the service takes work: recovered, and the store's last I/O left it writable (a
+    /// full disk or a failed write latches it): a probe costs the store nothing.
     pub fn ready(&self) -> Result<(), NotReady> {
         if !self.ready.load(Ordering::SeqCst) {
             return Err(NotReady::Recovering);
         }
-        if !self.store_commits.load(Ordering::SeqCst) {
-            return Err(NotReady::StoreCannotCommit);
+        match self.store().health() {
+            crate::store::Health::Healthy => Ok(()),
+            crate::store::Health::Full(_) => Err(NotReady::DiskFull),
+            crate::store::Health::Failed(_) => Err(NotReady::StoreFailed),
         }
-        Ok(())
     }
 
-    /// Checks now that the store commits (one write transaction), for [`Service::ready`].
+    /// While the store is latched by a full disk, probes it with one write (the latch clears
+    /// when it commits); nothing while it is healthy.
     pub fn check_health(&self) {
-        self.health_checks.fetch_add(1, Ordering::SeqCst);
-        let commits = self.store().can_commit();
-        self.store_commits.store(commits, Ordering::SeqCst);
+        if self.store().probe() {
+            self.health_checks.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
-    /// How many health checks (write transactions) the service has made.
+    /// How many health checks wrote (only while the disk was full).
     pub fn health_checks(&self) -> u64 {
         self.health_checks.load(Ordering::SeqCst)
     }

@@ -4,7 +4,6 @@
 //! long trail costs a reader time, never memory; each page is its own read transaction, so a
 //! long scan never pins an old version of the file.
 
-use redb::ReadableDatabase;
 use tokio::sync::watch;
 
 use super::{AUDIT, AuditEntry, Store, StoreError, decode, storage};
