@@ -6,8 +6,9 @@
 //! - `SLUICE_FAULT_STORAGE=RULE`: the database file's I/O fails on purpose while a file exists
 //!   (a test creates and removes it to start and end the fault). `RULE` is one of
 //!   `sync:eio:while=PATH` (every fsync fails with EIO), `write:eio:while=PATH` (every write
-//!   fails with EIO), `nospace:while=PATH` (every write and every growing of the file fails
-//!   with ENOSPC: the disk is full).
+//!   fails with EIO), `nospace:while=PATH` (the disk is full: every write of a commit and
+//!   every growing of the file fails with ENOSPC; a reopen may rewrite the blocks the file
+//!   already has, as on ext4 or xfs, where allocated blocks need no space).
 //!
 //! Unset, this costs one relaxed atomic increment per commit and one load per I/O call.
 
@@ -98,15 +99,20 @@ pub(super) fn check() -> Result<(), String> {
     rule().as_ref().map(|_| ()).map_err(Clone::clone)
 }
 
-/// The error the hook injects into this call, if any.
-pub(super) fn storage(call: Call, grows: bool) -> Option<io::Error> {
+/// The error the hook injects into this call, if any: `grows` when the call makes the file
+/// longer, `reopening` while the store reopens after a full disk.
+pub(super) fn storage(call: Call, grows: bool, reopening: bool) -> Option<io::Error> {
     let Ok(Some(rule)) = rule() else {
         return None;
     };
     let hits = match rule.kind {
         Kind::SyncEio => call == Call::Sync,
         Kind::WriteEio => call == Call::Write,
-        Kind::NoSpace => call == Call::Write || (call == Call::SetLen && grows),
+        Kind::NoSpace => match call {
+            Call::Write => grows || !reopening,
+            Call::SetLen => grows,
+            Call::Sync => false,
+        },
     };
     if !hits || !rule.while_exists.exists() {
         return None;

@@ -63,6 +63,8 @@ pub(super) struct Latch {
     poisoned: AtomicBool,
     /// Errors before this is set (while opening) are the open's to report.
     armed: AtomicBool,
+    /// A reopen is under way (the test hook lets it rewrite the file's own blocks).
+    reopening: AtomicBool,
     /// A test's fail-stop callback, in place of the process's hook.
     callback: Mutex<Option<FailStop>>,
 }
@@ -73,6 +75,7 @@ impl Latch {
             health: watch::Sender::new(Health::Healthy),
             poisoned: AtomicBool::new(false),
             armed: AtomicBool::new(false),
+            reopening: AtomicBool::new(false),
             callback: Mutex::new(None),
         })
     }
@@ -286,11 +289,14 @@ impl Handle {
                 }
             }
         }
-        match create(&self.open, self.builder, &self.latch) {
+        self.latch.reopening.store(true, Ordering::SeqCst);
+        let reopened = create(&self.open, self.builder, &self.latch);
+        self.latch.reopening.store(false, Ordering::SeqCst);
+        match reopened {
             Ok(db) => {
                 self.latch.poisoned.store(false, Ordering::SeqCst);
                 *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(db));
-                tracing::info!("the data store was reopened after a full disk; reads go on");
+                tracing::warn!("the data store was reopened after a full disk: reads go on");
             }
             Err(e) => tracing::warn!("reopening the data store after a full disk: {e}"),
         }
@@ -327,7 +333,7 @@ impl Handle {
                     }
                     full
                 });
-                tracing::info!("space returned on the data directory's disk: writes go on");
+                tracing::warn!("space returned on the data directory's disk: writes go on");
             }
             Err(e) => tracing::debug!("the disk is still full: {e}"),
         }
@@ -370,7 +376,8 @@ impl Watched {
     }
 
     fn injected(&self, call: fault::Call, grows: bool) -> Result<(), io::Error> {
-        match fault::storage(call, grows) {
+        let reopening = self.latch.reopening.load(Ordering::SeqCst);
+        match fault::storage(call, grows, reopening) {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -403,8 +410,9 @@ impl StorageBackend for Watched {
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        let grows = offset + data.len() as u64 > self.inner.len()?;
         let result = self
-            .injected(fault::Call::Write, true)
+            .injected(fault::Call::Write, grows)
             .and_then(|()| self.inner.write(offset, data));
         self.watch("write", result)
     }

@@ -53,6 +53,15 @@ pub fn serve(
     dir: &Path,
     fault_after_commit: Option<u32>,
 ) -> (Spawned, String, mpsc::Receiver<String>) {
+    serve_with(dir, fault_after_commit, &[])
+}
+
+/// [`serve`] with `env` set too (the `SLUICE_FAULT_STORAGE` hook, say).
+pub fn serve_with(
+    dir: &Path,
+    fault_after_commit: Option<u32>,
+    env: &[(&str, &str)],
+) -> (Spawned, String, mpsc::Receiver<String>) {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
     command
         .args(["serve", "--config"])
@@ -67,6 +76,9 @@ pub fn serve(
     if let Some(n) = fault_after_commit {
         command.env("SLUICE_FAULT_PAUSE_AFTER_COMMIT", n.to_string());
     }
+    command
+        .env_remove("SLUICE_FAULT_STORAGE")
+        .envs(env.iter().copied());
     let mut child = Spawned(command.spawn().unwrap());
     let lines = lines(child.stderr.take().unwrap());
     let address = wait_line(&lines, "serving on ")
