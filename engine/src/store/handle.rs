@@ -14,7 +14,7 @@
 //!   binary logs and exits, so its supervisor restarts it and recovery runs.
 
 use std::io;
-use std::ops::{Bound, Deref};
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ use redb::{
 };
 use tokio::sync::watch;
 
-use super::fault;
+use super::watched::Watched;
 
 /// How much a probe writes while the disk is full: space for this much means writes can go on.
 pub const PROBE_BYTES: usize = 1 << 20;
@@ -80,8 +80,13 @@ impl Latch {
         })
     }
 
+    /// Whether a reopen is under way.
+    pub(super) fn reopening(&self) -> bool {
+        self.reopening.load(Ordering::SeqCst)
+    }
+
     /// An I/O call failed: latch what it means.
-    fn io_error(&self, call: &str, e: &io::Error) {
+    pub(super) fn io_error(&self, call: &str, e: &io::Error) {
         self.poisoned.store(true, Ordering::SeqCst);
         let full = is_no_space(e) && call != "sync";
         if full {
@@ -127,6 +132,12 @@ impl Latch {
                 "the data store failed ({reason}): it writes nothing more in this process"
             );
         }
+    }
+}
+
+impl std::fmt::Debug for Latch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Latch").finish_non_exhaustive()
     }
 }
 
@@ -347,117 +358,5 @@ fn create(
     latch: &Arc<Latch>,
 ) -> Result<Database, DatabaseError> {
     let inner = open()?;
-    builder().create_with_backend(Watched {
-        inner,
-        latch: latch.clone(),
-    })
-}
-
-/// The database file's backend, reporting every I/O error to the latch (and, only when the
-/// `SLUICE_FAULT_STORAGE` test hook is set, failing calls on purpose: `fault.rs`).
-#[derive(Debug)]
-struct Watched {
-    inner: Box<dyn StorageBackend>,
-    latch: Arc<Latch>,
-}
-
-impl std::fmt::Debug for Latch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Latch").finish_non_exhaustive()
-    }
-}
-
-impl Watched {
-    fn watch<T>(&self, call: &str, result: Result<T, io::Error>) -> Result<T, io::Error> {
-        if let Err(e) = &result {
-            self.latch.io_error(call, e);
-        }
-        result
-    }
-
-    fn injected(&self, call: fault::Call, grows: bool) -> Result<(), io::Error> {
-        let reopening = self.latch.reopening.load(Ordering::SeqCst);
-        match fault::storage(call, grows, reopening) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-}
-
-impl StorageBackend for Watched {
-    fn len(&self) -> Result<u64, io::Error> {
-        self.inner.len()
-    }
-
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
-        let result = self.inner.read(offset, out);
-        self.watch("read", result)
-    }
-
-    fn set_len(&self, len: u64) -> Result<(), io::Error> {
-        let grows = len > self.inner.len()?;
-        let result = self
-            .injected(fault::Call::SetLen, grows)
-            .and_then(|()| self.inner.set_len(len));
-        self.watch("growing", result)
-    }
-
-    fn sync_data(&self) -> Result<(), io::Error> {
-        let result = self
-            .injected(fault::Call::Sync, false)
-            .and_then(|()| self.inner.sync_data());
-        self.watch("sync", result)
-    }
-
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
-        let grows = offset + data.len() as u64 > self.inner.len()?;
-        let result = self
-            .injected(fault::Call::Write, grows)
-            .and_then(|()| self.inner.write(offset, data));
-        self.watch("write", result)
-    }
-
-    fn close(&self) -> Result<(), io::Error> {
-        self.inner.close()
-    }
-
-    fn try_lock_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.inner.try_lock_range(start, end)
-    }
-
-    fn try_lock_shared_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.inner.try_lock_shared_range(start, end)
-    }
-
-    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), redb::BackendError> {
-        self.inner.lock_range(start, end)
-    }
-
-    fn lock_shared_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<(), redb::BackendError> {
-        self.inner.lock_shared_range(start, end)
-    }
-
-    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), redb::BackendError> {
-        self.inner.unlock_range(start, end)
-    }
-
-    fn query_lock_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.inner.query_lock_range(start, end)
-    }
+    builder().create_with_backend(Watched::new(inner, latch.clone()))
 }

@@ -28,6 +28,7 @@ mod receipts;
 mod records;
 mod refusals;
 mod tail;
+mod watched;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

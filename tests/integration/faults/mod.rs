@@ -3,6 +3,7 @@
 //! again once space returns, no restart) and a failed fsync (the process stops, a restart
 //! recovers every acknowledged commit).
 
+mod command;
 mod disk;
 mod fsync;
 
