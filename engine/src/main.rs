@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         cli::LogFormat::Text => log.init(),
         cli::LogFormat::Json => log.json().init(),
     }
+    sluice::store::on_failure_exit(cli::fail_stop);
     match cli::run(args) {
         Ok(code) => code.into(),
         Err(err) => {
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
             // put in it is escaped line by line.
             let text = format!("{err:#}");
             eprintln!("sluice: {}", sluice::types::text::Lines(&text));
-            cli::Exit::Usage.into()
+            cli::exit_for(&err).into()
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Kill tests: the `sluice` process is SIGKILLed right after each of its durable commits, and
 //! in the middle of a running task, then restarted with `sluice resume`. Every time the release
-//! must finish correctly, nothing committed may be lost, and a task that is not idempotent must
-//! never run twice.
+//! must finish correctly, every commit announced before the kill must be there (counted, with
+//! the release revision each announced), and a task that is not idempotent must never run
+//! twice.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -70,11 +71,17 @@ fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
 
 /// Waits (bounded) for a line containing `needle`; false when the process ended first.
 fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> bool {
+    wait_line(lines, needle).is_some()
+}
+
+/// Waits (bounded) for a line containing `needle` and returns it; `None` when the process
+/// ended first.
+fn wait_line(lines: &mpsc::Receiver<String>, needle: &str) -> Option<String> {
     loop {
         match lines.recv_timeout(Duration::from_secs(120)) {
-            Ok(line) if line.contains(needle) => return true,
+            Ok(line) if line.contains(needle) => return Some(line),
             Ok(_) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return None,
             Err(mpsc::RecvTimeoutError::Timeout) => panic!("no `{needle}` within 120 s"),
         }
     }
@@ -141,27 +148,71 @@ fn a_kill_after_any_commit_loses_and_repeats_nothing() {
                 .unwrap(),
         );
         let lines = stderr_lines(&mut child);
-        if !wait_for(&lines, "sluice-fault: paused after commit") {
+        let Some(paused) = wait_line(&lines, "sluice-fault: paused after commit") else {
             // The run finished before reaching this commit: every point has been covered.
             assert!(child.wait().unwrap().success());
             check_finished(&project, None);
             break;
-        }
-        let store_before = {
+        };
+        // The announcement counts the commits that were durable when it was made.
+        let announced: u64 = paused
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {paused:?}"));
+        assert_eq!(announced, point, "{paused}");
+        let (store_before, revision_before) = {
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
-            Store::open(&project.data_dir()).unwrap().audit().unwrap()
+            let store = Store::open(&project.data_dir()).unwrap();
+            let release = store.release("durable-1").unwrap();
+            (store.audit().unwrap(), release.map(|r| r.revision))
         };
+        // Each commit of this run is one audit entry: all N are there, no more, and the
+        // release record is the one the last of them announced.
+        assert_eq!(
+            store_before.len() as u64,
+            announced,
+            "killed after commit {announced}: {store_before:#?}"
+        );
+        let revisions: Vec<u64> = store_before.iter().map(|e| e.revision).collect();
+        assert!(
+            revisions.windows(2).all(|w| w[0] < w[1]),
+            "revisions announced in order: {revisions:?}"
+        );
+        assert_eq!(
+            revision_before,
+            revisions.last().copied(),
+            "{store_before:#?}"
+        );
         resume(&project);
         if check_finished(&project, Some(point)) {
             interrupted += 1;
         }
-        let after = Store::open(&project.data_dir()).unwrap().audit().unwrap();
+        let store = Store::open(&project.data_dir()).unwrap();
+        let after = store.audit().unwrap();
+        assert!(
+            after.len() as u64 >= announced,
+            "killed after commit {announced}: {} entries after resume",
+            after.len()
+        );
         assert_eq!(
             &after[..store_before.len()],
             &store_before[..],
             "committed history was lost or changed"
         );
+        // Every revision announced is in the trail after resume, and the release went on
+        // from the last of them.
+        for revision in &revisions {
+            assert!(
+                after
+                    .iter()
+                    .any(|e| e.release == "durable-1" && e.revision == *revision),
+                "revision {revision} lost (killed after commit {announced})"
+            );
+        }
+        let revision_after = store.release("durable-1").unwrap().unwrap().revision;
+        assert!(revision_after >= *revisions.last().unwrap());
         point += 1;
     }
     // Creation (with the first stage started), two per stage (artifacts fetched, task done

@@ -4,6 +4,7 @@
 
 mod cli;
 mod engine;
+mod faults;
 mod gates;
 mod kill;
 mod pipelines;

@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::views::ErrorBody;
-use crate::service::ServiceError;
+use crate::scheduler::EngineError;
+use crate::service::{InternalError, ServiceError};
 use crate::store::StoreError;
 
 /// An error response: `{"error": "...", ...}` with a status.
@@ -59,15 +60,42 @@ impl From<ServiceError> for ApiError {
                 e.body.diagnostics = Some(p.diagnostics.iter().map(ToString::to_string).collect());
                 e
             }
-            ServiceError::Internal(e) => Self::internal(e.detail()),
+            ServiceError::Internal(e) => match store_error(&e) {
+                Some(store) => store.clone().into(),
+                None => Self::internal(e.detail()),
+            },
         }
     }
 }
 
-/// A store failure is an internal error.
+/// The store's error inside an internal one, if it is one.
+fn store_error(e: &InternalError) -> Option<&StoreError> {
+    match e {
+        InternalError::Store(e) | InternalError::Engine(EngineError::Store(e)) => Some(e),
+        _ => None,
+    }
+}
+
+/// A full disk is a 507 and a store reopening after one a 503, each saying what to do; any
+/// other store failure is an internal error.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::internal(e.to_string())
+        if matches!(e, StoreError::NoSpace(_) | StoreError::Unavailable(_)) {
+            tracing::warn!("a request refused: {e}");
+        }
+        match e {
+            StoreError::NoSpace(_) => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient storage: the disk of the server's data directory is full, so \
+                     nothing was changed; free space on it and retry (the server takes writes \
+                     again by itself)",
+            ),
+            StoreError::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server's data store is reopening after a full disk: retry later",
+            ),
+            e => Self::internal(e.to_string()),
+        }
     }
 }
 

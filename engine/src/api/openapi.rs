@@ -151,7 +151,12 @@ const EVERY_OPERATION: &[(&str, &str, bool)] = &[
     ),
     (
         "503",
-        "The server is shutting down or at its connection limit: retry later",
+        "The server is shutting down, at its connection limit, or its store is reopening after a full disk: retry later",
+        false,
+    ),
+    (
+        "507",
+        "The disk of the server's data directory is full: nothing was changed; free space and retry",
         false,
     ),
 ];

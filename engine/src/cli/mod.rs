@@ -2,7 +2,8 @@
 //!
 //! Exit codes: `0` success (a task that succeeded with issues included), `1` the work failed
 //! (a task failed, a gate was unhealthy), `2` usage or validation error (bad flags, a plugin
-//! that cannot be loaded).
+//! that cannot be loaded), `3` the data store could not write (its disk is full, or an I/O
+//! error: nothing unacknowledged was stored; free space or fix the disk, then `sluice resume`).
 
 use std::process::ExitCode;
 
@@ -167,6 +168,8 @@ pub enum Exit {
     Failed,
     /// Bad usage or invalid input.
     Usage,
+    /// The data store could not write: a full disk or an I/O error.
+    Storage,
 }
 
 impl From<Exit> for ExitCode {
@@ -175,8 +178,41 @@ impl From<Exit> for ExitCode {
             Exit::Success => 0,
             Exit::Failed => 1,
             Exit::Usage => 2,
+            Exit::Storage => 3,
         })
     }
+}
+
+/// How an error ends the process: a store that could not write is [`Exit::Storage`].
+pub fn exit_for(err: &anyhow::Error) -> Exit {
+    use sluice::scheduler::EngineError;
+    use sluice::store::StoreError;
+    let storage = |e: &StoreError| {
+        matches!(
+            e,
+            StoreError::NoSpace(_) | StoreError::Failed(_) | StoreError::Unavailable(_)
+        )
+    };
+    let failed = err.chain().any(|cause| {
+        cause.downcast_ref::<StoreError>().is_some_and(storage)
+            || matches!(
+                cause.downcast_ref::<EngineError>(),
+                Some(EngineError::Store(e)) if storage(e)
+            )
+    });
+    if failed { Exit::Storage } else { Exit::Usage }
+}
+
+/// The binary's fail-stop (the store's I/O failed other than for a full disk): say what failed
+/// and that the process exits, then exit with [`Exit::Storage`] before anything else is
+/// acknowledged.
+pub fn fail_stop(reason: &str) {
+    tracing::error!("the data store failed: {reason}");
+    eprintln!(
+        "sluice: the data store failed: {reason}; exiting now (code 3) so that a supervisor \
+         restarts sluice and recovery runs; nothing unacknowledged was stored"
+    );
+    std::process::exit(3);
 }
 
 /// Runs the parsed command.

@@ -9,33 +9,33 @@ use crate::store::{LogKey, Receipt, now_ms};
 
 impl Engine {
     /// Applies one event, commits it (with the task's log and the request's receipt, if any),
-    /// and returns the effects to act on.
+    /// and returns the effects to act on. `release` changes only once the commit is durable:
+    /// when it fails, the caller keeps the release as stored (and may apply the event again).
     pub(super) async fn transition(
         &self,
         release: &mut Release,
         event: Event,
         actor: &str,
-        log: Option<TaskLog>,
+        log: Option<&TaskLog>,
         receipt: Option<Receipt>,
         observer: &dyn Observer,
     ) -> Result<Vec<Effect>, EngineError> {
         let mut what = event.describe(release);
-        // `apply` changes nothing on an invalid event. If the commit below fails, the caller
-        // gets the error and drops this copy: the stored release stays the source of truth.
-        let mut effects = core::apply(release, event, now_ms())?;
-        self.prepare_inline(release, &mut effects, &mut what).await;
-        let name = release.name.clone();
-        let key = log.as_ref().map(|l| LogKey {
-            release: &name,
+        // The transition is made on a copy: an invalid event changes nothing, and neither does
+        // a commit that fails (a full disk, say), so the driver's release stays the stored one.
+        let mut next = release.clone();
+        let mut effects = core::apply(&mut next, event, now_ms())?;
+        self.prepare_inline(&mut next, &mut effects, &mut what)
+            .await;
+        let key = log.map(|l| LogKey {
+            release: &next.name,
             stage: &l.stage,
             attempt: l.attempt,
             task: &l.task,
         });
-        let log = key
-            .as_ref()
-            .zip(log.as_ref())
-            .map(|(k, l)| (k, l.lines.as_slice()));
-        self.store.save(release, actor, &what, log, receipt).await?;
+        let log = key.as_ref().zip(log).map(|(k, l)| (k, l.lines.as_slice()));
+        self.store.save(&next, actor, &what, log, receipt).await?;
+        *release = next;
         observer.committed(release, &what);
         self.queue_committed(release);
         Ok(effects)

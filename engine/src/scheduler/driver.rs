@@ -2,7 +2,7 @@
 //! release, then takes one message at a time (an effect's result, a deadline or queue turn, a
 //! command from outside), commits the transition and acts on its effects.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::effects::{Act, effect_stage};
 use super::{Approvals, Engine, EngineError, Observer};
 use crate::core::{self, Effect, Event, Release};
-use crate::store::{Receipt, now_ms};
+use crate::store::{Health, Receipt, StoreError, now_ms};
 use crate::types::LogLine;
 
 /// Whether a driver serves its release or drives it for a local `sluice run`; it decides when
@@ -91,6 +91,8 @@ pub(super) struct Driver {
     recovering: Option<super::recovery::Token>,
     /// The ended (or replaced) deployments whose workspaces were looked at already.
     tidied: HashSet<(String, u32)>,
+    /// Messages taken while waiting for a full disk to have space again, applied next.
+    deferred: VecDeque<Msg>,
 }
 
 impl Driver {
@@ -121,6 +123,7 @@ impl Driver {
             pending: Vec::new(),
             recovering: None,
             tidied: HashSet::new(),
+            deferred: VecDeque::new(),
         })
     }
 
@@ -147,11 +150,19 @@ impl Driver {
             }
             // Idle: a local drive is done; a served driver leaves (the release waits in the
             // store, and the next command or timer starts a new driver).
-            if self.in_flight == 0 && self.rx.is_empty() && self.may_end() {
+            if self.in_flight == 0
+                && self.deferred.is_empty()
+                && self.rx.is_empty()
+                && self.may_end()
+            {
                 break;
             }
-            let Some(msg) = self.rx.recv().await else {
-                break;
+            let msg = match self.deferred.pop_front() {
+                Some(msg) => msg,
+                None => match self.rx.recv().await {
+                    Some(msg) => msg,
+                    None => break,
+                },
             };
             self.on_message(msg).await?;
         }
@@ -162,7 +173,7 @@ impl Driver {
     /// recovers the work an earlier engine left unfinished.
     async fn recover(&mut self) -> Result<(), EngineError> {
         if self.release.revision == 0 {
-            self.commit(Event::Created, "engine", None, None).await?;
+            self.commit_stored(Event::Created, "engine", None).await?;
         } else if self
             .engine
             .recovered
@@ -173,7 +184,7 @@ impl Driver {
             let (events, effects) = core::recover(&self.release);
             self.pending.extend(effects);
             for event in events {
-                self.commit(event, "engine", None, None).await?;
+                self.commit_stored(event, "engine", None).await?;
             }
         }
         Ok(())
@@ -245,7 +256,7 @@ impl Driver {
                 return Ok(());
             }
         };
-        match self.commit(event, &actor, log, None).await {
+        match self.commit_stored(event, &actor, log.as_ref()).await {
             Ok(()) => Ok(()),
             // A result about work that was canceled or superseded meanwhile: nothing to do.
             Err(EngineError::Transition(stale)) => {
@@ -304,12 +315,64 @@ impl Driver {
             .find_map(|reference| self.engine.release_plugin(release, reference).err())
     }
 
-    /// Applies and commits one event; its effects wait in `pending` to be acted on.
+    /// Commits an event nobody waits for (an effect's result, a deadline, recovery): when the
+    /// disk is full, a served driver waits for space and commits it then, so a task's end is
+    /// never lost to a full disk while the process lives (commands meanwhile hear the 507 at
+    /// once).
+    async fn commit_stored(
+        &mut self,
+        event: Event,
+        actor: &str,
+        log: Option<&TaskLog>,
+    ) -> Result<(), EngineError> {
+        loop {
+            match self.commit(event.clone(), actor, log, None).await {
+                // A local run ends with the error instead (`sluice resume` carries on).
+                Err(EngineError::Store(e)) if e.is_no_space() && self.mode == Mode::Served => {
+                    tracing::warn!(
+                        release = %self.release.name,
+                        "waiting for space on the data directory's disk to store: {e}"
+                    );
+                    if !self.wait_for_space().await {
+                        return Err(EngineError::Store(e));
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits until the store is no longer latched full, answering commands with the full
+    /// disk meanwhile and keeping every other message for later. False if the driver's
+    /// channel closed.
+    async fn wait_for_space(&mut self) -> bool {
+        let mut health = self.engine.store.health_changes();
+        loop {
+            let msg = tokio::select! {
+                _ = health.wait_for(|h| !matches!(h, Health::Full(_))) => return true,
+                msg = self.rx.recv() => msg,
+            };
+            match msg {
+                Some(Msg::Command { reply, .. }) => {
+                    let full = match &*health.borrow() {
+                        Health::Full(why) => why.clone(),
+                        _ => "the disk was full".into(),
+                    };
+                    let _ = reply.send(Err(EngineError::Store(StoreError::NoSpace(full))));
+                }
+                Some(other) => self.deferred.push_back(other),
+                None => return false,
+            }
+        }
+    }
+
+    /// Applies and commits one event; its effects wait in `pending` to be acted on. When the
+    /// commit fails, the release stays as stored (`transition` works on a copy).
     async fn commit(
         &mut self,
         event: Event,
         actor: &str,
-        log: Option<TaskLog>,
+        log: Option<&TaskLog>,
         receipt: Option<Receipt>,
     ) -> Result<(), EngineError> {
         let effects = self

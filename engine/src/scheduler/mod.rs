@@ -277,6 +277,13 @@ impl Engine {
             };
             if let Err(e) = result {
                 tracing::error!(release = %name, "driver stopped: {e}");
+                // The next driver recovers the release again: what this one had in flight
+                // may not be stored (its tasks would stay `running` otherwise).
+                engine
+                    .recovered
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&name);
                 let mut drivers = engine.drivers.lock().unwrap_or_else(|e| e.into_inner());
                 if drivers.get(&name).is_some_and(|tx| tx.is_closed()) {
                     drivers.remove(&name);

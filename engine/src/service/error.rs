@@ -141,7 +141,13 @@ pub enum NotReady {
     /// Still recovering the releases a restart interrupted.
     #[error("recovering unfinished releases")]
     Recovering,
-    /// The store cannot commit.
-    #[error("the store cannot commit")]
-    StoreCannotCommit,
+    /// The disk of the data directory is full: writes are refused (507) until space returns.
+    #[error(
+        "the disk of the data directory is full: writes are refused until space is freed on it \
+         (sluice retries every 2 s and takes writes again by itself)"
+    )]
+    DiskFull,
+    /// The store failed an I/O call other than for a full disk: the process is stopping.
+    #[error("the data store failed an I/O call: sluice is stopping so that a restart recovers it")]
+    StoreFailed,
 }

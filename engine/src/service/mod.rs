@@ -34,8 +34,8 @@ pub use pipelines::{LoadPipelinesError, Pipeline, PipelineProblem};
 
 use approvals::PendingIndex;
 
-/// How often the service checks that the store commits, for `/readyz` (which reads the last
-/// answer instead of writing per probe).
+/// How often the service probes a store latched by a full disk, to learn that space returned
+/// (`/readyz` reads the store's cached health; nothing is written while it is healthy).
 pub const HEALTH_EVERY: Duration = Duration::from_secs(2);
 
 /// The service.
@@ -45,9 +45,7 @@ pub struct Service {
     /// The users, by the sha256 of their token: the configuration's at start, then each
     /// reload's (SIGHUP, a change of `sluice.toml`).
     users: RwLock<Arc<BTreeMap<String, User>>>,
-    /// Whether the store committed at the last health check ([`HEALTH_EVERY`]).
-    store_commits: AtomicBool,
-    /// Health checks made so far (each is one write transaction).
+    /// Health checks that wrote (only while the disk is latched full).
     health_checks: AtomicU64,
     pipelines: RwLock<BTreeMap<String, Pipeline>>,
     pending: Arc<PendingIndex>,
@@ -89,7 +87,6 @@ impl Service {
         let service = Arc::new(Self {
             engine,
             users: RwLock::new(Arc::new(config.tokens.clone())),
-            store_commits: AtomicBool::new(false),
             health_checks: AtomicU64::new(0),
             pipelines: RwLock::new(BTreeMap::new()),
             pending: Arc::new(PendingIndex::default()),
@@ -133,7 +130,6 @@ impl Service {
         triggers::spawn(&service);
         sweep::spawn(&service);
         workspaces::spawn(&service);
-        service.check_health();
         watch_health(&service);
         let startup = startup::Startup {
             started,
@@ -163,26 +159,28 @@ impl Service {
         self.engine.store()
     }
 
-    /// Whether the service takes work: recovered, and the store committed at the last health
-    /// check (every [`HEALTH_EVERY`]): a probe costs the store nothing.
+    /// Whether the service takes work: recovered, and the store's last I/O left it writable (a
+    /// full disk or a failed write latches it): a probe costs the store nothing.
     pub fn ready(&self) -> Result<(), NotReady> {
         if !self.ready.load(Ordering::SeqCst) || !*self.recovered.borrow() {
             return Err(NotReady::Recovering);
         }
-        if !self.store_commits.load(Ordering::SeqCst) {
-            return Err(NotReady::StoreCannotCommit);
+        match self.store().health() {
+            crate::store::Health::Healthy => Ok(()),
+            crate::store::Health::Full(_) => Err(NotReady::DiskFull),
+            crate::store::Health::Failed(_) => Err(NotReady::StoreFailed),
         }
-        Ok(())
     }
 
-    /// Checks now that the store commits (one write transaction), for [`Service::ready`].
+    /// While the store is latched by a full disk, probes it with one write (the latch clears
+    /// when it commits); nothing while it is healthy.
     pub fn check_health(&self) {
-        self.health_checks.fetch_add(1, Ordering::SeqCst);
-        let commits = self.store().can_commit();
-        self.store_commits.store(commits, Ordering::SeqCst);
+        if self.store().probe() {
+            self.health_checks.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
-    /// How many health checks (write transactions) the service has made.
+    /// How many health checks wrote (only while the disk was full).
     pub fn health_checks(&self) -> u64 {
         self.health_checks.load(Ordering::SeqCst)
     }

@@ -5,7 +5,6 @@
 //! so a long trail costs a reader time, never memory; each page of a scan is its own read
 //! transaction, so a long scan never pins an old version of the file.
 
-use redb::ReadableDatabase;
 use tokio::sync::watch;
 
 use super::index::AUDIT_BY_RELEASE;

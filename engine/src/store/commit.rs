@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use redb::{Database, ReadableTable};
+use redb::ReadableTable;
 use tokio::sync::watch;
 
 use super::summary::Indexed;
+use super::handle::Handle;
 use super::{
     AUDIT, AuditEntry, LOGS, LogKey, RELEASES, Receipt, Store, StoreError, fault, index, now_ms,
     receipts, refusals, storage,
@@ -24,14 +25,14 @@ pub(super) struct Job {
     audit: AuditEntry,
     log: Option<(String, Vec<u8>)>,
     receipt: Option<receipts::Sealed>,
-    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
 }
 
 /// Writes per transaction at most, so one fsync never waits on an unbounded batch.
 const MAX_BATCH: usize = 256;
 
 pub(super) fn commit_loop(
-    db: Arc<Database>,
+    db: Arc<Handle>,
     jobs: mpsc::Receiver<Job>,
     audit_len: Arc<watch::Sender<u64>>,
     receipts: Arc<receipts::Counts>,
@@ -44,7 +45,13 @@ pub(super) fn commit_loop(
                 Err(_) => break,
             }
         }
-        let result = write_batch(&db, &batch, &receipts).map_err(|e| e.to_string());
+        // A failed batch is answered with its error, never acknowledged: a full disk is the
+        // callers' 507 (the handle latched it and reopens for the reads), any other I/O error
+        // is fail-stop (the handle's hook ran before the error got here).
+        let result = write_batch(&db, &batch, &receipts);
+        if let Err(e) = &result {
+            tracing::warn!("a commit of {} writes failed: {e}", batch.len());
+        }
         if let Ok(len) = result {
             refusals::forward(&audit_len, len);
         }
@@ -59,7 +66,7 @@ pub(super) fn commit_loop(
 }
 
 /// Writes a batch in one transaction; returns the audit trail's new length.
-fn write_batch(db: &Database, batch: &[Job], counts: &receipts::Counts) -> Result<u64, StoreError> {
+fn write_batch(db: &Handle, batch: &[Job], counts: &receipts::Counts) -> Result<u64, StoreError> {
     let txn = db.begin_write().map_err(storage)?;
     let (len, count) = {
         let mut releases = txn.open_table(RELEASES).map_err(storage)?;
@@ -140,9 +147,6 @@ impl Store {
             .ok_or_else(closed)?
             .send(job)
             .map_err(|_| closed())?;
-        committed
-            .await
-            .map_err(|_| closed())?
-            .map_err(StoreError::Storage)
+        committed.await.map_err(|_| closed())?
     }
 }

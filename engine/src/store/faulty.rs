@@ -84,6 +84,9 @@ struct State {
     rules: Vec<(Trigger, Fault)>,
     /// Writes and growing `set_len`s fail with ENOSPC while set.
     full: bool,
+    /// Only growing the file fails with ENOSPC while set (a full ext4/xfs disk: rewriting
+    /// blocks the file already has needs no space).
+    full_growth: bool,
     /// Set once the machine stopped: every call fails from then on.
     crashed: bool,
     /// The file as of the last successful sync.
@@ -159,6 +162,13 @@ impl FaultPlan {
         self.state().full = full;
     }
 
+    /// Fills the disk the way a full ext4 or xfs disk is full (`true`): growing the file (a
+    /// growing `set_len`, a write past its end) fails with ENOSPC, rewriting what it holds
+    /// succeeds, until it is emptied again (`false`).
+    pub fn set_full_growth(&self, full: bool) {
+        self.state().full_growth = full;
+    }
+
     /// Forgets every rule not yet fired.
     pub fn clear(&self) {
         self.state().rules.clear();
@@ -221,7 +231,8 @@ impl FaultPlan {
             Trigger::NthIo(n) => op != Op::Read && n == io,
         });
         let fault = fired.map(|i| state.rules.remove(i).1);
-        let fault = fault.or((state.full && grows).then_some(Fault::NoSpace));
+        let no_space = (state.full && (op == Op::Write || grows)) || (state.full_growth && grows);
+        let fault = fault.or(no_space.then_some(Fault::NoSpace));
         match fault {
             Some(Fault::Crash) => {
                 state.crashed = true;
@@ -321,7 +332,8 @@ impl StorageBackend for FaultyBackend {
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
-        if let Some(Fault::Torn(keep)) = self.plan.on_call(Op::Write, true)? {
+        let extends = offset + data.len() as u64 > self.inner.len()?;
+        if let Some(Fault::Torn(keep)) = self.plan.on_call(Op::Write, extends)? {
             let prefix = &data[..keep.min(data.len())];
             std::os::unix::fs::FileExt::write_all_at(&self.file, prefix, offset)?;
             self.plan.record(Change::Write {

@@ -8,6 +8,10 @@
 //! Group commit (`commit.rs`): transitions arriving together (many releases in flight) are
 //! written by one committer thread in a single transaction and share its fsync; each caller
 //! still waits for the commit that holds its write.
+//!
+//! Under faults (`handle.rs`): a full disk latches the store (writes refused with
+//! [`StoreError::NoSpace`], reads go on from a reopened database, a probe while latched learns
+//! that space returned); any other I/O error is fail-stop ([`StoreError::Failed`]).
 
 mod audit;
 mod commit;
@@ -27,6 +31,9 @@ mod index_prop_tests;
 mod index_read;
 #[cfg(test)]
 mod index_tests;
+mod handle;
+#[cfg(test)]
+mod handle_tests;
 mod pipelines;
 mod quarantine;
 mod receipts;
@@ -34,6 +41,7 @@ mod records;
 mod refusals;
 mod summary;
 mod tail;
+mod watched;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,12 +50,14 @@ use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditScan, SCAN_PAGE};
 pub use index_read::{ApprovalPage, StateCounts, SummaryPage};
 pub use quarantine::Quarantined;
+pub use fault::STORAGE_VAR as FAULT_STORAGE_VAR;
+pub use handle::{Health, PROBE_BYTES, on_failure_exit};
 pub use receipts::Receipt;
 pub use summary::{ApprovalView, StageSummary, Summary, approvals_of};
 pub use tail::{FollowPage, Followed};
@@ -83,7 +93,7 @@ pub struct PipelineVersion {
 }
 
 /// A store failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be opened.
     #[error("cannot open the data store {path}: {reason}")]
@@ -107,6 +117,21 @@ pub enum StoreError {
     /// A read or write failed.
     #[error("data store error: {0}")]
     Storage(String),
+    /// The disk of the data directory is full: the write was refused, nothing changed.
+    #[error(
+        "the disk of the data directory is full ({0}): nothing was changed; free space on it \
+         and retry (writes resume by themselves once there is space)"
+    )]
+    NoSpace(String),
+    /// An I/O error that is not a full disk: this process stores nothing more.
+    #[error(
+        "the data store failed ({0}): nothing was changed; sluice stops so that a restart \
+         recovers the store"
+    )]
+    Failed(String),
+    /// The store cannot be read now (it is reopening after a full disk).
+    #[error("the data store is unavailable: {0}")]
+    Unavailable(String),
     /// A record could not be decoded.
     #[error("data store record {key} is unreadable: {reason}")]
     Corrupt {
@@ -117,8 +142,40 @@ pub enum StoreError {
     },
 }
 
+/// A redb error as a store error: a full disk, a failure (fail-stop), the store closed, or
+/// anything else.
 fn storage<E: Into<redb::Error>>(e: E) -> StoreError {
-    StoreError::Storage(e.into().to_string())
+    let e = e.into();
+    match &e {
+        redb::Error::Io(io) => {
+            if let Some(refused) = io
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<handle::Refused>())
+            {
+                return match refused {
+                    handle::Refused::Full(why) => StoreError::NoSpace(why.clone()),
+                    handle::Refused::Failed(why) => StoreError::Failed(why.clone()),
+                    handle::Refused::Closed(_) => StoreError::Unavailable(refused.to_string()),
+                };
+            }
+            if handle::is_no_space(io) {
+                StoreError::NoSpace(io.to_string())
+            } else {
+                StoreError::Failed(io.to_string())
+            }
+        }
+        redb::Error::PreviousIo | redb::Error::DatabaseClosed => StoreError::Unavailable(
+            "an earlier I/O error closed the database; it reopens once the disk has space".into(),
+        ),
+        _ => StoreError::Storage(e.to_string()),
+    }
+}
+
+impl StoreError {
+    /// Whether this is a full disk (the API's 507).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Self::NoSpace(_))
+    }
 }
 
 /// One entry of the audit trail.
@@ -163,7 +220,8 @@ impl LogKey<'_> {
 
 /// The engine's durable state.
 pub struct Store {
-    db: Arc<Database>,
+    /// The database, behind a handle a full disk swaps (`handle.rs`).
+    db: Arc<handle::Handle>,
     /// The length of the audit trail, bumped after every commit that extends it.
     audit_len: Arc<watch::Sender<u64>>,
     /// The newest audit entries, encoded once for every follower (`audit.rs`).
@@ -207,16 +265,30 @@ impl Store {
             reason,
         };
         std::fs::create_dir_all(data_dir).map_err(|e| open_err(e.to_string()))?;
-        let mut builder = redb::Builder::new();
-        builder.set_cache_size(CACHE_BYTES);
-        let db = match plan {
-            None => builder.create(&path),
-            Some(plan) => plan
-                .backend(&path)
-                .map_err(redb::DatabaseError::from)
-                .and_then(|backend| builder.create_with_backend(backend)),
+        fault::check().map_err(&open_err)?;
+        let file = path.clone();
+        let plan = plan.cloned();
+        let open: handle::Opener = Box::new(move || match &plan {
+            None => {
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&file)?;
+                let backend =
+                    redb::backends::FileBackend::new(file).map_err(std::io::Error::other)?;
+                Ok(Box::new(backend) as Box<dyn redb::StorageBackend>)
+            }
+            Some(plan) => Ok(Box::new(plan.backend(&file)?) as Box<dyn redb::StorageBackend>),
+        });
+        let builder = || {
+            let mut builder = redb::Builder::new();
+            builder.set_cache_size(CACHE_BYTES);
+            builder
         };
-        let db = Arc::new(db.map_err(|e| open_err(e.to_string()))?);
+        let db =
+            Arc::new(handle::Handle::open(open, builder).map_err(|e| open_err(e.to_string()))?);
         let txn = db.begin_write().map_err(storage)?;
         let (len, counts) = {
             let mut meta = txn.open_table(META).map_err(storage)?;
@@ -252,6 +324,7 @@ impl Store {
             (len, Arc::new(receipts::Counts::open(&txn)?))
         };
         txn.commit().map_err(storage)?;
+        db.arm();
         let (writer, jobs) = mpsc::channel();
         let committer_db = db.clone();
         let audit_len = Arc::new(watch::Sender::new(len));
@@ -271,12 +344,28 @@ impl Store {
         })
     }
 
-    /// Whether a write transaction commits now (for readiness).
-    pub fn can_commit(&self) -> bool {
-        let Ok(txn) = self.db.begin_write() else {
-            return false;
-        };
-        txn.open_table(META).is_ok() && txn.commit().is_ok()
+    /// Whether the store writes, as its last I/O said (for readiness: no I/O of its own).
+    pub fn health(&self) -> Health {
+        self.db.health().borrow().clone()
+    }
+
+    /// The store's health, changing when a fault latches it or the latch clears.
+    pub fn health_changes(&self) -> watch::Receiver<Health> {
+        self.db.health()
+    }
+
+    /// While the disk is latched full: reopens the database if needed and probes with a write
+    /// of [`PROBE_BYTES`]; the latch clears when it commits. Does nothing otherwise (no write
+    /// while healthy). Returns whether it wrote.
+    pub fn probe(&self) -> bool {
+        self.db.probe()
+    }
+
+    /// Calls `callback` (in place of the process's [`on_failure_exit`] hook) when the store
+    /// fails: for tests, which observe the fail-stop instead of exiting.
+    #[doc(hidden)]
+    pub fn on_fail_stop(&self, callback: impl Fn(&str) + Send + Sync + 'static) {
+        self.db.set_fail_stop(Arc::new(callback));
     }
 }
 

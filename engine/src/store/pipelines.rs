@@ -1,6 +1,6 @@
 //! Pipeline versions and task logs: records written rarely and read by key.
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
 use super::{LOGS, LogKey, PIPELINES, PipelineVersion, Store, StoreError, decode, now_ms, storage};
 use crate::types::LogLine;

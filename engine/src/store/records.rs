@@ -1,6 +1,6 @@
 //! Release records: creating one (with its number and first audit entry), reading one or all.
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
 use super::summary::Indexed;
 use super::{

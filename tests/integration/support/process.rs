@@ -53,7 +53,16 @@ pub fn serve(
     dir: &Path,
     fault_after_commit: Option<u32>,
 ) -> (Spawned, String, mpsc::Receiver<String>) {
-    let (child, address, lines, _before) = serve_logged(dir, fault_after_commit);
+    serve_with(dir, fault_after_commit, &[])
+}
+
+/// [`serve`] with `env` set too (the `SLUICE_FAULT_STORAGE` hook, say).
+pub fn serve_with(
+    dir: &Path,
+    fault_after_commit: Option<u32>,
+    env: &[(&str, &str)],
+) -> (Spawned, String, mpsc::Receiver<String>) {
+    let (child, address, lines, _before) = serve_logged_with(dir, fault_after_commit, env);
     (child, address, lines)
 }
 
@@ -61,6 +70,14 @@ pub fn serve(
 pub fn serve_logged(
     dir: &Path,
     fault_after_commit: Option<u32>,
+) -> (Spawned, String, mpsc::Receiver<String>, Vec<String>) {
+    serve_logged_with(dir, fault_after_commit, &[])
+}
+
+fn serve_logged_with(
+    dir: &Path,
+    fault_after_commit: Option<u32>,
+    env: &[(&str, &str)],
 ) -> (Spawned, String, mpsc::Receiver<String>, Vec<String>) {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
     command
@@ -76,6 +93,9 @@ pub fn serve_logged(
     if let Some(n) = fault_after_commit {
         command.env("SLUICE_FAULT_PAUSE_AFTER_COMMIT", n.to_string());
     }
+    command
+        .env_remove("SLUICE_FAULT_STORAGE")
+        .envs(env.iter().copied());
     let mut child = Spawned(command.spawn().unwrap());
     let lines = lines(child.stderr.take().unwrap());
     let mut before = Vec::new();
