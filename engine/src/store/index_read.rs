@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use redb::ReadableDatabase;
 
 use super::index::{
     APPROVAL, APPROVALS, BY_PIPELINE, BY_PIPELINE_STATE, BY_STATE, BY_TIME, COUNTS, DEPLOYMENT,

@@ -6,7 +6,7 @@
 //!
 //! The one hook is [`Store::decoded`]: every read of a release record goes through it.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::{AUDIT, AuditEntry, RELEASES, Store, StoreError, now_ms, refusals, storage};
