@@ -16,11 +16,14 @@ mod fault;
 pub mod faulty;
 #[cfg(test)]
 mod faulty_tests;
+mod open;
 mod pipelines;
 mod receipts;
 mod records;
 mod refusals;
 mod tail;
+#[cfg(test)]
+mod tests_crash_open;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -74,6 +77,18 @@ pub enum StoreError {
         /// The database file.
         path: PathBuf,
         /// Why.
+        reason: String,
+    },
+    /// The database file is damaged (not a database, truncated, pages that do not verify); it
+    /// was refused before anything was written to it.
+    #[error(
+        "the data store {path} is damaged ({reason}): restore it from a backup, or move it aside \
+         to start empty; it was not modified"
+    )]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What the check found.
         reason: String,
     },
     /// Written by an incompatible version of Sluice.
@@ -190,6 +205,7 @@ impl Store {
             reason,
         };
         std::fs::create_dir_all(data_dir).map_err(|e| open_err(e.to_string()))?;
+        open::refuse_damaged(&path)?;
         let mut builder = redb::Builder::new();
         builder.set_cache_size(CACHE_BYTES);
         let db = match plan {
