@@ -12,6 +12,7 @@ mod queue;
 mod sandbox;
 mod secrets;
 mod service;
+mod storage;
 mod support;
 mod triggers;
 mod variables;
