@@ -1,8 +1,9 @@
-//! A crash while the file grows: a release whose tasks each store a ~210 KiB log makes commits
-//! that need a larger file. A traced run shows a growing `set_len` inside a commit, the sync
-//! redb makes of the longer file, then the commit's writes and its sync; the machine is then
-//! stopped at that `set_len` and at each call after it up to the commit's sync, with the page cache kept and with what was not synced dropped. Each time the
-//! reopened store holds the acknowledged state, and commits again: the release finishes.
+//! A crash while the file grows: a release whose tasks each store a ~210 KiB log makes commits that
+//! need a larger file. A traced run shows a growing `set_len` inside a commit, the sync redb makes
+//! of the longer file, then the commit's writes and its sync; the machine is then stopped at that
+//! `set_len` and at each call after it up to the commit's sync, with the page cache kept and with
+//! what was not synced dropped. Each time the reopened store holds the acknowledged state, and
+//! commits again: the release finishes.
 
 use sluice::store::Store;
 use sluice::store::faulty::{FaultPlan, PowerLoss, Traced};

@@ -1,7 +1,7 @@
-//! A second crash while the recovery drive commits, then a clean recovery: a release is cut at
-//! a point of its run, reopened on a new fault plan, and its recovery crashed before each of
-//! its I/O calls (every other one, alternating); each time, a clean reopen still holds every commit acknowledged before
-//! either crash, and its drive finishes the release.
+//! A second crash while the recovery drive commits, then a clean recovery: a release is cut at a
+//! point of its run, reopened on a new fault plan, and its recovery crashed before each of its I/O
+//! calls (every other one, alternating); each time, a clean reopen still holds every commit
+//! acknowledged before either crash, and its drive finishes the release.
 
 use sluice::store::Store;
 use sluice::store::faulty::{FaultPlan, PowerLoss};
