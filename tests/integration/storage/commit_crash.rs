@@ -33,13 +33,13 @@ fn every_io_call(loss: Option<PowerLoss>) -> u64 {
         check(&store, &cut.acks, 1, &at);
         // A release whose creation was not acknowledged may be gone: its caller creates it
         // again; one that is there is driven from what was stored.
-        let fresh = usize::from(releases(&store).is_empty());
+        let fresh = usize::from(releases(&store, &at).is_empty());
         let resumed = run(&rig, dir.path(), store, None, fresh);
         resumed.assert_succeeded(&at);
         let store = reopen(dir.path(), &at);
         let acked: Vec<_> = cut.acks.iter().chain(&resumed.acks).cloned().collect();
         check(&store, &acked, 2, &at);
-        let stored = releases(&store);
+        let stored = releases(&store, &at);
         assert_eq!(stored.len(), 1, "{at}: one release");
         assert!(
             stored.values().all(|r| r.state == ReleaseState::Succeeded),

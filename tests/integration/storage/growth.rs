@@ -59,7 +59,7 @@ fn a_crash_while_the_file_grows_keeps_the_acknowledged_state_and_the_store_commi
             }
             let store = reopen(dir.path(), &at);
             check(&store, &cut.acks, 1, &at);
-            let fresh = usize::from(releases(&store).is_empty());
+            let fresh = usize::from(releases(&store, &at).is_empty());
             let again = run(&rig, dir.path(), store, None, fresh);
             again.assert_succeeded(&at);
             assert!(!again.acks.is_empty(), "{at}: the store commits again");

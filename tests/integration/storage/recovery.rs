@@ -51,7 +51,7 @@ fn a_second_crash_during_recovery_then_a_clean_recovery_loses_nothing_acknowledg
             let store =
                 Store::open_faulty(dir.path(), &plan).unwrap_or_else(|e| panic!("{at}: {e}"));
             plan.crash_at_io(b);
-            let fresh = usize::from(releases(&store).is_empty());
+            let fresh = usize::from(releases(&store, &at).is_empty());
             let second = run(&rig, dir.path(), store, Some(&plan), fresh);
             if !plan.crashed() {
                 second.assert_succeeded(&at);
@@ -63,7 +63,7 @@ fn a_second_crash_during_recovery_then_a_clean_recovery_loses_nothing_acknowledg
             let acked: Vec<_> = first.acks.iter().chain(&second.acks).cloned().collect();
             let store = reopen(dir.path(), &at);
             check(&store, &acked, 2, &at);
-            let fresh = usize::from(releases(&store).is_empty());
+            let fresh = usize::from(releases(&store, &at).is_empty());
             let clean = run(&rig, dir.path(), store, None, fresh);
             clean.assert_succeeded(&at);
             let acked: Vec<_> = acked.iter().chain(&clean.acks).cloned().collect();

@@ -197,11 +197,11 @@ pub fn run(
     Run { acks, ends }
 }
 
-/// The releases of the store, by name.
-pub fn releases(store: &Store) -> BTreeMap<String, Release> {
+/// The releases of the store, by name; `at` says where the run was cut.
+pub fn releases(store: &Store, at: &str) -> BTreeMap<String, Release> {
     store
         .releases()
-        .unwrap_or_else(|e| panic!("a stored release does not decode: {e}"))
+        .unwrap_or_else(|e| panic!("{at}: a stored release does not decode: {e}"))
         .into_iter()
         .map(|r| (r.name.clone(), r))
         .collect()
@@ -220,7 +220,7 @@ pub fn check(store: &Store, acks: &[Ack], runs: usize, at: &str) {
     for (i, entry) in trail.iter().enumerate() {
         assert_eq!(entry.seq, i as u64, "{at}: the audit trail has a gap");
     }
-    let releases = releases(store);
+    let releases = releases(store, at);
     let mut entries: BTreeMap<&str, Vec<&AuditEntry>> = BTreeMap::new();
     for entry in &trail {
         entries
