@@ -14,6 +14,7 @@ mod sandbox;
 mod secrets;
 mod service;
 mod startup;
+mod storage;
 mod support;
 mod triggers;
 mod variables;

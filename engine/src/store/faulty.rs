@@ -6,7 +6,8 @@
 //! since the last successful sync is dropped, or a seeded random part of it kept.
 //!
 //! The plan keeps a copy of the file as of its last successful sync, so it is for test-sized
-//! databases. Not used outside tests and the `SLUICE_FAULT_*` hooks.
+//! databases. Not used outside tests and the `SLUICE_FAULT_*` hooks. A plan can also trace a
+//! run (`trace.rs`) and rebuild the file as a crash at any of its I/O calls would have left it.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -16,6 +17,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use redb::StorageBackend;
 use redb::backends::FileBackend;
+
+#[path = "faulty_trace.rs"]
+mod trace;
+pub use trace::Traced;
 
 /// A kind of I/O call redb makes on its file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,10 +70,12 @@ enum Trigger {
     Nth(Op, u64),
     /// The Nth call of `write`, `set_len` or `sync_data`, whichever it is.
     NthIo(u64),
+    /// The Nth I/O call after the next `set_len` that grows the file (0: that call).
+    AfterGrowth(u64),
 }
 
 /// An unsynced change to the file.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Change {
     Write { offset: u64, data: Vec<u8> },
     SetLen(u64),
@@ -95,6 +102,8 @@ struct State {
     unsynced: Vec<Change>,
     /// Successful syncs so far.
     syncs: u64,
+    /// Every change and sync since [`FaultPlan::start_trace`], when tracing.
+    trace: Option<trace::Trace>,
 }
 
 /// The faults to inject into a database file, shared between a test and the backends it opens
@@ -156,6 +165,14 @@ impl FaultPlan {
         state.rules.push((Trigger::NthIo(at), Fault::Crash));
     }
 
+    /// Stops the machine `k` I/O calls after the next `set_len` that grows the file (`0`: just
+    /// before that `set_len`): a crash while the file grows, wherever the growth falls.
+    pub fn crash_after_growth(&self, k: u64) {
+        self.state()
+            .rules
+            .push((Trigger::AfterGrowth(k), Fault::Crash));
+    }
+
     /// Fills the disk (`true`): every write and every growing `set_len` fails with ENOSPC
     /// until it is emptied again (`false`).
     pub fn set_full(&self, full: bool) {
@@ -199,16 +216,7 @@ impl FaultPlan {
     /// starts the machine again.
     pub fn power_loss(&self, loss: PowerLoss) -> io::Result<()> {
         let mut state = self.state();
-        let mut image = state.durable.clone();
-        let mut rng = match loss {
-            PowerLoss::DropUnsynced => None,
-            PowerLoss::KeepSome(seed) => Some(SplitMix(seed)),
-        };
-        for change in &state.unsynced {
-            if rng.as_mut().is_some_and(|rng| rng.next() % 2 == 0) {
-                apply(&mut image, change);
-            }
-        }
+        let image = survive(state.durable.clone(), &state.unsynced, loss);
         std::fs::write(&state.path, &image)?;
         state.unsynced.clear();
         state.crashed = true;
@@ -226,9 +234,17 @@ impl FaultPlan {
             state.io += 1;
         }
         let (nth, io) = (state.counts[op.index()], state.io);
+        if op == Op::SetLen && grows {
+            for (trigger, _) in &mut state.rules {
+                if let Trigger::AfterGrowth(k) = *trigger {
+                    *trigger = Trigger::NthIo(io + k);
+                }
+            }
+        }
         let fired = state.rules.iter().position(|(trigger, _)| match *trigger {
             Trigger::Nth(o, n) => o == op && n == nth,
             Trigger::NthIo(n) => op != Op::Read && n == io,
+            Trigger::AfterGrowth(_) => false,
         });
         let fault = fired.map(|i| state.rules.remove(i).1);
         let no_space = (state.full && (op == Op::Write || grows)) || (state.full_growth && grows);
@@ -245,11 +261,20 @@ impl FaultPlan {
     }
 
     fn record(&self, change: Change) {
-        self.state().unsynced.push(change);
+        let mut state = self.state();
+        let io = state.io;
+        if let Some(trace) = &mut state.trace {
+            trace.change(io, &change);
+        }
+        state.unsynced.push(change);
     }
 
     fn synced(&self) {
         let mut state = self.state();
+        let io = state.io;
+        if let Some(trace) = &mut state.trace {
+            trace.sync(io);
+        }
         let unsynced = std::mem::take(&mut state.unsynced);
         for change in &unsynced {
             apply(&mut state.durable, change);
@@ -274,6 +299,24 @@ fn apply(image: &mut Vec<u8>, change: &Change) {
         }
         Change::SetLen(len) => image.resize(*len as usize, 0),
     }
+}
+
+/// `image` after a power loss: each of the unsynced `changes` kept as `loss` says.
+fn survive<'a>(
+    mut image: Vec<u8>,
+    changes: impl IntoIterator<Item = &'a Change>,
+    loss: PowerLoss,
+) -> Vec<u8> {
+    let mut rng = match loss {
+        PowerLoss::DropUnsynced => None,
+        PowerLoss::KeepSome(seed) => Some(SplitMix(seed)),
+    };
+    for change in changes {
+        if rng.as_mut().is_some_and(|rng| rng.next() % 2 == 0) {
+            apply(&mut image, change);
+        }
+    }
+    image
 }
 
 const fn libc_eio() -> i32 {
@@ -326,7 +369,9 @@ impl StorageBackend for FaultyBackend {
 
     fn sync_data(&self) -> Result<(), io::Error> {
         self.plan.on_call(Op::Sync, false)?;
-        self.inner.sync_data()?;
+        // What a sync makes durable is the plan's copy, from which a power loss rewrites the
+        // file; the test machine never loses power for real, so the disk is not asked (the
+        // sweeps sync thousands of times).
         self.plan.synced();
         Ok(())
     }

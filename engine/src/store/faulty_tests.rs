@@ -107,3 +107,60 @@ fn a_torn_write_leaves_the_last_commit() {
     // The page cache survives (a process crash): the torn prefix is in the file.
     assert_eq!(versions(dir.path()), ["v1"]);
 }
+
+#[test]
+fn a_traced_run_rebuilds_the_file_at_its_end_and_at_its_last_sync() {
+    let plan = FaultPlan::new();
+    let (dir, store) = with_v1(&plan);
+    plan.start_trace();
+    store.put_pipeline("p", "v2", "t").expect("v2 commits");
+    store.put_pipeline("p", "v3", "t").expect("v3 commits");
+    drop(store);
+    let traced = plan.traced();
+    let syncs: Vec<u64> = traced
+        .iter()
+        .filter(|(_, t)| *t == super::faulty::Traced::Sync)
+        .map(|(io, _)| *io)
+        .collect();
+    assert!(
+        syncs.len() >= 2,
+        "two commits, two syncs at least: {traced:?}"
+    );
+    let file = std::fs::read(dir.path().join("sluice.redb")).expect("reads");
+    let end = plan.io_calls() + 1;
+    assert_eq!(
+        plan.image_at(end, PowerLoss::KeepSome(1)),
+        file,
+        "the whole run kept"
+    );
+    // Cut just after the sync of v2's commit, losing what followed: v1 and v2.
+    let cut = syncs[syncs.len() - 2] + 1;
+    let at = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        at.path().join("sluice.redb"),
+        plan.image_at(cut, PowerLoss::DropUnsynced),
+    )
+    .expect("writes");
+    let found = versions(at.path());
+    assert!(
+        found == ["v1", "v2"] || found == ["v1", "v2", "v3"],
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_crash_after_growth_stops_the_machine_at_the_growing_set_len() {
+    let plan = FaultPlan::new();
+    let (dir, store) = with_v1(&plan);
+    plan.crash_after_growth(0);
+    let before = plan.count(Op::SetLen);
+    let big = "x".repeat(8 << 20);
+    assert!(
+        store.put_pipeline("p", &big, "t").is_err(),
+        "the commit grows the file"
+    );
+    assert!(plan.crashed());
+    assert_eq!(plan.count(Op::SetLen), before + 1, "stopped at the set_len");
+    drop(store);
+    assert_eq!(versions(dir.path()), ["v1"]);
+}

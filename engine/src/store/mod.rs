@@ -34,6 +34,7 @@ mod index_tests;
 mod handle;
 #[cfg(test)]
 mod handle_tests;
+mod open;
 mod pipelines;
 mod quarantine;
 mod receipts;
@@ -42,6 +43,8 @@ mod refusals;
 mod summary;
 mod tail;
 mod watched;
+#[cfg(test)]
+mod tests_crash_open;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -101,6 +104,18 @@ pub enum StoreError {
         /// The database file.
         path: PathBuf,
         /// Why.
+        reason: String,
+    },
+    /// The database file is damaged (not a database, truncated, pages that do not verify); it
+    /// was refused before anything was written to it.
+    #[error(
+        "the data store {path} is damaged ({reason}): restore it from a backup, or move it aside \
+         to start empty; it was not modified"
+    )]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What the check found.
         reason: String,
     },
     /// Written by an incompatible version of Sluice.
@@ -266,6 +281,7 @@ impl Store {
         };
         std::fs::create_dir_all(data_dir).map_err(|e| open_err(e.to_string()))?;
         fault::check().map_err(&open_err)?;
+        open::refuse_damaged(&path)?;
         let file = path.clone();
         let plan = plan.cloned();
         let open: handle::Opener = Box::new(move || match &plan {
