@@ -154,6 +154,8 @@ pub struct Store {
     committer: Option<JoinHandle<()>>,
     /// The expiring receipts stored, and when the store was opened.
     receipts: Arc<receipts::Counts>,
+    /// Whether opening it repaired it (it was not closed cleanly: a crash, a SIGKILL).
+    repaired: bool,
 }
 
 impl Drop for Store {
@@ -175,12 +177,18 @@ impl Store {
             reason,
         };
         std::fs::create_dir_all(data_dir).map_err(|e| open_err(e.to_string()))?;
+        let repairing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = repairing.clone();
         let db = Arc::new(
             redb::Builder::new()
                 .set_cache_size(CACHE_BYTES)
+                .set_repair_callback(move |_| {
+                    seen.store(true, std::sync::atomic::Ordering::Relaxed)
+                })
                 .create(&path)
                 .map_err(|e| open_err(e.to_string()))?,
         );
+        let repaired = repairing.load(std::sync::atomic::Ordering::Relaxed);
         let txn = db.begin_write().map_err(storage)?;
         let (len, counts) = {
             let mut meta = txn.open_table(META).map_err(storage)?;
@@ -226,7 +234,13 @@ impl Store {
             writer: Some(writer),
             committer: Some(committer),
             receipts: counts,
+            repaired,
         })
+    }
+
+    /// Whether opening the store repaired it (it was not closed cleanly).
+    pub fn repaired(&self) -> bool {
+        self.repaired
     }
 
     /// Whether a write transaction commits now (for readiness).
