@@ -105,13 +105,30 @@ pub fn parse(
 
 /// Loads every plugin the plan uses and checks that each exports the world it is used as.
 pub fn check_plugins(loaded: &Loaded, host: &PluginHost) -> Result<(), PipelineError> {
+    check_worlds(loaded, |plugin| {
+        host.load(plugin).map(|p| p.worlds().to_vec())
+    })
+}
+
+/// [`check_plugins`] without compiling what the host has not compiled yet (start-up): each
+/// plugin is read and validated, and its exports read from the binary
+/// ([`PluginHost::outline`]); an import the host lacks is found when it is first loaded.
+pub fn outline_plugins(loaded: &Loaded, host: &PluginHost) -> Result<(), PipelineError> {
+    check_worlds(loaded, |plugin| host.outline(plugin))
+}
+
+/// Checks that every plugin the plan uses exports the world it is used as, by `worlds_of`.
+fn check_worlds(
+    loaded: &Loaded,
+    worlds_of: impl Fn(&PluginRef) -> Result<Vec<World>, crate::plugin::LoadError>,
+) -> Result<(), PipelineError> {
     let mut diagnostics = Vec::new();
     let mut check = |reference: &str, world: World, at: Option<&Location>, what: String| {
         let plugin_ref = PluginRef::parse(reference, Path::new(&loaded.plan.dir));
-        match host.load(&plugin_ref) {
-            Ok(plugin) if plugin.implements(world) => {}
-            Ok(plugin) => {
-                let has: Vec<String> = plugin.worlds().iter().map(ToString::to_string).collect();
+        match worlds_of(&plugin_ref) {
+            Ok(worlds) if worlds.contains(&world) => {}
+            Ok(worlds) => {
+                let has: Vec<String> = worlds.iter().map(ToString::to_string).collect();
                 diagnostics.push(Diagnostic {
                     message: format!(
                         "{what}: `{reference}` does not export the {world} world (it exports: {})",

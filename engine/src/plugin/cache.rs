@@ -52,6 +52,11 @@ impl Cache {
         })
     }
 
+    /// Whether a compilation of `digest` is stored (not checked: `load` does that).
+    pub(crate) fn has(&self, digest: &Digest) -> bool {
+        self.path(digest).is_file()
+    }
+
     fn path(&self, digest: &Digest) -> PathBuf {
         self.dir
             .join(format!("{}-{}.cwasm", digest.hex(), self.engine_key))

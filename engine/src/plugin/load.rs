@@ -138,7 +138,7 @@ impl Loading {
 
     /// The file to read for `path`: itself, or — with roots — its real path if that lies under
     /// a root. A path outside the roots is not looked at on disk at all.
-    fn resolve(&self, path: &Path) -> Result<PathBuf, LoadError> {
+    pub(super) fn resolve(&self, path: &Path) -> Result<PathBuf, LoadError> {
         let Some(roots) = &self.policy.roots else {
             return Ok(path.to_owned());
         };
@@ -154,7 +154,7 @@ impl Loading {
     }
 
     /// At most `max_size` bytes of the regular file at `path`, or why not.
-    fn read(&self, path: &Path, shown: &str) -> Result<Vec<u8>, LoadError> {
+    pub(super) fn read(&self, path: &Path, shown: &str) -> Result<Vec<u8>, LoadError> {
         let read_err = |source| LoadError::Read {
             path: path.to_owned(),
             source,
@@ -355,7 +355,7 @@ impl PluginHost {
         Ok(self.lock_loaded().entry(digest).or_insert(plugin).clone())
     }
 
-    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<Plugin>>> {
+    pub(super) fn lock_loaded(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<Plugin>>> {
         self.loaded.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

@@ -23,6 +23,7 @@ mod limits;
 mod load;
 mod log;
 mod mask;
+mod outline;
 mod sandbox;
 mod stdio;
 

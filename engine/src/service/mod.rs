@@ -78,12 +78,14 @@ impl Service {
                 source,
             })?;
         }
+        let at = std::time::Instant::now();
         let host = PluginHost::new(HostConfig {
             cache_dir: Some(config.data_dir.join("compiled")),
             files: config.plugin_files.policy(&config.pipelines),
             ..HostConfig::default()
         })?;
         let engine = Arc::new(Engine::new(store, Arc::new(host), config.data_dir.clone()));
+        let host = at.elapsed();
         let service = Arc::new(Self {
             engine,
             users: RwLock::new(Arc::new(config.tokens.clone())),
@@ -100,6 +102,7 @@ impl Service {
         });
         let at = std::time::Instant::now();
         service.load_pipelines()?;
+        service.warm_plugins();
         let pipelines = at.elapsed();
         let at = std::time::Instant::now();
         // Entries from here on are looked at again by the first sync; the ones before are in
@@ -115,6 +118,7 @@ impl Service {
             service.pending.update(&release);
         }
         let index = at.elapsed();
+        let at = std::time::Instant::now();
         let recovery = service
             .engine
             .serve(
@@ -127,6 +131,7 @@ impl Service {
                 }),
             )
             .map_err(StartError::Resume)?;
+        let resume = at.elapsed();
         triggers::spawn(&service);
         sweep::spawn(&service);
         workspaces::spawn(&service);
@@ -134,8 +139,10 @@ impl Service {
         let startup = startup::Startup {
             started,
             opened,
+            host,
             pipelines,
             index,
+            resume,
         };
         startup::await_recovery(&service, recovery, startup);
         Ok(service)

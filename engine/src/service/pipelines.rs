@@ -77,6 +77,30 @@ pub struct Pipeline {
 }
 
 impl Service {
+    /// Compiles (or takes from the cache) every plugin of every pipeline served, in the
+    /// background, so the first release does not wait for it; a plugin that does not load
+    /// after all (an import the host lacks) is logged, and refused when a release is created.
+    pub(super) fn warm_plugins(self: &std::sync::Arc<Self>) {
+        let service = std::sync::Arc::downgrade(self);
+        tokio::task::spawn_blocking(move || {
+            let Some(service) = service.upgrade() else {
+                return;
+            };
+            let pipelines: Vec<Pipeline> = service
+                .pipelines
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            for p in pipelines {
+                if let Err(e) = pipeline::check_plugins(&p.loaded, service.engine.host()) {
+                    tracing::warn!(pipeline = %p.name, "its plugins do not all load: {e}");
+                }
+            }
+        });
+    }
+
     pub(super) fn load_pipelines(&self) -> Result<(), LoadPipelinesError> {
         let dir = &self.config.pipelines;
         let entries = std::fs::read_dir(dir).map_err(|source| LoadPipelinesError::Dir {
@@ -107,8 +131,10 @@ impl Service {
                     continue;
                 }
             };
+            // Start-up compiles nothing: the plugins are outlined (read, validated, their
+            // exports read), then compiled in the background (`warm_plugins`) or at first use.
             let checked = pipeline::check_grants(&loaded, &self.config.data_dir)
-                .and_then(|()| pipeline::check_plugins(&loaded, self.engine.host()));
+                .and_then(|()| pipeline::outline_plugins(&loaded, self.engine.host()));
             if let Err(e) = checked {
                 problems.push(PipelineProblem::Invalid(e));
                 continue;

@@ -1,6 +1,7 @@
 //! The end of start-up: the service reports ready once every release resumed at start has
 //! recovered, and logs how long each step took, one line with a stable prefix
-//! (`sluice-startup: open=..ms pipelines=..ms index=..ms recovery=..ms total=..ms ...`, at
+//! (`sluice-startup: open=..ms repaired=.. host=..ms pipelines=..ms index=..ms resume=..ms
+//! recovery=..ms total=..ms resumed=N failed=N`, at
 //! info level, target `sluice_startup`) that the restart bench reads.
 
 use std::sync::Arc;
@@ -13,12 +14,16 @@ use crate::scheduler::Recovery;
 pub(super) struct Startup {
     /// When `Service::start` began.
     pub(super) started: Instant,
-    /// Opening the store (redb's repair after a crash included).
+    /// Opening the store (redb's repair after a crash included: `repaired=true`).
     pub(super) opened: Duration,
+    /// Starting the plugin host (the wasmtime engine, its linker) and the engine.
+    pub(super) host: Duration,
     /// Loading and checking the pipelines.
     pub(super) pipelines: Duration,
     /// Reading the releases for the service's views and the unfinished ones to resume.
     pub(super) index: Duration,
+    /// Finding the unfinished releases and starting their drivers (`Engine::serve`).
+    pub(super) resume: Duration,
 }
 
 /// Marks the service recovered once `recovery` is done (at once when nothing was resumed),
@@ -43,10 +48,13 @@ fn recovered(service: &Service, recovery: &Recovery, startup: &Startup, took: Du
     let failed = recovery.failed();
     tracing::info!(
         target: "sluice_startup",
-        "sluice-startup: open={:.1}ms pipelines={:.1}ms index={:.1}ms recovery={:.1}ms total={:.1}ms resumed={} failed={failed}",
+        "sluice-startup: open={:.1}ms repaired={} host={:.1}ms pipelines={:.1}ms index={:.1}ms resume={:.1}ms recovery={:.1}ms total={:.1}ms resumed={} failed={failed}",
         ms(startup.opened),
+        service.store().repaired(),
+        ms(startup.host),
         ms(startup.pipelines),
         ms(startup.index),
+        ms(startup.resume),
         ms(took),
         ms(startup.started.elapsed()),
         recovery.total(),

@@ -198,19 +198,26 @@ fn refused(r: Refused) -> redb::TransactionError {
 }
 
 impl Handle {
+    /// Opens the database; also says whether opening it repaired it.
     pub(super) fn open(
         open: Opener,
         builder: fn() -> redb::Builder,
-    ) -> Result<Self, DatabaseError> {
+    ) -> Result<(Self, bool), DatabaseError> {
         let latch = Latch::new();
-        let db = create(&open, builder, &latch)?;
-        Ok(Self {
+        // The first open says whether redb repaired the file (it was not closed cleanly).
+        let repairing = Arc::new(AtomicBool::new(false));
+        let seen = repairing.clone();
+        let mut first = builder();
+        first.set_repair_callback(move |_| seen.store(true, Ordering::Relaxed));
+        let db = first.create_with_backend(Watched::new(open()?, latch.clone()))?;
+        let handle = Self {
             db: RwLock::new(Some(Arc::new(db))),
             latch,
             open,
             builder,
             reopening: Mutex::new(()),
-        })
+        };
+        Ok((handle, repairing.load(Ordering::Relaxed)))
     }
 
     /// From now on an I/O error that is not a full disk is fail-stop.

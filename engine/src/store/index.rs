@@ -168,7 +168,6 @@ impl<'t> Writer<'t> {
     /// Removes every row and count of release `name` (its audit entries stay in the trail, and
     /// indexed): for a record taken out of the store, a quarantined one say. False when it had
     /// no summary (nothing indexed).
-    #[allow(dead_code)] // for the quarantine of undecodable records (issue #13)
     pub(super) fn remove(&mut self, name: &str) -> Result<bool, StoreError> {
         let old: Summary = match self.summaries.remove(name).map_err(storage)? {
             Some(bytes) => decode(&format!("summary of {name}"), bytes.value())?,

@@ -246,6 +246,8 @@ pub struct Store {
     committer: Option<JoinHandle<()>>,
     /// The expiring receipts stored, and when the store was opened.
     receipts: Arc<receipts::Counts>,
+    /// Whether opening it repaired it (it was not closed cleanly: a crash, a SIGKILL).
+    repaired: bool,
 }
 
 impl Drop for Store {
@@ -303,8 +305,9 @@ impl Store {
             builder.set_cache_size(CACHE_BYTES);
             builder
         };
-        let db =
-            Arc::new(handle::Handle::open(open, builder).map_err(|e| open_err(e.to_string()))?);
+        let (db, repaired) =
+            handle::Handle::open(open, builder).map_err(|e| open_err(e.to_string()))?;
+        let db = Arc::new(db);
         let txn = db.begin_write().map_err(storage)?;
         let (len, counts) = {
             let mut meta = txn.open_table(META).map_err(storage)?;
@@ -357,6 +360,7 @@ impl Store {
             writer: Some(writer),
             committer: Some(committer),
             receipts: counts,
+            repaired,
         })
     }
 
@@ -382,6 +386,11 @@ impl Store {
     #[doc(hidden)]
     pub fn on_fail_stop(&self, callback: impl Fn(&str) + Send + Sync + 'static) {
         self.db.set_fail_stop(Arc::new(callback));
+    }
+
+    /// Whether opening the store repaired it (it was not closed cleanly).
+    pub fn repaired(&self) -> bool {
+        self.repaired
     }
 }
 

@@ -9,7 +9,7 @@
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::{AUDIT, AuditEntry, RELEASES, Store, StoreError, now_ms, refusals, storage};
+use super::{AUDIT, AuditEntry, RELEASES, Store, StoreError, index, now_ms, refusals, storage};
 use crate::core::Release;
 
 /// Records that did not decode, by key: a JSON [`Stored`] each.
@@ -104,6 +104,10 @@ impl Store {
             let entry =
                 serde_json::to_vec(&entry).map_err(|e| StoreError::Storage(e.to_string()))?;
             audit.insert(next, entry.as_slice()).map_err(storage)?;
+            // Out of every list and count, its entry still found by release.
+            let mut index = index::Writer::open(&txn)?;
+            index.remove(key)?;
+            index.audit(key, next)?;
             next + 1
         };
         txn.commit().map_err(storage)?;
