@@ -7,8 +7,8 @@ use std::sync::mpsc;
 use redb::ReadableTable;
 use tokio::sync::watch;
 
-use super::summary::Indexed;
 use super::handle::Handle;
+use super::summary::Indexed;
 use super::{
     AUDIT, AuditEntry, LOGS, LogKey, RELEASES, Receipt, Store, StoreError, fault, index, now_ms,
     receipts, refusals, storage,

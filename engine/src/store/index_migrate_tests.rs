@@ -1,7 +1,7 @@
 //! Migrating a version-1 store (records, counters and the trail as the current main writes
 //! them, no index) on open; refusing a store of a newer version.
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, TableDefinition};
 
 use super::index_tests::{approval, attempt, create, made, names, plan};
 use super::*;

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-
 use super::index::{
     APPROVAL, APPROVALS, BY_PIPELINE, BY_PIPELINE_STATE, BY_STATE, BY_TIME, COUNTS, DEPLOYMENT,
     GOOD, RELEASE, SUMMARIES,
@@ -154,7 +153,8 @@ impl Store {
     }
 
     /// The active releases (of `pipeline`, when given), decoded: what recovery and a stage
-    /// queue need. A read that fails is an error, never an empty list.
+    /// queue need. A read that fails is an error, never an empty list; a record that does not
+    /// decode is quarantined and left out.
     pub fn active_releases(&self, pipeline: Option<&str>) -> Result<Vec<Release>, StoreError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let active = release_label(ReleaseState::Active);
@@ -174,7 +174,8 @@ impl Store {
         let mut out = Vec::with_capacity(names.len());
         for name in &names {
             if let Some(bytes) = records.get(name.as_str()).map_err(storage)? {
-                out.push(decode(name, bytes.value())?);
+                // One that does not decode is quarantined, and the others go on.
+                out.extend(self.decoded(name, bytes.value())?);
             }
         }
         Ok(out)

@@ -13,6 +13,65 @@
 //! [`StoreError::NoSpace`], reads go on from a reopened database, a probe while latched learns
 //! that space returned); any other I/O error is fail-stop ([`StoreError::Failed`]).
 
+/// The `close` and lock methods of a [`redb::StorageBackend`] that wraps another in `inner`:
+/// the wrappers (`watched.rs`, `open.rs`, `faulty.rs`) change I/O, never locking.
+macro_rules! delegate_locks {
+    () => {
+        fn close(&self) -> Result<(), std::io::Error> {
+            self.inner.close()
+        }
+
+        fn try_lock_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> Result<bool, redb::BackendError> {
+            self.inner.try_lock_range(start, end)
+        }
+
+        fn try_lock_shared_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> Result<bool, redb::BackendError> {
+            self.inner.try_lock_shared_range(start, end)
+        }
+
+        fn lock_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> Result<(), redb::BackendError> {
+            self.inner.lock_range(start, end)
+        }
+
+        fn lock_shared_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> Result<(), redb::BackendError> {
+            self.inner.lock_shared_range(start, end)
+        }
+
+        fn unlock_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> Result<(), redb::BackendError> {
+            self.inner.unlock_range(start, end)
+        }
+
+        fn query_lock_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> Result<bool, redb::BackendError> {
+            self.inner.query_lock_range(start, end)
+        }
+    };
+}
+use delegate_locks;
+
 mod audit;
 mod commit;
 mod fault;
@@ -20,6 +79,9 @@ mod fault;
 pub mod faulty;
 #[cfg(test)]
 mod faulty_tests;
+mod handle;
+#[cfg(test)]
+mod handle_tests;
 mod index;
 #[cfg(test)]
 mod index_batch_tests;
@@ -31,9 +93,6 @@ mod index_prop_tests;
 mod index_read;
 #[cfg(test)]
 mod index_tests;
-mod handle;
-#[cfg(test)]
-mod handle_tests;
 mod open;
 mod pipelines;
 mod quarantine;
@@ -42,9 +101,9 @@ mod records;
 mod refusals;
 mod summary;
 mod tail;
-mod watched;
 #[cfg(test)]
 mod tests_crash_open;
+mod watched;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,10 +116,10 @@ use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditScan, SCAN_PAGE};
-pub use index_read::{ApprovalPage, StateCounts, SummaryPage};
-pub use quarantine::Quarantined;
 pub use fault::STORAGE_VAR as FAULT_STORAGE_VAR;
 pub use handle::{Health, PROBE_BYTES, on_failure_exit};
+pub use index_read::{ApprovalPage, StateCounts, SummaryPage};
+pub use quarantine::Quarantined;
 pub use receipts::Receipt;
 pub use summary::{ApprovalView, StageSummary, Summary, approvals_of};
 pub use tail::{FollowPage, Followed};

@@ -9,7 +9,7 @@
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::{AUDIT, AuditEntry, RELEASES, Store, StoreError, index, now_ms, refusals, storage};
+use super::{AuditEntry, RELEASES, Store, StoreError, index, now_ms, records, refusals, storage};
 use crate::core::Release;
 
 /// Records that did not decode, by key: a JSON [`Stored`] each.
@@ -85,30 +85,22 @@ impl Store {
                 .map_err(storage)?
                 .insert(key, encoded.as_slice())
                 .map_err(storage)?;
-            let mut audit = txn.open_table(AUDIT).map_err(storage)?;
-            let next = audit
-                .last()
-                .map_err(storage)?
-                .map_or(0, |(k, _)| k.value() + 1);
-            let entry = AuditEntry {
-                seq: next,
-                release: key.to_owned(),
-                revision: 0,
-                at: stored.listed.at,
-                actor: "engine".into(),
-                what: format!(
-                    "quarantined: the stored record does not decode ({reason}); its bytes are \
-                     kept in the quarantine table, every other release goes on"
-                ),
-            };
-            let entry =
-                serde_json::to_vec(&entry).map_err(|e| StoreError::Storage(e.to_string()))?;
-            audit.insert(next, entry.as_slice()).map_err(storage)?;
-            // Out of every list and count, its entry still found by release.
-            let mut index = index::Writer::open(&txn)?;
-            index.remove(key)?;
-            index.audit(key, next)?;
-            next + 1
+            // Out of every list and count; its entry still found by release.
+            index::Writer::open(&txn)?.remove(key)?;
+            records::append_audit(
+                &txn,
+                AuditEntry {
+                    seq: 0,
+                    release: key.to_owned(),
+                    revision: 0,
+                    at: stored.listed.at,
+                    actor: "engine".into(),
+                    what: format!(
+                        "quarantined: the stored record does not decode ({reason}); its bytes \
+                         are kept in the quarantine table, every other release goes on"
+                    ),
+                },
+            )?
         };
         txn.commit().map_err(storage)?;
         refusals::forward(&self.audit_len, len);

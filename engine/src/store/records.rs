@@ -4,8 +4,8 @@ use redb::ReadableTable;
 
 use super::summary::Indexed;
 use super::{
-    AUDIT, AuditEntry, COUNTERS, RELEASES, Receipt, Store, StoreError, fault, index,
-    now_ms, receipts, refusals, storage,
+    AUDIT, AuditEntry, COUNTERS, RELEASES, Receipt, Store, StoreError, fault, index, now_ms,
+    receipts, refusals, storage,
 };
 use crate::core::Release;
 
@@ -30,7 +30,17 @@ impl Store {
             counters.insert(pipeline, number).map_err(storage)?;
             let release = make(number);
             put_release(&txn, &release)?;
-            let audit_len = audit(&txn, &release, actor, "created")?;
+            let audit_len = append_audit(
+                &txn,
+                AuditEntry {
+                    seq: 0,
+                    release: release.name.clone(),
+                    revision: release.revision,
+                    at: now_ms(),
+                    actor: actor.to_owned(),
+                    what: "created".to_owned(),
+                },
+            )?;
             let mut receipts = receipts::Writer::open(&txn)?;
             if let Some(receipt) = receipt {
                 receipts.put(&receipt.seal(&release))?;
@@ -80,28 +90,22 @@ fn put_release(txn: &redb::WriteTransaction, release: &Release) -> Result<(), St
     index::Writer::open(txn)?.put(&Indexed::of(release)?)
 }
 
-/// Appends an entry to the audit trail; returns the trail's new length.
-fn audit(
+/// Appends `entry` to the audit trail at its end (its `seq` set here), indexed by its release
+/// if it has one; returns the trail's new length. Every writer of the trail but the committer's
+/// batches (which number a run of entries at once) goes through here.
+pub(super) fn append_audit(
     txn: &redb::WriteTransaction,
-    release: &Release,
-    actor: &str,
-    what: &str,
+    mut entry: AuditEntry,
 ) -> Result<u64, StoreError> {
     let mut table = txn.open_table(AUDIT).map_err(storage)?;
-    let next = table
+    entry.seq = table
         .last()
         .map_err(storage)?
         .map_or(0, |(k, _)| k.value() + 1);
-    let entry = AuditEntry {
-        seq: next,
-        release: release.name.clone(),
-        revision: release.revision,
-        at: now_ms(),
-        actor: actor.to_owned(),
-        what: what.to_owned(),
-    };
     let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Storage(e.to_string()))?;
-    table.insert(next, bytes.as_slice()).map_err(storage)?;
-    index::Writer::open(txn)?.audit(&release.name, next)?;
-    Ok(next + 1)
+    table.insert(entry.seq, bytes.as_slice()).map_err(storage)?;
+    if !entry.release.is_empty() {
+        index::Writer::open(txn)?.audit(&entry.release, entry.seq)?;
+    }
+    Ok(entry.seq + 1)
 }

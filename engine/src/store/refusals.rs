@@ -3,31 +3,24 @@
 
 use tokio::sync::watch;
 
-use super::{AUDIT, AuditEntry, Store, StoreError, now_ms, storage};
+use super::{AuditEntry, Store, StoreError, now_ms, storage};
 
 impl Store {
     /// Appends an entry of no release (`release` empty, `revision` 0) to the audit trail:
     /// `actor` did `what`. Returns once it is durable.
     pub fn record_refusal(&self, actor: &str, what: &str) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(storage)?;
-        let len = {
-            let mut table = txn.open_table(AUDIT).map_err(storage)?;
-            let next = redb::ReadableTable::last(&table)
-                .map_err(storage)?
-                .map_or(0, |(k, _)| k.value() + 1);
-            let entry = AuditEntry {
-                seq: next,
+        let len = super::records::append_audit(
+            &txn,
+            AuditEntry {
+                seq: 0,
                 release: String::new(),
                 revision: 0,
                 at: now_ms(),
                 actor: actor.to_owned(),
                 what: what.to_owned(),
-            };
-            let bytes =
-                serde_json::to_vec(&entry).map_err(|e| StoreError::Storage(e.to_string()))?;
-            table.insert(next, bytes.as_slice()).map_err(storage)?;
-            next + 1
-        };
+            },
+        )?;
         txn.commit().map_err(storage)?;
         forward(&self.audit_len, len);
         Ok(())

@@ -93,7 +93,7 @@ fn an_fsync_eio_stops_the_server_unacknowledged_and_a_restart_recovers_what_it_a
         runtime: tokio::runtime::Runtime::new().unwrap(),
         base,
     };
-    assert_eq!(api.anonymous("/readyz").status, 200);
+    api.until_ready();
     let after = audit(&api);
     assert!(after.len() >= acknowledged.len(), "{after:?}");
     assert_eq!(

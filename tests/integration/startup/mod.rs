@@ -44,22 +44,6 @@ fn create(api: &Api, pipeline: &str) -> String {
     reply.json()["name"].as_str().unwrap().to_owned()
 }
 
-/// Polls `/readyz` until it answers 200 (bounded: 60 s); every other answer seen, in order.
-fn until_ready(api: &Api) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
-    loop {
-        let reply = api.anonymous("/readyz");
-        if reply.status == 200 {
-            return seen;
-        }
-        seen.push(format!("{} {}", reply.status, reply.text().trim()));
-        assert!(Instant::now() < deadline, "never ready: {seen:?}");
-        // A probe's pace, as a supervisor's: the condition is the answer, not this pause.
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// An API client of the server at `base`.
 fn api(base: String) -> Api {
     Api {

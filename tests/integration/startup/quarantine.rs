@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use super::{api, create, kill, until_ready};
+use super::{api, create, kill};
 use crate::support::Approvals;
 use crate::support::process::{serve, serve_logged, service_dir};
 use sluice::store::Store;
@@ -31,7 +31,7 @@ fn an_undecodable_release_is_quarantined_and_every_other_release_goes_on() {
     let server = api(base);
     let said = started.iter().find(|l| l.contains("does not decode"));
     assert!(said.is_some_and(|l| l.contains(&bad)), "{started:#?}");
-    until_ready(&server);
+    server.until_ready();
     let list = server.get("vic", "/api/v1/releases");
     let names: Vec<&str> = list["releases"]
         .as_array()
@@ -60,7 +60,7 @@ fn an_undecodable_release_is_quarantined_and_every_other_release_goes_on() {
     // Started again: the same (nothing quarantined twice, nothing lost).
     let (child, base, _lines) = serve(dir.path(), None);
     let server = api(base);
-    until_ready(&server);
+    server.until_ready();
     let quarantine = server.get("vic", "/api/v1/quarantine");
     assert_eq!(quarantine["quarantined"].as_array().unwrap().len(), 1);
     kill(child);

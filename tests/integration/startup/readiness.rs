@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{add_slow, api, create, kill, until_ready};
+use super::{add_slow, api, create, kill};
 use crate::support::process::{serve, service_dir, wait_line};
 use crate::support::{Api, Approvals};
 
@@ -49,7 +49,7 @@ fn readyz_turns_200_only_after_the_recovery_commits_are_in_the_audit_trail() {
 
     let (child, base, _lines) = serve(dir.path(), None);
     let server = api(base);
-    until_ready(&server);
+    server.until_ready();
     // Ready: every interrupted task's failure is committed, and in the audit trail.
     for name in &names {
         let (state, reason) = task(&server, name);

@@ -27,6 +27,24 @@ impl Api {
             .unwrap()
     }
 
+    /// Polls `/readyz` until it answers 200 (bounded: 60 s): a server just started answers 503
+    /// `recovering` until its unfinished releases have recovered. Every other answer seen, in
+    /// order.
+    pub fn until_ready(&self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        loop {
+            let reply = self.anonymous("/readyz");
+            if reply.status == 200 {
+                return seen;
+            }
+            seen.push(format!("{} {}", reply.status, reply.text().trim()));
+            assert!(Instant::now() < deadline, "never ready: {seen:?}");
+            // A probe's pace, as a supervisor's: the condition is the answer, not this pause.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// A request without credentials.
     pub fn anonymous(&self, path: &str) -> Reply {
         let client = Client::new(&self.base, None).unwrap();
