@@ -94,6 +94,12 @@ fn rule() -> &'static Result<Option<Rule>, String> {
     })
 }
 
+/// Whether the storage hook is set: only then does a call need to know if it grows the file
+/// (asking costs an `fstat` per write).
+pub(super) fn hooked() -> bool {
+    matches!(rule(), Ok(Some(_)))
+}
+
 /// Whether the storage hook is well formed (the store refuses to open otherwise).
 pub(super) fn check() -> Result<(), String> {
     rule().as_ref().map(|_| ()).map_err(Clone::clone)
