@@ -46,6 +46,8 @@ pub(super) fn await_recovery(service: &Arc<Service>, mut recovery: Recovery, sta
 fn recovered(service: &Service, recovery: &Recovery, startup: &Startup, took: Duration) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let failed = recovery.failed();
+    // Ready first: whoever sees the line below finds `/readyz` 200.
+    service.recovered.send_replace(true);
     tracing::info!(
         target: "sluice_startup",
         "sluice-startup: open={:.1}ms repaired={} host={:.1}ms pipelines={:.1}ms index={:.1}ms resume={:.1}ms recovery={:.1}ms total={:.1}ms resumed={} failed={failed}",
@@ -67,5 +69,4 @@ fn recovered(service: &Service, recovery: &Recovery, startup: &Startup, took: Du
             recovery.total()
         );
     }
-    service.recovered.send_replace(true);
 }

@@ -88,12 +88,12 @@ fn an_fsync_eio_stops_the_server_unacknowledged_and_a_restart_recovers_what_it_a
     // release goes on: the unacknowledged decision may have reached the disk anyway (a failed
     // fsync says nothing of what the page cache kept), or not, and then its retry applies it.
     std::fs::remove_file(&failing).unwrap();
-    let (_child, base, _lines) = serve(dir.path(), None);
+    let (_child, base, lines) = serve(dir.path(), None);
     let api = Api {
         runtime: tokio::runtime::Runtime::new().unwrap(),
         base,
     };
-    api.until_ready();
+    api.until_ready(&lines);
     let after = audit(&api);
     assert!(after.len() >= acknowledged.len(), "{after:?}");
     assert_eq!(

@@ -226,6 +226,8 @@ fn bad_tokens_over_tcp_meet_a_429_and_a_valid_token_from_there_waits_until_the_b
         "60 failures a minute refill one a second: {retry_after}"
     );
     let due = refused_at + Duration::from_secs(retry_after);
+    // The pause is what is under test: the 429's own Retry-After, waited out, lets the
+    // valid token in.
     std::thread::sleep(due.saturating_duration_since(Instant::now()));
     let reply = server.call("vic", "GET", "/api/v1/releases", None);
     assert_eq!(

@@ -63,6 +63,8 @@ fn until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !done() {
         assert!(Instant::now() < deadline, "never: {what}");
+        // Nothing signals a directory's removal (it follows the commit, and logs nothing):
+        // the condition is checked again, within the bound.
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -27,11 +27,11 @@ fn an_undecodable_release_is_quarantined_and_every_other_release_goes_on() {
         .unwrap();
 
     // Starts (no crash loop), says so naming the record, and serves the other release.
-    let (child, base, _lines, started) = serve_logged(dir.path(), None);
+    let (child, base, lines, started) = serve_logged(dir.path(), None);
     let server = api(base);
     let said = started.iter().find(|l| l.contains("does not decode"));
     assert!(said.is_some_and(|l| l.contains(&bad)), "{started:#?}");
-    server.until_ready();
+    server.until_ready(&lines);
     let list = server.get("vic", "/api/v1/releases");
     let names: Vec<&str> = list["releases"]
         .as_array()
@@ -58,9 +58,9 @@ fn an_undecodable_release_is_quarantined_and_every_other_release_goes_on() {
     kill(child);
 
     // Started again: the same (nothing quarantined twice, nothing lost).
-    let (child, base, _lines) = serve(dir.path(), None);
+    let (child, base, lines) = serve(dir.path(), None);
     let server = api(base);
-    server.until_ready();
+    server.until_ready(&lines);
     let quarantine = server.get("vic", "/api/v1/quarantine");
     assert_eq!(quarantine["quarantined"].as_array().unwrap().len(), 1);
     kill(child);

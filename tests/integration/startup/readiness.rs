@@ -47,9 +47,9 @@ fn readyz_turns_200_only_after_the_recovery_commits_are_in_the_audit_trail() {
     assert!(reply.text().contains("recovering"), "{}", reply.text());
     kill(child);
 
-    let (child, base, _lines) = serve(dir.path(), None);
+    let (child, base, lines) = serve(dir.path(), None);
     let server = api(base);
-    server.until_ready();
+    server.until_ready(&lines);
     // Ready: every interrupted task's failure is committed, and in the audit trail.
     for name in &names {
         let (state, reason) = task(&server, name);

@@ -27,22 +27,15 @@ impl Api {
             .unwrap()
     }
 
-    /// Polls `/readyz` until it answers 200 (bounded: 60 s): a server just started answers 503
-    /// `recovering` until its unfinished releases have recovered. Every other answer seen, in
-    /// order.
-    pub fn until_ready(&self) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = Vec::new();
-        loop {
-            let reply = self.anonymous("/readyz");
-            if reply.status == 200 {
-                return seen;
-            }
-            seen.push(format!("{} {}", reply.status, reply.text().trim()));
-            assert!(Instant::now() < deadline, "never ready: {seen:?}");
-            // A probe's pace, as a supervisor's: the condition is the answer, not this pause.
-            std::thread::sleep(Duration::from_millis(20));
+    /// Waits (bounded) until the server at hand, whose stderr is `lines`, has recovered every
+    /// unfinished release. `/readyz` turns 200 just before the server logs its
+    /// `sluice-startup:` line, so a 503 now means the line is still to come.
+    pub fn until_ready(&self, lines: &std::sync::mpsc::Receiver<String>) {
+        if self.anonymous("/readyz").status != 200 {
+            super::process::wait_line(lines, "sluice-startup:");
         }
+        let ready = self.anonymous("/readyz");
+        assert_eq!(ready.status, 200, "{}", ready.text());
     }
 
     /// A request without credentials.

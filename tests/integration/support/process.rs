@@ -93,6 +93,11 @@ fn serve_logged_with(
     if let Some(n) = fault_after_commit {
         command.env("SLUICE_FAULT_PAUSE_AFTER_COMMIT", n.to_string());
     }
+    // The default filter, and the line that says recovery is done (`wait_ready`).
+    command.env(
+        "SLUICE_LOG",
+        "warn,wasmtime_wasi_http=error,sluice_startup=info",
+    );
     command
         .env_remove("SLUICE_FAULT_STORAGE")
         .envs(env.iter().copied());
