@@ -1,6 +1,6 @@
 //! The end of start-up: the service reports ready once every release resumed at start has
 //! recovered, and logs how long each step took, one line with a stable prefix
-//! (`sluice-startup: open=..ms repaired=.. host=..ms pipelines=..ms index=..ms resume=..ms
+//! (`sluice-startup: open=..ms check=..ms repaired=.. host=..ms pipelines=..ms index=..ms resume=..ms
 //! recovery=..ms total=..ms resumed=N failed=N`, at
 //! info level, target `sluice_startup`) that the restart bench reads.
 
@@ -14,7 +14,8 @@ use crate::scheduler::Recovery;
 pub(super) struct Startup {
     /// When `Service::start` began.
     pub(super) started: Instant,
-    /// Opening the store (redb's repair after a crash included: `repaired=true`).
+    /// Opening the store (the damaged-file check, `check=`, and redb's repair after a crash,
+    /// `repaired=true`, included).
     pub(super) opened: Duration,
     /// Starting the plugin host (the wasmtime engine, its linker) and the engine.
     pub(super) host: Duration,
@@ -50,9 +51,10 @@ fn recovered(service: &Service, recovery: &Recovery, startup: &Startup, took: Du
     service.recovered.send_replace(true);
     tracing::info!(
         target: "sluice_startup",
-        "sluice-startup: open={:.1}ms repaired={} host={:.1}ms pipelines={:.1}ms index={:.1}ms resume={:.1}ms recovery={:.1}ms total={:.1}ms resumed={} failed={failed}",
+        "sluice-startup: open={:.1}ms check={:.1}ms repaired={} host={:.1}ms pipelines={:.1}ms index={:.1}ms resume={:.1}ms recovery={:.1}ms total={:.1}ms resumed={} failed={failed}",
         ms(startup.opened),
-        service.store().repaired(),
+        ms(service.store().opening().checked),
+        service.store().opening().repaired,
         ms(startup.host),
         ms(startup.pipelines),
         ms(startup.index),

@@ -1,8 +1,16 @@
 //! The committer: one thread writes the transitions that arrive together in one transaction
 //! and one fsync (group commit); each caller waits for the commit that holds its write.
+//!
+//! Once the writes (its own and the store's other commits) stop for [`QUIET`], it commits a
+//! checkpoint: an empty commit that records redb's allocator state. A crash while the store is quiet then reopens at once; a crash in
+//! the middle of a burst makes the next open rebuild that state from every tree (about a
+//! second per 500 MiB here). Recording it in every commit would cost each one a second fsync:
+//! on the hot path, 4 ms of W1's 9 (BENCHMARKS.md).
 
 use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
 
 use redb::ReadableTable;
 use tokio::sync::watch;
@@ -31,13 +39,51 @@ pub(super) struct Job {
 /// Writes per transaction at most, so one fsync never waits on an unbounded batch.
 const MAX_BATCH: usize = 256;
 
-pub(super) fn commit_loop(
-    db: Arc<Handle>,
-    jobs: mpsc::Receiver<Job>,
-    audit_len: Arc<watch::Sender<u64>>,
-    receipts: Arc<receipts::Counts>,
-) {
-    while let Ok(first) = jobs.recv() {
+/// How long the writes stop before the committer records a checkpoint.
+pub(super) const QUIET: Duration = Duration::from_millis(100);
+
+/// What the committer works with besides its jobs.
+pub(super) struct Committer {
+    pub(super) db: Arc<Handle>,
+    pub(super) audit_len: Arc<watch::Sender<u64>>,
+    pub(super) receipts: Arc<receipts::Counts>,
+    /// Checkpoints after [`QUIET`] (`None`: never on its own; the fault tests, whose I/O
+    /// sequences must not depend on timing).
+    pub(super) quiet: Option<Duration>,
+    /// Checkpoints committed so far.
+    pub(super) checkpoints: Arc<AtomicU64>,
+}
+
+pub(super) fn commit_loop(committer: Committer, jobs: mpsc::Receiver<Job>) {
+    let Committer {
+        db,
+        audit_len,
+        receipts,
+        quiet,
+        checkpoints,
+    } = committer;
+    loop {
+        let first = match quiet {
+            Some(quiet) => match jobs.recv_timeout(quiet) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    if db.owes_checkpoint() {
+                        match checkpoint(&db) {
+                            Ok(()) => {
+                                checkpoints.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Err(e) => tracing::debug!("no checkpoint: {e}"),
+                        }
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
@@ -63,6 +109,12 @@ pub(super) fn commit_loop(
             let _ = job.done.send(result.clone());
         }
     }
+}
+
+/// Commits a checkpoint (nothing while the store is latched: the handle refuses it).
+pub(super) fn checkpoint(db: &Handle) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(storage)?;
+    txn.commit_checkpoint().map_err(storage)
 }
 
 /// Writes a batch in one transaction; returns the audit trail's new length.

@@ -156,12 +156,16 @@ pub(super) struct Handle {
     builder: fn() -> redb::Builder,
     /// Held by whoever reopens (one at a time).
     reopening: Mutex<()>,
+    /// Whether a commit was made since the last checkpoint (`commit.rs`).
+    owed: Arc<AtomicBool>,
 }
 
 /// A transaction, holding the database it belongs to (so a reopen waits for it to end).
 pub(super) struct Txn<T> {
     txn: T,
     _db: Arc<Database>,
+    /// The handle's "a commit since the last checkpoint" flag.
+    owed: Arc<AtomicBool>,
 }
 
 impl<T> Deref for Txn<T> {
@@ -174,7 +178,21 @@ impl<T> Deref for Txn<T> {
 impl Txn<WriteTransaction> {
     /// Commits (durably, with fsync).
     pub(super) fn commit(self) -> Result<(), redb::CommitError> {
-        self.txn.commit()
+        self.txn.commit()?;
+        self.owed.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Commits recording redb's allocator state (quick-repair: two-phase, the data synced
+    /// before the header that names it), so an open after a crash that follows loads that
+    /// state instead of rebuilding it from every tree.
+    pub(super) fn commit_checkpoint(mut self) -> Result<(), redb::CommitError> {
+        self.txn.set_quick_repair(true);
+        // Cleared first: a commit racing this one (they are serialised) sets it again.
+        self.owed.store(false, Ordering::SeqCst);
+        self.txn
+            .commit()
+            .inspect_err(|_| self.owed.store(true, Ordering::SeqCst))
     }
 }
 
@@ -216,8 +234,14 @@ impl Handle {
             open,
             builder,
             reopening: Mutex::new(()),
+            owed: Arc::default(),
         };
         Ok((handle, repairing.load(Ordering::Relaxed)))
+    }
+
+    /// Whether a commit was made since the last checkpoint.
+    pub(super) fn owes_checkpoint(&self) -> bool {
+        self.owed.load(Ordering::SeqCst)
     }
 
     /// From now on an I/O error that is not a full disk is fail-stop.
@@ -241,7 +265,11 @@ impl Handle {
     pub(super) fn begin_read(&self) -> Result<Txn<ReadTransaction>, redb::TransactionError> {
         let db = self.current()?;
         let txn = db.begin_read()?;
-        Ok(Txn { txn, _db: db })
+        Ok(Txn {
+            txn,
+            _db: db,
+            owed: self.owed.clone(),
+        })
     }
 
     /// Begins a write transaction; refused at once while the store is latched.
@@ -257,7 +285,11 @@ impl Handle {
     fn begin_write_unlatched(&self) -> Result<Txn<WriteTransaction>, redb::TransactionError> {
         let db = self.current()?;
         let txn = db.begin_write()?;
-        Ok(Txn { txn, _db: db })
+        Ok(Txn {
+            txn,
+            _db: db,
+            owed: self.owed.clone(),
+        })
     }
 
     /// The open database, reopened first if a full disk poisoned it.

@@ -73,6 +73,8 @@ macro_rules! delegate_locks {
 use delegate_locks;
 
 mod audit;
+#[cfg(test)]
+mod checkpoint_tests;
 mod commit;
 mod fault;
 #[doc(hidden)]
@@ -107,6 +109,7 @@ mod watched;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -305,8 +308,20 @@ pub struct Store {
     committer: Option<JoinHandle<()>>,
     /// The expiring receipts stored, and when the store was opened.
     receipts: Arc<receipts::Counts>,
-    /// Whether opening it repaired it (it was not closed cleanly: a crash, a SIGKILL).
-    repaired: bool,
+    /// What opening it took.
+    opening: Opening,
+    /// The checkpoints the committer made when the writes stopped (`commit.rs`).
+    checkpoints: Arc<AtomicU64>,
+}
+
+/// What opening the store took.
+#[derive(Clone, Copy, Debug)]
+pub struct Opening {
+    /// The damaged-file check (`open.rs`): one verified read of the file.
+    pub checked: std::time::Duration,
+    /// Whether redb rebuilt its allocator state from every tree: the file was not closed
+    /// cleanly and its last commit recorded no allocator state.
+    pub repaired: bool,
 }
 
 impl Drop for Store {
@@ -342,8 +357,11 @@ impl Store {
         };
         std::fs::create_dir_all(data_dir).map_err(|e| open_err(e.to_string()))?;
         fault::check().map_err(&open_err)?;
+        let checking = std::time::Instant::now();
         open::refuse_damaged(&path)?;
+        let checked = checking.elapsed();
         let file = path.clone();
+        let quiet = plan.is_none().then_some(commit::QUIET);
         let plan = plan.cloned();
         let open: handle::Opener = Box::new(move || match &plan {
             None => {
@@ -401,16 +419,22 @@ impl Store {
                 .map_or(0, |(k, _)| k.value() + 1);
             (len, Arc::new(receipts::Counts::open(&txn)?))
         };
-        txn.commit().map_err(storage)?;
+        // A checkpoint: a crash before the first write reopens without a repair.
+        txn.commit_checkpoint().map_err(storage)?;
         db.arm();
         let (writer, jobs) = mpsc::channel();
-        let committer_db = db.clone();
         let audit_len = Arc::new(watch::Sender::new(len));
-        let committer_len = audit_len.clone();
-        let committer_counts = counts.clone();
+        let checkpoints = Arc::new(AtomicU64::new(0));
+        let committer = commit::Committer {
+            db: db.clone(),
+            audit_len: audit_len.clone(),
+            receipts: counts.clone(),
+            quiet,
+            checkpoints: checkpoints.clone(),
+        };
         let committer = std::thread::Builder::new()
             .name("sluice-store".into())
-            .spawn(move || commit::commit_loop(committer_db, jobs, committer_len, committer_counts))
+            .spawn(move || commit::commit_loop(committer, jobs))
             .map_err(|e| open_err(e.to_string()))?;
         Ok(Self {
             db,
@@ -419,7 +443,8 @@ impl Store {
             writer: Some(writer),
             committer: Some(committer),
             receipts: counts,
-            repaired,
+            opening: Opening { checked, repaired },
+            checkpoints,
         })
     }
 
@@ -447,9 +472,21 @@ impl Store {
         self.db.set_fail_stop(Arc::new(callback));
     }
 
-    /// Whether opening the store repaired it (it was not closed cleanly).
-    pub fn repaired(&self) -> bool {
-        self.repaired
+    /// What opening the store took.
+    pub fn opening(&self) -> Opening {
+        self.opening
+    }
+
+    /// Records redb's allocator state now, as the committer does once the writes stop for a
+    /// moment, so that a crash after it reopens without rebuilding that state.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        commit::checkpoint(&self.db)
+    }
+
+    /// How many checkpoints the committer made on its own so far.
+    #[doc(hidden)]
+    pub fn quiet_checkpoints(&self) -> u64 {
+        self.checkpoints.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
