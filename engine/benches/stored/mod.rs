@@ -2,7 +2,9 @@
 //! `unfinished` ones (half waiting on a pre-deployment approval, half with a task running when
 //! the engine died), built once through the library — `Store::save`, many at once, so the
 //! committer groups them — by a child process that then exits without closing the store (a
-//! crash: the next open repairs it). Cached under `target/bench-data/restart-v<SCHEMA>-...`;
+//! crash): either once the writes have stopped and the committer has recorded its checkpoint
+//! ([`Killed::Quiet`]), or right after the last write ([`Killed::MidBurst`]). Cached under
+//! `target/bench-data/restart-v<SCHEMA>.<WRITES>/...`;
 //! every run works on a copy, so each starts from the same state.
 
 #![allow(dead_code)]
@@ -15,6 +17,10 @@ use std::time::{Duration, Instant};
 
 use sluice::core::{ApprovalKind, Authority, Event, Release, ReleaseState, TaskOutcome, apply};
 use sluice::store::{SCHEMA_VERSION, Store};
+
+/// Bumped when what a commit writes changes, so a cached store is built again (2: the committer's
+/// checkpoints).
+const WRITES: u32 = 2;
 
 pub const TESTKIT: &str = env!("SLUICE_PLUGIN_TESTKIT");
 /// The viewer's token (`vic`), in the environment of the server.
@@ -57,11 +63,30 @@ fn target_dir() -> PathBuf {
     exe.ancestors().nth(3).unwrap().to_owned()
 }
 
+/// When the process that wrote the store died.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Killed {
+    /// After its writes stopped: the committer's checkpoint is the last commit.
+    Quiet,
+    /// Right after its last write.
+    MidBurst,
+}
+
+impl Killed {
+    fn name(self) -> &'static str {
+        match self {
+            Killed::Quiet => "quiet",
+            Killed::MidBurst => "mid-burst",
+        }
+    }
+}
+
 /// The cached service directory (sluice.toml, pipelines/, data/) with `finished` and
-/// `unfinished` releases, built by a child process (`--build DIR F U`) if missing.
-pub fn cached(finished: usize, unfinished: usize) -> PathBuf {
+/// `unfinished` releases, built by a child process (`--build DIR F U KILLED`) if missing.
+pub fn cached(finished: usize, unfinished: usize, killed: Killed) -> PathBuf {
     let dir = target_dir().join(format!(
-        "bench-data/restart-v{SCHEMA_VERSION}/{finished}-{unfinished}"
+        "bench-data/restart-v{SCHEMA_VERSION}.{WRITES}/{finished}-{unfinished}-{}",
+        killed.name()
     ));
     if dir.join("built").is_file() {
         return dir;
@@ -76,7 +101,11 @@ pub fn cached(finished: usize, unfinished: usize) -> PathBuf {
     let status = Command::new(std::env::current_exe().unwrap())
         .arg("--build")
         .arg(&dir)
-        .args([finished.to_string(), unfinished.to_string()])
+        .args([
+            finished.to_string(),
+            unfinished.to_string(),
+            killed.name().to_owned(),
+        ])
         .status()
         .unwrap();
     assert!(status.success(), "building the store failed");
@@ -85,7 +114,7 @@ pub fn cached(finished: usize, unfinished: usize) -> PathBuf {
     dir
 }
 
-/// If this process was started as the builder (`--build DIR F U`), builds and exits.
+/// If this process was started as the builder (`--build DIR F U KILLED`), builds and exits.
 pub fn build_if_asked() {
     let args: Vec<String> = std::env::args().collect();
     let Some(at) = args.iter().position(|a| a == "--build") else {
@@ -94,12 +123,16 @@ pub fn build_if_asked() {
     let dir = PathBuf::from(&args[at + 1]);
     let finished: usize = args[at + 2].parse().unwrap();
     let unfinished: usize = args[at + 3].parse().unwrap();
-    build(&dir, finished, unfinished);
+    let killed = match args[at + 4].as_str() {
+        "quiet" => Killed::Quiet,
+        _ => Killed::MidBurst,
+    };
+    build(&dir, finished, unfinished, killed);
     // Without closing the store: a crash, as a SIGKILL leaves it.
     std::process::exit(0);
 }
 
-fn build(dir: &Path, finished: usize, unfinished: usize) {
+fn build(dir: &Path, finished: usize, unfinished: usize, killed: Killed) {
     let pipelines = dir.join("pipelines");
     std::fs::create_dir_all(&pipelines).unwrap();
     std::fs::copy(TESTKIT, pipelines.join("kit.wasm")).unwrap();
@@ -219,6 +252,14 @@ fn build(dir: &Path, finished: usize, unfinished: usize) {
             task.await.unwrap();
         }
     });
+    if killed == Killed::Quiet {
+        // The committer's own checkpoint, once the writes have stopped (bounded).
+        let waited = Instant::now();
+        while store.quiet_checkpoints() == 0 {
+            assert!(waited.elapsed() < Duration::from_secs(30), "no checkpoint");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     std::mem::forget(store);
 }
 
@@ -232,6 +273,11 @@ pub fn copy(from: &Path) -> tempfile::TempDir {
         .status()
         .unwrap();
     assert!(status.success());
+    // On disk before the clock starts, as a server's own file is (every commit synced it):
+    // else the first fsync of the timed start writes the whole copy out.
+    std::fs::File::open(to.path().join("data/sluice.redb"))
+        .and_then(|f| f.sync_all())
+        .unwrap();
     to
 }
 

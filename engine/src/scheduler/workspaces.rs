@@ -74,13 +74,13 @@ pub(super) fn removable(
 }
 
 /// Removes `path` — a directory tree, a file or a link (itself, never its target); nothing
-/// there is fine.
-pub(super) fn remove(path: &Path) -> std::io::Result<()> {
+/// there is fine (false).
+pub(super) fn remove(path: &Path) -> std::io::Result<bool> {
     match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
-        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path).map(|()| true),
+        Ok(_) => std::fs::remove_file(path).map(|()| true),
     }
 }
 
@@ -114,12 +114,16 @@ impl Engine {
                 let Ok(path) = self.workspace(&release.name, &run.name, attempt.number) else {
                     continue;
                 };
-                if let Err(e) = remove(&path) {
-                    tracing::warn!(
+                match remove(&path) {
+                    Ok(true) => {}
+                    // A deployment that never made its workspace leaves nothing to tidy, its
+                    // parents included.
+                    Ok(false) => continue,
+                    Err(e) => tracing::warn!(
                         release = %release.name,
                         "cannot remove workspace {}: {e}",
                         path.display()
-                    );
+                    ),
                 }
                 if let Some(stage_dir) = path.parent() {
                     remove_if_empty(stage_dir);
@@ -175,7 +179,7 @@ impl Engine {
         swept: &mut Swept,
     ) {
         let gone = |path: &Path, swept: &mut Swept| match remove(path) {
-            Ok(()) => swept.removed += 1,
+            Ok(_) => swept.removed += 1,
             Err(e) => swept.problems.push(format!("{}: {e}", path.display())),
         };
         // A release that is not stored, or a link or file where its directory should be.
