@@ -8,7 +8,11 @@ use super::Store;
 use super::faulty::{Fault, FaultPlan, Op, PowerLoss};
 
 fn versions(dir: &Path) -> Vec<String> {
-    let store = Store::open(dir).expect("reopens");
+    versions_of(&Store::open(dir).expect("reopens"))
+}
+
+/// The sources of pipeline `p`'s versions in `store`.
+pub(super) fn versions_of(store: &Store) -> Vec<String> {
     store
         .pipeline_versions("p")
         .expect("reads")
@@ -18,7 +22,7 @@ fn versions(dir: &Path) -> Vec<String> {
 }
 
 /// Opens a faulty store holding one acknowledged version, `v1`.
-fn with_v1(plan: &Arc<FaultPlan>) -> (tempfile::TempDir, Store) {
+pub(super) fn with_v1(plan: &Arc<FaultPlan>) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open_faulty(dir.path(), plan).expect("opens");
     store.put_pipeline("p", "v1", "t").expect("v1 commits");
@@ -58,20 +62,40 @@ fn a_full_disk_refuses_writes_until_space_returns() {
     assert_eq!(versions(dir.path()), ["v1", "v3"]);
 }
 
-#[test]
-fn a_power_loss_keeps_every_acknowledged_commit_and_no_half_of_one() {
-    // Crash at every I/O call of a commit in turn, keep a random part of the unsynced
-    // writes, reopen: the state is v1, or v1 and v2, never anything else.
+/// Runs `run(n)` with the machine set to stop at I/O call `n` of a store holding `v1`, for
+/// n = 1, 2, ... until a run ends with no crash (`run` gets the plan, the store's directory
+/// and the store, and says whether the machine stopped); `what` made at least two I/O calls.
+pub(super) fn at_every_call(
+    what: &str,
+    mut run: impl FnMut(u64, &FaultPlan, &Path, Store) -> bool,
+) {
     let mut crashed_inside = 0;
     for n in 1.. {
         let plan = FaultPlan::new();
         let (dir, store) = with_v1(&plan);
         plan.crash_at_io(n);
+        if !run(n, &plan, dir.path(), store) {
+            break;
+        }
+        crashed_inside += 1;
+        assert!(n < 1000, "{what} never ends");
+    }
+    assert!(
+        crashed_inside >= 2,
+        "{what} made {crashed_inside} I/O calls"
+    );
+}
+
+#[test]
+fn a_power_loss_keeps_every_acknowledged_commit_and_no_half_of_one() {
+    // Crash at every I/O call of a commit in turn, keep a random part of the unsynced
+    // writes, reopen: the state is v1, or v1 and v2, never anything else.
+    at_every_call("a commit", |n, plan, dir, store| {
         let acked = store.put_pipeline("p", "v2", "t").is_ok();
         let crashed = plan.crashed();
         drop(store);
         plan.power_loss(PowerLoss::KeepSome(n)).expect("cut");
-        let found = versions(dir.path());
+        let found = versions(dir);
         if acked {
             assert_eq!(
                 found,
@@ -84,16 +108,8 @@ fn a_power_loss_keeps_every_acknowledged_commit_and_no_half_of_one() {
                 "crash at call {n}: {found:?}"
             );
         }
-        if !crashed {
-            break;
-        }
-        crashed_inside += 1;
-        assert!(n < 1000, "a commit that never ends");
-    }
-    assert!(
-        crashed_inside >= 2,
-        "the commit made {crashed_inside} I/O calls"
-    );
+        crashed
+    });
 }
 
 #[test]
