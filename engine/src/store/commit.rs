@@ -2,8 +2,9 @@
 //! and one fsync (group commit); each caller waits for the commit that holds its write.
 //!
 //! Once the writes (its own and the store's other commits) stop for [`QUIET`], it commits a
-//! checkpoint: an empty commit that records redb's allocator state. A crash while the store is quiet then reopens at once; a crash in
-//! the middle of a burst makes the next open rebuild that state from every tree (about a
+//! checkpoint: an empty commit that records redb's allocator state (it looks every [`QUIET`]
+//! while idle: an atomic load). A crash while the store is quiet then reopens at once; a crash
+//! in the middle of a burst makes the next open rebuild that state from every tree (about a
 //! second per 500 MiB here). Recording it in every commit would cost each one a second fsync:
 //! on the hot path, 4 ms of W1's 9 (BENCHMARKS.md).
 
