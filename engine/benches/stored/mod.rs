@@ -254,11 +254,13 @@ fn build(dir: &Path, finished: usize, unfinished: usize, killed: Killed) {
     });
     if killed == Killed::Quiet {
         // The committer's own checkpoint, once the writes have stopped (bounded).
-        let waited = Instant::now();
-        while store.quiet_checkpoints() == 0 {
-            assert!(waited.elapsed() < Duration::from_secs(30), "no checkpoint");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let mut made = store.quiet_checkpoints();
+        runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(30), made.wait_for(|n| *n > 0))
+                .await
+                .expect("a checkpoint within 30 s")
+                .expect("the committer is running");
+        });
     }
     std::mem::forget(store);
 }

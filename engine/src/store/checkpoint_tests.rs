@@ -3,7 +3,7 @@
 //! committer makes one on its own once the writes stop.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::Store;
 use super::faulty::{FaultPlan, PowerLoss};
@@ -60,19 +60,16 @@ fn a_crash_inside_a_checkpoint_loses_nothing_acknowledged() {
     });
 }
 
-#[test]
-fn the_committer_checkpoints_once_the_writes_stop() {
+#[tokio::test]
+async fn the_committer_checkpoints_once_the_writes_stop() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(dir.path()).expect("opens");
+    let mut made = store.quiet_checkpoints();
     store.put_pipeline("p", "v1", "t").expect("v1 commits");
-    // Waits on the committer's count, bounded: its checkpoint comes `QUIET` after the write.
-    let waited = Instant::now();
-    while store.quiet_checkpoints() == 0 {
-        assert!(
-            waited.elapsed() < Duration::from_secs(10),
-            "no checkpoint within 10 s of the last write"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // Its checkpoint comes `QUIET` after the write.
+    tokio::time::timeout(Duration::from_secs(10), made.wait_for(|n| *n > 0))
+        .await
+        .expect("a checkpoint within 10 s of the last write")
+        .expect("the committer is running");
     assert_eq!(versions(&store), ["v1"]);
 }

@@ -9,7 +9,6 @@
 //! on the hot path, 4 ms of W1's 9 (BENCHMARKS.md).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
@@ -51,8 +50,8 @@ pub(super) struct Committer {
     /// Checkpoints after [`QUIET`] (`None`: never on its own; the fault tests, whose I/O
     /// sequences must not depend on timing).
     pub(super) quiet: Option<Duration>,
-    /// Checkpoints committed so far.
-    pub(super) checkpoints: Arc<AtomicU64>,
+    /// How many checkpoints it committed on its own so far.
+    pub(super) checkpoints: Arc<watch::Sender<u64>>,
 }
 
 pub(super) fn commit_loop(committer: Committer, jobs: mpsc::Receiver<Job>) {
@@ -71,7 +70,7 @@ pub(super) fn commit_loop(committer: Committer, jobs: mpsc::Receiver<Job>) {
                     if db.owes_checkpoint() {
                         match checkpoint(&db) {
                             Ok(()) => {
-                                checkpoints.fetch_add(1, Ordering::SeqCst);
+                                checkpoints.send_modify(|n| *n += 1);
                             }
                             Err(e) => tracing::debug!("no checkpoint: {e}"),
                         }

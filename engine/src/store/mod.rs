@@ -109,7 +109,6 @@ mod watched;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -311,7 +310,7 @@ pub struct Store {
     /// What opening it took.
     opening: Opening,
     /// The checkpoints the committer made when the writes stopped (`commit.rs`).
-    checkpoints: Arc<AtomicU64>,
+    checkpoints: Arc<watch::Sender<u64>>,
 }
 
 /// What opening the store took.
@@ -424,7 +423,7 @@ impl Store {
         db.arm();
         let (writer, jobs) = mpsc::channel();
         let audit_len = Arc::new(watch::Sender::new(len));
-        let checkpoints = Arc::new(AtomicU64::new(0));
+        let checkpoints = Arc::new(watch::Sender::new(0));
         let committer = commit::Committer {
             db: db.clone(),
             audit_len: audit_len.clone(),
@@ -483,10 +482,10 @@ impl Store {
         commit::checkpoint(&self.db)
     }
 
-    /// How many checkpoints the committer made on its own so far.
+    /// How many checkpoints the committer made on its own so far, changing as it makes them.
     #[doc(hidden)]
-    pub fn quiet_checkpoints(&self) -> u64 {
-        self.checkpoints.load(std::sync::atomic::Ordering::SeqCst)
+    pub fn quiet_checkpoints(&self) -> watch::Receiver<u64> {
+        self.checkpoints.subscribe()
     }
 }
 
