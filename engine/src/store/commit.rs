@@ -125,7 +125,7 @@ fn write_batch(db: &Handle, batch: &[Job], counts: &receipts::Counts) -> Result<
         let mut audit = txn.open_table(AUDIT).map_err(storage)?;
         let mut logs = txn.open_table(LOGS).map_err(storage)?;
         let mut receipts = receipts::Writer::open(&txn)?;
-        let mut index = index::Writer::open(&txn)?;
+        let mut index = index::Writer::open(&txn);
         let first = audit
             .last()
             .map_err(storage)?

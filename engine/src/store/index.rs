@@ -76,39 +76,61 @@ pub(super) fn create(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The index tables, open in one write transaction.
-pub(super) struct Writer<'t> {
-    summaries: Table<'t, &'static str, &'static [u8]>,
-    by_time: Table<'t, (u64, u64, &'static str), ()>,
-    by_state: Table<'t, (&'static str, u64, u64, &'static str), ()>,
-    by_pipeline: Table<'t, (&'static str, u64, u64, &'static str), ()>,
-    by_pipeline_state: Table<'t, (&'static str, &'static str, u64, u64, &'static str), ()>,
-    good: Table<'t, (&'static str, &'static str, u64, &'static str), ()>,
-    approvals: Table<'t, ApprovalRow<'static>, &'static [u8]>,
-    audit: Table<'t, (&'static str, u64), ()>,
-    counts: Table<'t, (&'static str, &'static str, &'static str), u64>,
+/// The index tables of one write transaction ([`Writer`]), each opened when first used: a
+/// commit pays only for the tables it changes (most change three or four of the nine).
+macro_rules! writer {
+    ($($field:ident => $table:ident: $key:ty, $value:ty;)*) => {
+        pub(super) struct Writer<'t> {
+            txn: &'t WriteTransaction,
+            $($field: Option<Table<'t, $key, $value>>,)*
+        }
+
+        impl<'t> Writer<'t> {
+            /// The index tables of `txn`, none opened yet.
+            pub(super) fn open(txn: &'t WriteTransaction) -> Self {
+                Self { txn, $($field: None,)* }
+            }
+
+            $(
+                fn $field(&mut self) -> Result<&mut Table<'t, $key, $value>, StoreError> {
+                    opened(&mut self.$field, self.txn, $table)
+                }
+            )*
+        }
+    };
 }
 
-impl<'t> Writer<'t> {
-    /// Opens the index tables in `txn`.
-    pub(super) fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
-        Ok(Self {
-            summaries: txn.open_table(SUMMARIES).map_err(storage)?,
-            by_time: txn.open_table(BY_TIME).map_err(storage)?,
-            by_state: txn.open_table(BY_STATE).map_err(storage)?,
-            by_pipeline: txn.open_table(BY_PIPELINE).map_err(storage)?,
-            by_pipeline_state: txn.open_table(BY_PIPELINE_STATE).map_err(storage)?,
-            good: txn.open_table(GOOD).map_err(storage)?,
-            approvals: txn.open_table(APPROVALS).map_err(storage)?,
-            audit: txn.open_table(AUDIT_BY_RELEASE).map_err(storage)?,
-            counts: txn.open_table(COUNTS).map_err(storage)?,
-        })
-    }
+writer! {
+    summaries => SUMMARIES: &'static str, &'static [u8];
+    by_time => BY_TIME: (u64, u64, &'static str), ();
+    by_state => BY_STATE: (&'static str, u64, u64, &'static str), ();
+    by_pipeline => BY_PIPELINE: (&'static str, u64, u64, &'static str), ();
+    by_pipeline_state => BY_PIPELINE_STATE: (&'static str, &'static str, u64, u64, &'static str), ();
+    good => GOOD: (&'static str, &'static str, u64, &'static str), ();
+    approval_rows => APPROVALS: ApprovalRow<'static>, &'static [u8];
+    audit_rows => AUDIT_BY_RELEASE: (&'static str, u64), ();
+    counts => COUNTS: (&'static str, &'static str, &'static str), u64;
+}
 
+/// `slot`'s table, opened in `txn` first if it is not yet.
+fn opened<'s, 't, K: redb::Key + 'static, V: redb::Value + 'static>(
+    slot: &'s mut Option<Table<'t, K, V>>,
+    txn: &'t WriteTransaction,
+    table: TableDefinition<'_, K, V>,
+) -> Result<&'s mut Table<'t, K, V>, StoreError> {
+    match slot {
+        Some(open) => Ok(open),
+        None => Ok(slot.insert(txn.open_table(table).map_err(storage)?)),
+    }
+}
+
+impl Writer<'_> {
     /// Notes audit entry `seq` as `release`'s (nothing for an entry of no release).
     pub(super) fn audit(&mut self, release: &str, seq: u64) -> Result<(), StoreError> {
         if !release.is_empty() {
-            self.audit.insert((release, seq), ()).map_err(storage)?;
+            self.audit_rows()?
+                .insert((release, seq), ())
+                .map_err(storage)?;
         }
         Ok(())
     }
@@ -116,19 +138,21 @@ impl<'t> Writer<'t> {
     /// Indexes a release as `new` says, in place of what its stored summary said.
     pub(super) fn put(&mut self, new: &Indexed) -> Result<(), StoreError> {
         let name = new.summary.name.as_str();
-        let old: Option<Summary> = match self.summaries.get(name).map_err(storage)? {
+        let old: Option<Summary> = match self.summaries()?.get(name).map_err(storage)? {
             Some(bytes) => Some(decode(&format!("summary of {name}"), bytes.value())?),
             None => None,
         };
-        self.summaries
+        self.summaries()?
             .insert(name, new.bytes.as_slice())
             .map_err(storage)?;
         let s = &new.summary;
         let (o, pipeline) = (order(s), s.pipeline.as_str());
         let mut deltas = Deltas::default();
         if old.is_none() {
-            self.by_time.insert((o.0, o.1, name), ()).map_err(storage)?;
-            self.by_pipeline
+            self.by_time()?
+                .insert((o.0, o.1, name), ())
+                .map_err(storage)?;
+            self.by_pipeline()?
                 .insert((pipeline, o.0, o.1, name), ())
                 .map_err(storage)?;
         }
@@ -136,18 +160,18 @@ impl<'t> Writer<'t> {
         if old_state != Some(s.state) {
             if let Some(state) = old_state {
                 let label = release_label(state);
-                self.by_state
+                self.by_state()?
                     .remove((label, o.0, o.1, name))
                     .map_err(storage)?;
-                self.by_pipeline_state
+                self.by_pipeline_state()?
                     .remove((pipeline, label, o.0, o.1, name))
                     .map_err(storage)?;
             }
             let label = release_label(s.state);
-            self.by_state
+            self.by_state()?
                 .insert((label, o.0, o.1, name), ())
                 .map_err(storage)?;
-            self.by_pipeline_state
+            self.by_pipeline_state()?
                 .insert((pipeline, label, o.0, o.1, name), ())
                 .map_err(storage)?;
         }
@@ -169,30 +193,30 @@ impl<'t> Writer<'t> {
     /// indexed): for a record taken out of the store, a quarantined one say. False when it had
     /// no summary (nothing indexed).
     pub(super) fn remove(&mut self, name: &str) -> Result<bool, StoreError> {
-        let old: Summary = match self.summaries.remove(name).map_err(storage)? {
+        let old: Summary = match self.summaries()?.remove(name).map_err(storage)? {
             Some(bytes) => decode(&format!("summary of {name}"), bytes.value())?,
             None => return Ok(false),
         };
         let (o, pipeline) = (order(&old), old.pipeline.as_str());
         let label = release_label(old.state);
-        self.by_time.remove((o.0, o.1, name)).map_err(storage)?;
-        self.by_pipeline
+        self.by_time()?.remove((o.0, o.1, name)).map_err(storage)?;
+        self.by_pipeline()?
             .remove((pipeline, o.0, o.1, name))
             .map_err(storage)?;
-        self.by_state
+        self.by_state()?
             .remove((label, o.0, o.1, name))
             .map_err(storage)?;
-        self.by_pipeline_state
+        self.by_pipeline_state()?
             .remove((pipeline, label, o.0, o.1, name))
             .map_err(storage)?;
         for (stage, at) in successes(&old) {
-            self.good
+            self.good()?
                 .remove((pipeline, stage.as_str(), !at, name))
                 .map_err(storage)?;
         }
         for key in &old.approvals {
             let row = (approval_label(key.state), o.0, o.1, name);
-            self.approvals
+            self.approval_rows()?
                 .remove((row.0, row.1, row.2, row.3, key.stage, key.attempt, key.pos))
                 .map_err(storage)?;
         }
@@ -214,12 +238,12 @@ impl<'t> Writer<'t> {
         }
         let (pipeline, name) = (new.pipeline.as_str(), new.name.as_str());
         for (stage, at) in before.iter().filter(|row| !after.contains(row)) {
-            self.good
+            self.good()?
                 .remove((pipeline, stage.as_str(), !at, name))
                 .map_err(storage)?;
         }
         for (stage, at) in after.iter().filter(|row| !before.contains(row)) {
-            self.good
+            self.good()?
                 .insert((pipeline, stage.as_str(), !at, name), ())
                 .map_err(storage)?;
         }
@@ -241,7 +265,7 @@ impl<'t> Writer<'t> {
             let o = order(old);
             for key in &old.approvals {
                 let row = (approval_label(key.state), o.0, o.1, name);
-                self.approvals
+                self.approval_rows()?
                     .remove((row.0, row.1, row.2, row.3, key.stage, key.attempt, key.pos))
                     .map_err(storage)?;
             }
@@ -249,7 +273,7 @@ impl<'t> Writer<'t> {
         let o = order(s);
         for (key, bytes) in &new.approvals {
             let label = approval_label(key.state);
-            self.approvals
+            self.approval_rows()?
                 .insert(
                     (label, o.0, o.1, name, key.stage, key.attempt, key.pos),
                     bytes.as_slice(),
@@ -262,13 +286,13 @@ impl<'t> Writer<'t> {
     fn bump(&mut self, kind: &str, pipeline: &str, state: &str, by: i64) -> Result<(), StoreError> {
         let key = (kind, pipeline, state);
         let now = self
-            .counts
+            .counts()?
             .get(key)
             .map_err(storage)?
             .map_or(0, |v| v.value());
         match now.saturating_add_signed(by) {
-            0 => self.counts.remove(key).map(drop),
-            n => self.counts.insert(key, n).map(drop),
+            0 => self.counts()?.remove(key).map(drop),
+            n => self.counts()?.insert(key, n).map(drop),
         }
         .map_err(storage)
     }

@@ -103,7 +103,7 @@ fn a_release_taken_out_of_the_indexes_leaves_no_row_or_count() {
     save(&rt, &store, &mut gone);
     let txn = store.db.begin_write().unwrap();
     {
-        let mut index = index::Writer::open(&txn).unwrap();
+        let mut index = index::Writer::open(&txn);
         assert!(index.remove("web-1").unwrap());
         assert!(!index.remove("web-1").unwrap(), "once");
     }

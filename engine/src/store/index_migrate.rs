@@ -30,7 +30,7 @@ struct Named {
 /// Builds every index of a version-1 store, inside `txn` (which also writes the new version).
 pub(super) fn from_v1(txn: &WriteTransaction) -> Result<Migrated, StoreError> {
     index::create(txn)?;
-    let mut writer = Writer::open(txn)?;
+    let mut writer = Writer::open(txn);
     let mut migrated = Migrated::default();
     let releases = txn.open_table(RELEASES).map_err(storage)?;
     for row in releases.iter().map_err(storage)? {

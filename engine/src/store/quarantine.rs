@@ -86,7 +86,7 @@ impl Store {
                 .insert(key, encoded.as_slice())
                 .map_err(storage)?;
             // Out of every list and count; its entry still found by release.
-            index::Writer::open(&txn)?.remove(key)?;
+            index::Writer::open(&txn).remove(key)?;
             records::append_audit(
                 &txn,
                 AuditEntry {

@@ -87,7 +87,7 @@ fn put_release(txn: &redb::WriteTransaction, release: &Release) -> Result<(), St
     table
         .insert(release.name.as_str(), bytes.as_slice())
         .map_err(storage)?;
-    index::Writer::open(txn)?.put(&Indexed::of(release)?)
+    index::Writer::open(txn).put(&Indexed::of(release)?)
 }
 
 /// Appends `entry` to the audit trail at its end (its `seq` set here), indexed by its release
@@ -105,7 +105,7 @@ pub(super) fn append_audit(
     let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Storage(e.to_string()))?;
     table.insert(entry.seq, bytes.as_slice()).map_err(storage)?;
     if !entry.release.is_empty() {
-        index::Writer::open(txn)?.audit(&entry.release, entry.seq)?;
+        index::Writer::open(txn).audit(&entry.release, entry.seq)?;
     }
     Ok(entry.seq + 1)
 }
