@@ -101,6 +101,8 @@ mod quarantine;
 mod receipts;
 mod records;
 mod refusals;
+#[cfg(test)]
+mod replay_tests;
 mod summary;
 mod tail;
 #[cfg(test)]
@@ -311,6 +313,8 @@ pub struct Store {
     opening: Opening,
     /// The checkpoints the committer made when the writes stopped (`commit.rs`).
     checkpoints: Arc<watch::Sender<u64>>,
+    /// The data directory's lock, held while the store is open.
+    _lock: std::fs::File,
 }
 
 /// What opening the store took.
@@ -319,7 +323,8 @@ pub struct Opening {
     /// The damaged-file check (`open.rs`): one verified read of the file.
     pub checked: std::time::Duration,
     /// Whether redb rebuilt its allocator state from every tree: the file was not closed
-    /// cleanly and its last commit recorded no allocator state.
+    /// cleanly and its last commit recorded no allocator state (the check made the repair,
+    /// `open.rs`).
     pub repaired: bool,
 }
 
@@ -356,9 +361,6 @@ impl Store {
         };
         std::fs::create_dir_all(data_dir).map_err(|e| open_err(e.to_string()))?;
         fault::check().map_err(&open_err)?;
-        let checking = std::time::Instant::now();
-        open::refuse_damaged(&path)?;
-        let checked = checking.elapsed();
         let file = path.clone();
         let quiet = plan.is_none().then_some(commit::QUIET);
         let plan = plan.cloned();
@@ -376,6 +378,10 @@ impl Store {
             }
             Some(plan) => Ok(Box::new(plan.backend(&file)?) as Box<dyn redb::StorageBackend>),
         });
+        let lock = open::lock_dir(data_dir).map_err(&open_err)?;
+        let checking = std::time::Instant::now();
+        let recovered = open::refuse_damaged(&path, &*open)?;
+        let checked = checking.elapsed();
         let builder = || {
             let mut builder = redb::Builder::new();
             builder.set_cache_size(CACHE_BYTES);
@@ -442,7 +448,11 @@ impl Store {
             writer: Some(writer),
             committer: Some(committer),
             receipts: counts,
-            opening: Opening { checked, repaired },
+            opening: Opening {
+                checked,
+                repaired: recovered || repaired,
+            },
+            _lock: lock,
             checkpoints,
         })
     }
