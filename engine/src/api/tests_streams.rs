@@ -253,3 +253,46 @@ async fn a_stream_resumes_exactly_after_its_last_event_id_and_limit_0_starts_at_
         }
     }
 }
+
+#[tokio::test]
+async fn pending_approvals_include_every_commit_in_the_trail_even_one_the_engine_has_not_reported()
+{
+    let (_dir, service) = service(ApiLimits::default(), true);
+    let app = router(service.clone());
+    let stream = open(&app, "vic", AUDIT, &[]).await;
+    let (mut body, mut buffer) = (stream.into_body(), String::new());
+    let create = ("POST", "/api/v1/pipelines/shop/releases");
+    let created = send(&app, Some("rita"), create, Some("{}"), &[]).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    let waiting = |service: &crate::service::Service| {
+        service.store().release("shop-1").unwrap().filter(|r| {
+            crate::store::approvals_of(r)
+                .any(|a| a.approval.state == crate::core::ApprovalState::Pending)
+        })
+    };
+    let stored = loop {
+        if let Some(release) = waiting(&service) {
+            break release;
+        }
+        next_entry(&mut body, &mut buffer).await;
+    };
+    // A commit the engine never reports to the service: a copy of shop-1 stored directly, as
+    // the store has a commit a moment before the engine tells the views.
+    let mut copy = stored.clone();
+    copy.name = "shop-99".into();
+    copy.number = 99;
+    service
+        .store()
+        .save(&copy, "test", "planted", None, None)
+        .await
+        .unwrap();
+    let listed = send(&app, Some("vic"), ("GET", "/api/v1/approvals"), None, &[]).await;
+    let ids: Vec<&str> = listed.json["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"shop-99.qa.1.pre"), "{ids:?}");
+    assert!(ids.contains(&"shop-1.qa.1.pre"), "{ids:?}");
+}

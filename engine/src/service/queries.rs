@@ -109,6 +109,10 @@ impl Service {
                 }
         };
         let all = if filter.state == Some(ApprovalState::Pending) {
+            // Up to every commit in the trail: a client that began following the trail at its
+            // end, then lists what is pending, sees every commit before that end (the engine
+            // reports a commit to the view a moment after the store has it).
+            self.sync_views();
             self.pending_approvals()
         } else if let Some(release) = &filter.release {
             match self.store().release(release)? {
