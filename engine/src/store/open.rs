@@ -53,7 +53,7 @@ pub(super) type Replay<'a> = &'a dyn Fn() -> io::Result<Box<dyn StorageBackend>>
 
 /// Locks `data_dir` for this process (`sluice.lock`, an advisory lock the OS drops with the
 /// process): no other process may open its store, nor write its file while this one's open
-/// replays redb's recovery (`open.rs`).
+/// replays redb's recovery ([`refuse_damaged`]).
 pub(super) fn lock_dir(data_dir: &Path) -> Result<File, String> {
     let path = data_dir.join("sluice.lock");
     let file = OpenOptions::new()
