@@ -69,12 +69,20 @@ pub(super) fn at_every_call(
     what: &str,
     mut run: impl FnMut(u64, &FaultPlan, &Path, Store) -> bool,
 ) {
-    let mut crashed_inside = 0;
-    for n in 1.. {
+    until_no_crash(what, |n| {
         let plan = FaultPlan::new();
         let (dir, store) = with_v1(&plan);
         plan.crash_at_io(n);
-        if !run(n, &plan, dir.path(), store) {
+        run(n, &plan, dir.path(), store)
+    });
+}
+
+/// Runs `one(n)` (a run whose machine stops at I/O call `n`; it says whether it did) for
+/// n = 1, 2, ... until a run ends with no crash; `what` made at least two I/O calls.
+pub(super) fn until_no_crash(what: &str, mut one: impl FnMut(u64) -> bool) {
+    let mut crashed_inside = 0;
+    for n in 1.. {
+        if !one(n) {
             break;
         }
         crashed_inside += 1;

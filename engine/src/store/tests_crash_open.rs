@@ -106,7 +106,7 @@ fn an_intact_file_opens_with_what_it_held() {
 
 /// What the check costs at start, printed: `cargo test -p sluice --lib what_the_check_costs
 /// -- --ignored --nocapture` (a 100 MB store is built first, in a temporary directory): on a
-/// cleanly closed file, and on one a crash left (which redb's own recovery then reads again).
+/// cleanly closed file, and on one a crash left (whose recovery the check makes).
 #[test]
 #[ignore = "a measurement, not a check: builds a 100 MB store"]
 fn what_the_check_costs_on_a_100_mb_file() {
@@ -121,14 +121,13 @@ fn what_the_check_costs_on_a_100_mb_file() {
     }
     let time = |what: &str| {
         let start = std::time::Instant::now();
-        super::open::refuse_damaged(&file, &|| unreachable!("a clean file is not replayed"))
-            .expect("intact");
+        super::open::refuse_damaged(&file, &super::replay_tests::plain(&file)).expect("intact");
         let check = start.elapsed();
         let start = std::time::Instant::now();
         drop(Store::open(dir.path()).expect("opens"));
         let open = start.elapsed();
         println!(
-            "{what}, {} MB: the check {check:.2?}; then Store::open (the check again included) \
+            "{what}, {} MB: the check {check:.2?}; then Store::open (a check again included) \
              {open:.2?}",
             len() >> 20
         );
