@@ -313,18 +313,19 @@ pub struct Store {
     opening: Opening,
     /// The checkpoints the committer made when the writes stopped (`commit.rs`).
     checkpoints: Arc<watch::Sender<u64>>,
-    /// The data directory's lock, held while the store is open.
+    /// The data directory's lock, held while the store is open: the last field, so it is
+    /// released after the database is closed.
     _lock: std::fs::File,
 }
 
 /// What opening the store took.
 #[derive(Clone, Copy, Debug)]
 pub struct Opening {
-    /// The damaged-file check (`open.rs`): one verified read of the file.
+    /// The damaged-file check (`open.rs`): one verified read of the file, and redb's repair
+    /// when one is due.
     pub checked: std::time::Duration,
     /// Whether redb rebuilt its allocator state from every tree: the file was not closed
-    /// cleanly and its last commit recorded no allocator state (the check made the repair,
-    /// `open.rs`).
+    /// cleanly and its last commit recorded no allocator state (the check makes that repair).
     pub repaired: bool,
 }
 
