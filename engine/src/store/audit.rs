@@ -197,6 +197,7 @@ impl Store {
                 next: seq,
             });
         }
+        self.deferred.fresh(&self.db)?;
         let txn = self.db.begin_read().map_err(storage)?;
         let index = txn.open_table(AUDIT_BY_RELEASE).map_err(storage)?;
         let trail = txn.open_table(AUDIT).map_err(storage)?;
@@ -222,6 +223,7 @@ impl Store {
         release: &str,
         mut more: impl FnMut(AuditEntry) -> bool,
     ) -> Result<u64, StoreError> {
+        self.deferred.fresh(&self.db)?;
         let txn = self.db.begin_read().map_err(storage)?;
         let index = txn.open_table(AUDIT_BY_RELEASE).map_err(storage)?;
         let trail = txn.open_table(AUDIT).map_err(storage)?;

@@ -15,10 +15,11 @@ use std::time::Duration;
 use redb::ReadableTable;
 use tokio::sync::watch;
 
+use super::deferred::{Commit, Deferred};
 use super::handle::Handle;
 use super::summary::Indexed;
 use super::{
-    AUDIT, AuditEntry, LOGS, LogKey, RELEASES, Receipt, Store, StoreError, fault, index, now_ms,
+    AUDIT, AuditEntry, LOGS, LogKey, RELEASES, Receipt, Store, StoreError, fault, now_ms,
     receipts, refusals, storage,
 };
 use crate::core::Release;
@@ -27,8 +28,9 @@ use crate::types::LogLine;
 /// One caller's write: a release after a transition, its audit entry, maybe a task log.
 pub(super) struct Job {
     release: Vec<u8>,
-    /// Its summary and approvals, for the indexes (made on the caller's thread).
-    indexed: Indexed,
+    /// Its summary and approvals, for the indexes (made on the caller's thread; taken once
+    /// committed, to wait in `deferred.rs`).
+    indexed: Option<Indexed>,
     name: String,
     audit: AuditEntry,
     log: Option<(String, Vec<u8>)>,
@@ -52,6 +54,8 @@ pub(super) struct Committer {
     pub(super) quiet: Option<Duration>,
     /// How many checkpoints it committed on its own so far.
     pub(super) checkpoints: Arc<watch::Sender<u64>>,
+    /// The index rows waiting (`deferred.rs`).
+    pub(super) deferred: Arc<Deferred>,
 }
 
 pub(super) fn commit_loop(committer: Committer, jobs: mpsc::Receiver<Job>) {
@@ -61,14 +65,15 @@ pub(super) fn commit_loop(committer: Committer, jobs: mpsc::Receiver<Job>) {
         receipts,
         quiet,
         checkpoints,
+        deferred,
     } = committer;
     loop {
         let first = match quiet {
             Some(quiet) => match jobs.recv_timeout(quiet) {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
-                    if db.owes_checkpoint() {
-                        match checkpoint(&db) {
+                    if db.owes_checkpoint() || deferred.waiting() {
+                        match deferred.apply(&db, Commit::Checkpoint) {
                             Ok(()) => {
                                 checkpoints.send_modify(|n| *n += 1);
                             }
@@ -94,7 +99,7 @@ pub(super) fn commit_loop(committer: Committer, jobs: mpsc::Receiver<Job>) {
         // A failed batch is answered with its error, never acknowledged: a full disk is the
         // callers' 507 (the handle latched it and reopens for the reads), any other I/O error
         // is fail-stop (the handle's hook ran before the error got here).
-        let result = write_batch(&db, &batch, &receipts);
+        let result = write_batch(&db, &mut batch, &receipts, &deferred);
         if let Err(e) = &result {
             tracing::warn!("a commit of {} writes failed: {e}", batch.len());
         }
@@ -108,36 +113,40 @@ pub(super) fn commit_loop(committer: Committer, jobs: mpsc::Receiver<Job>) {
             }
             let _ = job.done.send(result.clone());
         }
+        if deferred.due()
+            && let Err(e) = deferred.fresh(&db)
+        {
+            tracing::warn!("the waiting index rows were not applied: {e}");
+        }
+    }
+    // Closing: what waits is applied now rather than by the next open.
+    if let Err(e) = deferred.fresh(&db) {
+        tracing::debug!("the waiting index rows are left to the next open: {e}");
     }
 }
 
-/// Commits a checkpoint (nothing while the store is latched: the handle refuses it).
-pub(super) fn checkpoint(db: &Handle) -> Result<(), StoreError> {
+/// Writes a batch in one transaction; returns the audit trail's new length. Its index rows
+/// wait (`deferred.rs`), added once it committed.
+fn write_batch(
+    db: &Handle,
+    batch: &mut [Job],
+    counts: &receipts::Counts,
+    deferred: &Deferred,
+) -> Result<u64, StoreError> {
     let txn = db.begin_write().map_err(storage)?;
-    txn.commit_checkpoint().map_err(storage)
-}
-
-/// Writes a batch in one transaction; returns the audit trail's new length.
-fn write_batch(db: &Handle, batch: &[Job], counts: &receipts::Counts) -> Result<u64, StoreError> {
-    let txn = db.begin_write().map_err(storage)?;
-    let (len, count) = {
+    let (first, count) = {
         let mut releases = txn.open_table(RELEASES).map_err(storage)?;
         let mut audit = txn.open_table(AUDIT).map_err(storage)?;
         let mut logs = txn.open_table(LOGS).map_err(storage)?;
         let mut receipts = receipts::Writer::open(&txn)?;
-        let mut index = index::Writer::open(&txn);
         let first = audit
             .last()
             .map_err(storage)?
             .map_or(0, |(k, _)| k.value() + 1);
-        for (next, job) in (first..).zip(batch) {
+        for (next, job) in (first..).zip(batch.iter()) {
             releases
                 .insert(job.name.as_str(), job.release.as_slice())
                 .map_err(storage)?;
-            // A release's jobs come in commit order (one writer per release), so each
-            // rewrite replaces the rows of the one before, also within a batch.
-            index.put(&job.indexed)?;
-            index.audit(&job.name, next)?;
             let entry = AuditEntry {
                 seq: next,
                 ..job.audit.clone()
@@ -153,11 +162,20 @@ fn write_batch(db: &Handle, batch: &[Job], counts: &receipts::Counts) -> Result<
                 receipts.put(receipt)?;
             }
         }
-        (first + batch.len() as u64, receipts.count(counts)?)
+        (first, receipts.count(counts)?)
     };
+    let mut waiting = deferred.adding();
     txn.commit().map_err(storage)?;
+    // A release's jobs come in commit order (one writer per release): a later one's summary
+    // replaces an earlier one's, also within a batch.
+    for (seq, job) in (first..).zip(batch.iter_mut()) {
+        if let Some(indexed) = job.indexed.take() {
+            waiting.add(indexed, seq);
+        }
+    }
+    drop(waiting);
     counts.publish(count);
-    Ok(len)
+    Ok(first + batch.len() as u64)
 }
 
 impl Store {
@@ -179,7 +197,7 @@ impl Store {
         let (done, committed) = tokio::sync::oneshot::channel();
         let job = Job {
             release: serde_json::to_vec(release).map_err(encode)?,
-            indexed: Indexed::of(release)?,
+            indexed: Some(Indexed::of(release)?),
             name: release.name.clone(),
             audit: AuditEntry {
                 seq: 0,

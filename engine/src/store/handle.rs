@@ -176,6 +176,11 @@ impl<T> Deref for Txn<T> {
 }
 
 impl Txn<WriteTransaction> {
+    /// Ends it with nothing written.
+    pub(super) fn abort(self) -> Result<(), redb::StorageError> {
+        self.txn.abort()
+    }
+
     /// Commits (durably, with fsync).
     pub(super) fn commit(self) -> Result<(), redb::CommitError> {
         self.txn.commit()?;

@@ -101,6 +101,7 @@ fn a_release_taken_out_of_the_indexes_leaves_no_row_or_count() {
     a.approvals.push(approval(approved, 3));
     gone.stages[0].attempts.push(a);
     save(&rt, &store, &mut gone);
+    store.deferred.fresh(&store.db).unwrap();
     let txn = store.db.begin_write().unwrap();
     {
         let mut index = index::Writer::open(&txn);

@@ -1,14 +1,68 @@
-//! Schema version 1 -> 2: a store written before the indexes gets every index row and count
-//! (`index.rs`) built from its records, in the transaction that sets the new version, so a
-//! crash leaves either the old store untouched or the new one whole.
+//! The layout an open finds, and brings to this version in its first transaction, so a crash
+//! leaves either the old store untouched or the new one whole:
+//! - version 1 -> 3: a store written before the indexes gets every index row and count
+//!   (`index.rs`) built from its records;
+//! - version 2 -> 3: its indexes are whole (each written in its record's commit); the mark of
+//!   `deferred.rs` is set at the trail's end;
+//! - version 3: the entries after the mark are indexed (`deferred::catch_up`).
+
+use std::path::Path;
 
 use redb::{ReadableTable, WriteTransaction};
 use serde::Deserialize;
 
 use super::index::{self, Writer};
 use super::summary::Indexed;
-use super::{AUDIT, RELEASES, StoreError, decode, storage};
+use super::{
+    AUDIT, COUNTERS, LOGS, META, PIPELINES, RELEASES, SCHEMA_VERSION, StoreError, decode,
+    deferred, storage,
+};
 use crate::core::Release;
+
+/// Brings the store `txn` opened (at `path`) to this version's layout, every table created and
+/// every index caught up; returns the audit trail's length.
+pub(super) fn layout(txn: &WriteTransaction, path: &Path) -> Result<u64, StoreError> {
+    let found = {
+        let mut meta = txn.open_table(META).map_err(storage)?;
+        let found = meta
+            .get("schema-version")
+            .map_err(storage)?
+            .map(|v| v.value());
+        if !matches!(found, None | Some(1 | 2 | SCHEMA_VERSION)) {
+            return Err(StoreError::Schema {
+                path: path.to_owned(),
+                found: found.unwrap_or_default(),
+            });
+        }
+        if found != Some(SCHEMA_VERSION) {
+            meta.insert("schema-version", SCHEMA_VERSION)
+                .map_err(storage)?;
+        }
+        found
+    };
+    txn.open_table(COUNTERS).map_err(storage)?;
+    txn.open_table(RELEASES).map_err(storage)?;
+    txn.open_table(AUDIT).map_err(storage)?;
+    txn.open_table(LOGS).map_err(storage)?;
+    txn.open_table(PIPELINES).map_err(storage)?;
+    index::create(txn)?;
+    if found == Some(1) {
+        from_v1(txn)?;
+    }
+    let len = txn
+        .open_table(AUDIT)
+        .map_err(storage)?
+        .last()
+        .map_err(storage)?
+        .map_or(0, |(k, _)| k.value() + 1);
+    // A new store, or versions 1 (just migrated) and 2: every entry is indexed.
+    let applied = match found {
+        Some(SCHEMA_VERSION) => deferred::applied(txn)?.unwrap_or(0),
+        _ => len,
+    };
+    deferred::catch_up(txn, applied, len)?;
+    Ok(len)
+}
 
 /// What migrating found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

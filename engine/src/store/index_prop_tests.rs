@@ -1,9 +1,11 @@
 //! Counts and index rows equal a recount from the records after a random sequence of
 //! transitions (releases created in two pipelines, states, attempts and approvals changed),
-//! and again after a reopen.
+//! with reads (which apply the rows that wait) and crashes (which lose them: the next open
+//! indexes them from the trail) among them, and again after a reopen.
 
 use proptest::prelude::*;
 
+use super::faulty::{FaultPlan, PowerLoss};
 use super::index_tests::{approval, attempt, create, names, plan, runtime, save};
 use super::summary::{approval_label, release_label, stage_label};
 use super::*;
@@ -16,6 +18,10 @@ enum Change {
     Release(usize, ReleaseState),
     Stage(usize, usize, StageState, bool),
     Approval(usize, usize, ApprovalState, bool),
+    /// A list read.
+    Read,
+    /// The machine stops, and the store is opened again.
+    Crash,
 }
 
 fn change() -> impl Strategy<Value = Change> {
@@ -48,11 +54,13 @@ fn change() -> impl Strategy<Value = Change> {
             .prop_map(|(r, i, s, n)| Change::Stage(r, i, s, n)),
         (0..8usize, 0..2usize, approval, any::<bool>())
             .prop_map(|(r, i, s, n)| Change::Approval(r, i, s, n)),
+        Just(Change::Read),
+        Just(Change::Crash),
     ]
 }
 
 /// Recounts everything from the records and compares it with what the indexes say.
-fn check_against_a_recount(store: &Store) {
+pub(super) fn check_against_a_recount(store: &Store) {
     let releases = store.releases().unwrap();
     let mut want = StateCounts::default();
     for r in &releases {
@@ -151,7 +159,8 @@ proptest! {
         changes in prop::collection::vec(change(), 1..40)
     ) {
         let (dir, rt) = (tempfile::tempdir().unwrap(), runtime());
-        let store = Store::open(dir.path()).unwrap();
+        let mut faults = FaultPlan::new();
+        let mut store = Store::open_faulty(dir.path(), &faults).unwrap();
         let plans = [plan("web"), plan("api")];
         let mut releases = vec![create(&store, &plans[0], 1)];
         for (at, change) in (2u64..).zip(changes) {
@@ -160,6 +169,18 @@ proptest! {
                 Change::Create(p) => {
                     // Two releases share a time now and then: the name breaks the tie.
                     releases.push(create(&store, &plans[p], at / 2));
+                    continue;
+                }
+                Change::Read => {
+                    store.release_page(None, None, 0, 1).unwrap();
+                    continue;
+                }
+                Change::Crash => {
+                    faults.crash_at_io(1);
+                    drop(store);
+                    faults.power_loss(PowerLoss::DropUnsynced).unwrap();
+                    faults = FaultPlan::new();
+                    store = Store::open_faulty(dir.path(), &faults).unwrap();
                     continue;
                 }
                 Change::Release(_, state) => releases[pick].state = state,
@@ -200,7 +221,7 @@ proptest! {
 
 fn i_of(change: &Change) -> usize {
     match change {
-        Change::Create(_) => 0,
+        Change::Create(_) | Change::Read | Change::Crash => 0,
         Change::Release(i, _) | Change::Stage(i, ..) | Change::Approval(i, ..) => *i,
     }
 }

@@ -2,7 +2,8 @@
 //! total from the counts; the active releases (all, or one pipeline's); a stage's last good
 //! release; a page of approvals in a state; the counts by state. Each is one read transaction
 //! and costs what it returns (plus the keys it skips for an offset), never a decode of every
-//! release.
+//! release. Each first applies the rows that wait (`deferred.rs`): the lists and counts read
+//! on when that is refused (a full disk), the others fail.
 
 use std::collections::BTreeMap;
 
@@ -78,6 +79,7 @@ impl Store {
         offset: usize,
         limit: usize,
     ) -> Result<SummaryPage, StoreError> {
+        self.deferred.fresh_or_behind(&self.db);
         let txn = self.db.begin_read().map_err(storage)?;
         let names: Vec<String> = match (pipeline, state.map(release_label)) {
             (None, None) => {
@@ -156,6 +158,7 @@ impl Store {
     /// queue need. A read that fails is an error, never an empty list; a record that does not
     /// decode is quarantined and left out.
     pub fn active_releases(&self, pipeline: Option<&str>) -> Result<Vec<Release>, StoreError> {
+        self.deferred.fresh(&self.db)?;
         let txn = self.db.begin_read().map_err(storage)?;
         let active = release_label(ReleaseState::Active);
         let names: Vec<String> = match pipeline {
@@ -189,6 +192,7 @@ impl Store {
         stage: &str,
         except: &str,
     ) -> Result<Option<String>, StoreError> {
+        self.deferred.fresh(&self.db)?;
         let txn = self.db.begin_read().map_err(storage)?;
         let table = txn.open_table(GOOD).map_err(storage)?;
         for row in table.range((pipeline, stage, 0, "")..).map_err(storage)? {
@@ -215,6 +219,7 @@ impl Store {
         limit: usize,
         keep: Option<&dyn Fn(&ApprovalView) -> bool>,
     ) -> Result<ApprovalPage, StoreError> {
+        self.deferred.fresh_or_behind(&self.db);
         let txn = self.db.begin_read().map_err(storage)?;
         let table = txn.open_table(APPROVALS).map_err(storage)?;
         let label = state.map(approval_label);
@@ -266,12 +271,14 @@ impl Store {
     /// Releases, deployments and approvals by state, as the counts stored with every commit
     /// say.
     pub fn state_counts(&self) -> Result<StateCounts, StoreError> {
+        self.deferred.fresh_or_behind(&self.db);
         let txn = self.db.begin_read().map_err(storage)?;
         self.state_counts_in(&txn)
     }
 
     /// Whether any stage deployment is in progress (tasks or artifact fetches under way).
     pub fn deployments_in_progress(&self) -> Result<bool, StoreError> {
+        self.deferred.fresh(&self.db)?;
         let txn = self.db.begin_read().map_err(storage)?;
         let counts = txn.open_table(COUNTS).map_err(storage)?;
         let n = counts

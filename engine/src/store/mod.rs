@@ -76,6 +76,9 @@ mod audit;
 #[cfg(test)]
 mod checkpoint_tests;
 mod commit;
+mod deferred;
+#[cfg(test)]
+mod deferred_tests;
 mod fault;
 #[doc(hidden)]
 pub mod faulty;
@@ -116,7 +119,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
-use redb::{ReadableTable, TableDefinition};
+use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditScan, SCAN_PAGE};
@@ -134,8 +137,10 @@ pub use tail::{FollowPage, Followed};
 const CACHE_BYTES: usize = 32 << 20;
 
 /// Bumped when the layout changes incompatibly. Version 2 added the indexes (`index.rs`); a
-/// version-1 store is migrated when opened (`index_migrate.rs`).
-pub const SCHEMA_VERSION: u64 = 2;
+/// version-1 store is migrated when opened (`index_migrate.rs`). Version 3 applies them in
+/// batches, behind the records by what the mark says (`deferred.rs`): a Sluice of version 2
+/// would read them as complete, so it is refused one.
+pub const SCHEMA_VERSION: u64 = 3;
 
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("release_counters");
@@ -313,6 +318,8 @@ pub struct Store {
     opening: Opening,
     /// The checkpoints the committer made when the writes stopped (`commit.rs`).
     checkpoints: Arc<watch::Sender<u64>>,
+    /// The index rows waiting for their commit (`deferred.rs`).
+    deferred: Arc<deferred::Deferred>,
     /// The data directory's lock, held while the store is open: the last field, so it is
     /// released after the database is closed.
     _lock: std::fs::File,
@@ -392,46 +399,17 @@ impl Store {
             handle::Handle::open(open, builder).map_err(|e| open_err(e.to_string()))?;
         let db = Arc::new(db);
         let txn = db.begin_write().map_err(storage)?;
-        let (len, counts) = {
-            let mut meta = txn.open_table(META).map_err(storage)?;
-            let found = meta
-                .get("schema-version")
-                .map_err(storage)?
-                .map(|v| v.value());
-            let migrate = match found {
-                None => false,
-                Some(1) => true,
-                Some(SCHEMA_VERSION) => false,
-                Some(found) => return Err(StoreError::Schema { path, found }),
-            };
-            if found != Some(SCHEMA_VERSION) {
-                meta.insert("schema-version", SCHEMA_VERSION)
-                    .map_err(storage)?;
-            }
-            txn.open_table(COUNTERS).map_err(storage)?;
-            txn.open_table(RELEASES).map_err(storage)?;
-            txn.open_table(AUDIT).map_err(storage)?;
-            txn.open_table(LOGS).map_err(storage)?;
-            txn.open_table(PIPELINES).map_err(storage)?;
-            index::create(&txn)?;
-            if migrate {
-                index_migrate::from_v1(&txn)?;
-            }
-            let len = txn
-                .open_table(AUDIT)
-                .map_err(storage)?
-                .last()
-                .map_err(storage)?
-                .map_or(0, |(k, _)| k.value() + 1);
-            (len, Arc::new(receipts::Counts::open(&txn)?))
-        };
+        let len = index_migrate::layout(&txn, &path)?;
+        let counts = Arc::new(receipts::Counts::open(&txn)?);
         // A checkpoint: a crash before the first write reopens without a repair.
         txn.commit_checkpoint().map_err(storage)?;
         db.arm();
         let (writer, jobs) = mpsc::channel();
         let audit_len = Arc::new(watch::Sender::new(len));
         let checkpoints = Arc::new(watch::Sender::new(0));
+        let deferred = Arc::new(deferred::Deferred::new(len));
         let committer = commit::Committer {
+            deferred: deferred.clone(),
             db: db.clone(),
             audit_len: audit_len.clone(),
             receipts: counts.clone(),
@@ -455,6 +433,7 @@ impl Store {
             },
             _lock: lock,
             checkpoints,
+            deferred,
         })
     }
 
@@ -490,7 +469,7 @@ impl Store {
     /// Records redb's allocator state now, as the committer does once the writes stop for a
     /// moment, so that a crash after it reopens without rebuilding that state.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
-        commit::checkpoint(&self.db)
+        self.deferred.apply(&self.db, deferred::Commit::Checkpoint)
     }
 
     /// How many checkpoints the committer made on its own so far, changing as it makes them.

@@ -55,7 +55,7 @@ impl Store {
     /// with an audit entry, in one commit; true when it moved.
     pub fn quarantine(&self, key: &str, reason: &str) -> Result<bool, StoreError> {
         let txn = self.db.begin_write().map_err(storage)?;
-        let len = {
+        let (waiting, len) = {
             let mut releases = txn.open_table(RELEASES).map_err(storage)?;
             let Some(raw) = releases
                 .get(key)
@@ -85,9 +85,12 @@ impl Store {
                 .map_err(storage)?
                 .insert(key, encoded.as_slice())
                 .map_err(storage)?;
-            // Out of every list and count; its entry still found by release.
-            index::Writer::open(&txn).remove(key)?;
-            records::append_audit(
+            // What waits first, then out of every list and count; its entry still found by
+            // release.
+            let waiting = self.deferred.within(&txn)?;
+            let mut rows = index::Writer::open(&txn);
+            rows.remove(key)?;
+            let len = records::append_audit(
                 &txn,
                 AuditEntry {
                     seq: 0,
@@ -100,9 +103,13 @@ impl Store {
                          are kept in the quarantine table, every other release goes on"
                     ),
                 },
-            )?
+            )?;
+            rows.audit(key, len - 1)?;
+            drop(rows);
+            (waiting.marked(&txn, len)?, len)
         };
         txn.commit().map_err(storage)?;
+        waiting.clear(len);
         refusals::forward(&self.audit_len, len);
         tracing::error!(
             release = key,

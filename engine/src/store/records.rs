@@ -4,8 +4,8 @@ use redb::ReadableTable;
 
 use super::summary::Indexed;
 use super::{
-    AUDIT, AuditEntry, COUNTERS, RELEASES, Receipt, Store, StoreError, fault, index, now_ms,
-    receipts, refusals, storage,
+    AUDIT, AuditEntry, COUNTERS, RELEASES, Receipt, Store, StoreError, fault, now_ms, receipts,
+    refusals, storage,
 };
 use crate::core::Release;
 
@@ -47,7 +47,17 @@ impl Store {
             }
             (release, audit_len, receipts.count(&self.receipts)?)
         };
+        let indexed = Indexed::of(&release)?;
+        let mut waiting = self.deferred.adding();
         txn.commit().map_err(storage)?;
+        waiting.add(indexed, audit_len - 1);
+        drop(waiting);
+        // Creations alone (no transition yet) also apply once enough waits.
+        if self.deferred.due()
+            && let Err(e) = self.deferred.fresh(&self.db)
+        {
+            tracing::warn!("the waiting index rows were not applied: {e}");
+        }
         self.receipts.publish(count);
         refusals::forward(&self.audit_len, audit_len);
         fault::after_commit();
@@ -80,19 +90,20 @@ impl Store {
     }
 }
 
-/// Stores `release` and indexes it, in `txn`.
+/// Stores `release` in `txn` (its index rows wait: `deferred.rs`).
 fn put_release(txn: &redb::WriteTransaction, release: &Release) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(release).map_err(|e| StoreError::Storage(e.to_string()))?;
     let mut table = txn.open_table(RELEASES).map_err(storage)?;
     table
         .insert(release.name.as_str(), bytes.as_slice())
         .map_err(storage)?;
-    index::Writer::open(txn).put(&Indexed::of(release)?)
+    Ok(())
 }
 
-/// Appends `entry` to the audit trail at its end (its `seq` set here), indexed by its release
-/// if it has one; returns the trail's new length. Every writer of the trail but the committer's
-/// batches (which number a run of entries at once) goes through here.
+/// Appends `entry` to the audit trail at its end (its `seq` set here); returns the trail's new
+/// length. Its row in the index by release is the caller's (`deferred.rs`). Every writer of the
+/// trail but the committer's batches (which number a run of entries at once) goes through
+/// here.
 pub(super) fn append_audit(
     txn: &redb::WriteTransaction,
     mut entry: AuditEntry,
@@ -104,8 +115,5 @@ pub(super) fn append_audit(
         .map_or(0, |(k, _)| k.value() + 1);
     let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Storage(e.to_string()))?;
     table.insert(entry.seq, bytes.as_slice()).map_err(storage)?;
-    if !entry.release.is_empty() {
-        index::Writer::open(txn).audit(&entry.release, entry.seq)?;
-    }
     Ok(entry.seq + 1)
 }
