@@ -1,5 +1,7 @@
 //! The committer: one thread writes the transitions that arrive together in one transaction
-//! and one fsync (group commit); each caller waits for the commit that holds its write.
+//! and one fsync (group commit); each caller waits for the commit that holds its write. Their
+//! index rows wait (`deferred.rs`): the committer applies them once enough wait, with its
+//! checkpoint, and when it closes.
 //!
 //! Once the writes (its own and the store's other commits) stop for [`QUIET`], it commits a
 //! checkpoint: an empty commit that records redb's allocator state (it looks every [`QUIET`]

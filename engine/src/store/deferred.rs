@@ -39,10 +39,10 @@ use crate::core::Release;
 pub(super) const APPLIED: &str = "index-applied";
 
 /// Releases waiting before the committer applies them.
-pub(super) const DUE_RELEASES: usize = 64;
+pub(super) const DUE_RELEASES: usize = 256;
 
 /// Audit entries waiting before the committer applies them.
-pub(super) const DUE_ENTRIES: usize = 1024;
+pub(super) const DUE_ENTRIES: usize = 4096;
 
 /// The rows waiting for their commit.
 #[derive(Default)]
