@@ -21,8 +21,8 @@ use super::deferred::{Commit, Deferred};
 use super::handle::Handle;
 use super::summary::Indexed;
 use super::{
-    AUDIT, AuditEntry, LOGS, LogKey, RELEASES, Receipt, Store, StoreError, fault, now_ms,
-    receipts, refusals, storage,
+    AUDIT, AuditEntry, LOGS, LogKey, RELEASES, Receipt, Store, StoreError, fault, now_ms, receipts,
+    refusals, storage,
 };
 use crate::core::Release;
 use crate::types::LogLine;

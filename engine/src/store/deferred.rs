@@ -59,8 +59,7 @@ impl Pending {
     /// Adds the rows of `indexed` (the release as committed) and of its audit entry `seq`.
     pub(super) fn add(&mut self, indexed: Indexed, seq: u64) {
         self.audit.push((indexed.summary.name.clone(), seq));
-        self.releases
-            .insert(indexed.summary.name.clone(), indexed);
+        self.releases.insert(indexed.summary.name.clone(), indexed);
         self.through = self.through.max(seq + 1);
     }
 
@@ -271,7 +270,9 @@ pub(super) fn catch_up(txn: &WriteTransaction, from: u64, len: u64) -> Result<u6
                 continue;
             };
             if let Ok(release) = serde_json::from_slice::<Release>(bytes.value()) {
-                pending.releases.insert(name.clone(), Indexed::of(&release)?);
+                pending
+                    .releases
+                    .insert(name.clone(), Indexed::of(&release)?);
             }
         }
     }

@@ -87,12 +87,19 @@ fn rows_that_waited_at_a_crash_are_indexed_by_the_next_open() {
     let store = Store::open(dir.path()).unwrap();
     check_against_a_recount(&store);
     assert_eq!(store.active_releases(None).unwrap().len(), 2);
-    assert_eq!(store.last_good("web", "qa", "").unwrap().as_deref(), Some("web-1"));
+    assert_eq!(
+        store.last_good("web", "qa", "").unwrap().as_deref(),
+        Some("web-1")
+    );
     let trail = store.audit_forward(0, Some("api-1"), 10, 10).unwrap();
     assert_eq!(trail.entries.len(), 2, "created, then the save");
     drop(store);
     let (mark, active) = as_left(dir.path());
-    assert_eq!((mark, active), (5, 2), "the open moved the mark to the trail's end");
+    assert_eq!(
+        (mark, active),
+        (5, 2),
+        "the open moved the mark to the trail's end"
+    );
 }
 
 #[test]
@@ -130,7 +137,9 @@ fn a_quarantine_applies_what_waits_before_it_takes_the_release_out() {
     create(&store, &web, 2);
     bad.state = ReleaseState::Failed;
     save(&rt, &store, &mut bad);
-    store.put_raw_release_for_tests("web-1", b"{not json").unwrap();
+    store
+        .put_raw_release_for_tests("web-1", b"{not json")
+        .unwrap();
     assert!(store.quarantine("web-1", "test").unwrap());
     assert!(!store.deferred.waiting());
     let page = store.release_page(None, None, 0, 10).unwrap();
@@ -140,7 +149,11 @@ fn a_quarantine_applies_what_waits_before_it_takes_the_release_out() {
     drop(store);
     let store = Store::open(dir.path()).unwrap();
     let page = store.release_page(None, None, 0, 10).unwrap();
-    assert_eq!(names(&page), ["web-2"], "the next open indexes nothing back");
+    assert_eq!(
+        names(&page),
+        ["web-2"],
+        "the next open indexes nothing back"
+    );
 }
 
 #[test]

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use super::index::{self, Writer};
 use super::summary::Indexed;
 use super::{
-    AUDIT, COUNTERS, LOGS, META, PIPELINES, RELEASES, SCHEMA_VERSION, StoreError, decode,
-    deferred, storage,
+    AUDIT, COUNTERS, LOGS, META, PIPELINES, RELEASES, SCHEMA_VERSION, StoreError, decode, deferred,
+    storage,
 };
 use crate::core::Release;
 
