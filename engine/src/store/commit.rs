@@ -17,7 +17,7 @@ use std::time::Duration;
 use redb::ReadableTable;
 use tokio::sync::watch;
 
-use super::deferred::{Commit, Deferred};
+use super::deferred::Deferred;
 use super::handle::Handle;
 use super::summary::Indexed;
 use super::{
@@ -75,7 +75,7 @@ pub(super) fn commit_loop(committer: Committer, jobs: mpsc::Receiver<Job>) {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
                     if db.owes_checkpoint() || deferred.waiting() {
-                        match deferred.apply(&db, Commit::Checkpoint) {
+                        match deferred.checkpoint(&db) {
                             Ok(()) => {
                                 checkpoints.send_modify(|n| *n += 1);
                             }
@@ -108,17 +108,14 @@ pub(super) fn commit_loop(committer: Committer, jobs: mpsc::Receiver<Job>) {
         if let Ok(len) = result {
             refusals::forward(&audit_len, len);
         }
-        let result = result.map(|_| ());
         for job in batch {
             if result.is_ok() {
                 fault::after_commit();
             }
-            let _ = job.done.send(result.clone());
+            let _ = job.done.send(result.clone().map(|_| ()));
         }
-        if deferred.due()
-            && let Err(e) = deferred.fresh(&db)
-        {
-            tracing::warn!("the waiting index rows were not applied: {e}");
+        if let Ok(len) = result {
+            deferred.apply_if_due(&db, len);
         }
     }
     // Closing: what waits is applied now rather than by the next open.

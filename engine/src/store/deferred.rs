@@ -3,26 +3,27 @@
 //! A commit of release records writes the records and their audit entries only; the index rows
 //! they call for (`index.rs`) wait in memory, in [`Pending`], until one commit applies them
 //! for many releases at once: a leaf page of an index then takes the rows of a batch instead of
-//! being rewritten (and synced) by every commit. Written per commit, the rows cost W1 a third
+//! being rewritten (and synced) by every commit. Written per commit, the rows cost W1 15-35%
 //! (BENCHMARKS.md).
 //!
 //! When they are applied: once [`DUE_RELEASES`] releases or [`DUE_ENTRIES`] audit entries
-//! wait (the committer, after the batch that made it so); when the writes stop (with the
-//! committer's checkpoint); before any read of an index (each reader calls [`Deferred::fresh`]);
-//! when the store closes; and on open, from the trail.
+//! wait, or the trail grew [`DUE_ENTRIES`] past the mark (after the commit that made it so);
+//! when the writes stop (with the committer's checkpoint); before any read of an index (each
+//! reader calls [`Deferred::fresh`]); when the store closes; and on open, from the trail.
 //!
-//! Why nothing is lost: the store's `meta` row `index-applied` says how far the trail is
-//! indexed. It moves only in a commit that applied every entry before it, and every commit of
-//! a release record appends an audit entry naming it. So the open re-indexes, from their
-//! records, the releases named in the entries after it (at most what was waiting: a crash loses
-//! no row). And the records' commit takes the lock of [`Pending`] before it commits and adds its
-//! rows before it lets go: no apply can move the mark past a commit whose rows it has not seen.
+//! Why nothing is lost: the store's `meta` row `index-applied` (the mark) says how far the
+//! trail is indexed. Every commit of a release record appends an audit entry naming it, and
+//! takes the lock of [`Pending`] before it commits and adds its rows before it lets go. So an
+//! apply, inside its write transaction and that lock, sees the rows of every entry the trail
+//! has, and moves the mark to the trail's end in the commit that writes them. The open
+//! re-indexes, from their records, the releases named in the entries after the mark: a crash
+//! loses no row, and the open reads at most what was waiting.
 //!
-//! Reads: every reader of an index applies what waits first, in one commit of its own, so it
-//! sees every commit acknowledged before it began. When that commit is refused (a full disk),
-//! the lists read the indexes as they are (behind by what waits; their reads keep answering),
-//! and the reads the engine acts on (active releases, a rollback's target, the drain, a
-//! release's trail) fail.
+//! Reads: every reader of an index applies what waits first, in one commit of its own (readers
+//! at once share it), so it sees every commit acknowledged before it began. When that commit
+//! is refused (a full disk), the lists read the indexes as they are (behind by what waits;
+//! their reads keep answering), and the reads the engine acts on (active releases, a
+//! rollback's target, the drain, a release's trail) fail.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +31,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::handle::{Handle, Txn};
+use super::handle::Handle;
 use super::summary::Indexed;
 use super::{AUDIT, AuditEntry, META, RELEASES, StoreError, decode, index, storage};
 use crate::core::Release;
@@ -41,7 +42,8 @@ pub(super) const APPLIED: &str = "index-applied";
 /// Releases waiting before the committer applies them.
 pub(super) const DUE_RELEASES: usize = 256;
 
-/// Audit entries waiting before the committer applies them.
+/// Audit entries waiting (or entries of no release past the mark, which the open would read
+/// again) before they are applied.
 pub(super) const DUE_ENTRIES: usize = 4096;
 
 /// The rows waiting for their commit.
@@ -51,8 +53,8 @@ pub(super) struct Pending {
     releases: HashMap<String, Indexed>,
     /// (release, seq) of each audit entry naming a release.
     audit: Vec<(String, u64)>,
-    /// The trail's length after the last commit added here.
-    through: u64,
+    /// The mark as stored.
+    marked: u64,
 }
 
 impl Pending {
@@ -60,19 +62,19 @@ impl Pending {
     pub(super) fn add(&mut self, indexed: Indexed, seq: u64) {
         self.audit.push((indexed.summary.name.clone(), seq));
         self.releases.insert(indexed.summary.name.clone(), indexed);
-        self.through = self.through.max(seq + 1);
     }
 
-    fn due(&self) -> bool {
-        self.releases.len() >= DUE_RELEASES || self.audit.len() >= DUE_ENTRIES
+    fn is_empty(&self) -> bool {
+        self.releases.is_empty() && self.audit.is_empty()
     }
 
-    /// Writes every waiting row in `txn`, and the mark (at least `through`).
-    fn write(&self, txn: &WriteTransaction, through: u64) -> Result<(), StoreError> {
-        self.write_rows(txn)?;
-        mark(txn, self.through.max(through))
+    fn due(&self, len: u64) -> bool {
+        self.releases.len() >= DUE_RELEASES
+            || self.audit.len() >= DUE_ENTRIES
+            || len.saturating_sub(self.marked) >= DUE_ENTRIES as u64
     }
 
+    /// Writes every waiting row in `txn`.
     fn write_rows(&self, txn: &WriteTransaction) -> Result<(), StoreError> {
         let mut rows = index::Writer::open(txn);
         for indexed in self.releases.values() {
@@ -83,9 +85,16 @@ impl Pending {
         }
         Ok(())
     }
+
+    /// After the commit that applied every row, the mark at `len`.
+    fn applied(&mut self, len: u64) {
+        self.releases.clear();
+        self.audit.clear();
+        self.marked = len;
+    }
 }
 
-/// [`Pending`], and whether anything waits (read without the lock, which a commit holds
+/// [`Pending`], and whether any row waits (read without the lock, which a commit holds
 /// through its fsync).
 #[derive(Default)]
 pub(super) struct Deferred {
@@ -114,26 +123,28 @@ impl std::ops::DerefMut for Adding<'_> {
 
 impl Drop for Adding<'_> {
     fn drop(&mut self) {
-        let waiting = !self.pending.audit.is_empty() || !self.pending.releases.is_empty();
-        self.waiting.store(waiting, Ordering::SeqCst);
+        self.waiting
+            .store(!self.pending.is_empty(), Ordering::SeqCst);
     }
 }
 
-/// How an apply commits.
+/// Why an apply commits.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Commit {
-    /// A plain durable commit.
-    Plain,
-    /// A checkpoint (`commit.rs`): the writes stopped.
+enum Why {
+    /// A read: only if rows wait.
+    Read,
+    /// Enough waits, or the trail grew past the mark.
+    Due,
+    /// The writes stopped (`commit.rs`): a checkpoint, committed even when nothing waits.
     Checkpoint,
 }
 
 impl Deferred {
-    /// Nothing waiting, the trail indexed up to `through`.
-    pub(super) fn new(through: u64) -> Self {
+    /// Nothing waiting, the mark at `marked`.
+    pub(super) fn new(marked: u64) -> Self {
         Self {
             pending: Mutex::new(Pending {
-                through,
+                marked,
                 ..Pending::default()
             }),
             waiting: AtomicBool::new(false),
@@ -155,20 +166,26 @@ impl Deferred {
         self.adding().releases.len()
     }
 
-    /// Whether anything waits.
+    /// Whether any row waits.
     pub(super) fn waiting(&self) -> bool {
         self.waiting.load(Ordering::SeqCst)
     }
 
-    /// Whether enough waits that the committer should apply it now.
-    pub(super) fn due(&self) -> bool {
-        self.waiting() && self.adding().due()
+    /// After a commit that made the trail `len` long: applies what waits if enough does (or
+    /// if the trail grew [`DUE_ENTRIES`] past the mark). The commit it follows stands: a
+    /// failure here is logged, and what waits is applied later.
+    pub(super) fn apply_if_due(&self, db: &Handle, len: u64) {
+        if self.adding().due(len)
+            && let Err(e) = self.apply(db, Why::Due)
+        {
+            tracing::warn!("the waiting index rows were not applied: {e}");
+        }
     }
 
     /// Applies what waits, in one commit of its own (nothing when nothing waits): every index
     /// then says what every commit acknowledged before this call says.
     pub(super) fn fresh(&self, db: &Handle) -> Result<(), StoreError> {
-        self.apply(db, Commit::Plain)
+        self.apply(db, Why::Read)
     }
 
     /// As [`Deferred::fresh`]; when the store refuses the commit, the indexes are read as
@@ -179,25 +196,34 @@ impl Deferred {
         }
     }
 
-    /// Applies what waits, committing as `how` says (a checkpoint is committed even when
-    /// nothing waits).
-    pub(super) fn apply(&self, db: &Handle, how: Commit) -> Result<(), StoreError> {
-        if how == Commit::Plain && !self.waiting() {
+    /// Applies what waits in a checkpoint (`commit.rs`), committed even when nothing does.
+    pub(super) fn checkpoint(&self, db: &Handle) -> Result<(), StoreError> {
+        self.apply(db, Why::Checkpoint)
+    }
+
+    fn apply(&self, db: &Handle, why: Why) -> Result<(), StoreError> {
+        if why == Why::Read && !self.waiting() {
             return Ok(());
         }
         let txn = db.begin_write().map_err(storage)?;
+        // Inside the write transaction and the lock, every commit before this one has added
+        // its rows: the trail's length now is where the mark can go.
         let mut pending = self.adding();
-        if pending.audit.is_empty() && pending.releases.is_empty() {
-            if how == Commit::Plain {
-                // Another reader applied it first.
-                return txn.abort().map_err(storage);
-            }
-        } else {
-            pending.write(&txn, 0)?;
+        if why == Why::Read && pending.is_empty() {
+            // Another reader applied it first.
+            return txn.abort().map_err(storage);
         }
-        commit(txn, how)?;
-        pending.releases.clear();
-        pending.audit.clear();
+        let len = trail_len(&txn)?;
+        pending.write_rows(&txn)?;
+        if len != pending.marked {
+            mark(&txn, len)?;
+        }
+        match why {
+            Why::Read | Why::Due => txn.commit(),
+            Why::Checkpoint => txn.commit_checkpoint(),
+        }
+        .map_err(storage)?;
+        pending.applied(len);
         Ok(())
     }
 
@@ -212,32 +238,31 @@ impl Deferred {
 }
 
 impl Adding<'_> {
-    /// Writes the mark in `txn`: the trail is indexed up to `through` once it commits.
-    pub(super) fn marked(self, txn: &WriteTransaction, through: u64) -> Result<Self, StoreError> {
-        mark(txn, self.through.max(through))?;
+    /// Writes the mark in `txn` at the trail's length `len`, which it has once it commits.
+    pub(super) fn marked(self, txn: &WriteTransaction, len: u64) -> Result<Self, StoreError> {
+        mark(txn, len)?;
         Ok(self)
     }
 
-    /// After the commit that applied everything: nothing waits, the mark at `through`.
-    pub(super) fn clear(mut self, through: u64) {
-        self.releases.clear();
-        self.audit.clear();
-        self.through = self.through.max(through);
+    /// After the commit that applied everything: nothing waits, the mark at `len`.
+    pub(super) fn clear(mut self, len: u64) {
+        self.applied(len);
     }
 }
 
-fn commit(txn: Txn<WriteTransaction>, how: Commit) -> Result<(), StoreError> {
-    match how {
-        Commit::Plain => txn.commit(),
-        Commit::Checkpoint => txn.commit_checkpoint(),
-    }
-    .map_err(storage)
+fn trail_len(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    Ok(txn
+        .open_table(AUDIT)
+        .map_err(storage)?
+        .last()
+        .map_err(storage)?
+        .map_or(0, |(k, _)| k.value() + 1))
 }
 
-fn mark(txn: &WriteTransaction, through: u64) -> Result<(), StoreError> {
+fn mark(txn: &WriteTransaction, len: u64) -> Result<(), StoreError> {
     txn.open_table(META)
         .map_err(storage)?
-        .insert(APPLIED, through)
+        .insert(APPLIED, len)
         .map_err(storage)?;
     Ok(())
 }
@@ -276,7 +301,8 @@ pub(super) fn catch_up(txn: &WriteTransaction, from: u64, len: u64) -> Result<u6
             }
         }
     }
-    pending.write(txn, len)?;
+    pending.write_rows(txn)?;
+    mark(txn, len)?;
     Ok(named.len() as u64)
 }
 
@@ -288,4 +314,19 @@ pub(super) fn applied(txn: &WriteTransaction) -> Result<Option<u64>, StoreError>
         .get(APPLIED)
         .map_err(storage)?
         .map(|v| v.value()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_of_no_release_past_the_mark_make_an_apply_due() {
+        let pending = Pending {
+            marked: 10,
+            ..Pending::default()
+        };
+        assert!(!pending.due(10 + DUE_ENTRIES as u64 - 1));
+        assert!(pending.due(10 + DUE_ENTRIES as u64));
+    }
 }

@@ -181,3 +181,20 @@ fn a_version_2_store_opens_with_its_indexes_whole_and_the_mark_at_its_end() {
     assert_eq!(get("schema-version"), Some(SCHEMA_VERSION));
     assert_eq!(get(APPLIED), Some(2));
 }
+
+#[test]
+fn a_checkpoint_moves_the_mark_past_entries_of_no_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for _ in 0..3 {
+        store.record_refusal("mallory", "refused: 401").unwrap();
+    }
+    store.checkpoint().unwrap();
+    let txn = store.db.begin_read().unwrap();
+    let mark = txn.open_table(META).unwrap().get(APPLIED).unwrap();
+    assert_eq!(
+        mark.map(|v| v.value()),
+        Some(3),
+        "the open reads none of them again"
+    );
+}

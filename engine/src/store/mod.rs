@@ -469,7 +469,7 @@ impl Store {
     /// Records redb's allocator state now, as the committer does once the writes stop for a
     /// moment, so that a crash after it reopens without rebuilding that state.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
-        self.deferred.apply(&self.db, deferred::Commit::Checkpoint)
+        self.deferred.checkpoint(&self.db)
     }
 
     /// How many checkpoints the committer made on its own so far, changing as it makes them.

@@ -53,11 +53,7 @@ impl Store {
         waiting.add(indexed, audit_len - 1);
         drop(waiting);
         // Creations alone (no transition yet) also apply once enough waits.
-        if self.deferred.due()
-            && let Err(e) = self.deferred.fresh(&self.db)
-        {
-            tracing::warn!("the waiting index rows were not applied: {e}");
-        }
+        self.deferred.apply_if_due(&self.db, audit_len);
         self.receipts.publish(count);
         refusals::forward(&self.audit_len, audit_len);
         fault::after_commit();

@@ -23,6 +23,9 @@ impl Store {
         )?;
         txn.commit().map_err(storage)?;
         forward(&self.audit_len, len);
+        // Refusals alone move the index mark too, so the open never reads more than
+        // `DUE_ENTRIES` of them again.
+        self.deferred.apply_if_due(&self.db, len);
         Ok(())
     }
 }
