@@ -175,9 +175,8 @@ impl Deferred {
     /// if the trail grew [`DUE_ENTRIES`] past the mark). The commit it follows stands: a
     /// failure here is logged, and what waits is applied later.
     pub(super) fn apply_if_due(&self, db: &Handle, len: u64) {
-        if self.adding().due(len)
-            && let Err(e) = self.apply(db, Why::Due)
-        {
+        let due = self.adding().due(len);
+        if due && let Err(e) = self.apply(db, Why::Due) {
             tracing::warn!("the waiting index rows were not applied: {e}");
         }
     }

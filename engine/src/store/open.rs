@@ -51,9 +51,19 @@ const VERIFIED: f64 = 0.6;
 /// Opens the backend a replay writes through: the file itself (or the fault tests' view of it).
 pub(super) type Replay<'a> = &'a dyn Fn() -> io::Result<Box<dyn StorageBackend>>;
 
+/// How long an open waits for the data directory's lock before it refuses: a process that is
+/// exiting (a supervisor's restart overlapping the old one), or a child another thread forked
+/// in the moment before it runs its program (it shares the lock until then), lets go of it
+/// within that.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How often it looks again while it waits.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Locks `data_dir` for this process (`sluice.lock`, an advisory lock the OS drops with the
 /// process): no other process may open its store, nor write its file while this one's open
-/// replays redb's recovery ([`refuse_damaged`]).
+/// replays redb's recovery ([`refuse_damaged`]). Waits [`LOCK_WAIT`] for another holder to let
+/// go before it refuses.
 pub(super) fn lock_dir(data_dir: &Path) -> Result<File, String> {
     let path = data_dir.join("sluice.lock");
     let file = OpenOptions::new()
@@ -62,15 +72,25 @@ pub(super) fn lock_dir(data_dir: &Path) -> Result<File, String> {
         .write(true)
         .open(&path)
         .map_err(|e| format!("cannot open its lock {}: {e}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-            "the data directory {} is in use by another Sluice (it holds the lock {}): \
-             stop it, or give this one another --data-dir",
-            data_dir.display(),
-            path.display()
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(LOCK_POLL);
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "the data directory {} is in use by another Sluice (it holds the lock {}): \
+                     stop it, or give this one another --data-dir",
+                    data_dir.display(),
+                    path.display()
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!("cannot lock {}: {e}", path.display()));
+            }
+        }
     }
 }
 
