@@ -206,3 +206,62 @@ fn completions_are_printed_for_each_shell() {
         );
     }
 }
+
+/// Copies the directory `from` into `to`, recursively.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn run_and_validate_take_a_relative_data_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/space-game");
+    copy_tree(std::path::Path::new(example), tmp.path());
+    let sluice = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .current_dir(tmp.path())
+            .env_remove("SLUICE_DATA_DIR")
+            .output()
+            .expect("sluice runs")
+    };
+
+    let run = sluice(&[
+        "run",
+        "pipeline.toml",
+        "--approve",
+        "all",
+        "--data-dir",
+        "data",
+    ]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    assert!(tmp.path().join("data/sluice.redb").is_file());
+    let site = std::fs::read_to_string(tmp.path().join("sites/staging/index.html")).unwrap();
+    assert!(site.contains("Version 1.1.0"), "{site}");
+
+    // `validate` takes the flag every command takes, and compiles into that directory's cache.
+    let validate = sluice(&["validate", "--data-dir", "checked", "pipeline.toml"]);
+    assert_eq!(validate.status.code(), Some(0), "{}", stderr(&validate));
+    assert!(
+        stdout(&validate).contains("is valid"),
+        "{}",
+        stdout(&validate)
+    );
+    let cached = std::fs::read_dir(tmp.path().join("checked/cache"))
+        .expect("the compile cache is under --data-dir")
+        .count();
+    assert!(cached > 0, "nothing compiled into checked/cache");
+
+    let empty = sluice(&["validate", "--data-dir", "", "pipeline.toml"]);
+    assert_eq!(empty.status.code(), Some(2));
+    assert!(stderr(&empty).contains("--data-dir"), "{}", stderr(&empty));
+}

@@ -8,6 +8,12 @@ use sluice::types::Escaped;
 
 use super::approve::ApproveMode;
 
+/// A `--data-dir` as given, made absolute against the working directory (without touching
+/// the disk): every path the engine builds on it (workspaces, grants) is then absolute too.
+pub(super) fn absolute_dir(text: &str) -> Result<std::path::PathBuf, String> {
+    std::path::absolute(text).map_err(|e| format!("`{text}` is not a usable directory path: {e}"))
+}
+
 /// What a new release is made with. `sluice release create` words the help shorter (see
 /// `remote::ReleaseCommand::Create`); the flags are the same.
 #[derive(Debug, Args)]

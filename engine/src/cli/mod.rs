@@ -56,6 +56,10 @@ enum Command {
     Validate {
         /// The pipeline file.
         pipeline: std::path::PathBuf,
+        /// The data directory whose compiled-plugin cache it uses (default: `.sluice` next to
+        /// the pipeline, as `sluice run`).
+        #[arg(long = "data-dir", env = "SLUICE_DATA_DIR", value_parser = args::absolute_dir)]
+        data_dir: Option<std::path::PathBuf>,
     },
     /// List or show releases.
     #[command(subcommand)]
@@ -220,7 +224,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Run(args) => release::run(args),
         Command::Resume(args) => release::resume(args),
-        Command::Validate { pipeline } => release::validate(&pipeline),
+        Command::Validate { pipeline, data_dir } => release::validate(&pipeline, data_dir),
         Command::Releases(command) => release::releases(command),
         Command::Logs {
             release,

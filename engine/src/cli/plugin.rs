@@ -84,7 +84,7 @@ pub(super) struct RunArgs {
     #[arg(long, value_name = "DIR")]
     into: Option<PathBuf>,
     /// Where compiled components are cached.
-    #[arg(long = "data-dir", default_value = ".sluice", env = "SLUICE_DATA_DIR")]
+    #[arg(long = "data-dir", default_value = ".sluice", env = "SLUICE_DATA_DIR", value_parser = super::args::absolute_dir)]
     data_dir: PathBuf,
 }
 

@@ -24,7 +24,7 @@ use super::show::{kebab, show};
 #[derive(Debug, Args)]
 pub(super) struct DataDir {
     /// The data directory (store, workspaces, compiled plugins).
-    #[arg(long = "data-dir", env = "SLUICE_DATA_DIR", default_value = ".sluice")]
+    #[arg(long = "data-dir", env = "SLUICE_DATA_DIR", default_value = ".sluice", value_parser = super::args::absolute_dir)]
     data_dir: PathBuf,
 }
 
@@ -37,7 +37,7 @@ pub(super) struct RunArgs {
     #[command(flatten)]
     driving: Driving,
     /// The data directory (default: `.sluice` next to the pipeline).
-    #[arg(long = "data-dir", env = "SLUICE_DATA_DIR")]
+    #[arg(long = "data-dir", env = "SLUICE_DATA_DIR", value_parser = super::args::absolute_dir)]
     data_dir: Option<PathBuf>,
 }
 
@@ -149,12 +149,18 @@ fn describe_state(release: &Release) -> String {
     }
 }
 
+/// `.sluice` next to the pipeline: where `run` and `validate` keep their data without
+/// `--data-dir`.
+fn default_data_dir(loaded: &pipeline::Loaded) -> PathBuf {
+    Path::new(&loaded.plan.dir).join(".sluice")
+}
+
 pub(super) fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let loaded = pipeline::load(&args.pipeline)?;
     let data_dir = args
         .data_dir
         .clone()
-        .unwrap_or_else(|| Path::new(&loaded.plan.dir).join(".sluice"));
+        .unwrap_or_else(|| default_data_dir(&loaded));
     let engine = engine(&data_dir)?;
     // The workspaces no deployment needs, and those of this pipeline's failed runs: its
     // stages run again now.
@@ -218,9 +224,13 @@ pub(super) fn resume(args: ResumeArgs) -> anyhow::Result<Exit> {
     Ok(exit)
 }
 
-pub(super) fn validate(pipeline_path: &Path) -> anyhow::Result<Exit> {
+pub(super) fn validate(pipeline_path: &Path, data_dir: Option<PathBuf>) -> anyhow::Result<Exit> {
     let loaded = pipeline::load(pipeline_path)?;
-    let host = PluginHost::new(HostConfig::default())?;
+    let data_dir = data_dir.unwrap_or_else(|| default_data_dir(&loaded));
+    let host = PluginHost::new(HostConfig {
+        cache_dir: Some(data_dir.join("cache")),
+        ..HostConfig::default()
+    })?;
     pipeline::check_plugins(&loaded, &host)?;
     let plan = &loaded.plan;
     let tasks: usize = plan.stages.iter().map(|s| s.tasks.len()).sum();

@@ -20,7 +20,7 @@ pub(super) struct ServeArgs {
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
     /// Use this data directory instead of the configuration's `data-dir`.
-    #[arg(long = "data-dir")]
+    #[arg(long = "data-dir", value_parser = super::args::absolute_dir)]
     data_dir: Option<PathBuf>,
 }
 
