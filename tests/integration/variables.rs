@@ -329,3 +329,52 @@ grants.dirs = [{ host = "$(sluice.pipeline-dir)/$(site-dir)", guest = "/pub", ac
     );
     target.assert_untouched();
 }
+
+#[test]
+fn a_task_is_handed_the_paths_of_its_sandbox_never_the_hosts() {
+    let project = Project::new(
+        r#"
+version = 1
+name = "paths"
+[[stages]]
+name = "dev"
+[[stages.tasks]]
+name = "look"
+plugin = "./plugins/kit.wasm"
+config = { action = "echo" }
+grants.workspace = "rw"
+"#,
+    );
+    let run = sluice_run(&project, &[]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let release = stored(&project.data_dir()).remove(0);
+    let task = &release.stages[0].attempts[0].tasks[0];
+    let output = |name: &str| {
+        task.outputs
+            .iter()
+            .find(|o| o.name == name)
+            .map(|o| o.value.clone())
+    };
+    assert_eq!(
+        output("var.sluice.workspace").as_deref(),
+        Some("/workspace")
+    );
+    assert_eq!(output("var.sluice.release").as_deref(), Some("paths-1"));
+    for host_only in ["var.sluice.data-dir", "var.sluice.pipeline-dir"] {
+        assert_eq!(
+            output(host_only),
+            None,
+            "{host_only} was handed to the task"
+        );
+    }
+    let (data, dir) = (project.data_dir(), project.path().to_owned());
+    for o in &task.outputs {
+        assert!(
+            !o.value.contains(&*data.to_string_lossy())
+                && !o.value.contains(&*dir.to_string_lossy()),
+            "the task learnt a host path: {} = {}",
+            o.name,
+            o.value
+        );
+    }
+}

@@ -167,7 +167,7 @@ impl Engine {
             // The deployment's own workspace is the one place under the data directory a
             // grant may name (`$(sluice.workspace)/...`).
             let fence = self.fence.with_workspace(&workspace);
-            let workspace = granted.map(|dir| (dir, "/workspace"));
+            let workspace = granted.map(|dir| (dir, super::vars::WORKSPACE));
             let grants = grants(
                 &spec.grants,
                 &|text| scope.substitute_grant(text),
@@ -347,7 +347,7 @@ fn context(release: &Release, stage: &str, attempt: u32, workspace: bool) -> Con
                 path: format!("/workspace/{}", a.alias),
             })
             .collect(),
-        workspace: workspace.then(|| "/workspace".to_owned()),
+        workspace: workspace.then(|| super::vars::WORKSPACE.to_owned()),
     }
 }
 

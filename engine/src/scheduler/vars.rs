@@ -1,5 +1,7 @@
 //! The variables a task sees and `$(name)` substitution. Scope, later entries winning:
-//! built-ins, pipeline variables, release-time variables, stage variables, then the outputs of
+//! built-ins (for a task, paths as its sandbox has them: `$(sluice.workspace)` is
+//! `/workspace`; the host paths `$(sluice.pipeline-dir)`, `$(sluice.data-dir)` and the
+//! workspace's are for grants alone), pipeline variables, release-time variables, stage variables, then the outputs of
 //! tasks that already ran in this release (as `task.output`). Release-time variables are only
 //! those the plan declares settable (a release stored before that rule keeps none), and grants
 //! are resolved without them: a grant comes from the plan alone. Secrets are read from the
@@ -15,6 +17,9 @@ use crate::core::{Release, TaskState};
 use crate::pipeline::{ValueSource, VariableSpec};
 use crate::secrets::{KEY_ENV, Keyring, Place};
 use crate::types::Variable;
+
+/// Where a task's workspace is in its sandbox.
+pub(crate) const WORKSPACE: &str = "/workspace";
 
 /// Variables in scope for one task.
 #[derive(Debug, Default, Clone)]
@@ -37,16 +42,26 @@ impl Scope {
         let spec = &release.plan.stages[stage];
         for (name, value) in [
             ("sluice.pipeline", release.pipeline.clone()),
-            ("sluice.pipeline-dir", release.plan.dir.clone()),
-            ("sluice.data-dir", data_dir.display().to_string()),
             ("sluice.release", release.name.clone()),
             ("sluice.release-number", release.number.to_string()),
             ("sluice.stage", spec.name.clone()),
             ("sluice.attempt", attempt.to_string()),
-            ("sluice.workspace", workspace.display().to_string()),
         ] {
             scope.set(name, value, false);
         }
+        // Host paths are for grants alone: a task sees the paths of its sandbox (its
+        // workspace at `/workspace`), never where they are on the host.
+        for (name, value) in [
+            ("sluice.pipeline-dir", release.plan.dir.clone()),
+            ("sluice.data-dir", data_dir.display().to_string()),
+            ("sluice.workspace", workspace.display().to_string()),
+        ] {
+            scope
+                .plan
+                .insert(name.to_owned(), variable(name, value, false));
+        }
+        let guest = variable("sluice.workspace", WORKSPACE.to_owned(), false);
+        scope.values.insert(guest.name.clone(), guest);
         scope.declare(&release.plan.variables, keys)?;
         for (name, value) in &release.variables {
             if release.plan.settable_at_release(name).is_ok() {
@@ -394,21 +409,27 @@ name = "dev"
             Scope::for_task(&release, 0, 1, Path::new("/data"), Path::new("/ws"), &keys).unwrap();
         let task = |text: &str| scope.substitute(text).unwrap();
         let grant = |text: &str| scope.substitute_grant(text).unwrap();
-        assert_eq!(
-            task("$(sluice.data-dir)"),
-            "/data",
-            "`sluice.*` is never set"
+        assert!(
+            scope.substitute("$(sluice.data-dir)").is_err(),
+            "a task is never handed a host path"
         );
+        assert_eq!(task("$(sluice.workspace)"), "/workspace");
         assert_eq!(task("$(region)"), "eu", "not settable: the plan's value");
         assert_eq!(task("$(title)"), "Moon Base");
         assert_eq!(task("$(dir)"), "/evil");
         assert_eq!(grant("$(title)"), "Space Game");
-        assert_eq!(grant("$(sluice.data-dir)/$(dir)"), "/data/sites");
+        assert_eq!(
+            grant("$(sluice.data-dir)/$(dir)"),
+            "/data/sites",
+            "`sluice.*` is never set"
+        );
+        assert_eq!(grant("$(sluice.workspace)/out"), "/ws/out");
+        let handed = scope.variables();
         assert!(
-            scope
-                .variables()
-                .iter()
-                .all(|v| v.name != "sluice.data-dir" || v.value == "/data")
+            handed.iter().all(|v| !v.value.starts_with("/data")
+                && !v.value.starts_with("/ws")
+                && !v.value.starts_with("/p")),
+            "no host path among the task's variables: {handed:?}"
         );
     }
 }

@@ -30,7 +30,12 @@ use crate::types::{Name, NameError, parse_duration};
 
 pub use variables::references;
 
-/// Built-in variables every task may reference.
+/// Built-ins that are host paths: a grant's `host` may use them, a task's or gate's config
+/// may not (a plugin sees its sandbox's paths, never the host's).
+pub const HOST_PATH_VARIABLES: &[&str] = &["sluice.pipeline-dir", "sluice.data-dir"];
+
+/// Built-in variables (for a task, `sluice.workspace` is `/workspace`; see
+/// [`HOST_PATH_VARIABLES`] for those only grants may use).
 pub const BUILTIN_VARIABLES: &[&str] = &[
     "sluice.pipeline",
     "sluice.pipeline-dir",

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use toml::Spanned;
 
-use super::{BUILTIN_VARIABLES, Validator};
+use super::{BUILTIN_VARIABLES, HOST_PATH_VARIABLES, Validator};
 use crate::pipeline::plan::*;
 use crate::pipeline::schema::*;
 
@@ -97,8 +97,29 @@ impl Validator<'_> {
                 stage.variables.iter().map(|v| v.name.as_str()).collect();
             let raw_stage = raw.stages.iter().find(|s| s.name.get_ref() == &stage.name);
             for (index, task) in stage.tasks.iter().enumerate() {
-                let mut texts = Vec::new();
-                collect_strings(&task.config, &mut texts);
+                let mut config = Vec::new();
+                collect_strings(&task.config, &mut config);
+                let span = || {
+                    raw_stage.and_then(|s| s.tasks.get(index)).map(|t| {
+                        t.config
+                            .as_ref()
+                            .map_or_else(|| t.plugin.span(), Spanned::span)
+                    })
+                };
+                for reference in config.iter().flat_map(|text| references(text)) {
+                    if HOST_PATH_VARIABLES.contains(&reference) {
+                        self.error(
+                            span(),
+                            format!(
+                                "task `{}` is handed `$({reference})`, a path on the engine's host: \
+                                 a task sees only its sandbox",
+                                task.name
+                            ),
+                            Some("grant the directory (`grants.dirs`, whose `host` may use it) and give the task its `guest` path; the workspace is `/workspace`"),
+                        );
+                    }
+                }
+                let mut texts = config;
                 texts.extend(
                     task.grants
                         .dirs
@@ -114,13 +135,8 @@ impl Validator<'_> {
                                 .split_once('.')
                                 .is_some_and(|(t, _)| visible.contains(t));
                         if !known {
-                            let span = raw_stage.and_then(|s| s.tasks.get(index)).map(|t| {
-                                t.config
-                                    .as_ref()
-                                    .map_or_else(|| t.plugin.span(), Spanned::span)
-                            });
                             self.error(
-                                span,
+                                span(),
                                 format!("unknown variable `$({reference})` in task `{}`", task.name),
                                 Some("declare it under `[variables]` or the stage's `variables`, or read an earlier task's output as `$(task-name.output)`"),
                             );
