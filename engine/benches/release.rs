@@ -57,7 +57,14 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let host = Arc::new(PluginHost::new(HostConfig::default()).unwrap());
+    // As a served engine has it: the release keeps its plugins in the plugin store.
+    let host = Arc::new(
+        PluginHost::new(HostConfig {
+            store_dir: Some(data_dir.join("plugins")),
+            ..HostConfig::default()
+        })
+        .unwrap(),
+    );
     let engine = Arc::new(Engine::new(
         Store::open(&data_dir).unwrap(),
         host,

@@ -6,6 +6,7 @@ mod cli;
 mod engine;
 mod faults;
 mod gates;
+mod kept;
 mod kill;
 mod pipelines;
 mod plugins;

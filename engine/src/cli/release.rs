@@ -81,6 +81,7 @@ fn engine(data_dir: &Path) -> anyhow::Result<Arc<Engine>> {
     let store = Store::open(data_dir)?;
     let host = PluginHost::new(HostConfig {
         cache_dir: Some(data_dir.join("cache")),
+        store_dir: Some(data_dir.join("plugins")),
         ..HostConfig::default()
     })?;
     Ok(Arc::new(Engine::new(
@@ -396,10 +397,10 @@ pub(super) fn deploy(
             stage: stage.into(),
         },
     };
-    runtime.block_on(engine.apply(release, event, &user(), &Lines))?;
     let (observer, live) = observer();
     let approvals = LocalApprovals::new(approve, live);
-    let release = runtime.block_on(engine.drive(release, approvals, observer))?;
+    let release =
+        runtime.block_on(engine.drive_after(release, event, &user(), approvals, observer))?;
     let state = release.stage(stage).map(|s| s.state());
     conclude(&release, false);
     Ok(

@@ -19,6 +19,7 @@ mod bindings;
 mod cache;
 mod call;
 mod fs;
+mod kept;
 mod limits;
 mod load;
 mod log;
@@ -58,6 +59,9 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct HostConfig {
     /// Where compiled components are cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// Where the plugins of releases are kept by digest (`DATA/plugins`, `kept.rs`); `None`
+    /// keeps none (a release then runs its plugin files, refused if they changed).
+    pub store_dir: Option<PathBuf>,
     /// The WebAssembly stack a call may use, in bytes.
     pub max_stack: usize,
     /// Where component files may come from, their size, and the bound on compilation.
@@ -68,6 +72,7 @@ impl Default for HostConfig {
     fn default() -> Self {
         Self {
             cache_dir: None,
+            store_dir: None,
             max_stack: 512 << 10,
             files: FilePolicy::default(),
         }
@@ -210,6 +215,16 @@ pub enum LoadError {
          with the plugin SDK's `export_task!`, `export_gate!` or `export_artifact_source!`"
     )]
     NoPluginExports(String),
+    /// The plugin store could not keep a plugin's bytes, or the bytes it keeps were changed.
+    #[error("plugin {origin} ({digest}): {reason}")]
+    Kept {
+        /// Where it came from.
+        origin: String,
+        /// Its digest, as the release recorded it.
+        digest: Digest,
+        /// What went wrong.
+        reason: String,
+    },
     /// The file, or the bytes, are refused before compilation (where, type, size, header,
     /// time).
     #[error(transparent)]
@@ -306,6 +321,8 @@ pub struct PluginHost {
     /// not read again; a replaced or rewritten one changes its key and is hashed anew.
     files: Mutex<HashMap<FileKey, Arc<Plugin>>>,
     max_stack: usize,
+    /// The plugin store (`kept.rs`).
+    kept: Option<kept::Kept>,
     _ticker: Ticker,
 }
 
@@ -345,6 +362,7 @@ impl PluginHost {
             loaded: Mutex::new(HashMap::new()),
             files: Mutex::new(HashMap::new()),
             max_stack: config.max_stack,
+            kept: config.store_dir.map(kept::Kept::new),
         })
     }
 }

@@ -64,16 +64,17 @@ impl Engine {
         }
         let mut digests = BTreeMap::new();
         for reference in plan.plugins() {
-            let plugin = self
-                .host
-                .load(&PluginRef::parse(reference, Path::new(&plan.dir)))
-                .map_err(|e| PipelineError {
-                    diagnostics: vec![pipeline::Diagnostic {
-                        message: e.to_string(),
-                        at: None,
-                        help: None,
-                    }],
-                })?;
+            let refused = |e: crate::plugin::LoadError| PipelineError {
+                diagnostics: vec![pipeline::Diagnostic {
+                    message: e.to_string(),
+                    at: None,
+                    help: None,
+                }],
+            };
+            let parsed = PluginRef::parse(reference, Path::new(&plan.dir));
+            let plugin = self.host.load(&parsed).map_err(refused)?;
+            // Its bytes are kept before the release that names them is stored.
+            self.host.keep(&parsed, &plugin).map_err(refused)?;
             digests.insert(reference.clone(), plugin.digest().to_string());
         }
         let now = now_ms();

@@ -387,6 +387,44 @@ impl Engine {
         .await
     }
 
+    /// As [`Engine::drive`], with `event` (by `actor`) applied inside the drive, after its
+    /// recovery of work from before: a local redeploy, whose task then runs here (applied
+    /// before the drive, its started task would read as one a restart interrupted). Why the
+    /// event does not apply, if it does not, comes back in place of the release.
+    pub async fn drive_after(
+        self: &Arc<Self>,
+        name: &str,
+        event: Event,
+        actor: &str,
+        approvals: Arc<dyn Approvals>,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Release, EngineError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (reply, mut answer) = oneshot::channel();
+        let command = Msg::Command {
+            event,
+            actor: actor.to_owned(),
+            receipt: None,
+            reply,
+        };
+        // The receiver is held here: the send cannot fail.
+        let _ = tx.send(command);
+        let driven = Driver::open(
+            self.clone(),
+            name,
+            Mode::Local,
+            approvals,
+            observer,
+            (tx, rx),
+        )?
+        .run()
+        .await;
+        if let Ok(Err(refused)) = answer.try_recv() {
+            return Err(refused);
+        }
+        driven
+    }
+
     /// Every release that is still active, read through the state index (only those are
     /// decoded).
     pub fn unfinished(&self) -> Result<Vec<Release>, EngineError> {

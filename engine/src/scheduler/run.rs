@@ -24,12 +24,21 @@ fn recorded_digest(release: &Release, reference: &str) -> Option<Digest> {
 }
 
 impl Engine {
-    /// Loads a plugin of the release and checks it is the one the release recorded.
+    /// Loads a plugin of the release: the bytes the plugin store keeps under the digest the
+    /// release recorded; for a release from before the store, the file, checked against it.
     pub(super) fn release_plugin(
         &self,
         release: &Release,
         reference: &str,
     ) -> Result<Arc<Plugin>, String> {
+        if let Some(recorded) = recorded_digest(release, reference)
+            && let Some(kept) = self
+                .host
+                .load_kept(&recorded, reference)
+                .map_err(|e| e.to_string())?
+        {
+            return Ok(kept);
+        }
         let plugin = self
             .host
             .load(&PluginRef::parse(reference, Path::new(&release.plan.dir)))

@@ -81,6 +81,7 @@ impl Service {
         let at = std::time::Instant::now();
         let host = PluginHost::new(HostConfig {
             cache_dir: Some(config.data_dir.join("compiled")),
+            store_dir: Some(config.data_dir.join("plugins")),
             files: config.plugin_files.policy(&config.pipelines),
             ..HostConfig::default()
         })?;

@@ -1,0 +1,140 @@
+//! The plugin store: the bytes of every plugin a release was created with, kept by their
+//! sha256 under `DATA/plugins/sha256/HEX` (one file per digest, written once: a temporary file
+//! synced, renamed into place, the directory synced). Every deployment, redeploy and rollback of
+//! a release runs the bytes its digest names, whatever happened to the file it came from; a
+//! blob is verified against its name whenever it is read (a changed one is refused, naming the
+//! digest). The data directory is never granted to a task, so no plugin can write here.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{Digest, LoadError, Plugin, PluginHost, PluginRef};
+use crate::builtin::builtin;
+
+/// Where the blobs are.
+pub(super) struct Kept {
+    dir: PathBuf,
+}
+
+impl Kept {
+    /// The store under `dir` (made when the first blob is kept).
+    pub(super) fn new(dir: PathBuf) -> Self {
+        Self {
+            dir: dir.join("sha256"),
+        }
+    }
+
+    fn path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(digest.hex())
+    }
+
+    /// Writes `bytes` as the blob of `digest` unless it is there.
+    fn put(&self, digest: &Digest, bytes: &[u8]) -> std::io::Result<()> {
+        let path = self.path(digest);
+        if path.is_file() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir)?;
+        let temp = self
+            .dir
+            .join(format!(".{}.{}.tmp", digest.hex(), std::process::id()));
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temp, &path)?;
+        std::fs::File::open(&self.dir)?.sync_all()
+    }
+}
+
+impl PluginHost {
+    /// Keeps the bytes of `plugin` (loaded from `reference`) in the plugin store, once per
+    /// digest; nothing without a store. A file that changed since it was loaded is refused
+    /// (load it again).
+    pub fn keep(&self, reference: &PluginRef, plugin: &Plugin) -> Result<(), LoadError> {
+        let Some(kept) = &self.kept else {
+            return Ok(());
+        };
+        let digest = plugin.digest();
+        if kept.path(&digest).is_file() {
+            return Ok(());
+        }
+        let bytes = match reference {
+            PluginRef::Builtin(name) => builtin(name)
+                .ok_or_else(|| LoadError::UnknownBuiltin(name.clone()))?
+                .bytes
+                .to_vec(),
+            PluginRef::File(given) => {
+                let path = self.loading.resolve(given)?;
+                self.loading.read(&path, &given.display().to_string())?
+            }
+        };
+        if Digest::of(&bytes) != digest {
+            return Err(LoadError::Kept {
+                origin: reference.to_string(),
+                digest,
+                reason: "the file changed while it was read: try again".into(),
+            });
+        }
+        kept.put(&digest, &bytes).map_err(|e| LoadError::Kept {
+            origin: reference.to_string(),
+            digest,
+            reason: format!("cannot write {}: {e}", kept.path(&digest).display()),
+        })
+    }
+
+    /// The plugin whose bytes the store keeps under `digest` (`origin` names it in errors):
+    /// the one already loaded, or the blob read and verified. `None` when the store has no
+    /// such blob (or there is no store).
+    pub fn load_kept(
+        &self,
+        digest: &Digest,
+        origin: &str,
+    ) -> Result<Option<Arc<Plugin>>, LoadError> {
+        if let Some(plugin) = self.lock_loaded().get(digest) {
+            return Ok(Some(plugin.clone()));
+        }
+        let Some(kept) = &self.kept else {
+            return Ok(None);
+        };
+        let path = kept.path(digest);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bytes = self.loading.read(&path, &path.display().to_string())?;
+        let found = Digest::of(&bytes);
+        if found != *digest {
+            return Err(LoadError::Kept {
+                origin: origin.to_owned(),
+                digest: *digest,
+                reason: format!(
+                    "its bytes in the plugin store ({}) were changed: they hash to {found}; \
+                     refusing to run them (restore the data directory from a backup)",
+                    path.display()
+                ),
+            });
+        }
+        self.load_bytes(&bytes, origin.to_owned()).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blob_is_written_once_under_its_digest_and_nothing_else_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = Kept::new(dir.path().to_owned());
+        let digest = Digest::of(b"bytes");
+        kept.put(&digest, b"bytes").unwrap();
+        kept.put(&digest, b"other").unwrap();
+        assert_eq!(std::fs::read(kept.path(&digest)).unwrap(), b"bytes");
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from(digest.hex())]);
+    }
+}
