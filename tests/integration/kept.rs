@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use sluice::plugin::Digest;
 
 use crate::engine::Project;
+use crate::support::said;
 
 const PIPELINE: &str = r#"
 version = 1
@@ -28,14 +29,6 @@ fn sluice(project: &Project, args: &[&str]) -> Output {
         .expect("sluice runs")
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 #[test]
 fn a_release_runs_the_plugin_bytes_it_was_created_with_wherever_the_file_went() {
     let project = Project::new(PIPELINE);
@@ -44,20 +37,20 @@ fn a_release_runs_the_plugin_bytes_it_was_created_with_wherever_the_file_went() 
     let kit = project.path().join("plugins/kit.wasm");
     let digest = Digest::of(&std::fs::read(&kit).unwrap());
     let run = sluice(&project, &["run", pipeline, "--approve", "all"]);
-    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    assert_eq!(run.status.code(), Some(0), "{}", said(&run));
     let blob = project.data_dir().join("plugins/sha256").join(digest.hex());
     assert_eq!(std::fs::read(&blob).unwrap(), std::fs::read(&kit).unwrap());
 
     // The file is rebuilt into other bytes: the built-in `copy`, which refuses this config.
     let kit_path = kit.to_str().unwrap();
     let export = sluice(&project, &["plugin", "export", "copy", "-o", kit_path]);
-    assert_eq!(export.status.code(), Some(0), "{}", text(&export));
+    assert_eq!(export.status.code(), Some(0), "{}", said(&export));
     let newer = sluice(&project, &["run", pipeline, "--approve", "all"]);
     assert_eq!(
         newer.status.code(),
         Some(1),
         "a new release runs the new file: {}",
-        text(&newer)
+        said(&newer)
     );
     let deploy = || sluice(&project, &["deploy", "kept-1", "dev", "--approve", "all"]);
     let again = deploy();
@@ -65,7 +58,7 @@ fn a_release_runs_the_plugin_bytes_it_was_created_with_wherever_the_file_went() 
         again.status.code(),
         Some(0),
         "kept-1 runs its own bytes: {}",
-        text(&again)
+        said(&again)
     );
 
     std::fs::remove_file(&kit).unwrap();
@@ -74,7 +67,7 @@ fn a_release_runs_the_plugin_bytes_it_was_created_with_wherever_the_file_went() 
         gone.status.code(),
         Some(0),
         "the file is gone: {}",
-        text(&gone)
+        said(&gone)
     );
 
     // A blob changed in the store is refused, naming the digest.
@@ -82,8 +75,8 @@ fn a_release_runs_the_plugin_bytes_it_was_created_with_wherever_the_file_went() 
     bytes.push(0);
     std::fs::write(&blob, bytes).unwrap();
     let tampered = deploy();
-    assert_eq!(tampered.status.code(), Some(1), "{}", text(&tampered));
-    let said = text(&tampered);
+    assert_eq!(tampered.status.code(), Some(1), "{}", said(&tampered));
+    let said = said(&tampered);
     assert!(
         said.contains(&digest.to_string()),
         "names the digest: {said}"

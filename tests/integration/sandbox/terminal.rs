@@ -12,7 +12,7 @@ use sluice::store::Store;
 use sluice::types::Level;
 
 use crate::engine::Project;
-use crate::support::{TESTKIT, output, run_testkit, tight};
+use crate::support::{TESTKIT, output, run_testkit, said, tight};
 
 /// What the testkit's `terminal` action writes (`plugins/testkit/src/terminal.rs`).
 pub(crate) const HOSTILE: &str = concat!(
@@ -115,14 +115,6 @@ fn sluice(dir: &Path, args: &[&str]) -> Output {
         .expect("sluice runs")
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 #[tokio::test]
 async fn the_host_keeps_what_a_hostile_plugin_wrote() {
     let run = run_testkit(json!({"action": "terminal"}), tight()).await;
@@ -161,8 +153,8 @@ fn sluice_run_show_and_logs_print_a_hostile_plugins_text_escaped_on_one_line() {
         HOSTILE,
     ];
     let run = sluice(project.path(), &args);
-    assert_eq!(run.status.code(), Some(1), "prod fails: {}", text(&run));
-    let printed = text(&run);
+    assert_eq!(run.status.code(), Some(1), "prod fails: {}", said(&run));
+    let printed = said(&run);
     assert_escaped("sluice run", &printed, false);
     assert_shown("sluice run", &printed);
     assert!(
@@ -176,16 +168,16 @@ fn sluice_run_show_and_logs_print_a_hostile_plugins_text_escaped_on_one_line() {
         project.path(),
         &["releases", "show", "hostile-1", "--data-dir", data],
     );
-    assert!(show.status.success(), "{}", text(&show));
-    let printed = text(&show);
+    assert!(show.status.success(), "{}", said(&show));
+    let printed = said(&show);
     assert_escaped("releases show", &printed, false);
     assert_shown("releases show", &printed);
     assert!(printed.contains("      output \\x1b[2J"), "{printed}");
     assert!(printed.contains("about     \\x1b[2J"), "{printed}");
 
     let logs = sluice(project.path(), &["logs", "hostile-1", "--data-dir", data]);
-    assert!(logs.status.success(), "{}", text(&logs));
-    let printed = text(&logs);
+    assert!(logs.status.success(), "{}", said(&logs));
+    let printed = said(&logs);
     assert_escaped("sluice logs", &printed, false);
     assert_shown("sluice logs", &printed);
 
@@ -221,7 +213,7 @@ fn the_terminal_view_of_sluice_run_shows_a_hostile_plugins_text_escaped() {
         .stdin(Stdio::null())
         .output()
         .expect("`script` (util-linux) runs sluice on a pseudo-terminal");
-    let printed = text(&run);
+    let printed = said(&run);
     assert_eq!(run.status.code(), Some(1), "prod fails: {printed}");
     assert_escaped("the terminal view", &printed, true);
     assert!(
@@ -250,7 +242,7 @@ fn plugin_run_prints_a_hostile_plugins_text_escaped_on_one_line() {
                 dir.path().join("data").to_str().unwrap(),
             ],
         );
-        let printed = text(&run);
+        let printed = said(&run);
         assert_eq!(run.status.code(), Some(code), "{printed}");
         assert_escaped("plugin run", &printed, false);
         assert_shown("plugin run", &printed);
@@ -298,7 +290,7 @@ fn version_ids_and_refused_artifacts_print_escaped_on_one_line() {
     std::fs::create_dir(project.path().join("builds").join(id)).unwrap();
     let data = project.data_dir();
     let run = run_choosing(&project, &format!("site={id}"));
-    let printed = text(&run);
+    let printed = said(&run);
     assert_eq!(run.status.code(), Some(0), "{printed}");
     assert_escaped("sluice run", &printed, false);
     let shown = "2.0.0\\x1b[2J\\u{202e}x\\r\\n[space-game-1] prod: task deploy-prod succeeded";
@@ -316,7 +308,7 @@ fn version_ids_and_refused_artifacts_print_escaped_on_one_line() {
             data.to_str().unwrap(),
         ],
     );
-    let printed = text(&show);
+    let printed = said(&show);
     assert_escaped("releases show", &printed, false);
     assert!(
         printed.contains(&format!("artifact  site {shown}")),
@@ -334,7 +326,7 @@ fn version_ids_and_refused_artifacts_print_escaped_on_one_line() {
     // stored.
     for artifact in [format!("site={HOSTILE}"), format!("{HOSTILE}=1.0.0")] {
         let refused = run_choosing(&project, &artifact);
-        let printed = text(&refused);
+        let printed = said(&refused);
         assert_eq!(refused.status.code(), Some(2), "{printed}");
         assert_escaped("a refused artifact", &printed, false);
         assert_shown("a refused artifact", &printed);

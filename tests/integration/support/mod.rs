@@ -38,6 +38,15 @@ pub trait Approvals {
     }
 }
 
+/// What a finished `sluice` process printed: its stdout, then its stderr.
+pub fn said(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// The bearer token of `user`, in every served Sluice.
 pub fn token(user: &str) -> String {
     format!("test-token-of-{user}-0123456789")
