@@ -288,8 +288,11 @@ impl Store {
 }
 
 /// The sequence number after the trail's last entry (0 when empty).
-fn end_of(trail: &redb::ReadOnlyTable<u64, &[u8]>) -> Result<u64, StoreError> {
-    use redb::ReadableTable;
+/// The trail's length: the sequence number after its last entry (0 when empty), in a read or
+/// a write transaction.
+pub(super) fn end_of(
+    trail: &impl redb::ReadableTable<u64, &'static [u8]>,
+) -> Result<u64, StoreError> {
     Ok(trail
         .last()
         .map_err(storage)?

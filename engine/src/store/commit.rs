@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use redb::ReadableTable;
 use tokio::sync::watch;
 
 use super::deferred::Deferred;
@@ -138,10 +137,7 @@ fn write_batch(
         let mut audit = txn.open_table(AUDIT).map_err(storage)?;
         let mut logs = txn.open_table(LOGS).map_err(storage)?;
         let mut receipts = receipts::Writer::open(&txn)?;
-        let first = audit
-            .last()
-            .map_err(storage)?
-            .map_or(0, |(k, _)| k.value() + 1);
+        let first = super::audit::end_of(&audit)?;
         for (next, job) in (first..).zip(batch.iter()) {
             releases
                 .insert(job.name.as_str(), job.release.as_slice())

@@ -31,9 +31,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use redb::{ReadableTable, WriteTransaction};
 
+use super::audit::end_of;
 use super::handle::Handle;
+use super::index_migrate::Named;
 use super::summary::Indexed;
-use super::{AUDIT, AuditEntry, META, RELEASES, StoreError, decode, index, storage};
+use super::{AUDIT, META, RELEASES, StoreError, decode, index, storage};
 use crate::core::Release;
 
 /// The `meta` row: the audit trail's length up to which every entry is indexed.
@@ -212,7 +214,7 @@ impl Deferred {
             // Another reader applied it first.
             return txn.abort().map_err(storage);
         }
-        let len = trail_len(&txn)?;
+        let len = end_of(&txn.open_table(AUDIT).map_err(storage)?)?;
         pending.write_rows(&txn)?;
         if len != pending.marked {
             mark(&txn, len)?;
@@ -249,15 +251,6 @@ impl Adding<'_> {
     }
 }
 
-fn trail_len(txn: &WriteTransaction) -> Result<u64, StoreError> {
-    Ok(txn
-        .open_table(AUDIT)
-        .map_err(storage)?
-        .last()
-        .map_err(storage)?
-        .map_or(0, |(k, _)| k.value() + 1))
-}
-
 fn mark(txn: &WriteTransaction, len: u64) -> Result<(), StoreError> {
     txn.open_table(META)
         .map_err(storage)?
@@ -269,14 +262,14 @@ fn mark(txn: &WriteTransaction, len: u64) -> Result<(), StoreError> {
 /// On open, in its commit: indexes the trail's entries from the mark on (`from`: where the
 /// mark is, `len`: the trail's length), each named release from its record as it is now (a
 /// record gone or unreadable is left as indexed: its quarantine takes it out); moves the mark
-/// to the end. Returns how many entries it indexed.
-pub(super) fn catch_up(txn: &WriteTransaction, from: u64, len: u64) -> Result<u64, StoreError> {
+/// to the end.
+pub(super) fn catch_up(txn: &WriteTransaction, from: u64, len: u64) -> Result<(), StoreError> {
     let mut named: Vec<(String, u64)> = Vec::new();
     {
         let trail = txn.open_table(AUDIT).map_err(storage)?;
         for row in trail.range(from..).map_err(storage)? {
             let (seq, bytes) = row.map_err(storage)?;
-            let entry: AuditEntry = decode(&format!("audit entry {}", seq.value()), bytes.value())?;
+            let entry: Named = decode(&format!("audit entry {}", seq.value()), bytes.value())?;
             if !entry.release.is_empty() {
                 named.push((entry.release, seq.value()));
             }
@@ -301,8 +294,7 @@ pub(super) fn catch_up(txn: &WriteTransaction, from: u64, len: u64) -> Result<u6
         }
     }
     pending.write_rows(txn)?;
-    mark(txn, len)?;
-    Ok(named.len() as u64)
+    mark(txn, len)
 }
 
 /// Where the mark is in the store `txn` opened (`None`: a store from before the mark).

@@ -11,6 +11,7 @@ use std::path::Path;
 use redb::{ReadableTable, WriteTransaction};
 use serde::Deserialize;
 
+use super::audit::end_of;
 use super::index::{self, Writer};
 use super::summary::Indexed;
 use super::{
@@ -49,12 +50,7 @@ pub(super) fn layout(txn: &WriteTransaction, path: &Path) -> Result<u64, StoreEr
     if found == Some(1) {
         from_v1(txn)?;
     }
-    let len = txn
-        .open_table(AUDIT)
-        .map_err(storage)?
-        .last()
-        .map_err(storage)?
-        .map_or(0, |(k, _)| k.value() + 1);
+    let len = end_of(&txn.open_table(AUDIT).map_err(storage)?)?;
     // A new store, or versions 1 (just migrated) and 2: every entry is indexed.
     let applied = match found {
         Some(SCHEMA_VERSION) => deferred::applied(txn)?.unwrap_or(0),
@@ -75,10 +71,10 @@ pub(super) struct Migrated {
     pub(super) entries: u64,
 }
 
-/// Just the release an audit entry names.
+/// Just the release an audit entry names (empty: none).
 #[derive(Deserialize)]
-struct Named {
-    release: String,
+pub(super) struct Named {
+    pub(super) release: String,
 }
 
 /// Builds every index of a version-1 store, inside `txn` (which also writes the new version).

@@ -105,10 +105,7 @@ pub(super) fn append_audit(
     mut entry: AuditEntry,
 ) -> Result<u64, StoreError> {
     let mut table = txn.open_table(AUDIT).map_err(storage)?;
-    entry.seq = table
-        .last()
-        .map_err(storage)?
-        .map_or(0, |(k, _)| k.value() + 1);
+    entry.seq = super::audit::end_of(&table)?;
     let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Storage(e.to_string()))?;
     table.insert(entry.seq, bytes.as_slice()).map_err(storage)?;
     Ok(entry.seq + 1)
