@@ -8,6 +8,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Digest, LoadError, Plugin, PluginHost, PluginRef};
 use crate::builtin::builtin;
@@ -36,9 +37,12 @@ impl Kept {
             return Ok(());
         }
         std::fs::create_dir_all(&self.dir)?;
+        // A name of its own per write: two releases created at once may keep the same digest.
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, Ordering::Relaxed);
         let temp = self
             .dir
-            .join(format!(".{}.{}.tmp", digest.hex(), std::process::id()));
+            .join(format!(".{}.{}.{n}.tmp", digest.hex(), std::process::id()));
         let mut file = std::fs::File::create(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
@@ -136,5 +140,26 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, [std::ffi::OsString::from(digest.hex())]);
+    }
+
+    #[test]
+    fn the_same_blob_kept_by_many_threads_at_once_is_written_whole_by_every_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = Kept::new(dir.path().to_owned());
+        let bytes = vec![7u8; 1 << 20];
+        let digest = Digest::of(&bytes);
+        std::thread::scope(|s| {
+            let puts: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| kept.put(&digest, &bytes)))
+                .collect();
+            for put in puts {
+                put.join().unwrap().expect("every keeper succeeds");
+            }
+        });
+        assert_eq!(std::fs::read(kept.path(&digest)).unwrap(), bytes);
+        let left = std::fs::read_dir(dir.path().join("sha256"))
+            .unwrap()
+            .count();
+        assert_eq!(left, 1, "no temporary file is left");
     }
 }
