@@ -2,20 +2,20 @@
 //!
 //! Each macro generates the bindings of one plugin world *in the plugin's own crate*, so that a
 //! component exports exactly the worlds its author exported, whatever the linker keeps. Shared
-//! types and the `log` import come from the SDK through wit-bindgen's `with`.
+//! types and the `log` import come from the SDK through wit-bindgen's `with`. The world each
+//! macro generates imports only `log`: Rust's standard library reaches the WASI interfaces of
+//! `wit/worlds.wit`'s `host` world on its own.
 
 use proc_macro::TokenStream;
 
-/// The WIT package, embedded at compile time: `wit/` stays the single source of truth.
+/// The WIT package's interfaces, embedded at compile time: `wit/` stays the single source of truth.
 const TYPES_WIT: &str = include_str!("../../../wit/types.wit");
-const WORLDS_WIT: &str = include_str!("../../../wit/worlds.wit");
 
 /// Exports a type implementing `sluice_plugin_sdk::Task` as the component's `task` world.
 #[proc_macro]
 pub fn export_task(input: TokenStream) -> TokenStream {
     let ty = plugin_type(&input);
     export(
-        "task-plugin",
         "task",
         &format!(
             "impl wit::Guest for Export {{
@@ -38,7 +38,6 @@ pub fn export_task(input: TokenStream) -> TokenStream {
 pub fn export_gate(input: TokenStream) -> TokenStream {
     let ty = plugin_type(&input);
     export(
-        "gate-plugin",
         "gate",
         &format!(
             "impl wit::Guest for Export {{
@@ -63,8 +62,7 @@ pub fn export_gate(input: TokenStream) -> TokenStream {
 pub fn export_artifact_source(input: TokenStream) -> TokenStream {
     let ty = plugin_type(&input);
     export(
-        "artifact-source-plugin",
-        "artifact_source",
+        "artifact-source",
         &format!(
             "impl wit::Guest for Export {{
                 fn list_versions(config: ::std::string::String)
@@ -90,14 +88,13 @@ fn plugin_type(input: &TokenStream) -> String {
     }
 }
 
-/// Generates the bindings of `world` in a private module and implements its export with `body`.
-fn export(world: &str, module: &str, body: &str) -> TokenStream {
-    let worlds = WORLDS_WIT
-        .lines()
-        .filter(|line| !line.starts_with("package "))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let wit = format!("{TYPES_WIT}\n{worlds}");
+/// Generates the bindings of a world exporting `interface` in a private module and implements
+/// that export with `body`.
+fn export(interface: &str, body: &str) -> TokenStream {
+    let world = format!("{interface}-export");
+    let wit =
+        format!("{TYPES_WIT}\nworld {world} {{\n    import log;\n    export {interface};\n}}\n");
+    let module = interface.replace('-', "_");
     format!(
         "#[doc(hidden)]
         #[allow(unsafe_code, missing_docs, unused_qualifications, clippy::all)]
