@@ -163,6 +163,9 @@ impl PluginHost {
                 format_bytes(self.max_stack as u64),
             ));
         }
+        if let Some(uncaught) = log.uncaught(trap == Some(&Trap::UnreachableCodeReached)) {
+            return Failure::Uncaught(uncaught);
+        }
         if let Some(panic) = log.panic() {
             return Failure::Panic(panic);
         }

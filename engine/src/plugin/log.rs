@@ -47,6 +47,8 @@ pub(super) struct LogState {
     /// Reading a Rust panic message from stderr: its location, and the message so far.
     pub(super) panic: Option<(String, String)>,
     pub(super) in_panic: bool,
+    /// What a Python or JavaScript runtime said about an uncaught error.
+    pub(super) guest: super::guest::GuestWatch,
 }
 
 impl TaskLog {

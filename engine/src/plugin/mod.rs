@@ -19,6 +19,7 @@ mod bindings;
 mod cache;
 mod call;
 mod fs;
+mod guest;
 mod kept;
 mod limits;
 mod load;

@@ -69,6 +69,7 @@ impl TaskLog {
     /// Rust's default panic hook writes `thread '..' panicked at FILE:LINE:COL:` then the message.
     fn watch_for_panic(&self, line: &str) {
         let mut state = self.lock();
+        state.guest.line(line);
         if let Some(at) = line.split(" panicked at ").nth(1) {
             state.panic = Some((at.trim_end_matches(':').to_owned(), String::new()));
             state.in_panic = true;
@@ -98,6 +99,14 @@ impl TaskLog {
             };
             self.stream_line(source, &String::from_utf8_lossy(&bytes));
         }
+    }
+
+    /// The uncaught Python exception or JavaScript error a runtime reported on stderr, one line
+    /// (see [`super::guest`]).
+    pub(crate) fn uncaught(&self, unreachable: bool) -> Option<String> {
+        let panic = self.panic();
+        let found = self.lock().guest.uncaught(panic.as_deref(), unreachable)?;
+        Some(self.one_line(&found))
     }
 
     /// The panic the plugin reported on stderr, as `message (at FILE:LINE:COL)`, one line.

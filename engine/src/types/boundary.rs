@@ -113,7 +113,7 @@ pub enum PluginError {
 
 /// Why a plugin call did not produce a result. Each kind has its own message, one line that
 /// says it was the plugin: a plugin's own error (quoted, as its own words), a limit, an exit, a
-/// panic, a trap and a broken ABI are never confused, and none reads like an engine crash.
+/// panic, an uncaught exception, a trap and a broken ABI are never confused, and none reads like an engine crash.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
     /// The plugin reported the failure itself.
@@ -133,6 +133,10 @@ pub enum Failure {
     /// The plugin panicked.
     #[error("plugin panicked: {0}")]
     Panic(String),
+    /// A Python exception or JavaScript error the plugin did not catch, as its runtime
+    /// reported it (the exception and where it was raised).
+    #[error("plugin raised an error it did not catch: {0}")]
+    Uncaught(String),
     /// The plugin trapped (a fault in its code, such as an out-of-bounds access).
     #[error("plugin trapped: {0}")]
     Trap(String),
