@@ -14,8 +14,10 @@ mod args;
 mod client;
 mod live;
 mod plugin;
+mod plugin_build;
 mod release;
 mod remote;
+mod scaffold;
 mod serve;
 mod show;
 mod token;
@@ -131,7 +133,7 @@ enum Command {
         #[command(flatten)]
         server: client::Server,
     },
-    /// Work with plugins: list the built-ins, inspect a component, run one locally.
+    /// Work with plugins: write, build, inspect, compile and run one locally; the built-ins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
     /// Run the service: the HTTP API, releases driven until they end, approvals from anywhere.

@@ -13,6 +13,7 @@ use sluice::types::{
 };
 
 use super::Exit;
+use super::scaffold::{Kind, Lang, Manifest};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum PluginCommand {
@@ -26,10 +27,39 @@ pub(super) enum PluginCommand {
         #[arg(short, long, value_name = "FILE.wasm")]
         output: PathBuf,
     },
-    /// Show a component's worlds, exports, imports, digest and size.
+    /// Show a component's worlds, exports, imports, digest and size (its compilation comes
+    /// from the cache in the data directory, and goes there).
     Inspect {
         /// A component file, or a built-in plugin name.
         plugin: String,
+        /// Where compiled components are cached.
+        #[arg(long = "data-dir", default_value = ".sluice", env = "SLUICE_DATA_DIR", value_parser = super::args::absolute_dir)]
+        data_dir: PathBuf,
+    },
+    /// Compile a component into the cache of the data directory, so its first run is fast.
+    Compile {
+        /// A component file.
+        plugin: String,
+        /// Where compiled components are cached.
+        #[arg(long = "data-dir", default_value = ".sluice", env = "SLUICE_DATA_DIR", value_parser = super::args::absolute_dir)]
+        data_dir: PathBuf,
+    },
+    /// Write a new plugin project: source, test, sample config, README, WIT and helpers.
+    New {
+        /// The project's directory; its last component is the plugin's name (e.g. `notify-chat`).
+        dir: PathBuf,
+        /// The language to write it in.
+        #[arg(long, value_enum)]
+        lang: Lang,
+        /// What it is.
+        #[arg(long, value_enum, default_value = "task")]
+        kind: Kind,
+    },
+    /// Build the plugin project in DIR (default: here) into build/NAME.wasm.
+    Build {
+        /// The project's directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
     },
     /// Run a plugin once, locally, in the same sandbox a pipeline would give it.
     Run(Box<RunArgs>),
@@ -37,8 +67,9 @@ pub(super) enum PluginCommand {
 
 #[derive(Debug, Args)]
 pub(super) struct RunArgs {
-    /// A component file, or a built-in plugin name.
-    plugin: String,
+    /// A component file, or a built-in plugin name (default: the component `sluice plugin
+    /// build` made of the project here).
+    plugin: Option<String>,
     /// The plugin's configuration, as a TOML file (what a pipeline writes under `config`).
     #[arg(long, value_name = "FILE.toml")]
     config: Option<PathBuf>,
@@ -114,20 +145,94 @@ pub(super) fn run(command: PluginCommand) -> anyhow::Result<Exit> {
             println!("wrote {} ({} bytes)", output.display(), plugin.bytes.len());
             Ok(Exit::Success)
         }
-        PluginCommand::Inspect { plugin } => {
-            let host = PluginHost::new(HostConfig::default())?;
+        PluginCommand::Inspect { plugin, data_dir } => {
+            let host = cached_host(&data_dir)?;
             let plugin = host.load(&PluginRef::parse(&plugin, &cwd()?))?;
             let worlds: Vec<String> = plugin.worlds().iter().map(ToString::to_string).collect();
             println!("plugin:   {}", plugin.origin());
             println!("digest:   {}", plugin.digest());
             println!("size:     {} bytes", plugin.size());
             println!("worlds:   {}", worlds.join(", "));
-            println!("exports:  {}", plugin.exports().join("\n          "));
+            let exports: Vec<String> = plugin.exports().iter().map(|e| labelled(e)).collect();
+            println!("exports:  {}", exports.join("\n          "));
             println!("imports:  {}", plugin.imports().join("\n          "));
+            Ok(Exit::Success)
+        }
+        PluginCommand::Compile { plugin, data_dir } => {
+            let host = cached_host(&data_dir)?;
+            let started = std::time::Instant::now();
+            let plugin = host.load(&PluginRef::parse(&plugin, &cwd()?))?;
+            println!(
+                "compiled {} ({}) in {:.2?}; cached in {}",
+                plugin.origin(),
+                plugin.digest(),
+                started.elapsed(),
+                data_dir.join("cache").display()
+            );
+            Ok(Exit::Success)
+        }
+        PluginCommand::New { dir, lang, kind } => {
+            let dir = std::path::absolute(&dir)
+                .with_context(|| format!("`{}` is not a usable path", dir.display()))?;
+            let files = super::scaffold::create(&dir, lang, kind)?;
+            println!(
+                "wrote a {lang} {kind} plugin in {} ({} files)",
+                dir.display(),
+                files.len()
+            );
+            println!(
+                "next: cd {} && sluice plugin build (README.md says more)",
+                dir.display()
+            );
+            Ok(Exit::Success)
+        }
+        PluginCommand::Build { dir } => {
+            super::plugin_build::build(&dir)?;
             Ok(Exit::Success)
         }
         PluginCommand::Run(args) => run_plugin(*args),
     }
+}
+
+/// An export as `inspect` shows it: what Sluice does not call says so.
+fn labelled(export: &str) -> String {
+    if export.starts_with("sluice:plugin/") {
+        export.to_owned()
+    } else if export == "exports" {
+        format!("{export}  (componentize-py's own, for its runtime; Sluice never calls it)")
+    } else {
+        format!("{export}  (not a Sluice interface; never called)")
+    }
+}
+
+/// A plugin host whose compilations are cached in `data_dir/cache`.
+fn cached_host(data_dir: &Path) -> anyhow::Result<PluginHost> {
+    Ok(PluginHost::new(HostConfig {
+        cache_dir: Some(data_dir.join("cache")),
+        ..HostConfig::default()
+    })?)
+}
+
+/// The plugin `run` was given, or else the component of the project in `cwd`, and the world
+/// the project says it exports.
+fn plugin_or_project(given: Option<&str>, cwd: &Path) -> anyhow::Result<(String, Option<World>)> {
+    if let Some(given) = given {
+        return Ok((given.to_owned(), None));
+    }
+    let manifest = Manifest::read(cwd).context("name the plugin to run")?;
+    let component = cwd.join(manifest.component());
+    if !component.is_file() {
+        bail!(
+            "{} is not built yet: run `sluice plugin build` first",
+            component.display()
+        );
+    }
+    let world = match manifest.kind {
+        Kind::Task => World::Task,
+        Kind::Gate => World::Gate,
+        Kind::ArtifactSource => World::ArtifactSource,
+    };
+    Ok((component.display().to_string(), Some(world)))
 }
 
 fn cwd() -> anyhow::Result<PathBuf> {
@@ -255,12 +360,13 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
         max_stack: usize::try_from(max_stack)?,
         ..HostConfig::default()
     })?;
-    let plugin = host.load(&PluginRef::parse(&args.plugin, &cwd))?;
+    let (reference, project_world) = plugin_or_project(args.plugin.as_deref(), &cwd)?;
+    let plugin = host.load(&PluginRef::parse(&reference, &cwd))?;
     let world = match args.world {
         Some(WorldArg::Task) => World::Task,
         Some(WorldArg::Gate) => World::Gate,
         Some(WorldArg::ArtifactSource) => World::ArtifactSource,
-        None => plugin.worlds()[0],
+        None => project_world.unwrap_or(plugin.worlds()[0]),
     };
     if !plugin.implements(world) {
         let has: Vec<String> = plugin.worlds().iter().map(ToString::to_string).collect();
