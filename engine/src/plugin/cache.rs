@@ -8,7 +8,9 @@
 //! A file whose tag does not verify — forged, copied from another plugin's name, truncated,
 //! or from before tags — is deleted, a warning traced, and the component compiled again.
 //! Files are read into memory (not mapped), written aside and renamed into place, and the
-//! directory is owner-only.
+//! directory is owner-only. The cache is bounded: after each store, the least recently used
+//! compilations (by modification time, which every load refreshes) are removed until the
+//! compilations fit under the cap; the one just stored always stays.
 
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
@@ -32,10 +34,12 @@ pub(crate) struct Cache {
     engine_key: String,
     /// The HMAC key.
     key: [u8; 32],
+    /// The most bytes of compilations kept.
+    max_bytes: u64,
 }
 
 impl Cache {
-    pub(crate) fn new(dir: PathBuf, engine: &Engine) -> std::io::Result<Self> {
+    pub(crate) fn new(dir: PathBuf, engine: &Engine, max_bytes: u64) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         #[cfg(unix)]
         {
@@ -49,6 +53,7 @@ impl Cache {
             dir,
             engine_key: format!("{:016x}", hasher.finish()),
             key,
+            max_bytes,
         })
     }
 
@@ -92,7 +97,14 @@ impl Cache {
         #[allow(unsafe_code)]
         let loaded = unsafe { Component::deserialize(engine, compiled) };
         match loaded {
-            Ok(component) => Some(component),
+            Ok(component) => {
+                // Used now: the last to go when the cache is over its cap.
+                let _ = std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                Some(component)
+            }
             Err(e) => discard(&format!("wasmtime refused it: {e}")),
         }
     }
@@ -113,6 +125,34 @@ impl Cache {
             });
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "could not cache compiled plugin");
+        }
+        self.evict(&path);
+    }
+
+    /// Removes the least recently used compilations (never `keep`) until the rest fit under
+    /// the cap.
+    fn evict(&self, keep: &Path) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .filter_map(|e| {
+                let meta = e.metadata().ok()?;
+                Some((meta.modified().ok()?, meta.len(), e.path()))
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
+        files.sort();
+        for (_, len, path) in files {
+            if total <= self.max_bytes {
+                break;
+            }
+            if path != keep && std::fs::remove_file(&path).is_ok() {
+                tracing::info!(path = %path.display(), "compile cache over its cap: removed the least recently used");
+                total -= len;
+            }
         }
     }
 }

@@ -55,11 +55,17 @@ use sandbox::State;
 /// yielding to other tasks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// The compile cache's default size cap: 2 GiB (a compiled Python or JavaScript component is
+/// 30–60 MiB, a Rust one well under 1 MiB).
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 2 << 30;
+
 /// Engine-wide settings of the host.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     /// Where compiled components are cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// The most bytes the cache keeps: past it, the least recently used compilations go.
+    pub cache_max_bytes: u64,
     /// Where the plugins of releases are kept by digest (`DATA/plugins`, `kept.rs`); `None`
     /// keeps none (a release then runs its plugin files, refused if they changed).
     pub store_dir: Option<PathBuf>,
@@ -73,6 +79,7 @@ impl Default for HostConfig {
     fn default() -> Self {
         Self {
             cache_dir: None,
+            cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
             store_dir: None,
             max_stack: 512 << 10,
             files: FilePolicy::default(),
@@ -349,7 +356,7 @@ impl PluginHost {
 
         let cache = match config.cache_dir {
             Some(dir) => Some(
-                Cache::new(dir.clone(), &engine)
+                Cache::new(dir.clone(), &engine, config.cache_max_bytes)
                     .map_err(|e| HostError(format!("cache directory {}: {e}", dir.display())))?,
             ),
             None => None,

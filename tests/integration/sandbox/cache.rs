@@ -231,3 +231,53 @@ grants.dirs = [{ host = "$(sluice.pipeline-dir)/out/$(find.content)", guest = "/
         "nothing was written in the cache: {cache_files:?}"
     );
 }
+
+/// The compilations in `dir`, by plugin digest.
+fn compilations(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".cwasm"))
+        .map(|n| n[..64].to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn past_its_cap_the_cache_drops_the_least_recently_used_compilation() {
+    let cache = tempfile::tempdir().unwrap();
+    let load = |name: &str, cap: u64| {
+        let host = PluginHost::new(HostConfig {
+            cache_dir: Some(cache.path().to_owned()),
+            cache_max_bytes: cap,
+            ..HostConfig::default()
+        })
+        .unwrap();
+        host.load(&PluginRef::Builtin(name.into()))
+            .unwrap()
+            .digest()
+    };
+    let unbounded = u64::MAX;
+    let (copy, source) = (load("copy", unbounded), load("dir-source", unbounded));
+    let size = |d: Digest| std::fs::metadata(cached(cache.path(), d)).unwrap().len();
+    // `copy` used again: now `dir-source` is the least recently used.
+    assert_eq!(load("copy", unbounded), copy);
+    let check = load("http-check", unbounded);
+    let cap = size(copy) + size(check) + size(check) / 2;
+    assert!(
+        size(source) > size(check) / 2,
+        "the cap leaves room for two, not three"
+    );
+    // The next store evicts: `http-check` is stored again (a fresh host with a smaller cap
+    // reads it from the cache, so store it anew by removing it first).
+    std::fs::remove_file(cached(cache.path(), check)).unwrap();
+    assert_eq!(load("http-check", cap), check);
+    let mut want = vec![copy.hex(), check.hex()];
+    want.sort();
+    assert_eq!(
+        compilations(cache.path()),
+        want,
+        "dir-source, the least recently used, went"
+    );
+}
