@@ -20,6 +20,7 @@ mod remote;
 mod scaffold;
 mod serve;
 mod show;
+mod spinner;
 mod token;
 
 /// Sluice: release pipelines whose every task is a sandboxed WebAssembly component.

@@ -147,7 +147,11 @@ pub(super) fn run(command: PluginCommand) -> anyhow::Result<Exit> {
         }
         PluginCommand::Inspect { plugin, data_dir } => {
             let host = cached_host(&data_dir)?;
-            let plugin = host.load(&PluginRef::parse(&plugin, &cwd()?))?;
+            let cwd = cwd()?;
+            let shown = super::spinner::describe(&plugin, &cwd);
+            let plugin = super::spinner::while_compiling(&shown, || {
+                host.load(&PluginRef::parse(&plugin, &cwd))
+            })?;
             let worlds: Vec<String> = plugin.worlds().iter().map(ToString::to_string).collect();
             println!("plugin:   {}", plugin.origin());
             println!("digest:   {}", plugin.digest());
@@ -161,7 +165,11 @@ pub(super) fn run(command: PluginCommand) -> anyhow::Result<Exit> {
         PluginCommand::Compile { plugin, data_dir } => {
             let host = cached_host(&data_dir)?;
             let started = std::time::Instant::now();
-            let plugin = host.load(&PluginRef::parse(&plugin, &cwd()?))?;
+            let cwd = cwd()?;
+            let shown = super::spinner::describe(&plugin, &cwd);
+            let plugin = super::spinner::while_compiling(&shown, || {
+                host.load(&PluginRef::parse(&plugin, &cwd))
+            })?;
             println!(
                 "compiled {} ({}) in {:.2?}; cached in {}",
                 plugin.origin(),
@@ -361,7 +369,9 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
         ..HostConfig::default()
     })?;
     let (reference, project_world) = plugin_or_project(args.plugin.as_deref(), &cwd)?;
-    let plugin = host.load(&PluginRef::parse(&reference, &cwd))?;
+    let shown = super::spinner::describe(&reference, &cwd);
+    let plugin =
+        super::spinner::while_compiling(&shown, || host.load(&PluginRef::parse(&reference, &cwd)))?;
     let world = match args.world {
         Some(WorldArg::Task) => World::Task,
         Some(WorldArg::Gate) => World::Gate,

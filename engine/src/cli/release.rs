@@ -232,7 +232,11 @@ pub(super) fn validate(pipeline_path: &Path, data_dir: Option<PathBuf>) -> anyho
         cache_dir: Some(data_dir.join("cache")),
         ..HostConfig::default()
     })?;
-    pipeline::check_plugins(&loaded, &host)?;
+    // Worlds first, from the binaries (no compilation); then every plugin compiled (or taken
+    // from the cache), which checks its imports.
+    pipeline::outline_plugins(&loaded, &host)?;
+    let what = format!("the plugins of {}", pipeline_path.display());
+    super::spinner::while_compiling(&what, || pipeline::check_plugins(&loaded, &host))?;
     let plan = &loaded.plan;
     let tasks: usize = plan.stages.iter().map(|s| s.tasks.len()).sum();
     println!(

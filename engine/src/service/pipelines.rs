@@ -94,9 +94,20 @@ impl Service {
                 .cloned()
                 .collect();
             let warming = std::time::Instant::now();
-            for p in &pipelines {
-                if let Err(e) = pipeline::check_plugins(&p.loaded, service.engine.host()) {
-                    tracing::warn!(pipeline = %p.name, "its plugins do not all load: {e}");
+            for (done, p) in pipelines.iter().enumerate() {
+                let started = std::time::Instant::now();
+                match pipeline::check_plugins(&p.loaded, service.engine.host()) {
+                    // Progress, one line per pipeline: a Python or JS plugin takes seconds.
+                    Ok(()) => tracing::info!(
+                        pipeline = %p.name,
+                        "plugins ready ({} of {} pipelines, {:.1}s)",
+                        done + 1,
+                        pipelines.len(),
+                        started.elapsed().as_secs_f64()
+                    ),
+                    Err(e) => {
+                        tracing::warn!(pipeline = %p.name, "its plugins do not all load: {e}");
+                    }
                 }
             }
             // A stable line, as `sluice-startup:` is: the store bench waits for it.
