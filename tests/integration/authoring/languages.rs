@@ -163,3 +163,29 @@ path = "/secret/key.txt""#;
         }
     }
 }
+
+#[test]
+fn a_missing_build_tool_is_named_with_the_command_that_installs_it() {
+    for (lang, says) in [
+        ("python", "pip install componentize-py==0.25.1"),
+        ("js", "`npm install` in"),
+    ] {
+        let dir = super::new_project(&format!("toolless-{lang}"), lang, "task", &[]);
+        let build = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .current_dir(&dir)
+            .args(["plugin", "build"])
+            .env("PATH", "/nonexistent")
+            .output()
+            .unwrap();
+        let text = said(&build);
+        assert_ne!(build.status.code(), Some(0), "{text}");
+        assert!(
+            text.contains("is not installed") && text.contains(says),
+            "{lang}: {text}"
+        );
+        assert!(
+            !dir.join("build").read_dir().unwrap().any(|_| true),
+            "{lang}: nothing built"
+        );
+    }
+}
