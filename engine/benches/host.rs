@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use sluice::plugin::{HostConfig, PluginHost, PluginRef, Sandbox};
 use sluice::types::{Access, Grants, LogEvent, TaskInput};
 
+mod timing;
+use timing::{report, rss_kib, sample, stats, status_kib};
+
 const TESTKIT: &str = env!("SLUICE_PLUGIN_TESTKIT");
 
 /// The argument that makes this binary measure 1,000 live instances, given the cache directory.
@@ -200,50 +203,6 @@ fn live_instances(cache_dir: &std::path::Path) {
         before as f64 / 1024.0,
         image as f64 / 1024.0,
     );
-}
-
-struct Stats {
-    median: Duration,
-    p99: Duration,
-    min: Duration,
-    n: usize,
-}
-
-fn sample(n: usize, mut f: impl FnMut() -> Duration) -> Stats {
-    stats((0..n).map(|_| f()).collect())
-}
-
-fn stats(mut samples: Vec<Duration>) -> Stats {
-    samples.sort();
-    let n = samples.len();
-    Stats {
-        median: samples[n / 2],
-        p99: samples[(n * 99 / 100).min(n - 1)],
-        min: samples[0],
-        n,
-    }
-}
-
-fn report(name: &str, s: &Stats) {
-    println!(
-        "{name:<36} median {:>10.1?}  p99 {:>10.1?}  min {:>10.1?}  (n={})",
-        s.median, s.p99, s.min, s.n
-    );
-}
-
-/// Resident set size of this process, from `/proc/self/status`.
-fn rss_kib() -> u64 {
-    status_kib("VmRSS:")
-}
-
-/// One figure, in KiB, from `/proc/self/status`.
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// Resident memory by kind of mapping, from `/proc/self/smaps` (set `SLUICE_BENCH_SMAPS=1`).
