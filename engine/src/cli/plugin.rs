@@ -188,13 +188,22 @@ pub(super) fn run(command: PluginCommand) -> anyhow::Result<Exit> {
                 dir.display(),
                 files.len()
             );
+            let install = match lang {
+                Lang::Rust => "",
+                Lang::Python => {
+                    "python3 -m venv .venv && .venv/bin/pip install -r requirements-dev.txt && "
+                }
+                Lang::Js => "npm install && ",
+            };
             println!(
-                "next: cd {} && sluice plugin build (README.md says more)",
+                "next: cd {} && {install}sluice plugin build (README.md says more)",
                 dir.display()
             );
             Ok(Exit::Success)
         }
         PluginCommand::Build { dir } => {
+            let dir = std::path::absolute(&dir)
+                .with_context(|| format!("`{}` is not a usable path", dir.display()))?;
             super::plugin_build::build(&dir)?;
             Ok(Exit::Success)
         }
