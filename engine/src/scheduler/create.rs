@@ -8,7 +8,7 @@ use std::path::Path;
 use super::{Engine, EngineError, run};
 use crate::core::{self, ChosenArtifact, Event, Release};
 use crate::pipeline::{self, Loaded, PipelineError, Selector};
-use crate::plugin::PluginRef;
+use crate::plugin::{PluginHost, PluginRef};
 use crate::store::{Receipt, now_ms};
 use crate::types::Version;
 
@@ -38,7 +38,14 @@ impl Engine {
         // Only variables the plan declares settable: refused before anything is asked or stored.
         loaded.plan.check_release_variables(&options.variables)?;
         pipeline::check_grants(loaded, &self.data_dir)?;
-        pipeline::check_plugins(loaded, &self.host)?;
+        // Compiling a plugin takes seconds and keeping its bytes writes a file: off the
+        // runtime's threads.
+        let (host, checked) = (self.host.clone(), loaded.clone());
+        let digests = match tokio::task::spawn_blocking(move || keep_plugins(&checked, &host)).await
+        {
+            Ok(digests) => digests?,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        };
         let plan = &loaded.plan;
         for alias in options.artifacts.keys() {
             if !plan.artifacts.iter().any(|a| &a.alias == alias) {
@@ -61,21 +68,6 @@ impl Engine {
                 alias: spec.alias.clone(),
                 version,
             });
-        }
-        let mut digests = BTreeMap::new();
-        for reference in plan.plugins() {
-            let refused = |e: crate::plugin::LoadError| PipelineError {
-                diagnostics: vec![pipeline::Diagnostic {
-                    message: e.to_string(),
-                    at: None,
-                    help: None,
-                }],
-            };
-            let parsed = PluginRef::parse(reference, Path::new(&plan.dir));
-            let plugin = self.host.load(&parsed).map_err(refused)?;
-            // Its bytes are kept before the release that names them is stored.
-            self.host.keep(&parsed, &plugin).map_err(refused)?;
-            digests.insert(reference.clone(), plugin.digest().to_string());
         }
         let now = now_ms();
         let mut invalid = None;
@@ -172,4 +164,29 @@ impl Engine {
             ))
         })
     }
+}
+
+/// Checks every plugin of `loaded` (compiling what is not compiled), keeps its bytes in the
+/// plugin store before the release that names them is stored, and returns their digests.
+fn keep_plugins(
+    loaded: &Loaded,
+    host: &PluginHost,
+) -> Result<BTreeMap<String, String>, EngineError> {
+    pipeline::check_plugins(loaded, host)?;
+    let plan = &loaded.plan;
+    let mut digests = BTreeMap::new();
+    for reference in plan.plugins() {
+        let refused = |e: crate::plugin::LoadError| PipelineError {
+            diagnostics: vec![pipeline::Diagnostic {
+                message: e.to_string(),
+                at: None,
+                help: None,
+            }],
+        };
+        let parsed = PluginRef::parse(reference, Path::new(&plan.dir));
+        let plugin = host.load(&parsed).map_err(refused)?;
+        host.keep(&parsed, &plugin).map_err(refused)?;
+        digests.insert(reference.clone(), plugin.digest().to_string());
+    }
+    Ok(digests)
 }
