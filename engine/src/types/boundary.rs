@@ -113,7 +113,8 @@ pub enum PluginError {
 
 /// Why a plugin call did not produce a result. Each kind has its own message, one line that
 /// says it was the plugin: a plugin's own error (quoted, as its own words), a limit, an exit, a
-/// panic, an uncaught exception, a trap and a broken ABI are never confused, and none reads like an engine crash.
+/// panic, an uncaught exception, a trap and a broken ABI are never confused, and none reads
+/// like an engine crash.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
     /// The plugin reported the failure itself.
