@@ -244,11 +244,7 @@ fn plugin_or_project(given: Option<&str>, cwd: &Path) -> anyhow::Result<(String,
             component.display()
         );
     }
-    let world = match manifest.kind {
-        Kind::Task => World::Task,
-        Kind::Gate => World::Gate,
-        Kind::ArtifactSource => World::ArtifactSource,
-    };
+    let world = manifest.kind.plugin_world();
     Ok((component.display().to_string(), Some(world)))
 }
 

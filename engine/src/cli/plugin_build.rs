@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
-use sluice::plugin::{HostConfig, PluginHost, PluginRef, World};
+use sluice::plugin::{HostConfig, PluginHost, PluginRef};
 
 use super::scaffold::{COMPONENTIZE_JS, COMPONENTIZE_PY, Kind, Lang, Manifest};
 
@@ -145,11 +145,7 @@ fn run(mut cmd: Command, what: &str) -> anyhow::Result<()> {
 fn check_exports(path: &Path, kind: Kind) -> anyhow::Result<()> {
     let host = PluginHost::new(HostConfig::default())?;
     let worlds = host.outline(&PluginRef::File(path.to_owned()))?;
-    let wanted = match kind {
-        Kind::Task => World::Task,
-        Kind::Gate => World::Gate,
-        Kind::ArtifactSource => World::ArtifactSource,
-    };
+    let wanted = kind.plugin_world();
     if !worlds.contains(&wanted) {
         let has: Vec<String> = worlds.iter().map(ToString::to_string).collect();
         bail!(

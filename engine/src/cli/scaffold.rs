@@ -40,6 +40,16 @@ impl Kind {
         }
     }
 
+    /// The plugin world a component of this kind must export.
+    pub(super) fn plugin_world(self) -> sluice::plugin::World {
+        use sluice::plugin::World;
+        match self {
+            Kind::Task => World::Task,
+            Kind::Gate => World::Gate,
+            Kind::ArtifactSource => World::ArtifactSource,
+        }
+    }
+
     fn file_stem(self) -> &'static str {
         match self {
             Kind::Task => "task",
@@ -92,7 +102,7 @@ impl Manifest {
 
     /// Where `sluice plugin build` puts the component, relative to the project.
     pub(super) fn component(&self) -> PathBuf {
-        Path::new("build").join(format!("{}.wasm", self.name))
+        PathBuf::from(component_of(&self.name))
     }
 }
 
@@ -307,7 +317,7 @@ fn files(name: &str, lang: Lang, kind: Kind) -> Vec<(String, String)> {
             include_str!("../../../plugin-sdk/templates/config/artifact-source.pipeline.toml")
         }
     };
-    let file = manifest_component(name);
+    let file = component_of(name);
     out.into_iter()
         .map(|(path, text)| {
             let text = text
@@ -323,7 +333,8 @@ fn files(name: &str, lang: Lang, kind: Kind) -> Vec<(String, String)> {
         .collect()
 }
 
-fn manifest_component(name: &str) -> String {
+/// `build/NAME.wasm`: where `sluice plugin build` puts a project's component.
+fn component_of(name: &str) -> String {
     format!("build/{name}.wasm")
 }
 
