@@ -97,7 +97,11 @@ impl Manifest {
                 dir.display()
             )
         })?;
-        toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
+        let manifest: Self =
+            toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+        // A hand-edited name is held to `plugin new`'s rule: it names a file under build/.
+        check_name(&manifest.name).with_context(|| format!("{}: `name`", path.display()))?;
+        Ok(manifest)
     }
 
     /// Where `sluice plugin build` puts the component, relative to the project.
@@ -462,6 +466,27 @@ pub(super) fn create(dir: &Path, lang: Lang, kind: Kind) -> anyhow::Result<Vec<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manifest_whose_name_leaves_build_is_refused_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["../x", "/etc/cron.d/x", "a/../../b", "A", ""] {
+            let text = format!("name = {name:?}\nlang = \"python\"\nkind = \"task\"\n");
+            std::fs::write(dir.path().join(MANIFEST), text).unwrap();
+            let e = format!("{:#}", Manifest::read(dir.path()).unwrap_err());
+            assert!(
+                e.contains("`name`") && e.contains("not a usable plugin name"),
+                "{e}"
+            );
+        }
+        std::fs::write(
+            dir.path().join(MANIFEST),
+            "name = \"notify\"\nlang = \"js\"\nkind = \"gate\"\n",
+        )
+        .unwrap();
+        let read = Manifest::read(dir.path()).unwrap();
+        assert_eq!(read.component(), Path::new("build/notify.wasm"));
+    }
 
     #[test]
     fn every_language_and_kind_fills_in_every_placeholder() {
