@@ -284,15 +284,22 @@ export function testInput({ config = {}, variables = {}, secrets = {}, ...contex
   };
 }
 
-/** An error's type, text and the plugin's own frame: `TypeError: x is undefined (at task.js:12)`. */
+/**
+ * An error's type, text and the plugin's own frame: `TypeError: x is undefined (at task.js:12)`.
+ * The own frame is the first one outside the helpers (`sluice/`) and componentize-js's
+ * generated bindings (`sources/initializer.js`), by directory: a plugin file may be called
+ * `index.js` too.
+ */
 export function describe(error) {
   if (!(error instanceof Error)) {
     return `the plugin threw ${typeof error === 'string' ? JSON.stringify(error) : String(error)}`;
   }
+  const helper = (path, file) =>
+    /(^|\/)sluice\/[^/]+$/.test(path) || /(^|\/)sources\/initializer\.js$/.test(path) || file.startsWith('sluice-');
   const own = (error.stack ?? '')
     .split('\n')
-    .map((line) => /([^/\s()@]+\.[cm]?js):(\d+)/.exec(line))
-    .find((m) => m && !m[1].startsWith('sluice-') && m[1] !== 'component.js' && m[1] !== 'index.js');
-  const where = own ? ` (at ${own[1]}:${own[2]})` : '';
+    .map((line) => /((?:[^\s()@]*\/)?([^/\s()@]+\.[cm]?js)):(\d+)/.exec(line))
+    .find((m) => m && !helper(m[1], m[2]));
+  const where = own ? ` (at ${own[2]}:${own[3]})` : '';
   return `${error.name}: ${error.message}${where}`;
 }

@@ -49,7 +49,7 @@ fn a_thrown_javascript_error_reads_as_its_name_message_and_the_authors_line() {
     let failed = failure(js_probe(), "throw");
     let line = line_of(JS_PROBE, "told to throw");
     let want = format!(
-        r#"failed: plugin failed: "TypeError: the probe was told to throw (at plugin.js:{line})""#
+        r#"failed: plugin failed: "TypeError: the probe was told to throw (at index.js:{line})""#
     );
     assert!(failed.starts_with(&want), "{failed}");
 }

@@ -71,11 +71,14 @@ fn command(program: &str, dir: &Path) -> Command {
 
 /// Runs `sluice ARGS` in `dir`; its data directory is `dir/.sluice`.
 fn sluice(dir: &Path, args: &[&str]) -> Output {
-    command(env!("CARGO_BIN_EXE_sluice"), dir)
-        .args(args)
-        .env("SLUICE_DATA_DIR", dir.join(".sluice"))
-        .output()
-        .expect("sluice runs")
+    sluice_in(dir).args(args).output().expect("sluice runs")
+}
+
+/// `sluice` in `dir`, with its data directory there.
+fn sluice_in(dir: &Path) -> Command {
+    let mut sluice = command(env!("CARGO_BIN_EXE_sluice"), dir);
+    sluice.env("SLUICE_DATA_DIR", dir.join(".sluice"));
+    sluice
 }
 
 /// Runs `cmd` and asserts it succeeded; returns what it printed.
@@ -163,8 +166,16 @@ shared! {
     js_source = ("source-js", "js", "artifact-source", &[]);
     /// A Python task whose config says what to try (`PY_PROBE`).
     python_probe = ("probe-py", "python", "task", &[("app.py", PY_PROBE)]);
-    /// The same in JavaScript (`JS_PROBE`).
-    js_probe = ("probe-js", "js", "task", &[("src/plugin.js", JS_PROBE)]);
+    /// The same in JavaScript (`JS_PROBE`), in a file called `index.js` like the helpers' own.
+    js_probe = (
+        "probe-js",
+        "js",
+        "task",
+        &[
+            ("src/plugin.js", "export { run } from './index.js';\n"),
+            ("src/index.js", JS_PROBE)
+        ]
+    );
 }
 
 /// A task that does what `mode` says, written with the Python helpers.
