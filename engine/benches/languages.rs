@@ -13,14 +13,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sluice::plugin::{HostConfig, PluginHost, PluginRef, Sandbox};
+use sluice::plugin::{Compiler, HostConfig, PluginHost, PluginRef, Sandbox, Tiering};
 use sluice::types::{Access, Context, Grants, TaskInput};
 
 mod timing;
 use timing::{Stats, stats, status_kib};
 
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
-/// The argument that makes this binary run one plugin once: COMPONENT CACHE_DIR OUT_DIR.
+/// The argument that makes this binary run one plugin once: COMPONENT CACHE_DIR OUT_DIR
+/// default|cranelift.
 const ONE_RUN: &str = "--one-run";
 
 const RUST_NOOP: &str = "use sluice_plugin_sdk::{Error, Report, Task, TaskInput};
@@ -51,7 +52,7 @@ export function run() {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == ONE_RUN) {
-        return one_run(&args[at + 1], &args[at + 2], &args[at + 3]);
+        return one_run(&args[at + 1], &args[at + 2], &args[at + 3], &args[at + 4]);
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let tools = install_tools(&root);
@@ -78,24 +79,35 @@ fn main() {
             "\n{lang} template: {:.2} MiB ({size} bytes)",
             size as f64 / (1 << 20) as f64
         );
-        let cache = work.join(format!("cache-{lang}"));
-        let _ = std::fs::remove_dir_all(&cache);
         let out = work.join(format!("out-{lang}"));
-        for label in ["first run (compile + call)", "cached run"] {
-            let child = Command::new(std::env::current_exe().unwrap())
-                .args([ONE_RUN, template.to_str().unwrap()])
-                .arg(&cache)
-                .arg(&out)
-                .output()
-                .unwrap();
-            assert!(
-                child.status.success(),
-                "{}",
-                String::from_utf8_lossy(&child.stderr)
-            );
+        for tiering in ["default", "cranelift"] {
+            let cache = work.join(format!("cache-{lang}-{tiering}"));
+            let _ = std::fs::remove_dir_all(&cache);
+            for run in ["first run (compile + call)", "cached run"] {
+                let child = Command::new(std::env::current_exe().unwrap())
+                    .args([ONE_RUN, template.to_str().unwrap()])
+                    .arg(&cache)
+                    .arg(&out)
+                    .arg(tiering)
+                    .output()
+                    .unwrap();
+                assert!(
+                    child.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&child.stderr)
+                );
+                let label = format!("{run}, {tiering}");
+                println!(
+                    "  {label:<38} {}",
+                    String::from_utf8_lossy(&child.stdout).trim()
+                );
+            }
+        }
+        if lang != "rust" {
             println!(
-                "  {label:<28} {}",
-                String::from_utf8_lossy(&child.stdout).trim()
+                "  {:<38} {:.2?}",
+                "serve: Cranelift's code in use after",
+                tier_up(&template)
             );
         }
         let data = work.join(format!("data-{lang}"));
@@ -109,11 +121,18 @@ fn main() {
 
     println!();
     for (lang, noop) in &noops {
-        let stats = round_trip(lang, noop, &work.join(format!("cache-noop-{lang}")));
-        println!(
-            "{lang:<7} no-op round trip (cached)   median {:>9.2?}  p99 {:>9.2?}  min {:>9.2?}  (n={})",
-            stats.median, stats.p99, stats.min, stats.n
-        );
+        for (compiler, tiering) in [
+            ("default", HostConfig::default().tiering),
+            ("cranelift", Tiering::OPTIMIZED),
+        ] {
+            let cache = work.join(format!("cache-noop-{lang}-{compiler}"));
+            let (stats, used) = round_trip(lang, noop, &cache, tiering);
+            let label = format!("{lang} no-op round trip, {}", used.name());
+            println!(
+                "{label:<36} median {:>9.2?}  p99 {:>9.2?}  min {:>9.2?}  (n={})",
+                stats.median, stats.p99, stats.min, stats.n
+            );
+        }
     }
     validate(&work, &noops);
 }
@@ -186,12 +205,17 @@ fn template_input() -> TaskInput {
 }
 
 /// In a fresh process: loads `component` through the cache at `cache` (compiling it when the
-/// cache has none), runs it once, and prints the wall time and this process's peak RSS.
-fn one_run(component: &str, cache: &str, out: &str) {
+/// cache has none; with the default tiering or Cranelift only), runs it once, and prints the
+/// wall time and this process's peak RSS.
+fn one_run(component: &str, cache: &str, out: &str, tiering: &str) {
     let start = Instant::now();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let host = PluginHost::new(HostConfig {
         cache_dir: Some(cache.into()),
+        tiering: match tiering {
+            "cranelift" => Tiering::OPTIMIZED,
+            _ => Tiering::default(),
+        },
         ..HostConfig::default()
     })
     .unwrap();
@@ -207,12 +231,30 @@ fn one_run(component: &str, cache: &str, out: &str) {
     let run = runtime.block_on(host.run_task(&plugin, sandbox, &template_input()));
     run.result.unwrap();
     println!(
-        "wall {:>9.2?} (load {:.2?}, call {:.2?})  peak RSS {:.1} MiB",
+        "wall {:>9.2?} (load {:.2?}, call {:.2?}, {})  peak RSS {:.1} MiB",
         start.elapsed(),
         loaded,
         run.elapsed,
+        plugin.compiler().name(),
         status_kib("VmHWM:") as f64 / 1024.0
     );
+}
+
+/// How long after its load a service's host (no cache) runs Cranelift's code for `component`.
+fn tier_up(component: &Path) -> Duration {
+    let host = PluginHost::new(HostConfig {
+        tiering: Tiering {
+            tier_up: true,
+            ..Tiering::default()
+        },
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let start = Instant::now();
+    let plugin = host.load(&PluginRef::File(component.to_owned())).unwrap();
+    assert_eq!(plugin.compiler(), Compiler::Winch);
+    assert!(plugin.wait_for_cranelift(Duration::from_secs(300)));
+    start.elapsed()
 }
 
 /// `sluice plugin run` of the template with the data directory `data`; its wall time.
@@ -237,8 +279,8 @@ fn cli_run(component: &Path, data: &Path, out: &Path) -> Duration {
 }
 
 /// The sandboxed round trip of the no-op `component` (fresh store, instantiate, call, drop),
-/// loaded from a warm cache.
-fn round_trip(lang: &str, component: &Path, cache: &Path) -> Stats {
+/// compiled as `tiering` says; and the compiler whose code ran.
+fn round_trip(lang: &str, component: &Path, cache: &Path, tiering: Tiering) -> (Stats, Compiler) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -246,6 +288,7 @@ fn round_trip(lang: &str, component: &Path, cache: &Path) -> Stats {
         .unwrap();
     let host = PluginHost::new(HostConfig {
         cache_dir: Some(cache.to_owned()),
+        tiering,
         ..HostConfig::default()
     })
     .unwrap();
@@ -268,7 +311,7 @@ fn round_trip(lang: &str, component: &Path, cache: &Path) -> Stats {
         }
         samples
     });
-    stats(samples)
+    (stats(samples), plugin.compiler())
 }
 
 /// `sluice validate` of a pipeline with the Python and JS no-op tasks, twice (the first

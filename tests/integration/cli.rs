@@ -256,10 +256,10 @@ fn run_and_validate_take_a_relative_data_dir() {
         "{}",
         stdout(&validate)
     );
-    let cached = std::fs::read_dir(tmp.path().join("checked/cache"))
+    let cached = std::fs::read_dir(tmp.path().join("checked/compiled"))
         .expect("the compile cache is under --data-dir")
         .count();
-    assert!(cached > 0, "nothing compiled into checked/cache");
+    assert!(cached > 0, "nothing compiled into checked/compiled");
 
     let empty = sluice(&["validate", "--data-dir", "", "pipeline.toml"]);
     assert_eq!(empty.status.code(), Some(2));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use sluice::builtin::{BUILTINS, builtin};
-use sluice::plugin::{HostConfig, PluginHost, PluginRef, Sandbox, World};
+use sluice::plugin::{Compiler, HostConfig, PluginHost, PluginRef, Sandbox, Tiering, World};
 use sluice::types::{
     Access, Context, Escaped, Failure, Grants, LogEvent, TaskInput, Variable, grants, limits,
 };
@@ -146,7 +146,7 @@ pub(super) fn run(command: PluginCommand) -> anyhow::Result<Exit> {
             Ok(Exit::Success)
         }
         PluginCommand::Inspect { plugin, data_dir } => {
-            let host = cached_host(&data_dir)?;
+            let host = PluginHost::new(HostConfig::in_data_dir(&data_dir))?;
             let cwd = cwd()?;
             let shown = super::spinner::describe(&plugin, &cwd);
             let plugin = super::spinner::while_compiling(&shown, || {
@@ -157,13 +157,18 @@ pub(super) fn run(command: PluginCommand) -> anyhow::Result<Exit> {
             println!("digest:   {}", plugin.digest());
             println!("size:     {} bytes", plugin.size());
             println!("worlds:   {}", worlds.join(", "));
+            println!("compiler: {}", compiler_note(plugin.compiler()));
             let exports: Vec<String> = plugin.exports().iter().map(|e| labelled(e)).collect();
             println!("exports:  {}", exports.join("\n          "));
             println!("imports:  {}", plugin.imports().join("\n          "));
             Ok(Exit::Success)
         }
         PluginCommand::Compile { plugin, data_dir } => {
-            let host = cached_host(&data_dir)?;
+            // Cranelift's code, whatever the size: what `compile` is for.
+            let host = PluginHost::new(HostConfig {
+                tiering: Tiering::OPTIMIZED,
+                ..HostConfig::in_data_dir(&data_dir)
+            })?;
             let started = std::time::Instant::now();
             let cwd = cwd()?;
             let shown = super::spinner::describe(&plugin, &cwd);
@@ -175,7 +180,7 @@ pub(super) fn run(command: PluginCommand) -> anyhow::Result<Exit> {
                 plugin.origin(),
                 plugin.digest(),
                 started.elapsed(),
-                data_dir.join("cache").display()
+                data_dir.join("compiled").display()
             );
             Ok(Exit::Success)
         }
@@ -222,12 +227,15 @@ fn labelled(export: &str) -> String {
     }
 }
 
-/// A plugin host whose compilations are cached in `data_dir/cache`.
-fn cached_host(data_dir: &Path) -> anyhow::Result<PluginHost> {
-    Ok(PluginHost::new(HostConfig {
-        cache_dir: Some(data_dir.join("cache")),
-        ..HostConfig::default()
-    })?)
+/// The compiler `inspect` names, and what it means for a run.
+fn compiler_note(compiler: Compiler) -> &'static str {
+    match compiler {
+        Compiler::Cranelift => "cranelift (optimised)",
+        Compiler::Winch => {
+            "winch (baseline, for a fast first run; `sluice plugin compile` makes optimised code, \
+             and `sluice serve` makes it in the background)"
+        }
+    }
 }
 
 /// The plugin `run` was given, or else the component of the project in `cwd`, and the world
@@ -369,9 +377,8 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
         .map(|d| d.guest.clone());
 
     let host = PluginHost::new(HostConfig {
-        cache_dir: Some(args.data_dir.join("cache")),
         max_stack: usize::try_from(max_stack)?,
-        ..HostConfig::default()
+        ..HostConfig::in_data_dir(&args.data_dir)
     })?;
     let (reference, project_world) = plugin_or_project(args.plugin.as_deref(), &cwd)?;
     let shown = super::spinner::describe(&reference, &cwd);

@@ -79,11 +79,7 @@ fn engine(data_dir: &Path) -> anyhow::Result<Arc<Engine>> {
     // A key that is there but unusable stops the command before anything is opened.
     sluice::secrets::Keyring::from_env(data_dir).check()?;
     let store = Store::open(data_dir)?;
-    let host = PluginHost::new(HostConfig {
-        cache_dir: Some(data_dir.join("cache")),
-        store_dir: Some(data_dir.join("plugins")),
-        ..HostConfig::default()
-    })?;
+    let host = PluginHost::new(HostConfig::in_data_dir(data_dir))?;
     Ok(Arc::new(Engine::new(
         store,
         Arc::new(host),
@@ -228,10 +224,7 @@ pub(super) fn resume(args: ResumeArgs) -> anyhow::Result<Exit> {
 pub(super) fn validate(pipeline_path: &Path, data_dir: Option<PathBuf>) -> anyhow::Result<Exit> {
     let loaded = pipeline::load(pipeline_path)?;
     let data_dir = data_dir.unwrap_or_else(|| default_data_dir(&loaded));
-    let host = PluginHost::new(HostConfig {
-        cache_dir: Some(data_dir.join("cache")),
-        ..HostConfig::default()
-    })?;
+    let host = PluginHost::new(HostConfig::in_data_dir(&data_dir))?;
     // Worlds first, from the binaries (no compilation); then every plugin compiled (or taken
     // from the cache), which checks its imports.
     pipeline::outline_plugins(&loaded, &host)?;

@@ -1,5 +1,6 @@
-//! Compiled components on disk, keyed by the component's sha256 digest and the engine's
-//! compatibility hash, so a cached artifact is only ever loaded into an engine that can run it.
+//! Compiled components on disk, keyed by the component's sha256 digest, the compiler and the
+//! engine's compatibility hash, so a cached artifact is only ever loaded into an engine that
+//! can run it (a Winch compilation and a Cranelift one of the same plugin are two files).
 //!
 //! A file's name is not trusted: `Component::deserialize` of a hand-made file would run its
 //! native code in the engine. Each file starts with an HMAC-SHA256 tag over the component's
@@ -17,10 +18,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
-use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::Digest;
+use super::tier::Tier;
 
 /// The key file's name in the cache directory.
 const KEY_FILE: &str = "key";
@@ -30,8 +31,6 @@ const TAG_LEN: usize = 32;
 
 pub(crate) struct Cache {
     dir: PathBuf,
-    /// Hex of the engine's `precompile_compatibility_hash`.
-    engine_key: String,
     /// The HMAC key.
     key: [u8; 32],
     /// The most bytes of compilations kept.
@@ -39,44 +38,39 @@ pub(crate) struct Cache {
 }
 
 impl Cache {
-    pub(crate) fn new(dir: PathBuf, engine: &Engine, max_bytes: u64) -> std::io::Result<Self> {
+    pub(crate) fn new(dir: PathBuf, max_bytes: u64) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
         }
-        let mut hasher = std::hash::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
         let key = key(&dir)?;
         Ok(Self {
             dir,
-            engine_key: format!("{:016x}", hasher.finish()),
             key,
             max_bytes,
         })
     }
 
-    /// Whether a compilation of `digest` is stored (not checked: `load` does that).
-    pub(crate) fn has(&self, digest: &Digest) -> bool {
-        self.path(digest).is_file()
+    /// Whether `tier` has a compilation of `digest` stored (not checked: `load` does that).
+    pub(crate) fn has(&self, tier: &Tier, digest: &Digest) -> bool {
+        self.path(tier, digest).is_file()
     }
 
-    fn path(&self, digest: &Digest) -> PathBuf {
+    fn path(&self, tier: &Tier, digest: &Digest) -> PathBuf {
         self.dir
-            .join(format!("{}-{}.cwasm", digest.hex(), self.engine_key))
+            .join(format!("{}-{}.cwasm", digest.hex(), engine_key(tier)))
     }
 
-    fn tag(&self, digest: &Digest, compiled: &[u8]) -> [u8; TAG_LEN] {
-        hmac_sha256(
-            &self.key,
-            &[FORMAT, &digest.0, self.engine_key.as_bytes(), compiled],
-        )
+    fn tag(&self, tier: &Tier, digest: &Digest, compiled: &[u8]) -> [u8; TAG_LEN] {
+        let engine = engine_key(tier);
+        hmac_sha256(&self.key, &[FORMAT, &digest.0, engine.as_bytes(), compiled])
     }
 
-    /// The cached compilation of `digest`, if there is a genuine, usable one.
-    pub(crate) fn load(&self, engine: &Engine, digest: &Digest) -> Option<Component> {
-        let path = self.path(digest);
+    /// `tier`'s cached compilation of `digest`, if there is a genuine, usable one.
+    pub(crate) fn load(&self, tier: &Tier, digest: &Digest) -> Option<Component> {
+        let path = self.path(tier, digest);
         // Read into memory rather than map the file: a mapped file truncated by someone else
         // would crash the engine (SIGBUS) instead of just costing a recompilation.
         let bytes = std::fs::read(&path).ok()?;
@@ -88,14 +82,14 @@ impl Cache {
         let Some((tag, compiled)) = bytes.split_at_checked(TAG_LEN) else {
             return discard("too short to carry its tag");
         };
-        if !same(tag, &self.tag(digest, compiled)) {
+        if !same(tag, &self.tag(tier, digest, compiled)) {
             return discard("its tag does not verify: this cache did not write it for this plugin");
         }
         // SAFETY: the tag verified, so these bytes are what `store` below wrote from
         // `Component::serialize` of this component, in an engine with the same compatibility
         // hash; only a holder of the key (never granted to a plugin) can make a valid tag.
         #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize(engine, compiled) };
+        let loaded = unsafe { Component::deserialize(&tier.engine, compiled) };
         match loaded {
             Ok(component) => {
                 // Used now: the last to go when the cache is over its cap.
@@ -110,15 +104,15 @@ impl Cache {
     }
 
     /// Stores a compilation; failures only cost a recompilation later, so they are logged.
-    pub(crate) fn store(&self, digest: &Digest, component: &Component) {
-        let path = self.path(digest);
+    pub(crate) fn store(&self, tier: &Tier, digest: &Digest, component: &Component) {
+        let path = self.path(tier, digest);
         let result = component
             .serialize()
             .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|compiled| {
                 let aside = path.with_extension(format!("tmp{}", std::process::id()));
                 let mut file = std::fs::File::create(&aside)?;
-                file.write_all(&self.tag(digest, &compiled))?;
+                file.write_all(&self.tag(tier, digest, &compiled))?;
                 file.write_all(&compiled)?;
                 drop(file);
                 std::fs::rename(&aside, &path)
@@ -127,6 +121,11 @@ impl Cache {
             tracing::warn!(path = %path.display(), error = %e, "could not cache compiled plugin");
         }
         self.evict(&path);
+    }
+
+    /// Removes `tier`'s compilation of `digest` (one superseded by Cranelift's).
+    pub(crate) fn remove(&self, tier: &Tier, digest: &Digest) {
+        let _ = std::fs::remove_file(self.path(tier, digest));
     }
 
     /// Removes the least recently used compilations (never `keep`) until the rest fit under
@@ -155,6 +154,16 @@ impl Cache {
             }
         }
     }
+}
+
+/// What names and tags `tier`'s compilations: its compiler and its engine's
+/// `precompile_compatibility_hash`.
+fn engine_key(tier: &Tier) -> String {
+    let mut hasher = std::hash::DefaultHasher::new();
+    tier.engine
+        .precompile_compatibility_hash()
+        .hash(&mut hasher);
+    format!("{}-{:016x}", tier.compiler.name(), hasher.finish())
 }
 
 /// The cache's key: read from `dir/key`, or made (32 random bytes, owner-only) and linked

@@ -12,7 +12,7 @@ use wasmtime_wasi::I32Exit;
 use super::bindings::task;
 use super::log::{TaskLog, truncate};
 use super::sandbox::State;
-use super::{Plugin, PluginHost, Sandbox, World};
+use super::{Code, Plugin, PluginHost, Sandbox, World};
 use crate::types::limits::item_cost;
 use crate::types::{
     Failure, Health, Invocation, LimitExceeded, LimitKind, PluginError, TaskInput, TaskReport,
@@ -102,11 +102,12 @@ impl PluginHost {
         let outcome = match State::new(&grants, limits.memory, log.clone()) {
             Err(e) => Err(Failure::Host(e.to_string())),
             Ok(state) => {
-                let mut store = Store::new(&self.engine, state);
+                let code = plugin.code();
+                let mut store = Store::new(code.pre.engine(), state);
                 super::limits::bound(&mut store);
                 store.set_epoch_deadline(1);
                 store.epoch_deadline_async_yield_and_update(1);
-                let run = invoke(&mut store, plugin, call);
+                let run = invoke(&mut store, &code, call);
                 match tokio::time::timeout(limits.timeout, run).await {
                     Err(_elapsed) => Err(Failure::Limit(LimitExceeded::new(
                         LimitKind::Time,
@@ -241,13 +242,13 @@ fn missing(world: World) -> wasmtime::Error {
     wasmtime::Error::msg(format!("the plugin does not export the {world} world"))
 }
 
-/// Instantiates `plugin` in `store` and calls one export.
+/// Instantiates the plugin's `code` in `store` and calls one export.
 async fn invoke(
     store: &mut Store<State>,
-    plugin: &Plugin,
+    code: &Code,
     call: Call<'_>,
 ) -> Result<Result<Returned, PluginError>, Fault> {
-    let instance = plugin
+    let instance = code
         .pre
         .instantiate_async(&mut *store)
         .await
@@ -255,7 +256,7 @@ async fn invoke(
     let start = Fault::Start;
     Ok(match call {
         Call::Task(input) => {
-            let guest = plugin
+            let guest = code
                 .task
                 .as_ref()
                 .ok_or_else(|| start(missing(World::Task)))?;
@@ -273,7 +274,7 @@ async fn invoke(
                 .map_err(Into::into)
         }
         Call::Gate(input) => {
-            let guest = plugin
+            let guest = code
                 .gate
                 .as_ref()
                 .ok_or_else(|| start(missing(World::Gate)))?;
@@ -288,7 +289,7 @@ async fn invoke(
                 .map_err(Into::into)
         }
         Call::List(config) => {
-            let guest = plugin
+            let guest = code
                 .source
                 .as_ref()
                 .ok_or_else(|| start(missing(World::ArtifactSource)))?;
@@ -305,7 +306,7 @@ async fn invoke(
             version,
             destination,
         } => {
-            let guest = plugin
+            let guest = code
                 .source
                 .as_ref()
                 .ok_or_else(|| start(missing(World::ArtifactSource)))?;

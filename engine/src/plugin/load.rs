@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use wasmtime::component::Component;
 
 use super::bindings::{artifact_source, gate, task};
-use super::{Digest, LoadError, Plugin, PluginHost, PluginRef, World};
+use super::tier::{Compiler, Tier};
+use super::{Code, Digest, LoadError, Plugin, PluginHost, PluginRef, World};
 use crate::builtin::builtin;
 
 /// The default `limits.plugin-size`: the largest component file loaded, 64 MiB.
@@ -351,7 +352,7 @@ impl PluginHost {
         if let Some(plugin) = self.lock_loaded().get(&digest) {
             return Ok(plugin.clone());
         }
-        let plugin = Arc::new(self.compile(bytes, digest, origin)?);
+        let plugin = self.compile(bytes, digest, origin)?;
         Ok(self.lock_loaded().entry(digest).or_insert(plugin).clone())
     }
 
@@ -359,7 +360,12 @@ impl PluginHost {
         self.loaded.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn compile(&self, bytes: &[u8], digest: Digest, origin: String) -> Result<Plugin, LoadError> {
+    fn compile(
+        &self,
+        bytes: &[u8],
+        digest: Digest,
+        origin: String,
+    ) -> Result<Arc<Plugin>, LoadError> {
         const CORE_MODULE: [u8; 8] = *b"\0asm\x01\0\0\0";
         if bytes.starts_with(&CORE_MODULE) {
             return Err(LoadError::NotAComponent(origin));
@@ -368,49 +374,21 @@ impl PluginHost {
         if !bytes.starts_with(b"\0asm") {
             return Err(FileError::NotWasm(origin).into());
         }
-        let cached = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.load(&self.engine, &digest));
-        let component = match cached {
-            Some(component) => component,
-            None => {
-                let component = self
-                    .loading
-                    .compile(&self.engine, bytes, &origin)?
-                    .map_err(|e| LoadError::Compile {
-                        origin: origin.clone(),
-                        reason: format!("{e:#}"),
-                    })?;
-                if let Some(cache) = &self.cache {
-                    cache.store(&digest, &component);
-                }
-                component
-            }
-        };
+        let (tier, component) = self.compilation(bytes, &digest, &origin)?;
         let ty = component.component_type();
         let imports = ty
-            .imports(&self.engine)
-            .map(|(name, _)| name.to_owned())
+            .imports(&tier.engine)
+            .map(|(n, _)| n.to_owned())
             .collect();
         let exports = ty
-            .exports(&self.engine)
-            .map(|(name, _)| name.to_owned())
+            .exports(&tier.engine)
+            .map(|(n, _)| n.to_owned())
             .collect();
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link {
-                origin: origin.clone(),
-                reason: format!("{e:#}"),
-            })?;
-        let task = task::GuestIndices::new(&pre).ok();
-        let gate = gate::GuestIndices::new(&pre).ok();
-        let source = artifact_source::GuestIndices::new(&pre).ok();
+        let code = link(tier, &component, &origin)?;
         let worlds: Vec<World> = [
-            (task.is_some(), World::Task),
-            (source.is_some(), World::ArtifactSource),
-            (gate.is_some(), World::Gate),
+            (code.task.is_some(), World::Task),
+            (code.source.is_some(), World::ArtifactSource),
+            (code.gate.is_some(), World::Gate),
         ]
         .into_iter()
         .filter_map(|(has, world)| has.then_some(world))
@@ -418,17 +396,85 @@ impl PluginHost {
         if worlds.is_empty() {
             return Err(LoadError::NoPluginExports(origin));
         }
-        Ok(Plugin {
+        let quick = code.compiler == Compiler::Winch;
+        let plugin = Arc::new(Plugin {
             digest,
             size: bytes.len(),
             origin,
             worlds,
             imports,
             exports,
-            pre,
-            task,
-            gate,
-            source,
-        })
+            code: Mutex::new(Arc::new(code)),
+            replaced: Condvar::new(),
+        });
+        if let (true, Some(tier_up)) = (quick, &self.tier_up) {
+            tier_up.request(&plugin, bytes);
+        }
+        Ok(plugin)
     }
+
+    /// A compilation of `bytes`: Cranelift's from the cache; or, for a large component, Winch's
+    /// from the cache or compiled now; or Cranelift's compiled now (also when Winch refuses a
+    /// component, which Cranelift then explains). New compilations are cached.
+    fn compilation(
+        &self,
+        bytes: &[u8],
+        digest: &Digest,
+        origin: &str,
+    ) -> Result<(&Tier, Component), LoadError> {
+        let cache = self.cache.as_deref();
+        if let Some(component) = cache.and_then(|c| c.load(&self.tier, digest)) {
+            return Ok((&self.tier, component));
+        }
+        let quick = self
+            .quick
+            .as_ref()
+            .filter(|_| bytes.len() as u64 >= self.tiering.quick_from);
+        if let Some(quick) = quick {
+            if let Some(component) = cache.and_then(|c| c.load(quick, digest)) {
+                return Ok((quick, component));
+            }
+            match self.loading.compile(&quick.engine, bytes, origin)? {
+                Ok(component) => {
+                    if let Some(cache) = cache {
+                        cache.store(quick, digest, &component);
+                    }
+                    return Ok((quick, component));
+                }
+                Err(e) => {
+                    tracing::debug!(plugin = origin, error = %e, "Winch refused a plugin: compiling it with Cranelift")
+                }
+            }
+        }
+        let component = self
+            .loading
+            .compile(&self.tier.engine, bytes, origin)?
+            .map_err(|e| LoadError::Compile {
+                origin: origin.to_owned(),
+                reason: format!("{e:#}"),
+            })?;
+        if let Some(cache) = cache {
+            cache.store(&self.tier, digest, &component);
+        }
+        Ok((&self.tier, component))
+    }
+}
+
+/// `component`, compiled by `tier`, linked against `tier`'s imports, with the plugin worlds it
+/// exports found.
+pub(super) fn link(tier: &Tier, component: &Component, origin: &str) -> Result<Code, LoadError> {
+    let pre = tier
+        .linker
+        .instantiate_pre(component)
+        .map_err(|e| LoadError::Link {
+            origin: origin.to_owned(),
+            reason: format!("{e:#}"),
+        })?;
+    Ok(Code {
+        compiler: tier.compiler,
+        task: task::GuestIndices::new(&pre).ok(),
+        gate: gate::GuestIndices::new(&pre).ok(),
+        source: artifact_source::GuestIndices::new(&pre).ok(),
+        pre,
+    })
 }

@@ -11,6 +11,7 @@
 //!
 //! Files: this one holds the host, its configuration and errors, [`Plugin`] and [`Digest`];
 //! `load.rs` reads, hashes, compiles (through `cache.rs`), links and remembers components;
+//! `tier.rs` holds the two compilers (Winch for a fast first run, Cranelift for the code kept);
 //! `call.rs` makes the calls and tells their outcomes apart; `sandbox.rs`, `limits.rs` and
 //! `log.rs` are what a call's store holds; `fs.rs` refuses files that are not files and links
 //! that leave their directory; `bindings.rs` is the generated code.
@@ -28,28 +29,31 @@ mod mask;
 mod outline;
 mod sandbox;
 mod stdio;
+mod tier;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
-use wasmtime::component::{HasSelf, InstancePre, Linker};
+use wasmtime::component::InstancePre;
 use wasmtime::{Config, Engine};
 
 use crate::builtin::BUILTINS;
 use crate::types::{Grants, Limits};
 pub use load::{DEFAULT_PLUGIN_SIZE, FileError, FilePolicy};
 pub use log::LogSink;
+pub use tier::{Compiler, DEFAULT_QUICK_FROM, Tiering};
 
 use crate::types::grants;
 use bindings::{artifact_source, gate, task};
 use cache::Cache;
 use load::{FileKey, Loading};
 use sandbox::State;
+use tier::{Tier, TierUp};
 
 /// How often the engine's epoch advances: the granularity of time limits and of the guest
 /// yielding to other tasks.
@@ -73,6 +77,8 @@ pub struct HostConfig {
     pub max_stack: usize,
     /// Where component files may come from, their size, and the bound on compilation.
     pub files: FilePolicy,
+    /// Which compiler compiles what (`tier.rs`).
+    pub tiering: Tiering,
 }
 
 impl Default for HostConfig {
@@ -83,6 +89,19 @@ impl Default for HostConfig {
             store_dir: None,
             max_stack: 512 << 10,
             files: FilePolicy::default(),
+            tiering: Tiering::default(),
+        }
+    }
+}
+
+impl HostConfig {
+    /// The host of a data directory, as every command and the service use it: compilations
+    /// cached in `DATA/compiled`, the plugins of releases kept in `DATA/plugins`.
+    pub fn in_data_dir(data_dir: &Path) -> Self {
+        Self {
+            cache_dir: Some(data_dir.join("compiled")),
+            store_dir: Some(data_dir.join("plugins")),
+            ..Self::default()
         }
     }
 }
@@ -252,6 +271,14 @@ pub struct Plugin {
     worlds: Vec<World>,
     imports: Vec<String>,
     exports: Vec<String>,
+    /// What calls instantiate: Winch's code until Cranelift's replaces it (`tier.rs`).
+    code: Mutex<Arc<Code>>,
+    replaced: Condvar,
+}
+
+/// One compilation of a plugin, linked: instantiated by each call, in a store of its engine.
+pub(super) struct Code {
+    compiler: Compiler,
     pre: InstancePre<State>,
     task: Option<task::GuestIndices>,
     gate: Option<gate::GuestIndices>,
@@ -303,6 +330,41 @@ impl Plugin {
     pub fn exports(&self) -> &[String] {
         &self.exports
     }
+
+    /// The compiler whose code the next call runs.
+    pub fn compiler(&self) -> Compiler {
+        self.code().compiler
+    }
+
+    /// Waits at most `within` for Cranelift's code to replace Winch's; whether it has.
+    pub fn wait_for_cranelift(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        let mut code = self.code.lock().unwrap_or_else(PoisonError::into_inner);
+        while code.compiler != Compiler::Cranelift {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            code = self
+                .replaced
+                .wait_timeout(code, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    fn code(&self) -> Arc<Code> {
+        self.code
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn replace_code(&self, code: Code) {
+        *self.code.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(code);
+        self.replaced.notify_all();
+    }
 }
 
 /// What a plugin call may reach and use.
@@ -320,9 +382,14 @@ pub struct Sandbox {
 
 /// Runs plugins. One per process; cheap to share behind an `Arc`.
 pub struct PluginHost {
-    engine: Engine,
-    linker: Linker<State>,
-    cache: Option<Cache>,
+    /// Cranelift: the code kept.
+    tier: Tier,
+    /// Winch, where it runs: the first code of large components.
+    quick: Option<Tier>,
+    tiering: Tiering,
+    /// Compiles Winch-compiled plugins with Cranelift, with `tiering.tier_up`.
+    tier_up: Option<TierUp>,
+    cache: Option<Arc<Cache>>,
     loading: Loading,
     loaded: Mutex<HashMap<Digest, Arc<Plugin>>>,
     /// Files already hashed, by what identifies their content on disk: an unchanged file is
@@ -335,36 +402,40 @@ pub struct PluginHost {
 }
 
 impl PluginHost {
-    /// Starts a host: one wasmtime engine, its linker (WASI 0.2, wasi:http, the log import),
-    /// the compiled-artifact cache and the epoch ticker.
+    /// Starts a host: a wasmtime engine and linker (WASI 0.2, wasi:http, the log import) for
+    /// each compiler, the compiled-artifact cache, the background compiler and the epoch ticker.
     pub fn new(config: HostConfig) -> Result<Self, HostError> {
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
             .epoch_interruption(true)
             .max_wasm_stack(config.max_stack)
             .async_stack_size(config.max_stack + (1 << 20));
-        let engine = Engine::new(&wasm).map_err(|e| HostError(e.to_string()))?;
-
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
-            .and_then(|()| {
-                bindings::Engine::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
-            })
-            .and_then(|()| fs::guard(&mut linker))
-            .map_err(|e| HostError(e.to_string()))?;
-
+        let tier = Tier::new(Compiler::Cranelift, &wasm)?
+            .ok_or_else(|| HostError("Cranelift is not available".into()))?;
+        let quick = match config.tiering.quick_from {
+            u64::MAX => None,
+            _ => Tier::new(Compiler::Winch, &wasm)?,
+        };
         let cache = match config.cache_dir {
-            Some(dir) => Some(
-                Cache::new(dir.clone(), &engine, config.cache_max_bytes)
+            Some(dir) => Some(Arc::new(
+                Cache::new(dir.clone(), config.cache_max_bytes)
                     .map_err(|e| HostError(format!("cache directory {}: {e}", dir.display())))?,
-            ),
+            )),
             None => None,
         };
+        let tier_up = match &quick {
+            Some(quick) if config.tiering.tier_up => {
+                Some(TierUp::start(tier.clone(), quick.clone(), cache.clone()))
+            }
+            _ => None,
+        };
+        let engines = std::iter::once(&tier).chain(&quick);
         Ok(Self {
-            _ticker: Ticker::start(engine.clone()),
-            engine,
-            linker,
+            _ticker: Ticker::start(engines.map(|t| t.engine.clone()).collect()),
+            quick,
+            tier,
+            tiering: config.tiering,
+            tier_up,
             cache,
             loading: Loading::new(config.files),
             loaded: Mutex::new(HashMap::new()),
@@ -375,13 +446,13 @@ impl PluginHost {
     }
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+/// Advances the engines' epochs every [`EPOCH_TICK`] until dropped.
 struct Ticker {
     stop: Arc<AtomicBool>,
 }
 
 impl Ticker {
-    fn start(engine: Engine) -> Self {
+    fn start(engines: Vec<Engine>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         std::thread::Builder::new()
@@ -389,7 +460,7 @@ impl Ticker {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
+                    engines.iter().for_each(Engine::increment_epoch);
                 }
             })
             .expect("the epoch ticker thread starts");

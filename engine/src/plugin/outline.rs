@@ -27,7 +27,10 @@ impl PluginHost {
         if let Some(plugin) = self.lock_loaded().get(&digest) {
             return Ok(plugin.worlds().to_vec());
         }
-        if self.cache.as_ref().is_some_and(|c| c.has(&digest)) {
+        let tiers = std::iter::once(&self.tier).chain(&self.quick);
+        if let Some(cache) = &self.cache
+            && tiers.into_iter().any(|tier| cache.has(tier, &digest))
+        {
             return Ok(self.load_bytes(&bytes, origin)?.worlds().to_vec());
         }
         worlds_of(&bytes, origin)

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::plugin::{HostConfig, PluginHost};
+use crate::plugin::{HostConfig, PluginHost, Tiering};
 use crate::scheduler::{Engine, Pending};
 use crate::store::Store;
 
@@ -79,11 +79,15 @@ impl Service {
             })?;
         }
         let at = std::time::Instant::now();
+        // A service lives long enough to use Cranelift's code: large plugins run Winch's first
+        // and switch when the background compilation ends.
         let host = PluginHost::new(HostConfig {
-            cache_dir: Some(config.data_dir.join("compiled")),
-            store_dir: Some(config.data_dir.join("plugins")),
             files: config.plugin_files.policy(&config.pipelines),
-            ..HostConfig::default()
+            tiering: Tiering {
+                tier_up: true,
+                ..Tiering::default()
+            },
+            ..HostConfig::in_data_dir(&config.data_dir)
         })?;
         let engine = Arc::new(Engine::new(store, Arc::new(host), config.data_dir.clone()));
         let host = at.elapsed();

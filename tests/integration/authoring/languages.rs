@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use super::{command, js_probe, js_task, ok, python_probe, python_task, run_plugin, rust_task};
+use super::{
+    command, js_probe, js_task, ok, python_probe, python_task, run_plugin, rust_task, sluice_in,
+};
 use crate::support::{TestServer, said};
 
 /// The template task writes its greeting into the granted directory and hands its path on.
@@ -48,6 +50,27 @@ fn python_goes_from_plugin_new_through_pytest_and_build_to_a_sandboxed_run() {
         .unwrap();
     assert!(pytest.status.success(), "pytest: {}", said(&pytest));
     assert!(said(&pytest).contains("3 passed"), "{}", said(&pytest));
+    greets(&built.dir, &built.component);
+
+    // Those runs compiled it with Winch (fast, and cached); `plugin compile` makes Cranelift's
+    // code, which every later run takes from the cache.
+    let component = built.component.to_str().unwrap();
+    let compiler = || {
+        let shown = ok(
+            sluice_in(&built.dir).args(["plugin", "inspect", component]),
+            "inspect",
+        );
+        let line = shown.lines().find(|l| l.starts_with("compiler:"));
+        line.unwrap_or_else(|| panic!("{shown}")).to_owned()
+    };
+    let first = compiler();
+    assert!(first.starts_with("compiler: winch (baseline"), "{first}");
+    let compiled = ok(
+        sluice_in(&built.dir).args(["plugin", "compile", component]),
+        "compile",
+    );
+    assert!(compiled.contains("compiled"), "{compiled}");
+    assert_eq!(compiler(), "compiler: cranelift (optimised)");
     greets(&built.dir, &built.component);
 
     // The project pins the componentize-py the tests build with.

@@ -1,7 +1,7 @@
 //! The compiled-plugin cache cannot be poisoned. A compiled file is trusted only if its tag
 //! (HMAC-SHA256, keyed outside any grant) verifies for the plugin it is cached under: a
-//! genuine compilation of another plugin planted under `copy`'s name, a file from before tags
-//! and a hand-made file are discarded, and the genuine plugin is compiled and run. And no
+//! genuine compilation of another plugin planted under `copy`'s name, Winch's compilation of
+//! `copy` under Cranelift's name, a file from before tags and a hand-made file are discarded, and the genuine plugin is compiled and run. And no
 //! task can reach the cache: a grant overlapping the data directory is refused, whether the
 //! pipeline writes it (`sluice run` keeps its data in `.sluice/` beside the pipeline) or a
 //! task's output builds it at run time.
@@ -10,20 +10,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::json;
-use sluice::plugin::{Digest, HostConfig, PluginHost, PluginRef};
+use sluice::plugin::{Compiler, Digest, HostConfig, PluginHost, PluginRef, Tiering};
 use sluice::types::{Access, Grants};
 
 use crate::support::{TESTKIT, input, tight};
 
-fn cached(dir: &Path, digest: Digest) -> PathBuf {
+/// The cache's file of `compiler`'s compilation of `digest`.
+fn cached(dir: &Path, digest: Digest, compiler: Compiler) -> PathBuf {
+    let prefix = format!("{}-{}-", digest.hex(), compiler.name());
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| {
             let name = p.file_name().unwrap().to_string_lossy();
-            name.starts_with(&digest.hex()) && name.ends_with(".cwasm")
+            name.starts_with(&prefix) && name.ends_with(".cwasm")
         })
-        .unwrap_or_else(|| panic!("no cached compilation of {digest}"))
+        .unwrap_or_else(|| panic!("no {compiler:?} compilation of {digest}"))
 }
 
 /// Runs `copy` from a fresh host on `cache` and checks it copied: the genuine plugin ran
@@ -71,9 +73,25 @@ async fn a_compilation_planted_under_another_plugins_name_is_discarded_and_recom
     .unwrap();
     let kit = first.load(&PluginRef::File(TESTKIT.into())).unwrap();
     let copy = first.load(&PluginRef::Builtin("copy".into())).unwrap();
-    let copy_file = cached(&cache, copy.digest());
+    let copy_file = cached(&cache, copy.digest(), Compiler::Cranelift);
     let genuine_copy = std::fs::read(&copy_file).unwrap();
-    let kit_compiled = std::fs::read(cached(&cache, kit.digest())).unwrap();
+    let kit_compiled = std::fs::read(cached(&cache, kit.digest(), Compiler::Cranelift)).unwrap();
+    // Winch's compilation of copy, tagged with the same key (a cache holding Cranelift's would
+    // load that instead of compiling with Winch).
+    let scratch = tmp.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::copy(cache.join("key"), scratch.join("key")).unwrap();
+    let winch = PluginHost::new(HostConfig {
+        cache_dir: Some(scratch.clone()),
+        tiering: Tiering {
+            quick_from: 0,
+            tier_up: false,
+        },
+        ..HostConfig::default()
+    })
+    .unwrap();
+    winch.load(&PluginRef::Builtin("copy".into())).unwrap();
+    let winch_compiled = std::fs::read(cached(&scratch, copy.digest(), Compiler::Winch)).unwrap();
 
     let untagged = genuine_copy[32..].to_vec();
     let mut hand_made = b"\x7fELF".to_vec();
@@ -86,6 +104,10 @@ async fn a_compilation_planted_under_another_plugins_name_is_discarded_and_recom
         (
             "copy's compilation without its tag (as before tags)",
             untagged,
+        ),
+        (
+            "Winch's genuine compilation of copy under Cranelift's name",
+            winch_compiled,
         ),
         ("a hand-made file", hand_made),
     ] {
@@ -213,7 +235,7 @@ grants.dirs = [{ host = "$(sluice.pipeline-dir)/out/$(find.content)", guest = "/
     );
     let data = dir.path().join(".sluice");
     std::fs::create_dir_all(dir.path().join("input")).unwrap();
-    std::fs::write(dir.path().join("input/where.txt"), "../.sluice/cache").unwrap();
+    std::fs::write(dir.path().join("input/where.txt"), "../.sluice/compiled").unwrap();
     let out = sluice_run(dir.path());
     let all = format!(
         "{}{}",
@@ -222,7 +244,7 @@ grants.dirs = [{ host = "$(sluice.pipeline-dir)/out/$(find.content)", guest = "/
     );
     assert!(!out.status.success(), "{all}");
     assert!(all.contains("overlaps the data directory"), "{all}");
-    let cache_files: Vec<_> = files(&data.join("cache"))
+    let cache_files: Vec<_> = files(&data.join("compiled"))
         .into_iter()
         .map(|(p, _)| p)
         .collect();
@@ -260,7 +282,11 @@ fn past_its_cap_the_cache_drops_the_least_recently_used_compilation() {
     };
     let unbounded = u64::MAX;
     let (copy, source) = (load("copy", unbounded), load("dir-source", unbounded));
-    let size = |d: Digest| std::fs::metadata(cached(cache.path(), d)).unwrap().len();
+    let size = |d: Digest| {
+        std::fs::metadata(cached(cache.path(), d, Compiler::Cranelift))
+            .unwrap()
+            .len()
+    };
     // `copy` used again: now `dir-source` is the least recently used.
     assert_eq!(load("copy", unbounded), copy);
     let check = load("http-check", unbounded);
@@ -271,7 +297,7 @@ fn past_its_cap_the_cache_drops_the_least_recently_used_compilation() {
     );
     // The next store evicts: `http-check` is stored again (a fresh host with a smaller cap
     // reads it from the cache, so store it anew by removing it first).
-    std::fs::remove_file(cached(cache.path(), check)).unwrap();
+    std::fs::remove_file(cached(cache.path(), check, Compiler::Cranelift)).unwrap();
     assert_eq!(load("http-check", cap), check);
     let mut want = vec![copy.hex(), check.hex()];
     want.sort();

@@ -3,7 +3,8 @@
 //!
 //! One module per concern: grants, limits and failure kinds, resource bombs, files that are
 //! not files, floods of empty items, masking, a plugin's faults in one line, what a task sees
-//! and reports, what a hostile plugin's text looks like where it is printed.
+//! and reports, what a hostile plugin's text looks like where it is printed, and the same
+//! sandbox around code from either compiler.
 
 mod bombs;
 mod cache;
@@ -16,6 +17,7 @@ mod masking;
 mod plugin_files;
 mod tasks;
 pub(crate) mod terminal;
+mod tiers;
 
 use sluice::plugin::Sandbox;
 use sluice::types::{Access, Failure, Grants, LimitKind, PluginError};
