@@ -13,7 +13,6 @@
 //! compilations (by modification time, which every load refreshes) are removed until the
 //! compilations fit under the cap; the one just stored always stays.
 
-use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -60,12 +59,12 @@ impl Cache {
 
     fn path(&self, tier: &Tier, digest: &Digest) -> PathBuf {
         self.dir
-            .join(format!("{}-{}.cwasm", digest.hex(), engine_key(tier)))
+            .join(format!("{}-{}.cwasm", digest.hex(), tier.cache_key))
     }
 
     fn tag(&self, tier: &Tier, digest: &Digest, compiled: &[u8]) -> [u8; TAG_LEN] {
-        let engine = engine_key(tier);
-        hmac_sha256(&self.key, &[FORMAT, &digest.0, engine.as_bytes(), compiled])
+        let engine = tier.cache_key.as_bytes();
+        hmac_sha256(&self.key, &[FORMAT, &digest.0, engine, compiled])
     }
 
     /// `tier`'s cached compilation of `digest`, if there is a genuine, usable one.
@@ -154,16 +153,6 @@ impl Cache {
             }
         }
     }
-}
-
-/// What names and tags `tier`'s compilations: its compiler and its engine's
-/// `precompile_compatibility_hash`.
-fn engine_key(tier: &Tier) -> String {
-    let mut hasher = std::hash::DefaultHasher::new();
-    tier.engine
-        .precompile_compatibility_hash()
-        .hash(&mut hasher);
-    format!("{}-{:016x}", tier.compiler.name(), hasher.finish())
 }
 
 /// The cache's key: read from `dir/key`, or made (32 random bytes, owner-only) and linked

@@ -1,6 +1,7 @@
 //! Loading a plugin: reading a built-in or a component file (an unchanged file is not read
-//! again), hashing it, compiling it (or taking it from the on-disk cache), linking it and
-//! finding which plugin worlds it exports. The same bytes load once per host.
+//! again), hashing it, compiling it (or taking it from the on-disk cache) with the compiler
+//! `tier.rs` says, linking it and finding which plugin worlds it exports. The same bytes load
+//! once per host.
 //!
 //! A file is only what a [`FilePolicy`] allows: under its roots (service mode: the pipelines
 //! directory and `plugin-dirs`; a path outside them, or missing, gets one answer that says

@@ -7,6 +7,7 @@
 //! calls already running finish on the Winch code they started with, later calls get
 //! Cranelift's. Both compilations run under the same sandbox, limits and epoch ticker.
 
+use std::hash::{Hash, Hasher};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -77,6 +78,9 @@ pub(super) struct Tier {
     pub(super) compiler: Compiler,
     pub(super) engine: Engine,
     pub(super) linker: Linker<State>,
+    /// What names and tags its compilations in the cache: the compiler and the engine's
+    /// `precompile_compatibility_hash`.
+    pub(super) cache_key: String,
 }
 
 impl Tier {
@@ -104,7 +108,10 @@ impl Tier {
             })
             .and_then(|()| fs::guard(&mut linker))
             .map_err(|e| HostError(e.to_string()))?;
+        let mut hasher = std::hash::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(Some(Self {
+            cache_key: format!("{}-{:016x}", compiler.name(), hasher.finish()),
             compiler,
             engine,
             linker,
