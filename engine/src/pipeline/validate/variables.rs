@@ -77,8 +77,10 @@ impl Validator<'_> {
         out
     }
 
-    /// Every `$(name)` in task configurations and grants must name a variable in scope: the
-    /// pipeline's, the stage's, a built-in, or an output `$(task.name)` of an earlier task.
+    /// Every `$(name)` in task and gate configurations and grants must name a variable in
+    /// scope: the pipeline's, the stage's, a built-in, or an output `$(task.name)` of an
+    /// earlier task (for pre-deployment gates, of the stages this one waits on; for post-
+    /// deployment gates, of this stage too). And no configuration is handed a host path.
     pub(super) fn check_references(&mut self, plan: &Plan, raw: &RawPipeline) {
         let pipeline_vars: BTreeSet<&str> =
             plan.variables.iter().map(|v| v.name.as_str()).collect();
@@ -93,60 +95,111 @@ impl Validator<'_> {
                     }
                 }
             }
-            let stage_vars: BTreeSet<&str> =
-                stage.variables.iter().map(|v| v.name.as_str()).collect();
+            let mut scope = CallScope {
+                pipeline: &pipeline_vars,
+                stage: stage.variables.iter().map(|v| v.name.as_str()).collect(),
+                tasks: visible,
+            };
             let raw_stage = raw.stages.iter().find(|s| s.name.get_ref() == &stage.name);
-            for (index, task) in stage.tasks.iter().enumerate() {
-                let mut config = Vec::new();
-                collect_strings(&task.config, &mut config);
-                let span = || {
-                    raw_stage.and_then(|s| s.tasks.get(index)).map(|t| {
-                        t.config
-                            .as_ref()
-                            .map_or_else(|| t.plugin.span(), Spanned::span)
-                    })
-                };
-                for reference in config.iter().flat_map(|text| references(text)) {
-                    if HOST_PATH_VARIABLES.contains(&reference) {
-                        self.error(
-                            span(),
-                            format!(
-                                "task `{}` is handed `$({reference})`, a path on the engine's host: \
-                                 a task sees only its sandbox",
-                                task.name
-                            ),
-                            Some("grant the directory (`grants.dirs`, whose `host` may use it) and give the task its `guest` path; the workspace is `/workspace`"),
-                        );
-                    }
-                }
-                let mut texts = config;
-                texts.extend(
-                    task.grants
-                        .dirs
-                        .iter()
-                        .flat_map(|d| [d.host.clone(), d.guest.clone()]),
-                );
-                for text in texts {
-                    for reference in references(&text) {
-                        let known = pipeline_vars.contains(reference)
-                            || stage_vars.contains(reference)
-                            || BUILTIN_VARIABLES.contains(&reference)
-                            || reference
-                                .split_once('.')
-                                .is_some_and(|(t, _)| visible.contains(t));
-                        if !known {
-                            self.error(
-                                span(),
-                                format!("unknown variable `$({reference})` in task `{}`", task.name),
-                                Some("declare it under `[variables]` or the stage's `variables`, or read an earlier task's output as `$(task-name.output)`"),
-                            );
-                        }
-                    }
-                }
-                visible.insert(task.name.as_str());
+            let gate_span = |gates: Option<&RawGates>, index: usize| {
+                let gate = gates.and_then(|g| g.gates.get(index))?;
+                Some(
+                    gate.config
+                        .as_ref()
+                        .map_or_else(|| gate.plugin.span(), Spanned::span),
+                )
+            };
+            for (index, gate) in stage
+                .pre_gates
+                .iter()
+                .flat_map(|g| g.gates.iter().enumerate())
+            {
+                let span = gate_span(raw_stage.and_then(|s| s.pre_gates.as_ref()), index);
+                let call = format!("gate `{}`", gate.name);
+                self.check_call(&call, &gate.config, &gate.grants, span, &scope);
             }
-            earlier_tasks.insert(stage.name.as_str(), visible);
+            for (index, task) in stage.tasks.iter().enumerate() {
+                let span = raw_stage.and_then(|s| s.tasks.get(index)).map(|t| {
+                    t.config
+                        .as_ref()
+                        .map_or_else(|| t.plugin.span(), Spanned::span)
+                });
+                let call = format!("task `{}`", task.name);
+                self.check_call(&call, &task.config, &task.grants, span, &scope);
+                scope.tasks.insert(task.name.as_str());
+            }
+            for (index, gate) in stage
+                .post_gates
+                .iter()
+                .flat_map(|g| g.gates.iter().enumerate())
+            {
+                let span = gate_span(raw_stage.and_then(|s| s.post_gates.as_ref()), index);
+                let call = format!("gate `{}`", gate.name);
+                self.check_call(&call, &gate.config, &gate.grants, span, &scope);
+            }
+            earlier_tasks.insert(stage.name.as_str(), scope.tasks);
         }
+    }
+
+    /// The references of one task's or gate's (`call`) configuration and directory grants.
+    fn check_call(
+        &mut self,
+        call: &str,
+        config: &serde_json::Value,
+        grants: &GrantSpec,
+        span: Option<std::ops::Range<usize>>,
+        scope: &CallScope<'_>,
+    ) {
+        let mut texts = Vec::new();
+        collect_strings(config, &mut texts);
+        for reference in texts.iter().flat_map(|text| references(text)) {
+            if HOST_PATH_VARIABLES.contains(&reference) {
+                self.error(
+                    span.clone(),
+                    format!(
+                        "{call} is handed `$({reference})`, a path on the engine's host: a \
+                         task sees only its sandbox"
+                    ),
+                    Some("grant the directory (`grants.dirs`, whose `host` may use it) and give the task its `guest` path; the workspace is `/workspace`"),
+                );
+            }
+        }
+        texts.extend(
+            grants
+                .dirs
+                .iter()
+                .flat_map(|d| [d.host.clone(), d.guest.clone()]),
+        );
+        for text in texts {
+            for reference in references(&text) {
+                if !scope.knows(reference) {
+                    self.error(
+                        span.clone(),
+                        format!("unknown variable `$({reference})` in {call}"),
+                        Some("declare it under `[variables]` or the stage's `variables`, or read an earlier task's output as `$(task-name.output)`"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The variables a call can name: the pipeline's, its stage's, and the outputs of the tasks
+/// before it.
+struct CallScope<'a> {
+    pipeline: &'a BTreeSet<&'a str>,
+    stage: BTreeSet<&'a str>,
+    tasks: BTreeSet<&'a str>,
+}
+
+impl CallScope<'_> {
+    fn knows(&self, reference: &str) -> bool {
+        self.pipeline.contains(reference)
+            || self.stage.contains(reference)
+            || BUILTIN_VARIABLES.contains(&reference)
+            || reference
+                .split_once('.')
+                .is_some_and(|(task, _)| self.tasks.contains(task))
     }
 }
 
