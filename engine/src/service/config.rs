@@ -64,18 +64,20 @@ pub struct ServiceConfig {
     pub tokens: BTreeMap<String, User>,
     /// Limits.
     pub limits: ApiLimits,
-    /// Where plugin files may come from, and how large they may be.
+    /// Where plugin files may come from, how large they may be, and the compile cache's cap.
     pub plugin_files: PluginFiles,
 }
 
 /// Plugin files in service mode: only under the pipelines directory or `plugin-dirs`, at most
-/// `limits.plugin-size` bytes.
+/// `limits.plugin-size` bytes; their compilations cached up to `limits.compile-cache`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginFiles {
     /// `plugin-dirs`: directories besides the pipelines directory that plugin files may lie in.
     pub dirs: Vec<PathBuf>,
     /// `limits.plugin-size`: the largest component file, in bytes.
     pub max_size: u64,
+    /// `limits.compile-cache`: the most bytes of compiled components the data directory keeps.
+    pub cache_max_bytes: u64,
 }
 
 impl PluginFiles {
@@ -96,6 +98,7 @@ impl Default for PluginFiles {
         Self {
             dirs: Vec::new(),
             max_size: crate::plugin::DEFAULT_PLUGIN_SIZE,
+            cache_max_bytes: crate::plugin::DEFAULT_CACHE_MAX_BYTES,
         }
     }
 }
@@ -172,7 +175,7 @@ impl ServiceConfig {
                 ));
             }
         }
-        let (limits, plugin_size) = limits::read(&raw.limits, &shown, &mut problems);
+        let (limits, plugin_limits) = limits::read(&raw.limits, &shown, &mut problems);
         let mut tokens = BTreeMap::new();
         let mut names = Vec::new();
         for (i, user) in raw.users.into_iter().enumerate() {
@@ -255,7 +258,8 @@ impl ServiceConfig {
             limits,
             plugin_files: PluginFiles {
                 dirs: plugin_dirs,
-                max_size: plugin_size,
+                max_size: plugin_limits.size,
+                cache_max_bytes: plugin_limits.cache,
             },
         })
     }
@@ -347,28 +351,36 @@ mod tests {
     }
 
     #[test]
-    fn plugin_dirs_and_plugin_size_are_read_and_checked() {
+    fn plugin_dirs_plugin_size_and_compile_cache_are_read_and_checked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.toml");
         std::fs::create_dir(dir.path().join("wasm")).unwrap();
         let write = |text: &str| std::fs::write(&path, text).unwrap();
-        write("pipelines = \"p\"\nplugin-dirs = [\"wasm\"]\n[limits]\nplugin-size = \"1MiB\"\n");
+        write(
+            "pipelines = \"p\"\nplugin-dirs = [\"wasm\"]\n[limits]\nplugin-size = \"1MiB\"\n\
+             compile-cache = \"512MiB\"\n",
+        );
         let config = ServiceConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.plugin_files.dirs, vec![dir.path().join("wasm")]);
         assert_eq!(config.plugin_files.max_size, 1 << 20);
+        assert_eq!(config.plugin_files.cache_max_bytes, 512 << 20);
         let policy = config.plugin_files.policy(&config.pipelines);
         assert_eq!(
             policy.roots,
             Some(vec![dir.path().join("p"), dir.path().join("wasm")])
         );
 
-        write("pipelines = \"p\"\nplugin-dirs = [\"nowhere\"]\n[limits]\nplugin-size = \"lots\"\n");
+        write(
+            "pipelines = \"p\"\nplugin-dirs = [\"nowhere\"]\n[limits]\nplugin-size = \"lots\"\n\
+             compile-cache = \"-1GiB\"\n",
+        );
         let e = ServiceConfig::load(&path).unwrap_err();
         assert!(
             e.contains("plugin-dirs: ") && e.contains("nowhere is not a directory"),
             "{e}"
         );
         assert!(e.contains("limits.plugin-size: "), "{e}");
+        assert!(e.contains("limits.compile-cache: "), "{e}");
 
         write("pipelines = \"p\"\n");
         let config = ServiceConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));

@@ -83,6 +83,7 @@ impl Service {
         // and switch when the background compilation ends.
         let host = PluginHost::new(HostConfig {
             files: config.plugin_files.policy(&config.pipelines),
+            cache_max_bytes: config.plugin_files.cache_max_bytes,
             tiering: Tiering {
                 tier_up: true,
                 ..Tiering::default()

@@ -69,6 +69,7 @@ pub(in crate::service) struct RawLimits {
     burst: Option<u32>,
     shutdown_grace: Option<String>,
     plugin_size: Option<String>,
+    compile_cache: Option<String>,
     auth_failures: Option<u32>,
     receipt_ttl: Option<String>,
     pub(in crate::service) header_timeout: Option<String>,
@@ -80,13 +81,21 @@ pub(in crate::service) struct RawLimits {
     workspace_keep: Option<String>,
 }
 
-/// Reads `[limits]` of the file `shown`: the API's limits and `plugin-size`. Each bad key is a
-/// problem (its default stands in while the rest is checked).
+/// The plugin keys of `[limits]`.
+pub(super) struct PluginLimits {
+    /// `plugin-size`: the largest component file.
+    pub(super) size: u64,
+    /// `compile-cache`: the most bytes of compiled components kept.
+    pub(super) cache: u64,
+}
+
+/// Reads `[limits]` of the file `shown`: the API's limits, `plugin-size` and `compile-cache`.
+/// Each bad key is a problem (its default stands in while the rest is checked).
 pub(super) fn read(
     limits: &RawLimits,
     shown: &std::path::Display<'_>,
     problems: &mut Vec<String>,
-) -> (ApiLimits, u64) {
+) -> (ApiLimits, PluginLimits) {
     let defaults = ApiLimits::default();
     let body_bytes = match limits.body.as_deref().map(parse_bytes) {
         None => defaults.body_bytes,
@@ -110,6 +119,14 @@ pub(super) fn read(
         Some(Err(e)) => {
             problems.push(format!("{shown}: limits.plugin-size: {e}"));
             crate::plugin::DEFAULT_PLUGIN_SIZE
+        }
+    };
+    let compile_cache = match limits.compile_cache.as_deref().map(parse_bytes) {
+        None => crate::plugin::DEFAULT_CACHE_MAX_BYTES,
+        Some(Ok(n)) => n,
+        Some(Err(e)) => {
+            problems.push(format!("{shown}: limits.compile-cache: {e}"));
+            crate::plugin::DEFAULT_CACHE_MAX_BYTES
         }
     };
     let receipt_ttl = match limits.receipt_ttl.as_deref().map(parse_duration) {
@@ -161,5 +178,9 @@ pub(super) fn read(
         stream_max: streams.stream_max,
         workspace_keep,
     };
-    (limits, plugin_size)
+    let plugins = PluginLimits {
+        size: plugin_size,
+        cache: compile_cache,
+    };
+    (limits, plugins)
 }
