@@ -1,5 +1,6 @@
 //! Two compilers, one plugin. Cranelift makes fast code slowly: an 18 MiB Python component
-//! takes ~12 s. Winch, wasmtime's baseline compiler, makes slower code ~5x faster. A host
+//! takes 6–12 s on two cores. Winch, wasmtime's baseline compiler, makes slower code 3–5x
+//! faster. A host
 //! holds a [`Tier`] for each (its engine, and a linker of the same imports); a component of at
 //! least [`Tiering::quick_from`] bytes with no cached compilation compiles with Winch first
 //! and runs that. With [`Tiering::tier_up`] (a long-lived process: `serve`), one background
@@ -20,8 +21,8 @@ use super::sandbox::State;
 use super::{HostError, Plugin, bindings, fs};
 
 /// Components at least this large compile with Winch first, by default: 4 MiB. Cranelift
-/// compiles ~1.5 MiB a second here, so under it (Rust plugins, the built-ins) it takes at most
-/// ~3 s; Python and JavaScript components (13–18 MiB) are over it.
+/// compiles 1.5–3 MiB a second on two cores, so under it (Rust plugins, the built-ins) it takes
+/// at most ~3 s; Python and JavaScript components (13–18 MiB) are over it.
 pub const DEFAULT_QUICK_FROM: u64 = 4 << 20;
 
 /// Which compiler made a plugin's code.
