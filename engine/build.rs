@@ -18,8 +18,11 @@ const PLUGINS: &[(&str, &str)] = &[
     ("sluice-plugin-copy", "copy"),
     ("sluice-plugin-dir-source", "dir-source"),
     ("sluice-plugin-http-check", "http-check"),
+    ("sluice-plugin-http-request", "http-request"),
+    ("sluice-plugin-http-source", "http-source"),
+    ("sluice-plugin-template", "template"),
     ("sluice-plugin-testkit", "testkit"),
-    ("sluice-template-plugin", "template"),
+    ("sluice-template-plugin", "example-template"),
 ];
 
 fn main() {

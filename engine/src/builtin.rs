@@ -29,6 +29,21 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "task and gate: request a URL, expect a status and optionally body text",
         bytes: include_bytes!(env!("SLUICE_PLUGIN_HTTP_CHECK")),
     },
+    Builtin {
+        name: "http-request",
+        summary: "task: call an HTTP API with retries and keep parts of its JSON answer as outputs",
+        bytes: include_bytes!(env!("SLUICE_PLUGIN_HTTP_REQUEST")),
+    },
+    Builtin {
+        name: "http-source",
+        summary: "artifact source: versions from a JSON index, downloaded, verified, unpacked safely",
+        bytes: include_bytes!(env!("SLUICE_PLUGIN_HTTP_SOURCE")),
+    },
+    Builtin {
+        name: "template",
+        summary: "task: render files with #{tokens}# and set keys in JSON, YAML and TOML files",
+        bytes: include_bytes!(env!("SLUICE_PLUGIN_TEMPLATE")),
+    },
 ];
 
 /// The built-in plugin called `name`.

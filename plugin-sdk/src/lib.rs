@@ -42,9 +42,11 @@
 #![deny(missing_docs)]
 
 mod config;
+pub mod files;
 pub mod http;
 pub mod log;
 mod report;
+pub mod units;
 
 #[doc(hidden)]
 pub mod __private;

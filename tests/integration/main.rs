@@ -3,6 +3,7 @@
 //! `SLUICE_PLUGIN_*` environment variables.
 
 mod authoring;
+mod builtins;
 mod cli;
 mod engine;
 mod faults;

@@ -315,8 +315,9 @@ fn loading_reports_what_is_wrong() {
     let err = host().load(&PluginRef::Builtin("kopy".into())).unwrap_err();
     assert!(matches!(err, LoadError::UnknownBuiltin(_)));
     assert!(
-        err.to_string()
-            .contains("built-ins: copy, dir-source, http-check"),
+        err.to_string().contains(
+            "built-ins: copy, dir-source, http-check, http-request, http-source, template"
+        ),
         "{err}"
     );
 

@@ -151,9 +151,12 @@ const RUST_SDK: &[(&str, &str)] = sdk![
     "sdk/src/lib.rs" => "src/lib.rs",
     "sdk/src/__private.rs" => "src/__private.rs",
     "sdk/src/config.rs" => "src/config.rs",
+    "sdk/src/files.rs" => "src/files.rs",
     "sdk/src/http.rs" => "src/http.rs",
+    "sdk/src/http/url.rs" => "src/http/url.rs",
     "sdk/src/log.rs" => "src/log.rs",
     "sdk/src/report.rs" => "src/report.rs",
+    "sdk/src/units.rs" => "src/units.rs",
     "sdk/macros/src/lib.rs" => "macros/src/lib.rs",
 ];
 
@@ -384,6 +387,7 @@ publish = false
 [dependencies]
 serde = { version = "1", features = ["derive"] }
 serde_json = "1"
+globset = { version = "0.4", default-features = false }
 wit-bindgen = { version = "0.63", default-features = false, features = ["macros", "realloc", "std", "bitflags"] }
 wasip2 = "1"
 sluice-plugin-sdk-macros = { path = "macros" }

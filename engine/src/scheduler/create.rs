@@ -117,9 +117,9 @@ impl Engine {
             .host
             .load(&PluginRef::parse(&spec.source, Path::new(&plan.dir)))
             .map_err(|e| err(e.to_string()))?;
-        let sandbox =
-            run::source_sandbox(plan, spec, &self.data_dir, &self.fence, None).map_err(err)?;
-        let config = spec.config.to_string();
+        let (sandbox, config) =
+            run::source_call(plan, spec, &self.data_dir, &self.fence, &self.keys, None)
+                .map_err(err)?;
         let mut versions = self
             .host
             .list_versions(&plugin, sandbox, &config)

@@ -11,8 +11,11 @@ use super::{Engine, Observer};
 use crate::core::{ApprovalKind, GateResult, Release, TaskOutcome};
 use crate::pipeline::{ArtifactSpec, Fence, GateSpec, GrantSpec, Plan};
 use crate::plugin::{Digest, Plugin, PluginRef, Sandbox};
+use crate::secrets::Keyring;
 use crate::store::LogKey;
-use crate::types::{Access, Artifact, Context, Grants, Health, Limits, LogLine, TaskInput};
+use crate::types::{
+    Access, Artifact, Context, Grants, Health, Limits, LogLine, TaskInput, Version,
+};
 
 /// The digest recorded for `reference` when the release was created.
 fn recorded_digest(release: &Release, reference: &str) -> Option<Digest> {
@@ -88,11 +91,12 @@ impl Engine {
             let into = workspace.join(&chosen.alias);
             std::fs::create_dir_all(&into)
                 .map_err(|e| format!("cannot create {}: {e}", into.display()))?;
-            let sandbox = source_sandbox(
+            let (sandbox, config) = source_call(
                 &release.plan,
                 spec,
                 &self.data_dir,
                 &self.fence,
+                &self.keys,
                 Some(&into),
             )?;
             let fetched = self
@@ -100,8 +104,8 @@ impl Engine {
                 .fetch(
                     &plugin,
                     sandbox,
-                    &spec.config.to_string(),
-                    &chosen.version.id,
+                    &config,
+                    fetch_as(&chosen.version),
                     "/artifact",
                 )
                 .await;
@@ -405,13 +409,14 @@ fn grants(
 }
 
 /// The sandbox of an artifact source: its grants, plus the destination at `/artifact`.
-pub(super) fn source_sandbox(
+pub(super) fn source_call(
     plan: &Plan,
     spec: &ArtifactSpec,
     data_dir: &Path,
     fence: &Fence,
+    keys: &Keyring,
     destination: Option<&Path>,
-) -> Result<Sandbox, String> {
+) -> Result<(Sandbox, String), String> {
     let data_dir = data_dir.display().to_string();
     let resolve = |text: &str| {
         Ok(text
@@ -419,12 +424,25 @@ pub(super) fn source_sandbox(
             .replace("$(sluice.data-dir)", &data_dir))
     };
     let destination = destination.map(|d| (d, "/artifact"));
-    Ok(Sandbox {
+    let scope = Scope::for_source(plan, &spec.config, keys)?;
+    let config = scope.substitute_json(&spec.config)?.to_string();
+    let sandbox = Sandbox {
         grants: grants(&spec.grants, &resolve, destination, fence)?,
         limits: Limits::default(),
-        mask: Vec::new(),
+        mask: scope.secrets(),
         sink: None,
-    })
+    };
+    Ok((sandbox, config))
+}
+
+/// What a source's `fetch` is given for a version: its `pin` (a digest naming exactly the bytes
+/// listed when the release was created) if the source recorded one, else its id.
+fn fetch_as(version: &Version) -> &str {
+    version
+        .metadata
+        .iter()
+        .find(|(key, _)| key == "pin")
+        .map_or(&version.id, |(_, pin)| pin)
 }
 
 /// Version order: numeric parts compared as numbers (`1.10` after `1.9`).

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::core::{Release, TaskState};
-use crate::pipeline::{ValueSource, VariableSpec};
+use crate::pipeline::{Plan, ValueSource, VariableSpec};
 use crate::secrets::{KEY_ENV, Keyring, Place};
 use crate::types::Variable;
 
@@ -101,6 +101,28 @@ impl Scope {
                 }
             }
         }
+        Ok(scope)
+    }
+
+    /// Variables in scope for an artifact source whose configuration is `config`:
+    /// `$(sluice.pipeline)` and the pipeline's own variables that `config` names, secrets read
+    /// now. A source lists versions before any release exists, so no release-time value, stage
+    /// variable or output is in scope (validation refuses them).
+    pub(crate) fn for_source(
+        plan: &Plan,
+        config: &serde_json::Value,
+        keys: &Keyring,
+    ) -> Result<Self, String> {
+        let mut scope = Self::default();
+        scope.set("sluice.pipeline", plan.name.clone(), false);
+        let named = config.to_string();
+        let used: Vec<VariableSpec> = plan
+            .variables
+            .iter()
+            .filter(|v| !v.settable && named.contains(&format!("$({})", v.name)))
+            .cloned()
+            .collect();
+        scope.declare(&used, keys)?;
         Ok(scope)
     }
 

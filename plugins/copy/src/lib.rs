@@ -15,11 +15,10 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
+use sluice_plugin_sdk::files::{self, Filter};
 use sluice_plugin_sdk::{Error, Report, Task, TaskInput, log};
 
 #[derive(Deserialize)]
@@ -58,35 +57,13 @@ struct Copy;
 impl Task for Copy {
     fn run(input: TaskInput) -> Result<Report, Error> {
         let config: Config = input.config.parse()?;
-        let from = match (
-            Path::new(&config.from).is_absolute(),
-            &input.context.workspace,
-        ) {
-            (true, _) => PathBuf::from(&config.from),
-            (false, Some(workspace)) => Path::new(workspace).join(&config.from),
-            (false, None) => {
-                return Err(Error::invalid_config(format!(
-                    "`from = \"{}\"` is relative but the task has no workspace: \
-                     use an absolute guest path or grant the workspace",
-                    config.from
-                )));
-            }
-        };
-        let to = PathBuf::from(&config.to);
-        if !to.is_absolute() {
-            return Err(Error::invalid_config(format!(
-                "`to = \"{}\"` must be an absolute guest path inside a read-write grant",
-                config.to
-            )));
-        }
-        let include = globs("include", &config.include)?;
-        let exclude = globs("exclude", &config.exclude)?;
-        let wanted = |rel: &str| include.is_match(rel) && !exclude.is_match(rel);
+        let from = files::source_dir("from", &config.from, &input.context)?;
+        let to = files::target_dir("to", &config.to)?;
+        let filter = Filter::new(&config.include, &config.exclude)?;
 
-        let mut sources = Vec::new();
-        walk(&from, "", &mut sources)
+        let mut sources = files::walk(&from)
             .map_err(|e| Error::failed(format!("cannot read source {}: {e}", from.display())))?;
-        sources.retain(|rel| wanted(rel));
+        sources.retain(|rel| filter.matches(rel));
 
         let mut changes = Changes::default();
         for (i, rel) in sources.iter().enumerate() {
@@ -95,12 +72,11 @@ impl Task for Copy {
         }
         if config.mirror {
             let keep: BTreeSet<&str> = sources.iter().map(String::as_str).collect();
-            let mut existing = Vec::new();
-            walk(&to, "", &mut existing)
+            let existing = files::walk(&to)
                 .map_err(|e| Error::failed(format!("cannot read target {}: {e}", to.display())))?;
             for rel in existing
                 .iter()
-                .filter(|r| wanted(r) && !keep.contains(r.as_str()))
+                .filter(|r| filter.matches(r) && !keep.contains(r.as_str()))
             {
                 fs::remove_file(to.join(rel))
                     .map_err(|e| Error::failed(format!("cannot remove {rel}: {e}")))?;
@@ -135,41 +111,6 @@ impl Task for Copy {
     }
 }
 
-fn globs(field: &str, patterns: &[String]) -> Result<GlobSet, Error> {
-    let mut set = GlobSetBuilder::new();
-    for pattern in patterns {
-        let glob = Glob::new(pattern)
-            .map_err(|e| Error::invalid_config(format!("`{field}` pattern `{pattern}`: {e}")))?;
-        set.add(glob);
-    }
-    set.build()
-        .map_err(|e| Error::invalid_config(format!("`{field}`: {e}")))
-}
-
-/// Collects the files under `dir` as `/`-separated paths relative to the walk's root.
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
-    let mut entries = fs::read_dir(dir)?.collect::<io::Result<Vec<_>>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".sluice-tmp") {
-            continue;
-        }
-        let rel = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            walk(&entry.path(), &rel, out)?;
-        } else if kind.is_file() {
-            out.push(rel);
-        }
-    }
-    Ok(())
-}
-
 /// Copies one file unless the target already has the same content: written aside, then renamed.
 fn copy_one(src: &Path, dst: &Path, rel: &str, changes: &mut Changes) -> Result<(), Error> {
     let content = fs::read(src).map_err(|e| Error::failed(format!("cannot read {rel}: {e}")))?;
@@ -178,20 +119,8 @@ fn copy_one(src: &Path, dst: &Path, rel: &str, changes: &mut Changes) -> Result<
         changes.unchanged += 1;
         return Ok(());
     }
-    let parent = dst.parent().unwrap_or(Path::new("/"));
-    fs::create_dir_all(parent)
-        .map_err(|e| Error::failed(format!("cannot create {}: {e}", parent.display())))?;
-    let name = dst
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let aside = parent.join(format!(".{name}.sluice-tmp"));
-    fs::write(&aside, &content)
-        .and_then(|()| fs::rename(&aside, dst))
-        .map_err(|e| {
-            let _ = fs::remove_file(&aside);
-            Error::failed(format!("cannot write {}: {e}", dst.display()))
-        })?;
+    files::write_atomic(dst, &content)
+        .map_err(|e| Error::failed(format!("cannot write {}: {e}", dst.display())))?;
     if existing.is_some() {
         log::info(format!("updated {rel}"));
         changes.updated.push(rel.to_owned());

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod http;
 pub mod plugins;
 pub mod process;
+pub mod scripted;
 pub mod server;
 
 pub use api::Api;
@@ -15,6 +16,7 @@ pub use engine::Harness;
 pub use http::{Latch, TestServer};
 pub use plugins::*;
 pub use process::{Process, Spawned, service_toml};
+pub use scripted::{Canned, Scripted};
 pub use server::Server;
 
 /// What the tests do with a served Sluice, however they reach it: the pending approvals,

@@ -8,7 +8,7 @@ use sluice::plugin::{HostConfig, Plugin, PluginHost, PluginRef, Sandbox};
 use sluice::types::{Context, Invocation, Limits, TaskInput, TaskReport};
 
 pub const TESTKIT: &str = env!("SLUICE_PLUGIN_TESTKIT");
-pub const TEMPLATE: &str = env!("SLUICE_PLUGIN_TEMPLATE");
+pub const TEMPLATE: &str = env!("SLUICE_PLUGIN_EXAMPLE_TEMPLATE");
 
 /// One host for every test: compiling a component once is the point of `InstancePre`.
 pub fn host() -> &'static PluginHost {

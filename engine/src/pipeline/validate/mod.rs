@@ -163,7 +163,7 @@ impl<'a> Validator<'a> {
         let artifacts = raw
             .artifacts
             .iter()
-            .map(|(alias, artifact)| self.artifact(alias, artifact))
+            .map(|(alias, artifact)| self.artifact(alias, artifact, &variables))
             .collect();
 
         // Stage names first: `after` may point forward.

@@ -259,7 +259,7 @@ pub fn references(text: &str) -> Vec<&str> {
     out
 }
 
-fn collect_strings(value: &serde_json::Value, out: &mut Vec<String>) {
+pub(super) fn collect_strings(value: &serde_json::Value, out: &mut Vec<String>) {
     match value {
         serde_json::Value::String(s) => out.push(s.clone()),
         serde_json::Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
