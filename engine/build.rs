@@ -20,6 +20,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("sluice-plugin-http-check", "http-check"),
     ("sluice-plugin-http-request", "http-request"),
     ("sluice-plugin-http-source", "http-source"),
+    ("sluice-plugin-oci-source", "oci-source"),
     ("sluice-plugin-template", "template"),
     ("sluice-plugin-testkit", "testkit"),
     ("sluice-template-plugin", "example-template"),

@@ -40,6 +40,11 @@ pub const BUILTINS: &[Builtin] = &[
         bytes: include_bytes!(env!("SLUICE_PLUGIN_HTTP_SOURCE")),
     },
     Builtin {
+        name: "oci-source",
+        summary: "artifact source: tags of an OCI registry repository, pulled and verified by digest",
+        bytes: include_bytes!(env!("SLUICE_PLUGIN_OCI_SOURCE")),
+    },
+    Builtin {
         name: "template",
         summary: "task: render files with #{tokens}# and set keys in JSON, YAML and TOML files",
         bytes: include_bytes!(env!("SLUICE_PLUGIN_TEMPLATE")),

@@ -316,7 +316,7 @@ fn loading_reports_what_is_wrong() {
     assert!(matches!(err, LoadError::UnknownBuiltin(_)));
     assert!(
         err.to_string().contains(
-            "built-ins: copy, dir-source, http-check, http-request, http-source, template"
+            "built-ins: copy, dir-source, http-check, http-request, http-source, oci-source, template"
         ),
         "{err}"
     );

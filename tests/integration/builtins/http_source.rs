@@ -67,7 +67,7 @@ impl Store {
         std::path::PathBuf,
         Result<sluice::types::Version, sluice::types::Failure>,
     ) {
-        let into = tmp.join(format!("fetched-{version}"));
+        let into = tmp.join(format!("fetched-{}", version.replace(['@', ':'], "-")));
         std::fs::create_dir_all(&into).unwrap();
         let sandbox = sandbox(
             &[self.server.addr.to_string()],
@@ -352,6 +352,16 @@ async fn a_download_that_does_not_match_the_index_is_refused() {
         )),
         "{message}"
     );
+
+    // A release fetches the pin it recorded: an index that now lists other bytes is refused.
+    let pinned = format!("tampered@sha256:{}", hex::encode(Sha256::digest(&archive)));
+    let (into, result) = store.fetch(tmp.path(), &pinned, json!({})).await;
+    let message = failure(result);
+    assert!(
+        message.contains("version `tampered` changed in the index since the release was created"),
+        "{message}"
+    );
+    assert!(contents(&into).is_empty());
 
     // A bad index is refused as a whole, naming what is wrong.
     store.server.set(
