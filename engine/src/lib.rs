@@ -8,6 +8,7 @@ pub mod builtin;
 pub mod core;
 pub mod pipeline;
 pub mod plugin;
+pub mod registry;
 pub mod scheduler;
 pub mod secrets;
 pub mod service;

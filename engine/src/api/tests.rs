@@ -61,6 +61,7 @@ pub(super) fn service(limits: ApiLimits, shop: bool) -> (tempfile::TempDir, Arc<
         tokens,
         limits,
         plugin_files: Default::default(),
+        registries: Default::default(),
     };
     let service = Service::start(config).unwrap();
     (dir, service)

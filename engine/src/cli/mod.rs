@@ -15,6 +15,7 @@ mod client;
 mod live;
 mod plugin;
 mod plugin_build;
+mod plugin_push;
 mod release;
 mod remote;
 mod scaffold;

@@ -44,6 +44,15 @@ pub(super) enum PluginCommand {
         #[arg(long = "data-dir", default_value = ".sluice", env = "SLUICE_DATA_DIR", value_parser = super::args::absolute_dir)]
         data_dir: PathBuf,
     },
+    /// Publish a component to an OCI registry (the CNCF Wasm layout) and print its digest,
+    /// for pipelines to name as `oci://HOST/REPO@sha256:…`. Credentials come from
+    /// SLUICE_REGISTRY_USERNAME and SLUICE_REGISTRY_PASSWORD.
+    Push {
+        /// A component file, or a built-in plugin name.
+        plugin: String,
+        /// Where to: `oci://HOST[:PORT]/REPO:TAG`.
+        reference: String,
+    },
     /// Write a new plugin project: source, test, sample config, README, WIT and helpers.
     New {
         /// The project's directory; its last component is the plugin's name (e.g. `notify-chat`).
@@ -211,6 +220,9 @@ pub(super) fn run(command: PluginCommand) -> anyhow::Result<Exit> {
                 .with_context(|| format!("`{}` is not a usable path", dir.display()))?;
             super::plugin_build::build(&dir)?;
             Ok(Exit::Success)
+        }
+        PluginCommand::Push { plugin, reference } => {
+            super::plugin_push::push(&plugin, &reference, &cwd()?)
         }
         PluginCommand::Run(args) => run_plugin(*args),
     }

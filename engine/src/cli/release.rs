@@ -11,6 +11,7 @@ use clap::{Arg, Args, Subcommand};
 use sluice::core::{Event, Release, ReleaseState, StageState, TaskState};
 use sluice::pipeline;
 use sluice::plugin::{HostConfig, PluginHost};
+use sluice::registry;
 use sluice::scheduler::{CreateOptions, Engine, Observer, Sweep};
 use sluice::store::{LogKey, Store};
 use sluice::types::{Escaped, LogEvent};
@@ -153,12 +154,13 @@ fn default_data_dir(loaded: &pipeline::Loaded) -> PathBuf {
 }
 
 pub(super) fn run(args: RunArgs) -> anyhow::Result<Exit> {
-    let loaded = pipeline::load(&args.pipeline)?;
+    let mut loaded = pipeline::load(&args.pipeline)?;
     let data_dir = args
         .data_dir
         .clone()
         .unwrap_or_else(|| default_data_dir(&loaded));
     let engine = engine(&data_dir)?;
+    pin_plugins(&mut loaded, engine.host())?;
     // The workspaces no deployment needs, and those of this pipeline's failed runs: its
     // stages run again now.
     let swept = engine.sweep_workspaces(Sweep {
@@ -222,9 +224,14 @@ pub(super) fn resume(args: ResumeArgs) -> anyhow::Result<Exit> {
 }
 
 pub(super) fn validate(pipeline_path: &Path, data_dir: Option<PathBuf>) -> anyhow::Result<Exit> {
-    let loaded = pipeline::load(pipeline_path)?;
+    let mut loaded = pipeline::load(pipeline_path)?;
     let data_dir = data_dir.unwrap_or_else(|| default_data_dir(&loaded));
     let host = PluginHost::new(HostConfig::in_data_dir(&data_dir))?;
+    for pin in pin_plugins(&mut loaded, &host)? {
+        if pin.written != pin.pinned {
+            println!("plugin {} pinned to {}", pin.written, pin.digest);
+        }
+    }
     // Worlds first, from the binaries (no compilation); then every plugin compiled (or taken
     // from the cache), which checks its imports.
     pipeline::outline_plugins(&loaded, &host)?;
@@ -246,6 +253,19 @@ pub(super) fn validate(pipeline_path: &Path, data_dir: Option<PathBuf>) -> anyho
         plan.artifacts.len()
     );
     Ok(Exit::Success)
+}
+
+/// Pins the pipeline's `oci://` plugins (any registry: the CLI is run by the pipeline's
+/// author), pulling them into the data directory's plugin store.
+fn pin_plugins(
+    loaded: &mut pipeline::Loaded,
+    host: &PluginHost,
+) -> Result<Vec<registry::Pin>, pipeline::PipelineError> {
+    registry::pin(
+        &mut loaded.plan,
+        host,
+        &registry::Registries::any_from_env(),
+    )
 }
 
 pub(super) fn releases(command: ReleasesCommand) -> anyhow::Result<Exit> {

@@ -299,6 +299,24 @@ impl Plan {
             .map(|a| &a.source)
             .chain(self.stages.iter().flat_map(StageSpec::plugins))
     }
+
+    /// [`Plan::plugins`], to rewrite (pinning `oci://` references to digests).
+    pub fn plugins_mut(&mut self) -> impl Iterator<Item = &mut String> {
+        let stages = self.stages.iter_mut().flat_map(|s| {
+            let gates = [&mut s.pre_gates, &mut s.post_gates]
+                .into_iter()
+                .flatten()
+                .flat_map(|g| &mut g.gates);
+            s.tasks
+                .iter_mut()
+                .map(|t| &mut t.plugin)
+                .chain(gates.map(|g| &mut g.plugin))
+        });
+        self.artifacts
+            .iter_mut()
+            .map(|a| &mut a.source)
+            .chain(stages)
+    }
 }
 
 /// Rewrites a day-of-week field from Unix cron numbering (0 or 7 Sunday, 1 Monday ... 6

@@ -73,6 +73,8 @@ impl PluginHost {
                 let path = self.loading.resolve(given)?;
                 self.loading.read(&path, &given.display().to_string())?
             }
+            // Pulled into the store by `keep_pulled`, or the host has no store to keep it in.
+            PluginRef::Oci(_) => return Ok(()),
         };
         if Digest::of(&bytes) != digest {
             return Err(LoadError::Kept {
@@ -120,6 +122,95 @@ impl PluginHost {
             });
         }
         self.load_bytes(&bytes, origin.to_owned()).map(Some)
+    }
+}
+
+impl PluginHost {
+    /// Takes a component pulled from a registry: its manifest and its bytes (both verified by
+    /// the registry client) go into the plugin store, and the component is loaded.
+    pub fn keep_pulled(
+        &self,
+        pulled: &crate::registry::Pulled,
+        origin: &str,
+    ) -> Result<Arc<Plugin>, LoadError> {
+        let plugin = self.load_bytes(&pulled.component, origin.to_owned())?;
+        if let Some(kept) = &self.kept {
+            for (digest, bytes) in [
+                (pulled.manifest, &pulled.manifest_bytes),
+                (plugin.digest(), &pulled.component),
+            ] {
+                kept.put(&digest, bytes).map_err(|e| LoadError::Kept {
+                    origin: origin.to_owned(),
+                    digest,
+                    reason: format!("cannot write {}: {e}", kept.path(&digest).display()),
+                })?;
+            }
+        }
+        self.lock_pulled().insert(pulled.manifest, plugin.digest());
+        Ok(plugin)
+    }
+
+    /// Whether the component pinned by manifest `digest` is here (loaded or in the store).
+    pub fn has_pulled(&self, digest: &Digest) -> bool {
+        self.lock_pulled().contains_key(digest)
+            || self.kept.as_ref().is_some_and(|k| k.path(digest).is_file())
+    }
+
+    fn lock_pulled(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Digest, Digest>> {
+        self.pulled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An `oci://…@sha256:…` plugin, from what was pulled: never from the network.
+    pub(super) fn load_oci(&self, text: &str) -> Result<Arc<Plugin>, LoadError> {
+        let unusable = |reason: String| LoadError::Oci {
+            reference: text.to_owned(),
+            reason,
+        };
+        let reference = crate::registry::OciRef::parse(text).map_err(unusable)?;
+        let Some(manifest) = reference.digest else {
+            return Err(unusable(
+                "it is not pinned to a digest: store the pipeline (`sluice validate`, `sluice run`, \
+                 or the API) to resolve its tag"
+                    .into(),
+            ));
+        };
+        let component = self.lock_pulled().get(&manifest).copied();
+        let component = match component {
+            Some(component) => component,
+            None => {
+                let bytes = self.kept_bytes(&manifest, text)?.ok_or_else(|| {
+                    unusable("it has not been pulled into the plugin store".into())
+                })?;
+                crate::registry::layer_of(&bytes).map_err(unusable)?.0
+            }
+        };
+        self.load_kept(&component, text)?
+            .ok_or_else(|| unusable("its component is not in the plugin store".into()))
+    }
+
+    /// The verified bytes of blob `digest` in the store, if it is there.
+    fn kept_bytes(&self, digest: &Digest, origin: &str) -> Result<Option<Vec<u8>>, LoadError> {
+        let Some(kept) = &self.kept else {
+            return Ok(None);
+        };
+        let path = kept.path(digest);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bytes = self.loading.read(&path, &path.display().to_string())?;
+        if Digest::of(&bytes) != *digest {
+            return Err(LoadError::Kept {
+                origin: origin.to_owned(),
+                digest: *digest,
+                reason: format!(
+                    "its bytes in the plugin store ({}) were changed",
+                    path.display()
+                ),
+            });
+        }
+        Ok(Some(bytes))
     }
 }
 

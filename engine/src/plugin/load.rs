@@ -344,6 +344,7 @@ impl PluginHost {
                 }
                 Ok(plugin)
             }
+            PluginRef::Oci(text) => self.load_oci(text),
         }
     }
 

@@ -46,6 +46,7 @@ use crate::builtin::BUILTINS;
 use crate::types::{Grants, Limits};
 pub use load::{DEFAULT_PLUGIN_SIZE, FileError, FilePolicy};
 pub use log::LogSink;
+pub use outline::worlds_of;
 pub use tier::{Compiler, DEFAULT_QUICK_FROM, Tiering};
 
 use crate::types::grants;
@@ -170,13 +171,18 @@ pub enum PluginRef {
     Builtin(String),
     /// A component file.
     File(PathBuf),
+    /// A component in an OCI registry, `oci://HOST/REPO[:TAG]@sha256:HEX` (as written; checked
+    /// when loaded): run only from the plugin store, where `registry::pin` puts it.
+    Oci(String),
 }
 
 impl PluginRef {
     /// `copy` names a built-in; anything with a `/` or ending in `.wasm` is a file, relative
     /// to `base`.
     pub fn parse(text: &str, base: &Path) -> Self {
-        if text.contains('/') || text.ends_with(".wasm") {
+        if text.starts_with(crate::registry::SCHEME) {
+            Self::Oci(text.to_owned())
+        } else if text.contains('/') || text.ends_with(".wasm") {
             Self::File(grants::absolute(base, Path::new(text)))
         } else {
             Self::Builtin(text.to_owned())
@@ -189,6 +195,7 @@ impl fmt::Display for PluginRef {
         match self {
             PluginRef::Builtin(name) => write!(f, "built-in plugin `{name}`"),
             PluginRef::File(path) => write!(f, "{}", path.display()),
+            PluginRef::Oci(reference) => f.write_str(reference),
         }
     }
 }
@@ -250,6 +257,14 @@ pub enum LoadError {
         /// Its digest, as the release recorded it.
         digest: Digest,
         /// What went wrong.
+        reason: String,
+    },
+    /// An `oci://` plugin that cannot be run: a bad reference, not pinned, or not pulled.
+    #[error("plugin {reference}: {reason}")]
+    Oci {
+        /// The reference as written.
+        reference: String,
+        /// Why.
         reason: String,
     },
     /// The file, or the bytes, are refused before compilation (where, type, size, header,
@@ -398,6 +413,9 @@ pub struct PluginHost {
     max_stack: usize,
     /// The plugin store (`kept.rs`).
     kept: Option<kept::Kept>,
+    /// Components pulled from registries: manifest digest -> component digest (also kept in
+    /// the store, as the manifest's own blob, when there is one).
+    pulled: Mutex<HashMap<Digest, Digest>>,
     _ticker: Ticker,
 }
 
@@ -442,6 +460,7 @@ impl PluginHost {
             files: Mutex::new(HashMap::new()),
             max_stack: config.max_stack,
             kept: config.store_dir.map(kept::Kept::new),
+            pulled: Mutex::default(),
         })
     }
 }

@@ -22,7 +22,11 @@ impl PluginHost {
     /// The plugin worlds `reference` exports, compiling nothing the host has not compiled
     /// already (see the module).
     pub fn outline(&self, reference: &PluginRef) -> Result<Vec<World>, LoadError> {
-        let (bytes, origin) = self.bytes_of(reference)?;
+        let (bytes, origin) = match reference {
+            // Pulled by `registry::pin` and loaded then: only its store entry is looked up.
+            PluginRef::Oci(text) => return Ok(self.load_oci(text)?.worlds().to_vec()),
+            _ => self.bytes_of(reference)?,
+        };
         let digest = Digest::of(&bytes);
         if let Some(plugin) = self.lock_loaded().get(&digest) {
             return Ok(plugin.worlds().to_vec());
@@ -50,12 +54,17 @@ impl PluginHost {
                 let bytes = self.loading.read(&path, &shown)?;
                 Ok((Cow::Owned(bytes), shown))
             }
+            PluginRef::Oci(text) => Err(LoadError::Oci {
+                reference: text.clone(),
+                reason: "it is read from the plugin store, not a file".into(),
+            }),
         }
     }
 }
 
-/// The plugin worlds a component's binary exports, after validating all of it.
-fn worlds_of(bytes: &[u8], origin: String) -> Result<Vec<World>, LoadError> {
+/// The plugin worlds a component's binary exports, after validating all of it (`origin` names
+/// it in errors).
+pub fn worlds_of(bytes: &[u8], origin: String) -> Result<Vec<World>, LoadError> {
     const CORE_MODULE: [u8; 8] = *b"\0asm\x01\0\0\0";
     if bytes.starts_with(&CORE_MODULE) {
         return Err(LoadError::NotAComponent(origin));

@@ -13,6 +13,7 @@ use sha2::{Digest as _, Sha256};
 use crate::types::Name;
 
 mod limits;
+mod registries;
 mod streams;
 mod timeouts;
 
@@ -66,6 +67,8 @@ pub struct ServiceConfig {
     pub limits: ApiLimits,
     /// Where plugin files may come from, how large they may be, and the compile cache's cap.
     pub plugin_files: PluginFiles,
+    /// `[[registries]]`: where `oci://` plugins may be pulled from (none by default).
+    pub registries: crate::registry::Registries,
 }
 
 /// Plugin files in service mode: only under the pipelines directory or `plugin-dirs`, at most
@@ -115,6 +118,8 @@ struct RawConfig {
     users: Vec<RawUser>,
     #[serde(default)]
     plugin_dirs: Vec<PathBuf>,
+    #[serde(default)]
+    registries: Vec<registries::RawRegistry>,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +181,7 @@ impl ServiceConfig {
             }
         }
         let (limits, plugin_limits) = limits::read(&raw.limits, &shown, &mut problems);
+        let registries = registries::read(&raw.registries, &shown, base, &mut problems);
         let mut tokens = BTreeMap::new();
         let mut names = Vec::new();
         for (i, user) in raw.users.into_iter().enumerate() {
@@ -261,6 +267,7 @@ impl ServiceConfig {
                 max_size: plugin_limits.size,
                 cache_max_bytes: plugin_limits.cache,
             },
+            registries,
         })
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{InternalError, Service, ServiceError};
 use crate::pipeline::{self, Loaded, PipelineError};
+use crate::registry::{self, Pin};
 use crate::store::StoreError;
 use crate::types::{Name, path_under};
 
@@ -141,7 +142,7 @@ impl Service {
         let mut problems = Vec::new();
         let mut pipelines = BTreeMap::new();
         for file in files {
-            let loaded = match pipeline::load(&file) {
+            let mut loaded = match pipeline::load(&file) {
                 Ok(loaded) => loaded,
                 // Not a pipeline (no `version`, no stages): another kind of TOML file.
                 Err(_) if !looks_like_pipeline(&file) => continue,
@@ -152,18 +153,28 @@ impl Service {
             };
             // Start-up compiles nothing: the plugins are outlined (read, validated, their
             // exports read), then compiled in the background (`warm_plugins`) or at first use.
+            // `oci://` plugins are pinned first (pulled, unless the store has them).
             let checked = pipeline::check_grants(&loaded, &self.config.data_dir)
-                .and_then(|()| pipeline::outline_plugins(&loaded, self.engine.host()));
-            if let Err(e) = checked {
-                problems.push(PipelineProblem::Invalid(e));
-                continue;
-            }
+                .and_then(|()| self.pin(&mut loaded))
+                .and_then(|pins| {
+                    pipeline::outline_plugins(&loaded, self.engine.host())?;
+                    Ok(pins)
+                });
+            let pins = match checked {
+                Ok(pins) => pins,
+                Err(e) => {
+                    problems.push(PipelineProblem::Invalid(e));
+                    continue;
+                }
+            };
             let name = loaded.plan.name.clone();
             let source =
                 std::fs::read_to_string(&file).map_err(|source| LoadPipelinesError::Read {
                     file: file.clone(),
                     source,
                 })?;
+            // What is stored names the digests its plan runs.
+            let source = registry::pinned_source(&source, &pins);
             let version = self
                 .store()
                 .put_pipeline(&name, &source, "file")
@@ -209,14 +220,21 @@ impl Service {
     /// Parses and checks `source` as pipeline `name` without saving it. A `name` that is not a
     /// pipeline's [`Name`] is refused first (`BadRequest`): it would be a file name.
     pub fn validate_pipeline(&self, name: &str, source: &str) -> Result<Loaded, ServiceError> {
-        self.validate_named(&pipeline_name(name)?, source)
+        Ok(self.validate_named(&pipeline_name(name)?, source)?.0)
     }
 
-    fn validate_named(&self, name: &Name, source: &str) -> Result<Loaded, ServiceError> {
+    /// Parses and checks `source` as pipeline `name`, its `oci://` plugins pinned (and pulled):
+    /// the plan, and the pins.
+    fn validate_named(
+        &self,
+        name: &Name,
+        source: &str,
+    ) -> Result<(Loaded, Vec<Pin>), ServiceError> {
         let file = self.pipeline_file(name)?;
         let dir = file.parent().unwrap_or(Path::new("."));
         let shown = format!("{name}.toml");
-        let loaded = pipeline::parse(&shown, source, dir, name).map_err(ServiceError::Pipeline)?;
+        let mut loaded =
+            pipeline::parse(&shown, source, dir, name).map_err(ServiceError::Pipeline)?;
         if loaded.plan.name != name.as_str() {
             return Err(ServiceError::Invalid(format!(
                 "the pipeline says name = \"{}\" but was sent to /pipelines/{name}: make them the same",
@@ -224,12 +242,22 @@ impl Service {
             )));
         }
         pipeline::check_grants(&loaded, &self.config.data_dir).map_err(ServiceError::Pipeline)?;
+        let pins = self.pin(&mut loaded).map_err(ServiceError::Pipeline)?;
         pipeline::check_plugins(&loaded, self.engine.host()).map_err(ServiceError::Pipeline)?;
-        Ok(loaded)
+        Ok((loaded, pins))
+    }
+
+    /// Pins the `oci://` plugins of `loaded`, from the registries `sluice.toml` lists only.
+    fn pin(&self, loaded: &mut Loaded) -> Result<Vec<Pin>, PipelineError> {
+        registry::pin(
+            &mut loaded.plan,
+            self.engine.host(),
+            &self.config.registries,
+        )
     }
 
     /// Validates `source` and makes it pipeline `name`'s next version: stored, and written to
-    /// its file (atomically). Releases already created keep their snapshot.
+    /// its file (atomically), its `oci://` tags pinned to the digests they resolved to. Releases already created keep their snapshot.
     pub fn put_pipeline(
         &self,
         name: &str,
@@ -237,7 +265,9 @@ impl Service {
         by: &str,
     ) -> Result<Pipeline, ServiceError> {
         let name = pipeline_name(name)?;
-        let loaded = self.validate_named(&name, source)?;
+        let (loaded, pins) = self.validate_named(&name, source)?;
+        // The file and the store keep the digests: a tag is resolved once, when stored.
+        let source = &registry::pinned_source(source, &pins);
         let file = self.pipeline_file(&name)?;
         let aside = file.with_extension("toml.new");
         std::fs::write(&aside, source)

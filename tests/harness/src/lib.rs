@@ -41,6 +41,7 @@ impl Local {
                 .collect(),
             limits,
             plugin_files: Default::default(),
+            registries: Default::default(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

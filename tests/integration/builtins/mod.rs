@@ -4,6 +4,7 @@
 
 mod http_request;
 mod http_source;
+mod oci_plugins;
 mod oci_source;
 mod template;
 

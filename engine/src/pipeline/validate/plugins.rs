@@ -1,5 +1,5 @@
-//! What a task, gate or artifact source runs: plugin references (built-in, path, or
-//! `plugins/NAME.wasm`), and the names tasks and gates are given.
+//! What a task, gate or artifact source runs: plugin references (built-in, path,
+//! `plugins/NAME.wasm`, or `oci://`), and the names tasks and gates are given.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -17,6 +17,12 @@ impl Validator<'_> {
         if builtin(name).is_some() {
             return name.clone();
         }
+        if name.starts_with(crate::registry::SCHEME) {
+            if let Err(e) = crate::registry::OciRef::parse(name) {
+                self.error(Some(text.span()), e, None);
+            }
+            return name.clone();
+        }
         if name.contains('/') || name.ends_with(".wasm") {
             return self.dir.join(name).display().to_string();
         }
@@ -28,7 +34,8 @@ impl Validator<'_> {
             Some(text.span()),
             format!("unknown plugin `{name}`"),
             Some(&format!(
-                "use a built-in ({}), a path to a component (`./plugins/x.wasm`), or put `plugins/{name}.wasm` next to the pipeline",
+                "use a built-in ({}), a path to a component (`./plugins/x.wasm`), a component in a registry \
+                 (`oci://HOST/REPO:TAG`), or put `plugins/{name}.wasm` next to the pipeline",
                 crate::builtin::BUILTINS.iter().map(|b| b.name).collect::<Vec<_>>().join(", ")
             )),
         );
@@ -57,9 +64,13 @@ impl Validator<'_> {
             }
             return n.get_ref().clone();
         }
-        let base = Path::new(plugin.get_ref())
-            .file_stem()
-            .map_or_else(|| what.to_owned(), |s| s.to_string_lossy().into_owned());
+        let base = match crate::registry::OciRef::parse(plugin.get_ref()) {
+            // `oci://host/team/deploy:1.2` -> `deploy`
+            Ok(oci) => oci.repository.rsplit('/').next().unwrap_or(what).to_owned(),
+            Err(_) => Path::new(plugin.get_ref())
+                .file_stem()
+                .map_or_else(|| what.to_owned(), |s| s.to_string_lossy().into_owned()),
+        };
         let mut candidate = format!("{prefix}{base}");
         let mut n = 2;
         while !names.insert(candidate.clone()) {

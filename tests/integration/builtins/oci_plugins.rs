@@ -1,0 +1,287 @@
+//! Plugins by OCI reference, against a real registry: `sluice plugin push` publishes a
+//! component and prints its digest; a pipeline naming it by tag is pinned by `validate` and
+//! runs; a moved tag changes nothing pinned; a wrong digest, a corrupted registry blob, a
+//! tampered plugin store and an unlisted registry (service mode) are each refused.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::support::registry::Registry;
+
+fn sluice(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SLUICE_DATA_DIR")
+        .output()
+        .expect("sluice runs")
+}
+
+fn said(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Pushes built-in `plugin` to `oci://REGISTRY/REPO:TAG` with the CLI; the printed digest.
+fn push(dir: &Path, registry: &Registry, plugin: &str, target: &str) -> String {
+    let reference = format!("oci://{}/{target}", registry.addr);
+    let pushed = sluice(dir, &["plugin", "push", plugin, &reference]);
+    assert!(pushed.status.success(), "{}", said(&pushed));
+    let out = String::from_utf8_lossy(&pushed.stdout).into_owned();
+    let digest = out
+        .lines()
+        .find(|l| l.starts_with("sha256:"))
+        .unwrap_or_else(|| panic!("no digest printed: {out}"))
+        .to_owned();
+    let (repo, tag) = target.split_once(':').unwrap();
+    let head = registry
+        .call(
+            "HEAD",
+            &format!("/v2/{repo}/manifests/{tag}"),
+            &[("accept", "application/vnd.oci.image.manifest.v1+json")],
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        head.header("docker-content-digest"),
+        Some(digest.as_str()),
+        "the digest printed is the registry's"
+    );
+    digest
+}
+
+/// A pipeline deploying build 1.0 of `builds/` into `www/` with the task `plugin`.
+fn pipeline(dir: &Path, plugin: &str) {
+    std::fs::create_dir_all(dir.join("builds/1.0")).unwrap();
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    std::fs::write(dir.join("builds/1.0/index.html"), "hello from the registry").unwrap();
+    let text = format!(
+        r#"version = 1
+name = "web"
+
+[artifacts.site]
+source = "dir-source"
+config = {{ path = "/builds" }}
+grants.dirs = [{{ host = "$(sluice.pipeline-dir)/builds", guest = "/builds" }}]
+
+[[stages]]
+name = "dev"
+[[stages.tasks]]
+plugin = "{plugin}"
+config = {{ from = "site", to = "/www" }}
+grants.dirs = [{{ host = "$(sluice.pipeline-dir)/www", guest = "/www", access = "rw" }}]
+"#
+    );
+    std::fs::write(dir.join("pipeline.toml"), text).unwrap();
+}
+
+#[test]
+fn a_pushed_task_is_pinned_by_validate_and_runs_from_the_plugin_store() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let digest = push(dir, &registry, "copy", "team/copy:1.0");
+    let tagged = format!("oci://{}/team/copy:1.0", registry.addr);
+    pipeline(dir, &tagged);
+
+    let validated = sluice(dir, &["validate", "pipeline.toml"]);
+    assert!(validated.status.success(), "{}", said(&validated));
+    assert!(
+        said(&validated).contains(&format!("plugin {tagged} pinned to {digest}")),
+        "{}",
+        said(&validated)
+    );
+
+    // The tag moves to another component: what is pinned does not.
+    let moved = push(dir, &registry, "dir-source", "team/copy:1.0");
+    assert_ne!(moved, digest);
+    let pinned = format!("oci://{}/team/copy@{digest}", registry.addr);
+    pipeline(dir, &pinned);
+    let ran = sluice(dir, &["run", "pipeline.toml"]);
+    assert!(ran.status.success(), "{}", said(&ran));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("www/index.html")).unwrap(),
+        "hello from the registry"
+    );
+    let kept = dir
+        .join(".sluice/plugins/sha256")
+        .join(digest.strip_prefix("sha256:").unwrap());
+    assert!(kept.is_file(), "the manifest is kept in the plugin store");
+
+    // Stored anew, the tag resolves to what it names now: an artifact source, refused as a
+    // task.
+    pipeline(dir, &tagged);
+    let refused = sluice(dir, &["validate", "pipeline.toml"]);
+    assert!(!refused.status.success(), "{}", said(&refused));
+    assert!(
+        said(&refused).contains("does not export the task world"),
+        "{}",
+        said(&refused)
+    );
+    assert!(
+        dir.join(".sluice/plugins/sha256")
+            .join(moved.strip_prefix("sha256:").unwrap())
+            .is_file(),
+        "the new digest was pulled"
+    );
+}
+
+#[test]
+fn a_wrong_digest_a_corrupted_blob_and_a_tampered_store_are_refused() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let digest = push(dir, &registry, "copy", "team/copy:1.0");
+
+    // A digest the registry does not have.
+    let wrong = format!(
+        "oci://{}/team/copy@sha256:{}",
+        registry.addr,
+        "0".repeat(64)
+    );
+    pipeline(dir, &wrong);
+    let refused = sluice(dir, &["validate", "pipeline.toml"]);
+    assert!(!refused.status.success());
+    assert!(
+        said(&refused).contains(&format!("plugin `{wrong}`")),
+        "{}",
+        said(&refused)
+    );
+    assert!(
+        !dir.join(".sluice/plugins/sha256")
+            .join("0".repeat(64))
+            .exists()
+    );
+
+    // The component's blob is corrupted in the registry: the pull is refused.
+    let pinned = format!("oci://{}/team/copy@{digest}", registry.addr);
+    let manifest = registry
+        .call(
+            "GET",
+            &format!("/v2/team/copy/manifests/{digest}"),
+            &[("accept", "application/vnd.oci.image.manifest.v1+json")],
+            &[],
+        )
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.body).unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_owned();
+    assert_eq!(manifest["layers"][0]["mediaType"], "application/wasm");
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.wasm.config.v0+json"
+    );
+    let blob = registry.blob_file(&layer);
+    let good = std::fs::read(&blob).unwrap();
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0xff;
+    std::fs::write(&blob, &bad).unwrap();
+    pipeline(dir, &pinned);
+    let refused = sluice(dir, &["validate", "pipeline.toml"]);
+    assert!(!refused.status.success());
+    assert!(said(&refused).contains("digest"), "{}", said(&refused));
+    assert!(
+        !dir.join(".sluice/plugins/sha256")
+            .join(digest.strip_prefix("sha256:").unwrap())
+            .exists()
+    );
+
+    // Restored, it is pulled; then its bytes in the plugin store are changed: refused.
+    std::fs::write(&blob, &good).unwrap();
+    let validated = sluice(dir, &["validate", "pipeline.toml"]);
+    assert!(validated.status.success(), "{}", said(&validated));
+    let kept = dir
+        .join(".sluice/plugins/sha256")
+        .join(layer.strip_prefix("sha256:").unwrap());
+    std::fs::write(&kept, &bad).unwrap();
+    let ran = sluice(dir, &["run", "pipeline.toml"]);
+    assert!(!ran.status.success(), "{}", said(&ran));
+    assert!(said(&ran).contains("were changed"), "{}", said(&ran));
+    assert!(!dir.join("www/index.html").exists(), "nothing deployed");
+}
+
+#[test]
+fn push_refuses_what_is_not_a_plugin_and_a_target_without_a_tag() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("notes.wasm"), "not wasm").unwrap();
+    let target = format!("oci://{}/team/x:1", registry.addr);
+    let refused = sluice(dir, &["plugin", "push", "notes.wasm", &target]);
+    assert!(!refused.status.success());
+    assert!(
+        said(&refused).contains("not a WebAssembly component"),
+        "{}",
+        said(&refused)
+    );
+    let untagged = format!("oci://{}/team/x@sha256:{}", registry.addr, "a".repeat(64));
+    let refused = sluice(dir, &["plugin", "push", "copy", &untagged]);
+    assert!(!refused.status.success());
+    assert!(
+        said(&refused).contains("push to a tag"),
+        "{}",
+        said(&refused)
+    );
+    let tags = registry
+        .call("GET", "/v2/team/x/tags/list", &[], &[])
+        .unwrap();
+    assert_eq!(tags.status, 404, "nothing was pushed: {tags:?}");
+}
+
+/// Service mode pulls only from the registries `sluice.toml` lists; from one it lists, the
+/// stored pipeline (file and store) carries the digest its tag resolved to.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_pins_from_listed_registries_only() {
+    use sluice::registry::{Credentials, Registries};
+    use sluice::service::config::ApiLimits;
+    use sluice::service::{Service, ServiceConfig};
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let digest = push(tmp.path(), &registry, "copy", "team/copy:1.0");
+    let pipelines = tmp.path().join("pipelines");
+    std::fs::create_dir_all(&pipelines).unwrap();
+    let start = |registries: Registries, data: &str| {
+        Service::start(ServiceConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: tmp.path().join(data),
+            pipelines: pipelines.clone(),
+            tokens: Default::default(),
+            limits: ApiLimits::default(),
+            plugin_files: Default::default(),
+            registries,
+        })
+        .unwrap()
+    };
+    let tagged = format!("oci://{}/team/copy:1.0", registry.addr);
+    let text = format!(
+        "version = 1\nname = \"web\"\n[[stages]]\nname = \"dev\"\n[[stages.tasks]]\nplugin = \"{tagged}\"\n\
+         config = {{ from = \"a\", to = \"/b\" }}\n"
+    );
+
+    let service = start(Registries::default(), "refusing");
+    let refused = service
+        .put_pipeline("web", &text, "ada")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains(&format!(
+            "registry `{}` is not one this service pulls plugins from",
+            registry.addr
+        )),
+        "{refused}"
+    );
+    assert!(!pipelines.join("web.toml").exists(), "nothing written");
+    drop(service);
+
+    let listed = [(registry.addr.to_string(), Credentials::Anonymous)].into();
+    let service = start(Registries::only(listed), "pulling");
+    let saved = service.put_pipeline("web", &text, "ada").unwrap();
+    let pinned = format!("oci://{}/team/copy:1.0@{digest}", registry.addr);
+    assert!(saved.source.contains(&pinned), "{}", saved.source);
+    let file = std::fs::read_to_string(pipelines.join("web.toml")).unwrap();
+    assert!(file.contains(&pinned), "{file}");
+    assert_eq!(saved.loaded.plan.stages[0].tasks[0].plugin, pinned);
+}
