@@ -150,6 +150,11 @@ impl PluginHost {
         Ok(plugin)
     }
 
+    /// The largest component this host loads (from a file or a registry), in bytes.
+    pub fn max_plugin_size(&self) -> u64 {
+        self.loading.max_size()
+    }
+
     /// Whether the component pinned by manifest `digest` is here (loaded or in the store).
     pub fn has_pulled(&self, digest: &Digest) -> bool {
         self.lock_pulled().contains_key(digest)

@@ -105,6 +105,13 @@ pub(super) struct Loading {
     turns: Arc<Turns>,
 }
 
+impl Loading {
+    /// The largest component loaded, in bytes.
+    pub(super) fn max_size(&self) -> u64 {
+        self.policy.max_size
+    }
+}
+
 /// A counting semaphore of compilation turns (std: loads are synchronous).
 struct Turns {
     busy: Mutex<usize>,

@@ -160,7 +160,9 @@ fn pin_one(
                     if host.has_pulled(&digest) {
                         return Ok((digest, None));
                     }
-                    let pulled = pull_component(&client, &reference.pinned(digest)).await?;
+                    let max_size = host.max_plugin_size();
+                    let pulled =
+                        pull_component(&client, &reference.pinned(digest), max_size).await?;
                     Ok::<_, String>((digest, Some(pulled)))
                 })
             })
@@ -172,4 +174,44 @@ fn pin_one(
         host.keep_pulled(&pulled, text).map_err(|e| e.to_string())?;
     }
     Ok((reference.pinned(digest).to_string(), digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stored_text_carries_each_pin_where_it_is_quoted_and_nowhere_else() {
+        let digest = Digest::of(b"manifest");
+        let pins = [Pin {
+            written: "oci://r.example/team/task:1".into(),
+            pinned: format!("oci://r.example/team/task:1@{digest}"),
+            digest,
+        }];
+        let source = "a = \"oci://r.example/team/task:1\"\nb = 'oci://r.example/team/task:1'\n\
+                      c = \"oci://r.example/team/task:10\"\n# oci://r.example/team/task:1\n";
+        assert_eq!(
+            pinned_source(source, &pins),
+            format!(
+                "a = \"oci://r.example/team/task:1@{digest}\"\nb = 'oci://r.example/team/task:1@{digest}'\n\
+                 c = \"oci://r.example/team/task:10\"\n# oci://r.example/team/task:1\n"
+            )
+        );
+    }
+
+    #[test]
+    fn no_registry_is_allowed_unless_listed() {
+        let none = Registries::default();
+        let e = none.credentials("r.example").unwrap_err();
+        assert!(e.contains("it pulls from: none"), "{e}");
+        let one = Registries::only([("r.example".to_owned(), Credentials::Anonymous)].into());
+        assert!(one.credentials("r.example").is_ok());
+        let e = one.credentials("r.example:443").unwrap_err();
+        assert!(e.contains("it pulls from: r.example"), "{e}");
+        assert!(
+            Registries::any_from_env()
+                .credentials("anything.example")
+                .is_ok()
+        );
+    }
 }

@@ -16,8 +16,6 @@ pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const ARTIFACT_TYPE: &str = "application/vnd.wasm.config.v0+json";
 /// The layer's media type.
 pub const LAYER_TYPE: &str = "application/wasm";
-/// The largest component pulled.
-const MAX_COMPONENT: usize = 256 << 20;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,15 +81,19 @@ pub async fn resolve(client: &Client, reference: &OciRef) -> Result<Digest, Stri
     }
 }
 
-/// Pulls the component `reference` pins (it must have a digest).
-pub async fn pull_component(client: &Client, reference: &OciRef) -> Result<Pulled, String> {
+/// Pulls the component `reference` pins (it must have a digest), of at most `max_size` bytes.
+pub async fn pull_component(
+    client: &Client,
+    reference: &OciRef,
+    max_size: u64,
+) -> Result<Pulled, String> {
     let digest = reference
         .digest
         .ok_or_else(|| format!("`{reference}` is not pinned to a digest"))?;
     let manifest_bytes = client
         .manifest(&reference.repository, &digest, MANIFEST_TYPE)
         .await?;
-    let component = component_of(client, reference, &manifest_bytes).await?;
+    let component = component_of(client, reference, &manifest_bytes, max_size).await?;
     Ok(Pulled {
         manifest: digest,
         manifest_bytes,
@@ -130,14 +132,19 @@ async fn component_of(
     client: &Client,
     reference: &OciRef,
     manifest: &[u8],
+    max_size: u64,
 ) -> Result<Vec<u8>, String> {
     let (digest, size) = layer_of(manifest)?;
-    if size > MAX_COMPONENT as u64 {
+    if size > max_size {
         return Err(format!(
-            "its component is {size} bytes, over {MAX_COMPONENT}"
+            "its component is {size} bytes, over the limit of {max_size} (limits.plugin-size)"
         ));
     }
     client
-        .blob(&reference.repository, &digest, MAX_COMPONENT)
+        .blob(
+            &reference.repository,
+            &digest,
+            usize::try_from(max_size).unwrap_or(usize::MAX),
+        )
         .await
 }

@@ -236,21 +236,24 @@ fn push_refuses_what_is_not_a_plugin_and_a_target_without_a_tag() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_service_pins_from_listed_registries_only() {
     use sluice::registry::{Credentials, Registries};
-    use sluice::service::config::ApiLimits;
+    use sluice::service::config::{ApiLimits, PluginFiles};
     use sluice::service::{Service, ServiceConfig};
     let registry = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
     let digest = push(tmp.path(), &registry, "copy", "team/copy:1.0");
     let pipelines = tmp.path().join("pipelines");
     std::fs::create_dir_all(&pipelines).unwrap();
-    let start = |registries: Registries, data: &str| {
+    let start = |registries: Registries, data: &str, max_size: u64| {
         Service::start(ServiceConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: tmp.path().join(data),
             pipelines: pipelines.clone(),
             tokens: Default::default(),
             limits: ApiLimits::default(),
-            plugin_files: Default::default(),
+            plugin_files: PluginFiles {
+                max_size,
+                ..Default::default()
+            },
             registries,
         })
         .unwrap()
@@ -261,7 +264,7 @@ async fn the_service_pins_from_listed_registries_only() {
          config = {{ from = \"a\", to = \"/b\" }}\n"
     );
 
-    let service = start(Registries::default(), "refusing");
+    let service = start(Registries::default(), "refusing", 64 << 20);
     let refused = service
         .put_pipeline("web", &text, "ada")
         .unwrap_err()
@@ -276,8 +279,22 @@ async fn the_service_pins_from_listed_registries_only() {
     assert!(!pipelines.join("web.toml").exists(), "nothing written");
     drop(service);
 
-    let listed = [(registry.addr.to_string(), Credentials::Anonymous)].into();
-    let service = start(Registries::only(listed), "pulling");
+    let listed: std::collections::BTreeMap<_, _> =
+        [(registry.addr.to_string(), Credentials::Anonymous)].into();
+    // A component over `limits.plugin-size` is not pulled.
+    let service = start(Registries::only(listed.clone()), "small", 4096);
+    let refused = service
+        .put_pipeline("web", &text, "ada")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("over the limit of 4096 (limits.plugin-size)"),
+        "{refused}"
+    );
+    assert!(!pipelines.join("web.toml").exists(), "nothing written");
+    drop(service);
+
+    let service = start(Registries::only(listed), "pulling", 64 << 20);
     let saved = service.put_pipeline("web", &text, "ada").unwrap();
     let pinned = format!("oci://{}/team/copy:1.0@{digest}", registry.addr);
     assert!(saved.source.contains(&pinned), "{}", saved.source);
