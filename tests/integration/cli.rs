@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use crate::support::{TESTKIT, TestServer};
+use crate::support::{TESTKIT, TestServer, copy_tree};
 
 fn sluice(args: &[&str], data_dir: &std::path::Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -204,20 +204,6 @@ fn completions_are_printed_for_each_shell() {
             script.contains("approvals"),
             "{shell} completes subcommands"
         );
-    }
-}
-
-/// Copies the directory `from` into `to`, recursively.
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
     }
 }
 

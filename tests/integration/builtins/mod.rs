@@ -6,6 +6,7 @@ mod http_request;
 mod http_source;
 mod oci_plugins;
 mod oci_source;
+mod registry_example;
 mod template;
 
 use std::path::Path;
