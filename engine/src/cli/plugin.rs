@@ -158,9 +158,8 @@ pub(super) fn run(command: PluginCommand) -> anyhow::Result<Exit> {
             let host = PluginHost::new(HostConfig::in_data_dir(&data_dir))?;
             let cwd = cwd()?;
             let shown = super::spinner::describe(&plugin, &cwd);
-            let plugin = super::spinner::while_compiling(&shown, || {
-                host.load(&PluginRef::parse(&plugin, &cwd))
-            })?;
+            let reference = reference(&plugin, &cwd, &host)?;
+            let plugin = super::spinner::while_compiling(&shown, || host.load(&reference))?;
             let worlds: Vec<String> = plugin.worlds().iter().map(ToString::to_string).collect();
             println!("plugin:   {}", plugin.origin());
             println!("digest:   {}", plugin.digest());
@@ -181,9 +180,8 @@ pub(super) fn run(command: PluginCommand) -> anyhow::Result<Exit> {
             let started = std::time::Instant::now();
             let cwd = cwd()?;
             let shown = super::spinner::describe(&plugin, &cwd);
-            let plugin = super::spinner::while_compiling(&shown, || {
-                host.load(&PluginRef::parse(&plugin, &cwd))
-            })?;
+            let reference = reference(&plugin, &cwd, &host)?;
+            let plugin = super::spinner::while_compiling(&shown, || host.load(&reference))?;
             println!(
                 "compiled {} ({}) in {:.2?}; cached in {}",
                 plugin.origin(),
@@ -226,6 +224,18 @@ pub(super) fn run(command: PluginCommand) -> anyhow::Result<Exit> {
         }
         PluginCommand::Run(args) => run_plugin(*args),
     }
+}
+
+/// `plugin` as the plugin commands take it: a built-in, a file, or an `oci://` reference,
+/// pinned and pulled into the data directory's plugin store first (from any registry).
+fn reference(plugin: &str, cwd: &Path, host: &PluginHost) -> anyhow::Result<PluginRef> {
+    if !plugin.starts_with(sluice::registry::SCHEME) {
+        return Ok(PluginRef::parse(plugin, cwd));
+    }
+    let registries = sluice::registry::Registries::any_from_env();
+    let pinned = sluice::registry::pull(plugin, host, &registries)
+        .map_err(|e| anyhow::anyhow!("plugin `{plugin}`: {e}"))?;
+    Ok(PluginRef::Oci(pinned))
 }
 
 /// An export as `inspect` shows it: what Sluice does not call says so.
@@ -394,8 +404,8 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<Exit> {
     })?;
     let (reference, project_world) = plugin_or_project(args.plugin.as_deref(), &cwd)?;
     let shown = super::spinner::describe(&reference, &cwd);
-    let plugin =
-        super::spinner::while_compiling(&shown, || host.load(&PluginRef::parse(&reference, &cwd)))?;
+    let reference = self::reference(&reference, &cwd, &host)?;
+    let plugin = super::spinner::while_compiling(&shown, || host.load(&reference))?;
     let world = match args.world {
         Some(WorldArg::Task) => World::Task,
         Some(WorldArg::Gate) => World::Gate,

@@ -117,6 +117,12 @@ pub fn pin(
     Ok(pins)
 }
 
+/// One `oci://` reference pinned and its component pulled into `host` (for the plugin commands,
+/// which take a reference without a pipeline): the pinned text.
+pub fn pull(text: &str, host: &PluginHost, registries: &Registries) -> Result<String, String> {
+    pin_one(text, host, registries).map(|(pinned, _)| pinned)
+}
+
 /// Rewrites pipeline TOML `source` so it holds the pinned references: each written one, quoted,
 /// replaced by its pin. What the service stores, so a restart reads the same digests.
 pub fn pinned_source(source: &str, pins: &[Pin]) -> String {

@@ -95,6 +95,16 @@ fn a_pushed_task_is_pinned_by_validate_and_runs_from_the_plugin_store() {
         said(&validated)
     );
 
+    // The plugin commands take a reference too.
+    let inspected = sluice(dir, &["plugin", "inspect", &tagged]);
+    assert!(inspected.status.success(), "{}", said(&inspected));
+    let copy = sluice::plugin::Digest::of(sluice::builtin::builtin("copy").unwrap().bytes);
+    assert!(
+        said(&inspected).contains(&format!("digest:   {copy}")),
+        "{}",
+        said(&inspected)
+    );
+
     // The tag moves to another component: what is pinned does not.
     let moved = push(dir, &registry, "dir-source", "team/copy:1.0");
     assert_ne!(moved, digest);
@@ -294,9 +304,20 @@ async fn the_service_pins_from_listed_registries_only() {
     assert!(!pipelines.join("web.toml").exists(), "nothing written");
     drop(service);
 
+    // At start, a pipeline file naming a tag is pinned as it is stored (the file stays as
+    // the operator wrote it).
+    let site = text.replace("name = \"web\"", "name = \"site\"");
+    std::fs::write(pipelines.join("site.toml"), &site).unwrap();
     let service = start(Registries::only(listed), "pulling", 64 << 20);
-    let saved = service.put_pipeline("web", &text, "ada").unwrap();
+    let started = service.pipeline("site").unwrap();
     let pinned = format!("oci://{}/team/copy:1.0@{digest}", registry.addr);
+    assert!(started.source.contains(&pinned), "{}", started.source);
+    assert_eq!(
+        std::fs::read_to_string(pipelines.join("site.toml")).unwrap(),
+        site
+    );
+
+    let saved = service.put_pipeline("web", &text, "ada").unwrap();
     assert!(saved.source.contains(&pinned), "{}", saved.source);
     let file = std::fs::read_to_string(pipelines.join("web.toml")).unwrap();
     assert!(file.contains(&pinned), "{file}");
