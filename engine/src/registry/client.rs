@@ -280,6 +280,18 @@ impl Client {
         }
     }
 
+    /// A `GET` of a manifest (of media type `accept`), at most `DOCUMENT_LIMIT` bytes.
+    async fn document(&self, path: &str, accept: &str) -> Result<Answer, String> {
+        self.call(
+            "GET",
+            path,
+            &[("accept", accept)],
+            Vec::new(),
+            DOCUMENT_LIMIT,
+        )
+        .await
+    }
+
     /// The digest of the manifest `tag` names in `repository`.
     pub async fn resolve(
         &self,
@@ -288,15 +300,7 @@ impl Client {
         accept: &str,
     ) -> Result<Digest, String> {
         let path = format!("/v2/{repository}/manifests/{tag}");
-        let answer = self
-            .call(
-                "GET",
-                &path,
-                &[("accept", accept)],
-                Vec::new(),
-                DOCUMENT_LIMIT,
-            )
-            .await?;
+        let answer = self.document(&path, accept).await?;
         match answer.status {
             200 => Ok(Digest::of(&answer.body)),
             404 => Err(format!(
@@ -315,15 +319,7 @@ impl Client {
         accept: &str,
     ) -> Result<Vec<u8>, String> {
         let path = format!("/v2/{repository}/manifests/{digest}");
-        let answer = self
-            .call(
-                "GET",
-                &path,
-                &[("accept", accept)],
-                Vec::new(),
-                DOCUMENT_LIMIT,
-            )
-            .await?;
+        let answer = self.document(&path, accept).await?;
         verified(answer, &path, digest)
     }
 

@@ -323,3 +323,79 @@ async fn the_service_pins_from_listed_registries_only() {
     assert!(file.contains(&pinned), "{file}");
     assert_eq!(saved.loaded.plan.stages[0].tasks[0].plugin, pinned);
 }
+
+/// The engine's own registry client answers a bearer challenge through the token service
+/// (which gets the configured credentials, once); every later request carries the token; the
+/// pulled component is the one the manifest names.
+#[test]
+fn a_plugin_is_pulled_through_a_bearer_challenge_with_the_configured_credentials() {
+    use crate::support::{Canned, Scripted};
+    use sha2::{Digest as _, Sha256};
+    use sluice::plugin::{HostConfig, PluginHost};
+    use sluice::registry::{Credentials, Registries};
+    let server = Scripted::start();
+    let component = sluice::builtin::builtin("copy").unwrap().bytes;
+    let sha = |bytes: &[u8]| format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+    let config = b"{}".as_slice();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.wasm.config.v0+json", "digest": sha(config), "size": 2},
+        "layers": [{"mediaType": "application/wasm", "digest": sha(component), "size": component.len()}],
+    }))
+    .unwrap();
+    let challenge = format!(
+        "Bearer realm=\"{}\",service=\"registry.test\",scope=\"repository:team/copy:pull\"",
+        server.url("/token")
+    );
+    let tagged = "/v2/team/copy/manifests/1.0";
+    let by_digest = format!("/v2/team/copy/manifests/{}", sha(&manifest));
+    server
+        .reply(
+            tagged,
+            Canned::new(401, "").header("www-authenticate", &challenge),
+        )
+        .reply(tagged, Canned::new(200, manifest.clone()));
+    server.set(&by_digest, Canned::new(200, manifest.clone()));
+    server.set(
+        &format!("/v2/team/copy/blobs/{}", sha(component)),
+        Canned::new(200, component.to_vec()),
+    );
+    server.set(
+        "/token?service=registry.test&scope=repository:team/copy:pull",
+        Canned::json(200, &serde_json::json!({"token": "tok-9"})),
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let host = PluginHost::new(HostConfig::in_data_dir(tmp.path())).unwrap();
+    let credentials = Credentials::Basic {
+        username: "ci".into(),
+        password: "s3cret".into(),
+    };
+    let registries = Registries::only([(server.addr.to_string(), credentials)].into());
+    let text = format!("oci://{}/team/copy:1.0", server.addr);
+    let pinned = sluice::registry::pull(&text, &host, &registries).unwrap();
+    assert_eq!(pinned, format!("{text}@{}", sha(&manifest)));
+    let plugin = host.load(&sluice::plugin::PluginRef::Oci(pinned)).unwrap();
+    assert_eq!(plugin.digest().to_string(), sha(component));
+
+    let seen = server.seen();
+    let token = seen.iter().find(|r| r.path.starts_with("/token")).unwrap();
+    assert_eq!(token.header("authorization"), Some("Basic Y2k6czNjcmV0"));
+    let after: Vec<_> = seen
+        .iter()
+        .skip_while(|r| !r.path.starts_with("/token"))
+        .skip(1)
+        .collect();
+    assert_eq!(
+        after.len(),
+        3,
+        "the tag again, the manifest, the blob: {seen:?}"
+    );
+    assert!(
+        after
+            .iter()
+            .all(|r| r.header("authorization") == Some("Bearer tok-9")),
+        "{after:?}"
+    );
+}
