@@ -31,6 +31,8 @@ for file in index.html config.json css/site.css; do
     layers="${layers:+$layers,}$layer"
 done
 manifest="{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.empty.v1+json\",\"digest\":\"$config\",\"size\":2},\"layers\":[$layers]}"
-curl -fsS -X PUT -H 'content-type: application/vnd.oci.image.manifest.v1+json' \
+pushed=$(curl -fsS -X PUT -H 'content-type: application/vnd.oci.image.manifest.v1+json' \
     --data-binary "$manifest" "http://$registry/v2/$repo/manifests/$tag" -D - -o /dev/null |
-    tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: /pushed demo\/site:'"$tag"' as /p'
+    tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')
+[ -n "$pushed" ] || { echo "push-site.sh: $registry did not take the manifest" >&2; exit 1; }
+echo "pushed $repo:$tag as $pushed"
