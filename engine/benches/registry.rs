@@ -58,7 +58,10 @@ fn start_registry() -> Registry {
         .expect("docker-registry runs (apt install docker-registry)");
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "docker-registry did not listen on {addr}");
+        assert!(
+            Instant::now() < deadline,
+            "docker-registry did not listen on {addr}"
+        );
         std::thread::park_timeout(Duration::from_millis(20));
     }
     Registry {
@@ -103,8 +106,7 @@ fn main() {
         let again = stats(
             (0..20)
                 .map(|_| {
-                    timed(|| runtime.block_on(registry::push_component(&client, &tagged, bytes)))
-                        .0
+                    timed(|| runtime.block_on(registry::push_component(&client, &tagged, bytes))).0
                 })
                 .collect(),
         );
@@ -124,7 +126,10 @@ fn main() {
         );
         report("  pull (manifest + layer, verified)", &pulls);
         let throughput = bytes.len() as f64 / pulls.median.as_secs_f64() / f64::from(1 << 20);
-        println!("  {:<34} {throughput:>10.0} MiB/s", "pull throughput (median)");
+        println!(
+            "  {:<34} {throughput:>10.0} MiB/s",
+            "pull throughput (median)"
+        );
     }
 
     // A tag whose component the store has: pinning costs one manifest request.
@@ -142,7 +147,8 @@ fn main() {
     report("pin of a tag, component in the store", &warm);
 
     // What every pipeline without `oci://` plugins pays.
-    let pipeline = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/space-game/pipeline.toml");
+    let pipeline =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/space-game/pipeline.toml");
     let mut loaded = sluice::pipeline::load(&pipeline).unwrap();
     let none = stats(
         (0..10_000)

@@ -9,7 +9,7 @@ mod reference;
 mod wasm;
 
 pub use client::{Client, Credentials};
-pub use pull::{Pin, Registries, pin, pinned_source, pull};
+pub use pull::{Pin, Registries, pin, pin_known, pinned_source, pins_in, pull};
 pub use reference::{OciRef, SCHEME};
 pub use wasm::{ARTIFACT_TYPE, Pulled, layer_of, pull_component, push_component, resolve};
 

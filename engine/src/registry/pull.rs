@@ -80,6 +80,18 @@ pub fn pin(
     host: &PluginHost,
     registries: &Registries,
 ) -> Result<Vec<Pin>, PipelineError> {
+    pin_known(plan, host, registries, &BTreeMap::new())
+}
+
+/// [`pin`], keeping the pins in `known` (written -> pinned, see [`pins_in`]) whose components
+/// the plugin store has: what the service does at start, where a stored pipeline's tags were
+/// resolved once already (and a registry that is down does not stop the start).
+pub fn pin_known(
+    plan: &mut Plan,
+    host: &PluginHost,
+    registries: &Registries,
+    known: &BTreeMap<String, String>,
+) -> Result<Vec<Pin>, PipelineError> {
     let mut written: Vec<String> = plan
         .plugins()
         .filter(|p| p.starts_with(SCHEME))
@@ -93,7 +105,11 @@ pub fn pin(
     let mut pins = Vec::new();
     let mut diagnostics = Vec::new();
     for text in &written {
-        match pin_one(text, host, registries) {
+        let kept = known.get(text).and_then(|pinned| {
+            let digest = OciRef::parse(pinned).ok()?.digest?;
+            host.has_pulled(&digest).then(|| (pinned.clone(), digest))
+        });
+        match kept.map_or_else(|| pin_one(text, host, registries), Ok) {
             Ok((pinned, digest)) => pins.push(Pin {
                 written: text.clone(),
                 pinned,
@@ -115,6 +131,33 @@ pub fn pin(
         }
     }
     Ok(pins)
+}
+
+/// The pins a stored pipeline text holds: each quoted `oci://HOST/REPO:TAG@sha256:…`, by the
+/// reference as written (`oci://HOST/REPO:TAG`).
+pub fn pins_in(source: &str) -> BTreeMap<String, String> {
+    let mut pins = BTreeMap::new();
+    for quote in ['"', '\''] {
+        let opening = format!("{quote}{SCHEME}");
+        let mut rest = source;
+        while let Some(at) = rest.find(&opening) {
+            let after = &rest[at + 1..];
+            let Some(end) = after.find(quote) else { break };
+            let text = &after[..end];
+            if let Ok(reference) = OciRef::parse(text)
+                && reference.tag.is_some()
+                && reference.digest.is_some()
+            {
+                let written = OciRef {
+                    digest: None,
+                    ..reference
+                };
+                pins.insert(written.to_string(), text.to_owned());
+            }
+            rest = &after[end + 1..];
+        }
+    }
+    pins
 }
 
 /// One `oci://` reference pinned and its component pulled into `host` (for the plugin commands,
@@ -202,6 +245,24 @@ mod tests {
                 "a = \"oci://r.example/team/task:1@{digest}\"\nb = 'oci://r.example/team/task:1@{digest}'\n\
                  c = \"oci://r.example/team/task:10\"\n# oci://r.example/team/task:1\n"
             )
+        );
+    }
+
+    #[test]
+    fn the_pins_of_a_stored_text_are_found_by_the_reference_as_written() {
+        let digest = Digest::of(b"manifest");
+        let source = format!(
+            "a = \"oci://r.example/team/task:1@{digest}\"\nb = 'oci://r.example:5000/x:2@{digest}'\n\
+             c = \"oci://r.example/team/only-digest@{digest}\"\nd = \"oci://r.example/team/tag:3\"\n\
+             e = \"oci://bad host/x:1@{digest}\"\n"
+        );
+        let pinned = |written: &str| (written.to_owned(), format!("{written}@{digest}"));
+        assert_eq!(
+            pins_in(&source),
+            BTreeMap::from([
+                pinned("oci://r.example/team/task:1"),
+                pinned("oci://r.example:5000/x:2")
+            ])
         );
     }
 

@@ -153,9 +153,11 @@ impl Service {
             };
             // Start-up compiles nothing: the plugins are outlined (read, validated, their
             // exports read), then compiled in the background (`warm_plugins`) or at first use.
-            // `oci://` plugins are pinned first (pulled, unless the store has them).
+            // `oci://` plugins are pinned first: a tag the stored version resolved keeps its
+            // digest (resolved once; no registry needed to restart), a new one is pulled.
+            let known = self.stored_pins(&loaded.plan.name);
             let checked = pipeline::check_grants(&loaded, &self.config.data_dir)
-                .and_then(|()| self.pin(&mut loaded))
+                .and_then(|()| self.pin(&mut loaded, &known))
                 .and_then(|pins| {
                     pipeline::outline_plugins(&loaded, self.engine.host())?;
                     Ok(pins)
@@ -242,18 +244,41 @@ impl Service {
             )));
         }
         pipeline::check_grants(&loaded, &self.config.data_dir).map_err(ServiceError::Pipeline)?;
-        let pins = self.pin(&mut loaded).map_err(ServiceError::Pipeline)?;
+        let pins = self
+            .pin(&mut loaded, &Default::default())
+            .map_err(ServiceError::Pipeline)?;
         pipeline::check_plugins(&loaded, self.engine.host()).map_err(ServiceError::Pipeline)?;
         Ok((loaded, pins))
     }
 
-    /// Pins the `oci://` plugins of `loaded`, from the registries `sluice.toml` lists only.
-    fn pin(&self, loaded: &mut Loaded) -> Result<Vec<Pin>, PipelineError> {
-        registry::pin(
+    /// Pins the `oci://` plugins of `loaded`, from the registries `sluice.toml` lists only,
+    /// keeping the `known` pins whose components the plugin store has.
+    fn pin(
+        &self,
+        loaded: &mut Loaded,
+        known: &BTreeMap<String, String>,
+    ) -> Result<Vec<Pin>, PipelineError> {
+        registry::pin_known(
             &mut loaded.plan,
             self.engine.host(),
             &self.config.registries,
+            known,
         )
+    }
+
+    /// The pins of pipeline `name`'s latest stored version (none if it has none, or it cannot
+    /// be read: then its tags are resolved again).
+    fn stored_pins(&self, name: &str) -> BTreeMap<String, String> {
+        match self.store().pipeline_versions(name) {
+            Ok(versions) => versions
+                .last()
+                .map(|v| registry::pins_in(&v.source))
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(pipeline = name, "its stored versions cannot be read: {e}");
+                BTreeMap::new()
+            }
+        }
     }
 
     /// Validates `source` and makes it pipeline `name`'s next version: stored, and written to

@@ -242,9 +242,10 @@ fn push_refuses_what_is_not_a_plugin_and_a_target_without_a_tag() {
 }
 
 /// Service mode pulls only from the registries `sluice.toml` lists; from one it lists, the
-/// stored pipeline (file and store) carries the digest its tag resolved to.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_service_pins_from_listed_registries_only() {
+/// stored pipeline (file and store) carries the digest its tag resolved to; a restart keeps
+/// that digest, with the tag moved and the registry gone.
+#[test]
+fn the_service_pins_from_listed_registries_only() {
     use sluice::registry::{Credentials, Registries};
     use sluice::service::config::{ApiLimits, PluginFiles};
     use sluice::service::{Service, ServiceConfig};
@@ -253,8 +254,11 @@ async fn the_service_pins_from_listed_registries_only() {
     let digest = push(tmp.path(), &registry, "copy", "team/copy:1.0");
     let pipelines = tmp.path().join("pipelines");
     std::fs::create_dir_all(&pipelines).unwrap();
+    // A runtime of its own per service: dropped, it ends the service's tasks and closes its
+    // store, so the same data directory can be opened again.
     let start = |registries: Registries, data: &str, max_size: u64| {
-        Service::start(ServiceConfig {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let config = ServiceConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: tmp.path().join(data),
             pipelines: pipelines.clone(),
@@ -265,8 +269,9 @@ async fn the_service_pins_from_listed_registries_only() {
                 ..Default::default()
             },
             registries,
-        })
-        .unwrap()
+        };
+        let service = runtime.block_on(async { Service::start(config).unwrap() });
+        (service, runtime)
     };
     let tagged = format!("oci://{}/team/copy:1.0", registry.addr);
     let text = format!(
@@ -274,7 +279,7 @@ async fn the_service_pins_from_listed_registries_only() {
          config = {{ from = \"a\", to = \"/b\" }}\n"
     );
 
-    let service = start(Registries::default(), "refusing", 64 << 20);
+    let (service, _runtime) = start(Registries::default(), "refusing", 64 << 20);
     let refused = service
         .put_pipeline("web", &text, "ada")
         .unwrap_err()
@@ -292,7 +297,7 @@ async fn the_service_pins_from_listed_registries_only() {
     let listed: std::collections::BTreeMap<_, _> =
         [(registry.addr.to_string(), Credentials::Anonymous)].into();
     // A component over `limits.plugin-size` is not pulled.
-    let service = start(Registries::only(listed.clone()), "small", 4096);
+    let (service, _runtime) = start(Registries::only(listed.clone()), "small", 4096);
     let refused = service
         .put_pipeline("web", &text, "ada")
         .unwrap_err()
@@ -308,7 +313,7 @@ async fn the_service_pins_from_listed_registries_only() {
     // the operator wrote it).
     let site = text.replace("name = \"web\"", "name = \"site\"");
     std::fs::write(pipelines.join("site.toml"), &site).unwrap();
-    let service = start(Registries::only(listed), "pulling", 64 << 20);
+    let (service, runtime) = start(Registries::only(listed.clone()), "pulling", 64 << 20);
     let started = service.pipeline("site").unwrap();
     let pinned = format!("oci://{}/team/copy:1.0@{digest}", registry.addr);
     assert!(started.source.contains(&pinned), "{}", started.source);
@@ -322,6 +327,18 @@ async fn the_service_pins_from_listed_registries_only() {
     let file = std::fs::read_to_string(pipelines.join("web.toml")).unwrap();
     assert!(file.contains(&pinned), "{file}");
     assert_eq!(saved.loaded.plan.stages[0].tasks[0].plugin, pinned);
+    drop(service);
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+
+    // The tag moves, then the registry goes away: the restart keeps what was resolved.
+    let moved = push(tmp.path(), &registry, "dir-source", "team/copy:1.0");
+    assert_ne!(moved, digest);
+    drop(registry);
+    let (service, _runtime) = start(Registries::only(listed), "pulling", 64 << 20);
+    for name in ["site", "web"] {
+        let source = service.pipeline(name).unwrap().source;
+        assert!(source.contains(&pinned), "{name}: {source}");
+    }
 }
 
 /// The engine's own registry client answers a bearer challenge through the token service

@@ -29,12 +29,12 @@ fn the_registry_example_deploys_the_pushed_site_and_tells_the_deploy_api() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry");
     copy_tree(&example.join("site"), &dir.join("site"));
     std::fs::copy(example.join("push-site.sh"), dir.join("push-site.sh")).unwrap();
-    let pipeline = std::fs::read_to_string(example.join("pipeline.toml")).unwrap();
+    let pipeline = std::fs::read_to_string(example.join("registry-site.toml")).unwrap();
     assert!(pipeline.contains("127.0.0.1:5000") && pipeline.contains("127.0.0.1:8089"));
     let pipeline = pipeline
         .replace("127.0.0.1:5000", &registry.addr.to_string())
         .replace("127.0.0.1:8089", &api.addr.to_string());
-    std::fs::write(dir.join("pipeline.toml"), pipeline).unwrap();
+    std::fs::write(dir.join("registry-site.toml"), pipeline).unwrap();
     let run = |program: &str, args: &[&str]| {
         let output = Command::new(program)
             .args(args)
@@ -58,7 +58,7 @@ fn the_registry_example_deploys_the_pushed_site_and_tells_the_deploy_api() {
     let sluice = env!("CARGO_BIN_EXE_sluice");
     let notify = format!("oci://{}/demo/notify:1.0", registry.addr);
     run(sluice, &["plugin", "push", "http-request", &notify]);
-    let ran = run(sluice, &["run", "pipeline.toml", "--approve", "all"]);
+    let ran = run(sluice, &["run", "registry-site.toml", "--approve", "all"]);
     assert!(ran.contains("release registry-site-1 succeeded"), "{ran}");
 
     for stage in ["staging", "production"] {
