@@ -105,8 +105,11 @@ pub fn pin_known(
     let mut pins = Vec::new();
     let mut diagnostics = Vec::new();
     for text in &written {
+        // A known pin still needs its registry listed: one taken off the list is refused.
         let kept = known.get(text).and_then(|pinned| {
-            let digest = OciRef::parse(pinned).ok()?.digest?;
+            let reference = OciRef::parse(pinned).ok()?;
+            let digest = reference.digest?;
+            registries.credentials(&reference.registry).ok()?;
             host.has_pulled(&digest).then(|| (pinned.clone(), digest))
         });
         match kept.map_or_else(|| pin_one(text, host, registries), Ok) {

@@ -256,20 +256,21 @@ fn the_service_pins_from_listed_registries_only() {
     std::fs::create_dir_all(&pipelines).unwrap();
     // A runtime of its own per service: dropped, it ends the service's tasks and closes its
     // store, so the same data directory can be opened again.
+    let config = |registries: Registries, data: &str, max_size: u64| ServiceConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: tmp.path().join(data),
+        pipelines: pipelines.clone(),
+        tokens: Default::default(),
+        limits: ApiLimits::default(),
+        plugin_files: PluginFiles {
+            max_size,
+            ..Default::default()
+        },
+        registries,
+    };
     let start = |registries: Registries, data: &str, max_size: u64| {
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let config = ServiceConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: tmp.path().join(data),
-            pipelines: pipelines.clone(),
-            tokens: Default::default(),
-            limits: ApiLimits::default(),
-            plugin_files: PluginFiles {
-                max_size,
-                ..Default::default()
-            },
-            registries,
-        };
+        let config = config(registries, data, max_size);
         let service = runtime.block_on(async { Service::start(config).unwrap() });
         (service, runtime)
     };
@@ -334,11 +335,26 @@ fn the_service_pins_from_listed_registries_only() {
     let moved = push(tmp.path(), &registry, "dir-source", "team/copy:1.0");
     assert_ne!(moved, digest);
     drop(registry);
-    let (service, _runtime) = start(Registries::only(listed), "pulling", 64 << 20);
+    let (service, runtime) = start(Registries::only(listed), "pulling", 64 << 20);
     for name in ["site", "web"] {
         let source = service.pipeline(name).unwrap().source;
         assert!(source.contains(&pinned), "{name}: {source}");
     }
+    drop(service);
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+
+    // Taken off the list, a registry's plugins are refused even from the plugin store.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let unlisted = config(Registries::default(), "pulling", 64 << 20);
+    let Err(refused) = runtime.block_on(async { Service::start(unlisted) }) else {
+        panic!("the service started with a pipeline from an unlisted registry");
+    };
+    assert!(
+        refused
+            .to_string()
+            .contains("is not one this service pulls plugins from"),
+        "{refused}"
+    );
 }
 
 /// The engine's own registry client answers a bearer challenge through the token service
