@@ -16,6 +16,7 @@ mod live;
 mod plugin;
 mod plugin_build;
 mod plugin_push;
+mod plugin_run;
 mod release;
 mod remote;
 mod scaffold;
