@@ -101,27 +101,10 @@ impl PluginHost {
         if let Some(plugin) = self.lock_loaded().get(digest) {
             return Ok(Some(plugin.clone()));
         }
-        let Some(kept) = &self.kept else {
-            return Ok(None);
-        };
-        let path = kept.path(digest);
-        if !path.exists() {
-            return Ok(None);
+        match self.kept_bytes(digest, origin)? {
+            Some(bytes) => self.load_bytes(&bytes, origin.to_owned()).map(Some),
+            None => Ok(None),
         }
-        let bytes = self.loading.read(&path, &path.display().to_string())?;
-        let found = Digest::of(&bytes);
-        if found != *digest {
-            return Err(LoadError::Kept {
-                origin: origin.to_owned(),
-                digest: *digest,
-                reason: format!(
-                    "its bytes in the plugin store ({}) were changed: they hash to {found}; \
-                     refusing to run them (restore the data directory from a backup)",
-                    path.display()
-                ),
-            });
-        }
-        self.load_bytes(&bytes, origin.to_owned()).map(Some)
     }
 }
 
@@ -205,12 +188,14 @@ impl PluginHost {
             return Ok(None);
         }
         let bytes = self.loading.read(&path, &path.display().to_string())?;
-        if Digest::of(&bytes) != *digest {
+        let found = Digest::of(&bytes);
+        if found != *digest {
             return Err(LoadError::Kept {
                 origin: origin.to_owned(),
                 digest: *digest,
                 reason: format!(
-                    "its bytes in the plugin store ({}) were changed",
+                    "its bytes in the plugin store ({}) were changed: they hash to {found}; \
+                     refusing to run them (restore the data directory from a backup)",
                     path.display()
                 ),
             });
