@@ -21,6 +21,8 @@ use crate::plugin::Digest;
 /// The largest manifest, tag list or token answer read.
 const DOCUMENT_LIMIT: usize = 4 << 20;
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// The most redirects followed for one blob.
+const MAX_REDIRECTS: usize = 5;
 
 /// Who the client says it is (its `Debug` shows no password).
 #[derive(Clone, Default)]
@@ -89,15 +91,7 @@ impl Client {
     /// A client of `registry` (`host` or `host:port`): HTTPS, or plain HTTP when the host is a
     /// loopback address (`127.0.0.1`, `localhost`, `[::1]`).
     pub fn new(registry: &str, credentials: Credentials) -> Self {
-        let host = registry.rsplit_once(':').map_or(registry, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                registry
-            }
-        });
-        let loopback = matches!(host, "localhost" | "[::1]") || host.starts_with("127.");
-        let scheme = if loopback { "http" } else { "https" };
+        let scheme = if loopback(registry) { "http" } else { "https" };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
@@ -331,8 +325,51 @@ impl Client {
         limit: usize,
     ) -> Result<Vec<u8>, String> {
         let path = format!("/v2/{repository}/blobs/{digest}");
-        let answer = self.call("GET", &path, &[], Vec::new(), limit).await?;
+        let mut answer = self.call("GET", &path, &[], Vec::new(), limit).await?;
+        // Registries serve blobs from elsewhere (a CDN, object storage) by redirect; the
+        // credentials go only to the registry itself, and never over plain HTTP elsewhere.
+        for _ in 0..MAX_REDIRECTS {
+            if !matches!(answer.status, 301 | 302 | 303 | 307 | 308) {
+                break;
+            }
+            let location = answer.header("location").ok_or_else(|| {
+                format!("GET {path} answered {} without a location", answer.status)
+            })?;
+            let url = self.redirect_target(location)?;
+            let own = url.starts_with(&format!("{}/", self.base));
+            let authorization = if own { self.current() } else { None };
+            answer = self
+                .once(
+                    "GET",
+                    &url,
+                    &[],
+                    &Bytes::new(),
+                    limit,
+                    authorization.as_deref(),
+                )
+                .await?;
+        }
         verified(answer, &path, digest)
+    }
+
+    /// Where a redirect of this registry's may send the client: its own paths, any HTTPS URL,
+    /// plain HTTP only to loopback.
+    fn redirect_target(&self, location: &str) -> Result<String, String> {
+        if location.starts_with('/') {
+            return Ok(format!("{}{location}", self.base));
+        }
+        if location.starts_with("https://") {
+            return Ok(location.to_owned());
+        }
+        match location.strip_prefix("http://") {
+            Some(rest) if loopback(rest.split('/').next().unwrap_or_default()) => {
+                Ok(location.to_owned())
+            }
+            _ => Err(format!(
+                "{} redirected a download to `{location}`: only HTTPS (or loopback) is followed",
+                self.base
+            )),
+        }
     }
 
     /// Uploads `bytes` as a blob (one POST, one PUT), unless the registry has it.
@@ -424,6 +461,19 @@ fn verified(answer: Answer, path: &str, digest: &Digest) -> Result<Vec<u8>, Stri
     Ok(answer.body)
 }
 
+/// Whether `authority` (`host` or `host:port`) is a loopback address.
+fn loopback(authority: &str) -> bool {
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    // An address, not a name that starts like one (`127.0.0.1.evil.example`).
+    matches!(host, "localhost" | "[::1]")
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// `key="value", key2=value2` as pairs.
 fn challenge_params(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -442,4 +492,60 @@ fn challenge_params(text: &str) -> Vec<(String, String)> {
         rest = next.trim_start_matches(',').trim();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_addresses_get_plain_http() {
+        for plain in [
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "localhost:5000",
+            "[::1]:5000",
+        ] {
+            assert!(loopback(plain), "{plain}");
+            let client = Client::new(plain, Credentials::Anonymous);
+            assert!(client.base().starts_with("http://"), "{plain}");
+        }
+        for tls in [
+            "127.0.0.1.evil.example",
+            "127.evil.example:80",
+            "registry.example",
+            "10.0.0.1:5000",
+        ] {
+            assert!(!loopback(tls), "{tls}");
+            let client = Client::new(tls, Credentials::Anonymous);
+            assert!(client.base().starts_with("https://"), "{tls}");
+        }
+    }
+
+    #[test]
+    fn a_download_is_redirected_to_https_or_loopback_only() {
+        let client = Client::new("registry.example", Credentials::Anonymous);
+        assert_eq!(
+            client.redirect_target("/v2/x/blobs/y").unwrap(),
+            "https://registry.example/v2/x/blobs/y"
+        );
+        assert!(
+            client
+                .redirect_target("https://cdn.example/b?sig=1")
+                .is_ok()
+        );
+        assert!(client.redirect_target("http://127.0.0.1:9000/b").is_ok());
+        for refused in [
+            "http://cdn.example/b",
+            "http://127.0.0.1.evil.example/b",
+            "file:///etc/passwd",
+            "ftp://x/y",
+        ] {
+            let e = client.redirect_target(refused).unwrap_err();
+            assert!(
+                e.contains("only HTTPS (or loopback) is followed"),
+                "{refused}: {e}"
+            );
+        }
+    }
 }

@@ -358,8 +358,9 @@ fn the_service_pins_from_listed_registries_only() {
 }
 
 /// The engine's own registry client answers a bearer challenge through the token service
-/// (which gets the configured credentials, once); every later request carries the token; the
-/// pulled component is the one the manifest names.
+/// (which gets the configured credentials, once); every later request to the registry carries
+/// the token, and a download redirected elsewhere does not; the pulled component is the one
+/// the manifest names.
 #[test]
 fn a_plugin_is_pulled_through_a_bearer_challenge_with_the_configured_credentials() {
     use crate::support::{Canned, Scripted};
@@ -390,9 +391,12 @@ fn a_plugin_is_pulled_through_a_bearer_challenge_with_the_configured_credentials
         )
         .reply(tagged, Canned::new(200, manifest.clone()));
     server.set(&by_digest, Canned::new(200, manifest.clone()));
+    // The blob is served from elsewhere, by redirect (as registries send downloads to a CDN).
+    let storage = Scripted::start();
+    storage.set("/blobs/copy?sig=1", Canned::new(200, component.to_vec()));
     server.set(
         &format!("/v2/team/copy/blobs/{}", sha(component)),
-        Canned::new(200, component.to_vec()),
+        Canned::new(307, "").header("location", &storage.url("/blobs/copy?sig=1")),
     );
     server.set(
         "/token?service=registry.test&scope=repository:team/copy:pull",
@@ -430,5 +434,12 @@ fn a_plugin_is_pulled_through_a_bearer_challenge_with_the_configured_credentials
             .iter()
             .all(|r| r.header("authorization") == Some("Bearer tok-9")),
         "{after:?}"
+    );
+    let downloads = storage.seen();
+    assert_eq!(downloads.len(), 1, "{downloads:?}");
+    assert_eq!(
+        downloads[0].header("authorization"),
+        None,
+        "the registry's token stays with the registry"
     );
 }
