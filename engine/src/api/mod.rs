@@ -44,6 +44,7 @@ mod guard;
 mod idempotency;
 mod limit;
 mod openapi;
+pub mod outbound;
 #[cfg(test)]
 mod proptests;
 mod routes;

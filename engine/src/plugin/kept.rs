@@ -109,13 +109,14 @@ impl PluginHost {
 }
 
 impl PluginHost {
-    /// Takes a component pulled from a registry: its manifest and its bytes (both verified by
-    /// the registry client) go into the plugin store, and the component is loaded.
+    /// Takes a component pulled from a registry: it is loaded (a component with a plugin world,
+    /// or refused), and its manifest and bytes (both verified by the registry client) go into
+    /// the plugin store.
     pub fn keep_pulled(
         &self,
         pulled: &crate::registry::Pulled,
         origin: &str,
-    ) -> Result<Arc<Plugin>, LoadError> {
+    ) -> Result<(), LoadError> {
         let plugin = self.load_bytes(&pulled.component, origin.to_owned())?;
         if let Some(kept) = &self.kept {
             for (digest, bytes) in [
@@ -130,7 +131,7 @@ impl PluginHost {
             }
         }
         self.lock_pulled().insert(pulled.manifest, plugin.digest());
-        Ok(plugin)
+        Ok(())
     }
 
     /// The largest component this host loads (from a file or a registry), in bytes.

@@ -9,13 +9,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::Request;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client as Hyper;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
+use crate::api::client::Reply;
+use crate::api::outbound::Outbound;
 use crate::plugin::Digest;
 
 /// The largest manifest, tag list or token answer read.
@@ -48,42 +44,11 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// An error and its causes, `: `-separated (hyper's own says only "client error (Connect)").
-fn with_sources(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
-}
-
-/// A registry answer.
-#[derive(Debug)]
-pub struct Answer {
-    /// Status code.
-    pub status: u16,
-    /// Headers, names in lowercase.
-    pub headers: Vec<(String, String)>,
-    /// Body.
-    pub body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// A client of the registry at `host[:port]`.
 pub struct Client {
     base: String,
     credentials: Credentials,
-    http: Hyper<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: Outbound,
     authorization: Mutex<Option<String>>,
 }
 
@@ -92,15 +57,10 @@ impl Client {
     /// loopback address (`127.0.0.1`, `localhost`, `[::1]`).
     pub fn new(registry: &str, credentials: Credentials) -> Self {
         let scheme = if loopback(registry) { "http" } else { "https" };
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .build();
         Self {
             base: format!("{scheme}://{registry}"),
             credentials,
-            http: Hyper::builder(TokioExecutor::new()).build(connector),
+            http: Outbound::default(),
             authorization: Mutex::new(None),
         }
     }
@@ -118,51 +78,14 @@ impl Client {
         body: &Bytes,
         limit: usize,
         authorization: Option<&str>,
-    ) -> Result<Answer, String> {
-        let mut request = Request::builder().method(method).uri(url);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
+    ) -> Result<Reply, String> {
+        let mut all = headers.to_vec();
         if let Some(authorization) = authorization {
-            request = request.header("authorization", authorization);
+            all.push(("authorization", authorization));
         }
-        let request = request
-            .body(Full::new(body.clone()))
-            .map_err(|e| format!("{method} {url}: {e}"))?;
-        let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| format!("{method} {url} failed: {}", with_sources(&e)))?;
-            let status = response.status().as_u16();
-            let headers = response
-                .headers()
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        n.as_str().to_owned(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
-            let body = Limited::new(response.into_body(), limit)
-                .collect()
-                .await
-                .map_err(|e| {
-                    format!("{method} {url}: the answer is over {limit} bytes or broke off: {e}")
-                })?
-                .to_bytes()
-                .to_vec();
-            Ok(Answer {
-                status,
-                headers,
-                body,
-            })
-        };
-        tokio::time::timeout(TIMEOUT, exchange)
+        self.http
+            .exchange(method, url, &all, body.clone(), limit, TIMEOUT)
             .await
-            .map_err(|_| format!("{method} {url}: no answer within {} s", TIMEOUT.as_secs()))?
     }
 
     /// One request to `path` (under the base), a challenge answered once.
@@ -173,18 +96,20 @@ impl Client {
         headers: &[(&str, &str)],
         body: Vec<u8>,
         limit: usize,
-    ) -> Result<Answer, String> {
-        let url = if path.starts_with("http://") || path.starts_with("https://") {
-            path.to_owned()
-        } else {
-            format!("{}{path}", self.base)
+    ) -> Result<Reply, String> {
+        // An absolute URL is one the registry gave (an upload's location): followed under the
+        // same rule as a redirect, and credentials go only to the registry's own origin.
+        let url = match path.strip_prefix('/') {
+            Some(_) => format!("{}{path}", self.base),
+            None => self.followable(path)?,
         };
+        let own = self.own(&url);
         let body = Bytes::from(body);
-        let current = self.current();
+        let current = if own { self.current() } else { None };
         let answer = self
             .once(method, &url, headers, &body, limit, current.as_deref())
             .await?;
-        if answer.status != 401 {
+        if answer.status != 401 || !own {
             return Ok(answer);
         }
         let header = self.answer_challenge(&answer).await?;
@@ -213,7 +138,7 @@ impl Client {
         }
     }
 
-    async fn answer_challenge(&self, answer: &Answer) -> Result<String, String> {
+    async fn answer_challenge(&self, answer: &Reply) -> Result<String, String> {
         let challenge = answer.header("www-authenticate").unwrap_or_default();
         let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
         match (scheme.to_ascii_lowercase().as_str(), self.basic()) {
@@ -227,7 +152,8 @@ impl Client {
                         .map(|(_, v)| v.as_str())
                 };
                 let realm = get("realm").ok_or("a Bearer challenge without a realm")?;
-                let mut url = realm.to_owned();
+                // The token service gets the credentials: never over plain HTTP elsewhere.
+                let mut url = self.followable(realm)?;
                 for (i, key) in ["service", "scope"].iter().enumerate() {
                     if let Some(value) = get(key) {
                         let sep = if i == 0 && !url.contains('?') {
@@ -275,7 +201,7 @@ impl Client {
     }
 
     /// A `GET` of a manifest (of media type `accept`), at most `DOCUMENT_LIMIT` bytes.
-    async fn document(&self, path: &str, accept: &str) -> Result<Answer, String> {
+    async fn document(&self, path: &str, accept: &str) -> Result<Reply, String> {
         self.call(
             "GET",
             path,
@@ -335,9 +261,8 @@ impl Client {
             let location = answer.header("location").ok_or_else(|| {
                 format!("GET {path} answered {} without a location", answer.status)
             })?;
-            let url = self.redirect_target(location)?;
-            let own = url.starts_with(&format!("{}/", self.base));
-            let authorization = if own { self.current() } else { None };
+            let url = self.followable(location)?;
+            let authorization = if self.own(&url) { self.current() } else { None };
             answer = self
                 .once(
                     "GET",
@@ -352,9 +277,14 @@ impl Client {
         verified(answer, &path, digest)
     }
 
-    /// Where a redirect of this registry's may send the client: its own paths, any HTTPS URL,
-    /// plain HTTP only to loopback.
-    fn redirect_target(&self, location: &str) -> Result<String, String> {
+    /// Whether `url` is on the registry's own origin (the one its credentials are for).
+    fn own(&self, url: &str) -> bool {
+        url.starts_with(&format!("{}/", self.base))
+    }
+
+    /// Where this registry may send the client (a redirect, an upload's location, a token
+    /// service): its own paths, any HTTPS URL, plain HTTP only to loopback.
+    fn followable(&self, location: &str) -> Result<String, String> {
         if location.starts_with('/') {
             return Ok(format!("{}{location}", self.base));
         }
@@ -366,7 +296,7 @@ impl Client {
                 Ok(location.to_owned())
             }
             _ => Err(format!(
-                "{} redirected a download to `{location}`: only HTTPS (or loopback) is followed",
+                "{} sent the client to `{location}`: only HTTPS (or loopback) is followed",
                 self.base
             )),
         }
@@ -448,7 +378,7 @@ impl Client {
     }
 }
 
-fn verified(answer: Answer, path: &str, digest: &Digest) -> Result<Vec<u8>, String> {
+fn verified(answer: Reply, path: &str, digest: &Digest) -> Result<Vec<u8>, String> {
     match answer.status {
         200 => {}
         404 => return Err(format!("{path} is not in the registry")),
@@ -495,57 +425,5 @@ fn challenge_params(text: &str) -> Vec<(String, String)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_loopback_addresses_get_plain_http() {
-        for plain in [
-            "127.0.0.1:5000",
-            "127.1.2.3",
-            "localhost:5000",
-            "[::1]:5000",
-        ] {
-            assert!(loopback(plain), "{plain}");
-            let client = Client::new(plain, Credentials::Anonymous);
-            assert!(client.base().starts_with("http://"), "{plain}");
-        }
-        for tls in [
-            "127.0.0.1.evil.example",
-            "127.evil.example:80",
-            "registry.example",
-            "10.0.0.1:5000",
-        ] {
-            assert!(!loopback(tls), "{tls}");
-            let client = Client::new(tls, Credentials::Anonymous);
-            assert!(client.base().starts_with("https://"), "{tls}");
-        }
-    }
-
-    #[test]
-    fn a_download_is_redirected_to_https_or_loopback_only() {
-        let client = Client::new("registry.example", Credentials::Anonymous);
-        assert_eq!(
-            client.redirect_target("/v2/x/blobs/y").unwrap(),
-            "https://registry.example/v2/x/blobs/y"
-        );
-        assert!(
-            client
-                .redirect_target("https://cdn.example/b?sig=1")
-                .is_ok()
-        );
-        assert!(client.redirect_target("http://127.0.0.1:9000/b").is_ok());
-        for refused in [
-            "http://cdn.example/b",
-            "http://127.0.0.1.evil.example/b",
-            "file:///etc/passwd",
-            "ftp://x/y",
-        ] {
-            let e = client.redirect_target(refused).unwrap_err();
-            assert!(
-                e.contains("only HTTPS (or loopback) is followed"),
-                "{refused}: {e}"
-            );
-        }
-    }
-}
+#[path = "client_tests.rs"]
+mod tests;
