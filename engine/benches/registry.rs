@@ -8,68 +8,15 @@
 //! file, that one too (e.g. a Python plugin built by `sluice plugin build`, ~18 MB). No target
 //! is set by an issue; the figures are in BENCHMARKS.md.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sluice::plugin::{HostConfig, PluginHost};
 use sluice::registry::{self, Client, Credentials, OciRef, Registries};
+use sluice_testing::registry::Registry;
 
 mod timing;
 use timing::{Stats, report, stats};
-
-struct Registry {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_registry() -> Registry {
-    let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            dir.path().join("storage").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("docker-registry runs (apt install docker-registry)");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "docker-registry did not listen on {addr}"
-        );
-        std::thread::park_timeout(Duration::from_millis(20));
-    }
-    Registry {
-        child,
-        addr,
-        _dir: dir,
-    }
-}
 
 fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
     let started = Instant::now();
@@ -78,12 +25,13 @@ fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
 }
 
 fn main() {
-    let registry = start_registry();
+    let registry = Registry::start();
+    let addr = registry.addr.to_string();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let client = Client::new(&registry.addr, Credentials::Anonymous);
+    let client = Client::new(&addr, Credentials::Anonymous);
     let mut components = vec![(
         "copy".to_owned(),
         sluice::builtin::builtin("copy").unwrap().bytes.to_vec(),
@@ -92,11 +40,11 @@ fn main() {
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         components.push(("SLUICE_BENCH_COMPONENT".to_owned(), bytes));
     }
-    println!("registry on {}", registry.addr);
+    println!("registry on {addr}");
     for (i, (name, bytes)) in components.iter().enumerate() {
         let mib = bytes.len() as f64 / f64::from(1 << 20);
         println!("{name} ({mib:.1} MiB)");
-        let tagged = OciRef::parse(&format!("oci://{}/bench/c{i}:1", registry.addr)).unwrap();
+        let tagged = OciRef::parse(&format!("oci://{addr}/bench/c{i}:1")).unwrap();
         let (first, digest) = timed(|| {
             runtime
                 .block_on(registry::push_component(&client, &tagged, bytes))
@@ -136,7 +84,7 @@ fn main() {
     let data = tempfile::tempdir().unwrap();
     let host = PluginHost::new(HostConfig::in_data_dir(data.path())).unwrap();
     let registries = Registries::any_from_env();
-    let text = format!("oci://{}/bench/c0:1", registry.addr);
+    let text = format!("oci://{addr}/bench/c0:1");
     let (cold, _) = timed(|| registry::pull(&text, &host, &registries).unwrap());
     println!("pin of a tag, first (pull + keep + compile copy)  {cold:>10.1?}");
     let warm = stats(

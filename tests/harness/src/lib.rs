@@ -1,5 +1,8 @@
 //! sluice-testing (dev-only, never published): the in-process Sluice service that the
-//! integration tests and the queue bench both start, and a bounded wait on its commits.
+//! integration tests and the queue bench both start, and a bounded wait on its commits; and
+//! `registry`, a real OCI registry (docker-registry) the tests and the registry bench start.
+
+pub mod registry;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -8,7 +8,7 @@ pub mod engine;
 pub mod http;
 pub mod plugins;
 pub mod process;
-pub mod registry;
+pub use sluice_testing::registry;
 pub mod scripted;
 pub mod server;
 
