@@ -125,6 +125,35 @@ impl Event {
                     task_name(stage, task)
                 )
             }
+            Event::Assigned {
+                stage,
+                attempt,
+                agent,
+            } => {
+                let epoch = release
+                    .stage(stage)
+                    .and_then(|s| s.attempts.iter().find(|a| a.number == *attempt))
+                    .and_then(|a| a.lease.as_ref())
+                    .map_or(1, |l| l.epoch + 1);
+                format!(
+                    "{stage}: attempt {attempt} assigned to agent {agent} (lease epoch {epoch})"
+                )
+            }
+            Event::AgentLost {
+                stage,
+                attempt,
+                epoch,
+            } => {
+                let agent = release
+                    .stage(stage)
+                    .and_then(|s| s.attempts.iter().find(|a| a.number == *attempt))
+                    .and_then(|a| a.lease.as_ref())
+                    .map_or("?", |l| l.agent.as_str());
+                format!(
+                    "{stage}: agent {agent} lost (lease epoch {epoch} not renewed): {}",
+                    lost_outcome(release, stage)
+                )
+            }
             Event::Cancel { stage } => format!("{stage}: canceled"),
             Event::Abandon => "release abandoned".into(),
             Event::Admit { stage, .. } => format!("{stage}: its turn in the queue"),
@@ -172,5 +201,27 @@ impl Event {
                 }
             }
         }
+    }
+}
+
+/// What losing the agent does to the stage's deployment, as the audit trail says it.
+fn lost_outcome(release: &Release, stage: &str) -> String {
+    let spec = release.plan.stages.iter().find(|s| s.name == stage);
+    let running = release
+        .stage(stage)
+        .and_then(|s| s.attempts.last())
+        .and_then(|a| a.tasks.iter().position(|t| t.state == TaskState::Running));
+    match (running, spec) {
+        (Some(task), Some(spec)) if spec.tasks.get(task).is_some_and(|t| t.idempotent) => {
+            format!(
+                "task {} (idempotent) queued again for any agent",
+                spec.tasks[task].name
+            )
+        }
+        (Some(task), Some(spec)) => format!(
+            "task {} is not idempotent: the deployment fails",
+            spec.tasks.get(task).map_or("?", |t| t.name.as_str())
+        ),
+        _ => "the job is queued again for any agent".into(),
     }
 }

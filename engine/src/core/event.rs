@@ -149,6 +149,28 @@ pub enum Event {
         /// Task index.
         task: usize,
     },
+    /// An agent of the stage's pool took the deployment's job: the lease, with the next epoch,
+    /// is the agent's (committed before the agent hears of the job). With nothing to fetch, the
+    /// workspace counts as prepared and the first task pending starts on the agent.
+    Assigned {
+        /// The stage.
+        stage: String,
+        /// The attempt.
+        attempt: u32,
+        /// The agent.
+        agent: String,
+    },
+    /// The agent holding the job's lease of `epoch` stopped renewing it: an idempotent task it
+    /// was running (or the workspace it was preparing) goes back to the queue for any agent;
+    /// a task that is not idempotent fails the deployment.
+    AgentLost {
+        /// The stage.
+        stage: String,
+        /// The attempt.
+        attempt: u32,
+        /// The lease's epoch.
+        epoch: u64,
+    },
     /// Cancel the stage's current deployment.
     Cancel {
         /// The stage.
@@ -309,3 +331,8 @@ pub(crate) fn timestamp(at: u64) -> String {
 
 /// The message of a deployment whose non-idempotent task was running when the engine died.
 pub const INTERRUPTED: &str = "interrupted by engine restart — redeploy to retry";
+
+/// The message of a deployment whose non-idempotent task was running on an agent that was lost.
+pub fn agent_lost(agent: &str) -> String {
+    format!("agent {agent} lost — redeploy to retry")
+}

@@ -8,7 +8,7 @@ pub mod model;
 mod overrides;
 mod recover;
 
-pub use event::{Authority, Candidate, Effect, Event, INTERRUPTED, TaskOutcome};
+pub use event::{Authority, Candidate, Effect, Event, INTERRUPTED, TaskOutcome, agent_lost};
 pub use machine::{InvalidTransition, apply};
 pub use model::*;
 pub use overrides::{MAX_JUSTIFICATION, check_justification};

@@ -273,6 +273,23 @@ pub struct TaskRun {
     pub messages: Vec<String>,
     /// How many times it was started (an idempotent task may be re-run after a restart).
     pub starts: u32,
+    /// The agent it was last started on (a stage with a pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+}
+
+/// The lease of a stage deployment's job on an agent (a stage with a pool): who holds it, and
+/// its epoch, which grows with every assignment so that a report from an earlier holder is
+/// told apart and refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Lease {
+    /// The agent.
+    pub agent: String,
+    /// 1 for the job's first assignment, then one more for each.
+    pub epoch: u64,
+    /// The agent stopped renewing it: the job went back to the queue (or failed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lost: bool,
 }
 
 /// One attempt to deploy a stage.
@@ -315,6 +332,16 @@ pub struct Attempt {
     /// An admin deployed this attempt by hand before the stages it comes after succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out_of_order: Option<OutOfOrder>,
+    /// A stage with a pool: the lease of its job on an agent, once one took it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+}
+
+impl Attempt {
+    /// The lease, while an agent holds it.
+    pub fn held_lease(&self) -> Option<&Lease> {
+        self.lease.as_ref().filter(|l| !l.lost)
+    }
 }
 
 /// One stage of a release: its attempts, newest last.

@@ -472,7 +472,11 @@ pub struct StageSpec {
     /// When its trigger is satisfied, wait for the schedule's next time instead of starting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
-    /// Capabilities an agent must have.
+    /// The agent pool whose agents run it; `None`: the server runs it itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Capabilities an agent must have (`name` or `name=value`; see
+    /// [`Demand`](crate::types::Demand)).
     pub demands: Vec<String>,
 }
 

@@ -141,8 +141,9 @@ pub(crate) struct RawStage {
     pub schedule: Option<RawSchedule>,
     pub pre_gates: Option<RawGates>,
     pub post_gates: Option<RawGates>,
+    pub pool: Option<Spanned<String>>,
     #[serde(default)]
-    pub demands: Vec<String>,
+    pub demands: Vec<Spanned<String>>,
 }
 
 /// `[stages.pre-gates]` / `[stages.post-gates]`.

@@ -54,10 +54,10 @@ impl Engine {
         if !release.artifacts.is_empty() {
             return;
         }
-        while let Some(at) = effects
-            .iter()
-            .position(|e| matches!(e, Effect::Prepare { .. }))
-        {
+        // A stage on an agent is prepared there: its `Prepare` queues its job.
+        while let Some(at) = effects.iter().position(
+            |e| matches!(e, Effect::Prepare { stage, .. } if !super::remote::pooled(release, stage)),
+        ) {
             let Effect::Prepare { stage, attempt } = effects.remove(at) else {
                 unreachable!("matched above");
             };

@@ -33,6 +33,18 @@ pub(super) enum Msg {
     Event(Event, String),
     /// A task finished: its event, and its log to store in the same commit.
     TaskDone(Event, TaskLog),
+    /// An agent's report (of a job's prepare or task): applied, and `ack` told whether it
+    /// was committed.
+    Reported {
+        /// What to apply.
+        event: Event,
+        /// `agent:NAME`.
+        actor: String,
+        /// A task's log, stored in the same commit.
+        log: Option<TaskLog>,
+        /// Told after the commit.
+        ack: super::remote::Ack,
+    },
     /// An effect ended with nothing to apply.
     Nothing,
     /// An event no effect in flight waits for: an approval's deadline passed, or the stage
@@ -241,6 +253,29 @@ impl Driver {
                 let result = self.on_command(event, &actor, receipt).await;
                 let _ = reply.send(result.map(|()| self.release.clone()));
                 return Ok(());
+            }
+            Msg::Reported {
+                event,
+                actor,
+                log,
+                ack,
+            } => {
+                self.in_flight -= 1;
+                return match self.commit_stored(event, &actor, log.as_ref()).await {
+                    Ok(()) => {
+                        let _ = ack.send(Ok(self.release.clone()));
+                        Ok(())
+                    }
+                    // About work canceled or superseded meanwhile: the agent hears 409.
+                    Err(EngineError::Transition(stale)) => {
+                        let _ = ack.send(Err(EngineError::Transition(stale)));
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let _ = ack.send(Err(EngineError::Stopped(self.release.name.clone())));
+                        Err(e)
+                    }
+                };
             }
             Msg::Unawaited(event) => (event, "engine".to_owned(), None),
             Msg::Event(event, actor) => {

@@ -63,6 +63,18 @@ impl Engine {
             }
         };
         match effect {
+            Effect::Prepare { stage, attempt } if super::remote::pooled(release, &stage) => {
+                tokio::spawn(cancelable(self.remote_prepare(release, stage, attempt)));
+                true
+            }
+            Effect::RunTask {
+                stage,
+                attempt,
+                task,
+            } if super::remote::pooled(release, &stage) => {
+                tokio::spawn(cancelable(self.remote_task(release, stage, attempt, task)));
+                true
+            }
             Effect::Prepare { stage, attempt } => {
                 let (engine, release) = (self.clone(), release.clone());
                 tokio::spawn(cancelable(Box::pin(async move {

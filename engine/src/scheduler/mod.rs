@@ -17,6 +17,7 @@ mod driver;
 mod effects;
 mod queue;
 mod recovery;
+mod remote;
 mod run;
 mod vars;
 mod workspaces;
@@ -30,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use create::CreateOptions;
 use driver::{Driver, Mode, Msg};
 pub use recovery::Recovery;
+pub use remote::{Ack, Dispatch, JobFuture, Jobs, Remote, TaskDone};
 pub use workspaces::{Sweep, Swept};
 
 use crate::core::{self, ApprovalKind, Event, Release};
@@ -136,6 +138,8 @@ pub struct Engine {
     keys: crate::secrets::Keyring,
     /// The data directory, resolved once: no grant may reach it.
     fence: crate::pipeline::Fence,
+    /// Set by the service: runs the jobs of stages with a pool on agents.
+    jobs: OnceLock<remote::SharedJobs>,
 }
 
 impl Engine {
@@ -151,7 +155,15 @@ impl Engine {
             service: OnceLock::new(),
             queues: queue::Queues::default(),
             recovered: Mutex::default(),
+            jobs: OnceLock::new(),
         }
+    }
+
+    /// Hands the jobs of stages with a pool to `jobs` (the service's dispatcher) from now on;
+    /// set once, before [`Engine::serve`]. Without it such a stage fails: only a service has
+    /// agents.
+    pub fn dispatch_to(&self, jobs: Arc<dyn Jobs>) {
+        let _ = self.jobs.set(jobs);
     }
 
     /// The plugin host.

@@ -18,7 +18,7 @@ use crate::types::{
 };
 
 /// The digest recorded for `reference` when the release was created.
-fn recorded_digest(release: &Release, reference: &str) -> Option<Digest> {
+pub(super) fn recorded_digest(release: &Release, reference: &str) -> Option<Digest> {
     release
         .digests
         .iter()
@@ -219,29 +219,39 @@ impl Engine {
         };
         let mut invocation = self.host.run_task(&plugin, sandbox, &input).await;
         let outcome = match invocation.result {
-            Ok(mut report) => {
-                crate::secrets::mask_own_outputs(&mut invocation.logs, &report.outputs);
-                // Secret outputs are stored sealed, never in clear.
-                let sealed = self.keys.seal_outputs(
-                    &release.name,
-                    stage,
-                    attempt,
-                    &spec.name,
-                    &mut report.outputs,
-                );
-                match sealed {
-                    Ok(()) => TaskOutcome::Succeeded {
-                        warnings: report.warnings,
-                        outputs: report.outputs,
-                    },
-                    Err(e) => TaskOutcome::Failed(format!(
-                        "the task ran, but its secret outputs could not be stored: {e}"
-                    )),
-                }
+            Ok(report) => {
+                let logs = &mut invocation.logs;
+                self.finish_report(release, stage, attempt, &spec.name, logs, report)
             }
             Err(failure) => TaskOutcome::Failed(failure.to_string()),
         };
         (outcome, invocation.logs)
+    }
+
+    /// A task's report as stored: its secret outputs masked in its log and sealed, never kept
+    /// in clear.
+    pub(super) fn finish_report(
+        &self,
+        release: &Release,
+        stage: &str,
+        attempt: u32,
+        task: &str,
+        logs: &mut [LogLine],
+        mut report: crate::types::TaskReport,
+    ) -> TaskOutcome {
+        crate::secrets::mask_own_outputs(logs, &report.outputs);
+        let sealed =
+            self.keys
+                .seal_outputs(&release.name, stage, attempt, task, &mut report.outputs);
+        match sealed {
+            Ok(()) => TaskOutcome::Succeeded {
+                warnings: report.warnings,
+                outputs: report.outputs,
+            },
+            Err(e) => TaskOutcome::Failed(format!(
+                "the task ran, but its secret outputs could not be stored: {e}"
+            )),
+        }
     }
 }
 
@@ -344,7 +354,7 @@ impl Engine {
 }
 
 /// What a task or gate is told about where it runs.
-fn context(release: &Release, stage: &str, attempt: u32, workspace: bool) -> Context {
+pub(super) fn context(release: &Release, stage: &str, attempt: u32, workspace: bool) -> Context {
     Context {
         pipeline: release.pipeline.clone(),
         release: release.name.clone(),
@@ -437,7 +447,7 @@ pub(super) fn source_call(
 
 /// What a source's `fetch` is given for a version: its `pin` (a digest naming exactly the bytes
 /// listed when the release was created) if the source recorded one, else its id.
-fn fetch_as(version: &Version) -> &str {
+pub(super) fn fetch_as(version: &Version) -> &str {
     version
         .metadata
         .iter()

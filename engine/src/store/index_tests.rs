@@ -69,6 +69,7 @@ pub(super) fn attempt(number: u32, state: StageState, at: u64) -> Attempt {
         frozen: None,
         break_glass: None,
         out_of_order: None,
+        lease: None,
     }
 }
 

@@ -74,7 +74,7 @@ pub struct Context {
 }
 
 /// What a task or gate is given.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TaskInput {
     /// The plugin's configuration as JSON text.
     pub config: String,

@@ -5,7 +5,9 @@
 //! wraps wasmtime; `plugin/` converts these to and from the generated bindings.
 
 pub mod boundary;
+pub mod demand;
 pub mod grants;
+pub mod job;
 pub mod limits;
 pub mod name;
 pub mod sealed;
@@ -15,6 +17,7 @@ pub use boundary::{
     Artifact, Context, Failure, Health, Invocation, Level, LogEvent, LogLine, PluginError, Source,
     TaskInput, TaskReport, Variable, Version,
 };
+pub use demand::{Capabilities, Demand};
 pub use grants::{Access, DirGrant, GrantError, Grants};
 pub use limits::{
     LimitExceeded, LimitKind, Limits, MAX_DURATION, format_bytes, millis, parse_bytes,

@@ -249,6 +249,7 @@ fn new_attempt(release: &mut Release, i: usize, state: StageState, now: u64) {
                 outputs: Vec::new(),
                 messages: Vec::new(),
                 starts: 0,
+                agent: None,
             })
             .collect(),
         approvals: Vec::new(),
@@ -262,6 +263,7 @@ fn new_attempt(release: &mut Release, i: usize, state: StageState, now: u64) {
         frozen: None,
         break_glass: None,
         out_of_order: None,
+        lease: None,
     };
     release.stages[i].attempts.push(attempt);
 }

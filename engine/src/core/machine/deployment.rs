@@ -13,12 +13,16 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
     match event {
         Event::Prepared { stage, attempt } => {
             let i = stage_index(release, &stage)?;
+            let pooled = release.plan.stages[i].pool.is_some();
             let attempt = attempt_no(release, i, attempt, "prepare")?;
-            if attempt.state != StageState::InProgress || attempt.prepared {
+            // On an agent, only the agent holding the lease prepares.
+            let unleased = pooled && attempt.held_lease().is_none();
+            if attempt.state != StageState::InProgress || attempt.prepared || unleased {
                 return Err(wrong(release, i, "finish preparing"));
             }
             attempt.prepared = true;
-            run_next(release, i, 0, now, effects);
+            let from = first_pending(attempt);
+            run_next(release, i, from, now, effects);
             Ok(())
         }
         Event::PrepareFailed {
@@ -28,6 +32,8 @@ pub(super) fn on(release: &mut Release, event: Event, now: u64, effects: &mut Ve
         } => {
             let i = stage_index(release, &stage)?;
             let attempt = attempt_no(release, i, attempt, "prepare")?;
+            // On an agent too, with or without a lease: the engine fails a job it cannot
+            // resolve before any agent takes it.
             if attempt.state != StageState::InProgress || attempt.prepared {
                 return Err(wrong(release, i, "fail preparing"));
             }
@@ -158,16 +164,34 @@ fn cancel(release: &mut Release, i: usize, now: u64, effects: &mut Vec<Effect>) 
     }
 }
 
-/// Runs task `from` of stage `i`, or ends the deployment when there is none.
-fn run_next(release: &mut Release, i: usize, from: usize, now: u64, effects: &mut Vec<Effect>) {
+/// The first task not run yet: 0, unless a lost agent's job went back to the queue after some.
+pub(super) fn first_pending(attempt: &Attempt) -> usize {
+    attempt
+        .tasks
+        .iter()
+        .position(|t| t.state == TaskState::Pending)
+        .unwrap_or(attempt.tasks.len())
+}
+
+/// Runs task `from` of stage `i` (on the agent holding the job's lease, if one does), or ends
+/// the deployment when there is none.
+pub(super) fn run_next(
+    release: &mut Release,
+    i: usize,
+    from: usize,
+    now: u64,
+    effects: &mut Vec<Effect>,
+) {
     let stage = release.stages[i].name.clone();
     let attempt = release.stages[i]
         .attempts
         .last_mut()
         .expect("a started stage has an attempt");
     if from < attempt.tasks.len() {
+        let agent = attempt.held_lease().map(|l| l.agent.clone());
         attempt.tasks[from].state = TaskState::Running;
         attempt.tasks[from].starts += 1;
+        attempt.tasks[from].agent = agent;
         effects.push(Effect::RunTask {
             stage,
             attempt: attempt.number,

@@ -45,6 +45,13 @@
 //! in-progress, task i running          TaskFinished failed                -> failed (continue-on-error: go on, partially)
 //! in-progress, task i running          TaskInterrupted                    -> failed "interrupted by engine restart"
 //! in-progress, task i running          TaskRestarted (idempotent)         -> in-progress         RunTask(i) (started again)
+//! in-progress, a pool, no lease held   Assigned (agent A: lease, epoch+1) -> in-progress         [artifacts: the Prepare in
+//!                                                                            flight goes on, on A]
+//!                                                                         -> in-progress         RunTask(first pending)
+//!                                                                            [nothing to fetch: prepared, on A]
+//! in-progress, lease held (epoch e)    AgentLost e, no task or idempotent -> in-progress         Prepare (queued again;
+//!                                                                            the task pending again)
+//! in-progress, lease held (epoch e)    AgentLost e, task not idempotent   -> failed "agent A lost"
 //! queued | scheduled | awaiting-approval | evaluating-gates | in-progress
 //!                                      Cancel                             -> canceled            CancelTasks
 //!
@@ -73,6 +80,7 @@
 //! nothing is left in flight, finishes the release. Anything else is an [`InvalidTransition`].
 
 mod admission;
+mod agents;
 pub(super) mod approval;
 mod deployment;
 mod gates;
@@ -237,6 +245,9 @@ fn step(release: &mut Release, event: Event, now: u64, effects: &mut Vec<Effect>
         | Event::Rollback { .. }
         | Event::Admit { .. }
         | Event::Supersede { .. } => admission::on(release, event, now, effects),
+        Event::Assigned { .. } | Event::AgentLost { .. } => {
+            agents::on(release, event, now, effects)
+        }
         Event::Prepared { .. }
         | Event::PrepareFailed { .. }
         | Event::TaskFinished { .. }

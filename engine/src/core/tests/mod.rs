@@ -7,6 +7,7 @@ use super::*;
 use crate::types::Variable;
 
 mod admission;
+mod agents;
 mod approvals;
 mod bounds;
 mod deployment;

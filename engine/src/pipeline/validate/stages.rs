@@ -66,8 +66,37 @@ impl Validator<'_> {
             queue,
             pre_gates,
             post_gates,
-            demands: raw.demands.clone(),
+            pool: raw.pool.as_ref().map(|pool| {
+                self.check_name("pool name", pool);
+                pool.get_ref().clone()
+            }),
+            demands: self.demands(raw),
         }
+    }
+
+    /// The stage's `demands`, each `name` or `name=value`; only a stage with a `pool` runs on
+    /// an agent, so demands without one would be ignored: refused instead.
+    fn demands(&mut self, raw: &RawStage) -> Vec<String> {
+        for demand in &raw.demands {
+            if let Err(e) = crate::types::Demand::parse(demand.get_ref()) {
+                self.error(
+                    Some(demand.span()),
+                    format!("invalid demand: {e}"),
+                    Some("write a capability's name (`docker`) or name=value (`region=eu`)"),
+                );
+            }
+        }
+        if let (Some(first), None) = (raw.demands.first(), &raw.pool) {
+            self.error(
+                Some(first.span()),
+                format!(
+                    "stage `{}` has demands but no pool: only agents meet demands",
+                    raw.name.get_ref()
+                ),
+                Some("add `pool = \"NAME\"` (a pool of `sluice.toml`), or remove `demands`"),
+            );
+        }
+        raw.demands.iter().map(|d| d.get_ref().clone()).collect()
     }
 
     pub(super) fn after_stages(

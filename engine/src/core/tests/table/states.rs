@@ -45,6 +45,31 @@ after = ["qa"]
 schedule = { cron = "0 9 * * *", time-zone = "Europe/Berlin" }
 "#;
 
+/// Two tasks on an agent of pool `eu` (the first idempotent when `idempotent`).
+fn pooled(idempotent: bool) -> Release {
+    let pipeline = TWO_TASKS.replace("name = \"dev\"", "name = \"dev\"\npool = \"eu\"");
+    let pipeline = if idempotent {
+        pipeline.replacen(
+            "plugin = \"copy\"",
+            "plugin = \"copy\"\nidempotent = true",
+            1,
+        )
+    } else {
+        pipeline
+    };
+    let mut r = release(&pipeline);
+    then(&mut r, Event::Created, NOW);
+    r
+}
+
+fn assigned(r: &Release) -> Event {
+    Event::Assigned {
+        stage: first(r),
+        attempt: attempt(r),
+        agent: "a1".into(),
+    }
+}
+
 /// Builds a fixture: the release, and the time events reach it.
 type Build = fn() -> (Release, u64);
 
@@ -191,6 +216,25 @@ pub(super) const FIXTURES: &[(&str, Build)] = &[
         deploy_ok(&mut r, "prod", 1);
         (r, at("2026-11-21T11:00:00Z"))
     }),
+    ("pooled-queued", || (pooled(false), NOW)),
+    ("pooled-running", || {
+        let mut r = pooled(false);
+        let e = assigned(&r);
+        then(&mut r, e, NOW);
+        (r, NOW)
+    }),
+    ("pooled-running-idempotent", || {
+        let mut r = pooled(true);
+        let e = assigned(&r);
+        then(&mut r, e, NOW);
+        (r, NOW)
+    }),
+    ("pooled-lost", || {
+        let (mut r, now) = fixture("pooled-running-idempotent");
+        let e = lost(&r);
+        then(&mut r, e, now);
+        (r, now)
+    }),
     ("abandoned", || {
         let (mut r, now) = fixture("preparing");
         then(&mut r, Event::Abandon, now);
@@ -254,6 +298,16 @@ fn task(r: &Release, outcome: TaskOutcome) -> Event {
         attempt: attempt(r),
         task: running(r),
         outcome,
+    }
+}
+
+/// The agent holding the first stage's lease (epoch 1 if none) is lost.
+fn lost(r: &Release) -> Event {
+    let lease = r.stages[0].attempts.last().and_then(|a| a.lease.as_ref());
+    Event::AgentLost {
+        stage: first(r),
+        attempt: attempt(r),
+        epoch: lease.map_or(1, |l| l.epoch),
     }
 }
 
@@ -368,6 +422,8 @@ pub(super) const EVENTS: &[(&str, Make)] = &[
     }),
     ("cancel", |r, _| Event::Cancel { stage: first(r) }),
     ("abandon", |_, _| Event::Abandon),
+    ("assigned", |r, _| assigned(r)),
+    ("agent-lost", |r, _| lost(r)),
     ("gates-healthy", |r, _| gates(r, true)),
     ("gates-unhealthy", |r, _| gates(r, false)),
     ("rollback", |r, _| Event::Rollback {
