@@ -20,10 +20,14 @@ use super::App;
 use super::error::ApiError;
 use super::limit::ClientKey;
 use crate::core::Authority;
+use crate::service::agents::AgentToken;
 use crate::service::{Role, User, hash_token};
 
 /// Any authenticated user.
 pub(super) struct Auth(pub(super) User);
+
+/// An agent's token (the agent routes only; a user token gets 403 there).
+pub(super) struct AgentAuth(pub(super) AgentToken);
 
 /// A user with the releaser role.
 pub(super) struct Releaser(pub(super) User);
@@ -64,6 +68,8 @@ pub(super) fn approval_authority(
 pub(super) enum Caller {
     /// A valid token: its user.
     User(User),
+    /// A valid agent token: the pools it may join.
+    Agent(AgentToken),
     /// No credentials.
     Anonymous,
     /// An `Authorization` header that is not `Bearer <token>`.
@@ -111,9 +117,13 @@ impl Caller {
         let Some(token) = value.to_str().ok().and_then(bearer_token) else {
             return Self::Malformed;
         };
-        match app.service.user(&hash_token(token)) {
+        let hash = hash_token(token);
+        match app.service.user(&hash) {
             Some(user) => Self::User(user),
-            None => Self::InvalidToken,
+            None => match app.service.agent_token(&hash) {
+                Some(agent) => Self::Agent(agent),
+                None => Self::InvalidToken,
+            },
         }
     }
 
@@ -160,6 +170,7 @@ impl Caller {
     pub(super) fn who(&self) -> &str {
         match self {
             Self::User(user) => &user.name,
+            Self::Agent(_) => "agent token",
             Self::Anonymous | Self::Malformed | Self::Duplicate => "anonymous",
             Self::InvalidToken => "invalid token",
             Self::Throttled { .. } => "unchecked credentials",
@@ -191,6 +202,11 @@ impl FromRequestParts<Arc<App>> for Auth {
         };
         match caller {
             Caller::User(user) => Ok(Auth(user)),
+            Caller::Agent(_) => Err(refused(
+                StatusCode::FORBIDDEN,
+                "an agent token reaches only the agent routes (/api/v1/agent/...)".into(),
+                false,
+            )),
             Caller::Anonymous => Err(refused(
                 StatusCode::UNAUTHORIZED,
                 "no credentials: send `Authorization: Bearer <token>`".into(),
@@ -221,6 +237,34 @@ impl FromRequestParts<Arc<App>> for Auth {
                     .insert(header::RETRY_AFTER, HeaderValue::from(wait));
                 Err(response)
             }
+        }
+    }
+}
+
+impl FromRequestParts<Arc<App>> for AgentAuth {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
+        let caller = match parts.extensions.get::<Caller>() {
+            Some(caller) => caller.clone(),
+            None => Caller::of(app, &parts.headers),
+        };
+        match caller {
+            Caller::Agent(token) => Ok(Self(token)),
+            Caller::User(user) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} is a user: user tokens do not reach the agent routes; an agent joins \
+                     with an agent token of its pool",
+                    user.name
+                ),
+            )
+            .into_response()),
+            // Every other caller is refused as `Auth` refuses it (401, 400, 429).
+            _ => match Auth::from_request_parts(parts, app).await {
+                Err(refused) => Err(refused),
+                Ok(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "not an agent").into_response()),
+            },
         }
     }
 }

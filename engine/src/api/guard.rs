@@ -46,6 +46,7 @@ pub(super) async fn guard(
     let caller = Caller::checked(&app, request.headers(), &peer);
     let key = match &caller {
         Caller::User(user) => ClientKey::User(user.name.clone()),
+        Caller::Agent(token) => ClientKey::User(format!("agent-token:{}", &token.hash[..16])),
         _ => ClientKey::Peer(peer.clone()),
     };
     let (method, path) = (request.method().clone(), shown_path(request.uri().path()));

@@ -73,7 +73,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 
 use crate::service::Service;
-use routes::{approvals, audit, logs, ops, pipelines, quarantine, releases};
+use routes::{agents, approvals, audit, logs, ops, pipelines, quarantine, releases};
 
 pub use client::CLIENT_TIMEOUT;
 pub use conn::REFUSING;
@@ -138,6 +138,16 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/approvals/{id}/reject", post(approvals::reject))
         .route("/approvals/{id}/reassign", post(approvals::reassign))
         .route("/audit", get(audit::audit))
+        .route("/agents", get(agents::list))
+        .route("/agents/{name}/disable", post(agents::disable))
+        .route("/agents/{name}/enable", post(agents::enable))
+        .route("/agent/jobs/next", post(agents::next))
+        .route("/agent/jobs/{id}/step", post(agents::step))
+        .route("/agent/jobs/{id}/prepared", post(agents::prepared))
+        .route("/agent/jobs/{id}/tasks/{index}", post(agents::task))
+        .route("/agent/jobs/{id}/tasks/{index}/log", post(agents::log))
+        .route("/agent/renew", post(agents::renew))
+        .route("/agent/plugins/{digest}", get(agents::plugin))
         .route("/quarantine", get(quarantine::quarantine))
         .route("/openapi.json", get(ops::openapi));
     Router::new()

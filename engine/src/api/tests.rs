@@ -62,6 +62,7 @@ pub(super) fn service(limits: ApiLimits, shop: bool) -> (tempfile::TempDir, Arc<
         limits,
         plugin_files: Default::default(),
         registries: Default::default(),
+        pools: Default::default(),
     };
     let service = Service::start(config).unwrap();
     (dir, service)

@@ -182,3 +182,33 @@ fn check_worlds(
         Err(PipelineError { diagnostics })
     }
 }
+
+/// Checks that every stage's `pool` is one of `known` (the service's `[[pools]]`): a job for a
+/// pool no agent can join would wait forever.
+pub fn check_pools(loaded: &Loaded, known: &[String]) -> Result<(), PipelineError> {
+    let diagnostics: Vec<Diagnostic> = (loaded.plan.stages.iter())
+        .filter_map(|stage| {
+            let pool = stage.pool.as_ref().filter(|p| !known.contains(p))?;
+            let listed = if known.is_empty() {
+                "the service declares no pools".to_owned()
+            } else {
+                format!("its pools are: {}", known.join(", "))
+            };
+            Some(Diagnostic {
+                message: format!(
+                    "stage `{}` runs on pool `{pool}`, which the service does not know",
+                    stage.name
+                ),
+                at: loaded.locations.pools.get(&stage.name).cloned(),
+                help: Some(format!(
+                    "{listed}; declare it under [[pools]] in sluice.toml, or remove `pool` to run the stage on the server"
+                )),
+            })
+        })
+        .collect();
+    if diagnostics.is_empty() {
+        Ok(())
+    } else {
+        Err(PipelineError { diagnostics })
+    }
+}

@@ -180,7 +180,7 @@ impl PluginHost {
     }
 
     /// The verified bytes of blob `digest` in the store, if it is there.
-    fn kept_bytes(&self, digest: &Digest, origin: &str) -> Result<Option<Vec<u8>>, LoadError> {
+    pub fn kept_bytes(&self, digest: &Digest, origin: &str) -> Result<Option<Vec<u8>>, LoadError> {
         let Some(kept) = &self.kept else {
             return Ok(None);
         };

@@ -13,12 +13,14 @@ use sha2::{Digest as _, Sha256};
 use crate::types::Name;
 
 mod limits;
+mod pools;
 mod registries;
 mod streams;
 mod timeouts;
 
 pub use limits::ApiLimits;
 use limits::RawLimits;
+pub use pools::Pools;
 
 /// What a user may do. Roles add up; `admin` may do everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -69,6 +71,8 @@ pub struct ServiceConfig {
     pub plugin_files: PluginFiles,
     /// `[[registries]]`: where `oci://` plugins may be pulled from (none by default).
     pub registries: crate::registry::Registries,
+    /// `[[pools]]` and `[agents]`: the agent pools, their tokens, the lease timing.
+    pub pools: Pools,
 }
 
 /// Plugin files in service mode: only under the pipelines directory or `plugin-dirs`, at most
@@ -120,6 +124,10 @@ struct RawConfig {
     plugin_dirs: Vec<PathBuf>,
     #[serde(default)]
     registries: Vec<registries::RawRegistry>,
+    #[serde(default)]
+    pools: Vec<pools::RawPool>,
+    #[serde(default)]
+    agents: pools::RawAgents,
 }
 
 #[derive(Deserialize)]
@@ -253,6 +261,7 @@ impl ServiceConfig {
                 problems.push(format!("{at}: has the same token as {}", other.name));
             }
         }
+        let pools = pools::read(&raw.pools, &raw.agents, &tokens, &shown, &mut problems);
         if !problems.is_empty() {
             return Err(problems.join("\n"));
         }
@@ -268,6 +277,7 @@ impl ServiceConfig {
                 cache_max_bytes: plugin_limits.cache,
             },
             registries,
+            pools,
         })
     }
 }

@@ -27,9 +27,17 @@ pub struct Histogram {
     pub sum: f64,
 }
 
+/// Upper bounds of the dispatch latency histogram's buckets, in seconds.
+pub const DISPATCH_BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
+
 impl Histogram {
     fn observe(&mut self, seconds: f64) {
-        for (bound, count) in BUCKETS.iter().zip(&mut self.buckets) {
+        self.observe_in(&BUCKETS, seconds);
+    }
+
+    /// Counts one observation of `seconds` in the buckets `bounds`.
+    pub(super) fn observe_in(&mut self, bounds: &[f64; BUCKETS.len()], seconds: f64) {
+        for (bound, count) in bounds.iter().zip(&mut self.buckets) {
             if seconds <= *bound {
                 *count += 1;
             }

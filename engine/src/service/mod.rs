@@ -3,6 +3,7 @@
 //! index of pending approvals kept current by the engine's commits (`approvals`); it speaks no
 //! HTTP: `api` translates requests into the calls here.
 
+pub mod agents;
 mod approvals;
 pub mod config;
 mod drain;
@@ -49,6 +50,8 @@ pub struct Service {
     health_checks: AtomicU64,
     pipelines: RwLock<BTreeMap<String, Pipeline>>,
     pending: Arc<PendingIndex>,
+    /// The agents and the jobs they run.
+    agents: Arc<agents::Agents>,
     live: Arc<live::LiveLogs>,
     times: Arc<metrics::TaskTimes>,
     changed: Arc<tokio::sync::watch::Sender<u64>>,
@@ -92,15 +95,29 @@ impl Service {
         })?;
         let engine = Arc::new(Engine::new(store, Arc::new(host), config.data_dir.clone()));
         let host = at.elapsed();
+        let pending = Arc::new(PendingIndex::default());
+        let live: Arc<live::LiveLogs> = Arc::default();
+        let times: Arc<metrics::TaskTimes> = Arc::default();
+        let changed = Arc::new(tokio::sync::watch::Sender::new(0));
+        let watch = Arc::new(live::Watch {
+            pending: pending.clone(),
+            live: live.clone(),
+            times: times.clone(),
+            changed: changed.clone(),
+        });
+        let agents = agents::Agents::new(config.pools.clone(), watch.clone());
+        agents.attach(&engine);
+        engine.dispatch_to(agents.clone());
         let service = Arc::new(Self {
             engine,
             users: RwLock::new(Arc::new(config.tokens.clone())),
             health_checks: AtomicU64::new(0),
             pipelines: RwLock::new(BTreeMap::new()),
-            pending: Arc::new(PendingIndex::default()),
-            live: Arc::default(),
-            times: Arc::default(),
-            changed: Arc::new(tokio::sync::watch::Sender::new(0)),
+            pending,
+            agents,
+            live,
+            times,
+            changed,
             ready: AtomicBool::new(true),
             recovered: tokio::sync::watch::Sender::new(false),
             stopping: tokio::sync::watch::Sender::new(false),
@@ -127,15 +144,7 @@ impl Service {
         let at = std::time::Instant::now();
         let recovery = service
             .engine
-            .serve(
-                Arc::new(Pending),
-                Arc::new(live::Watch {
-                    pending: service.pending.clone(),
-                    live: service.live.clone(),
-                    times: service.times.clone(),
-                    changed: service.changed.clone(),
-                }),
-            )
+            .serve(Arc::new(Pending), watch)
             .map_err(StartError::Resume)?;
         let resume = at.elapsed();
         triggers::spawn(&service);
@@ -160,6 +169,16 @@ impl Service {
     pub async fn recovered(&self) {
         let mut recovered = self.recovered.subscribe();
         let _ = recovered.wait_for(|r| *r).await;
+    }
+
+    /// The plugin host.
+    pub fn host(&self) -> &Arc<PluginHost> {
+        self.engine.host()
+    }
+
+    /// The agents and their jobs.
+    pub fn agents(&self) -> &agents::Agents {
+        &self.agents
     }
 
     /// The configuration.
@@ -235,6 +254,18 @@ impl Service {
     /// The user whose token has this sha256 (see [`hash_token`]), as the users are now.
     pub fn user(&self, token_hash: &str) -> Option<User> {
         self.users().get(token_hash).cloned()
+    }
+
+    /// The agent token whose sha256 this is, with the pools it may join.
+    pub fn agent_token(&self, token_hash: &str) -> Option<agents::AgentToken> {
+        self.config
+            .pools
+            .tokens
+            .get(token_hash)
+            .map(|pools| agents::AgentToken {
+                hash: token_hash.to_owned(),
+                pools: pools.clone(),
+            })
     }
 
     /// The user of this name, if one is configured now.

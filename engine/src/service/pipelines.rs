@@ -157,6 +157,7 @@ impl Service {
             // digest (resolved once; no registry needed to restart), a new one is pulled.
             let known = self.stored_pins(&loaded.plan.name);
             let checked = pipeline::check_grants(&loaded, &self.config.data_dir)
+                .and_then(|()| pipeline::check_pools(&loaded, &self.config.pools.names))
                 .and_then(|()| self.pin(&mut loaded, &known))
                 .and_then(|pins| {
                     pipeline::outline_plugins(&loaded, self.engine.host())?;
@@ -244,6 +245,7 @@ impl Service {
             )));
         }
         pipeline::check_grants(&loaded, &self.config.data_dir).map_err(ServiceError::Pipeline)?;
+        pipeline::check_pools(&loaded, &self.config.pools.names).map_err(ServiceError::Pipeline)?;
         let pins = self
             .pin(&mut loaded, &Default::default())
             .map_err(ServiceError::Pipeline)?;

@@ -45,6 +45,7 @@ impl Local {
             limits,
             plugin_files: Default::default(),
             registries: Default::default(),
+            pools: Default::default(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

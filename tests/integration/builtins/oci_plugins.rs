@@ -267,6 +267,7 @@ fn the_service_pins_from_listed_registries_only() {
             ..Default::default()
         },
         registries,
+        pools: Default::default(),
     };
     let start = |registries: Registries, data: &str, max_size: u64| {
         let runtime = tokio::runtime::Runtime::new().unwrap();

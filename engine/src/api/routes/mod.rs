@@ -1,6 +1,7 @@
 //! The handlers, a file per resource, and the one request type two of them share: a time to
 //! deploy at (`at` of a deploy, `defer-until` of an approval; see `api/time.rs`).
 
+pub(super) mod agents;
 pub(super) mod approvals;
 pub(super) mod audit;
 pub(super) mod logs;

@@ -56,6 +56,8 @@ pub struct Locations {
     pub tasks: HashMap<(String, usize), Location>,
     /// (stage, gate name) -> the gate's `plugin`.
     pub gates: HashMap<(String, String), Location>,
+    /// Stage -> its `pool`.
+    pub pools: HashMap<String, Location>,
 }
 
 pub(crate) struct Validator<'a> {

@@ -68,6 +68,8 @@ impl Validator<'_> {
             post_gates,
             pool: raw.pool.as_ref().map(|pool| {
                 self.check_name("pool name", pool);
+                let at = self.location(pool.span());
+                self.locations.pools.insert(raw.name.get_ref().clone(), at);
                 pool.get_ref().clone()
             }),
             demands: self.demands(raw),
