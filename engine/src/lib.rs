@@ -2,6 +2,7 @@
 //! WebAssembly component. See `ARCHITECTURE.md` for the map of the code.
 
 // utoipa's `#[utoipa::path(params(..))]` expands to paths the lint calls over-qualified.
+pub mod agent;
 #[allow(unused_qualifications)]
 pub mod api;
 pub mod builtin;

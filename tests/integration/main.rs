@@ -2,6 +2,7 @@
 //! area. The plugins under test were compiled by `engine/build.rs`; their paths arrive as
 //! `SLUICE_PLUGIN_*` environment variables.
 
+mod agents;
 mod authoring;
 mod builtins;
 mod cli;

@@ -17,6 +17,7 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Client {
     base: String,
     token: Option<String>,
+    timeout: Duration,
     http: Hyper<HttpConnector, Full<Bytes>>,
 }
 
@@ -63,8 +64,15 @@ impl Client {
         Ok(Self {
             base,
             token,
+            timeout: CLIENT_TIMEOUT,
             http: Hyper::builder(TokioExecutor::new()).build_http(),
         })
+    }
+
+    /// The same client, waiting `timeout` for each answer (a long poll's, say).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Sends one request; `headers` are added as given.
@@ -115,9 +123,10 @@ impl Client {
                 body,
             })
         };
-        tokio::time::timeout(CLIENT_TIMEOUT, call)
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, call)
             .await
-            .map_err(|_| format!("{} did not answer within {CLIENT_TIMEOUT:?}", self.base))?
+            .map_err(|_| format!("{} did not answer within {timeout:?}", self.base))?
     }
 
     /// GET.

@@ -35,6 +35,9 @@ pub struct ReleaseView<'a> {
 struct StageView<'a> {
     name: &'a str,
     state: StageState,
+    /// Why its job waits for an agent (a stage with a pool, in progress, not taken yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiting: Option<String>,
     #[schema(value_type = Vec<Attempt>)]
     attempts: Cow<'a, [Attempt]>,
 }
@@ -81,11 +84,22 @@ impl<'a> ReleaseView<'a> {
                 .map(|s| StageView {
                     name: &s.name,
                     state: s.state(),
+                    waiting: None,
                     attempts: shown(&s.attempts),
                 })
                 .collect(),
             approvals: approvals_of(release).collect(),
         }
+    }
+
+    /// The same, saying why each stage in `waiting` (stage, reason) waits for an agent.
+    pub fn waiting(mut self, waiting: Vec<(String, String)>) -> Self {
+        for (stage, why) in waiting {
+            if let Some(view) = self.stages.iter_mut().find(|s| s.name == stage) {
+                view.waiting = Some(why);
+            }
+        }
+        self
     }
 }
 

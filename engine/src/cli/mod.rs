@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agent;
 mod approve;
 mod args;
 mod client;
@@ -141,6 +142,11 @@ enum Command {
     Plugin(plugin::PluginCommand),
     /// Run the service: the HTTP API, releases driven until they end, approvals from anywhere.
     Serve(serve::ServeArgs),
+    /// Run deployments for a server from this machine: an agent of one of its pools.
+    Agent(agent::AgentArgs),
+    /// The agents of a server: list, disable, enable.
+    #[command(subcommand)]
+    Agents(agent::AgentsCommand),
     /// Make API tokens for sluice.toml.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -275,6 +281,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         } => remote::break_glass(&release, &stage, &justification, &server),
         Command::Plugin(command) => plugin::run(command),
         Command::Serve(args) => serve::serve(args),
+        Command::Agent(args) => agent::agent(args),
+        Command::Agents(command) => agent::agents(command),
         Command::Token(command) => token::token(command),
         Command::Release(command) => remote::release(command),
         Command::Approvals(command) => remote::approvals(command),

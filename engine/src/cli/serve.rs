@@ -202,7 +202,7 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-async fn terminated() {
+pub(super) async fn terminated() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -15,7 +15,7 @@ mod validate;
 use std::path::Path;
 
 pub use error::{Diagnostic, Location, PipelineError};
-pub use fence::{Fence, check_grants};
+pub use fence::{Fence, check_grants, real};
 pub use plan::*;
 pub use settable::{NotSettable, RESERVED_PREFIX};
 pub use validate::{BUILTIN_VARIABLES, Locations, references};

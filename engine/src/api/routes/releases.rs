@@ -146,7 +146,8 @@ pub(in crate::api) async fn get_release(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let release = app.service.release(&id)?;
-    Ok(Json(ReleaseView::of(&release)).into_response())
+    let waiting = app.service.agents().waiting(&release.name);
+    Ok(Json(ReleaseView::of(&release).waiting(waiting)).into_response())
 }
 
 /// The body of a deploy, cancel or abandon: nothing (or `{}`).

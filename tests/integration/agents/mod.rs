@@ -1,0 +1,119 @@
+//! Agents as real processes on 127.0.0.1: `sluice serve` with pools, `sluice agent`s with
+//! their capabilities and offered directories; dispatch by demand, why a job waits, grants an
+//! agent refuses, the walls between agent and user tokens.
+
+mod dispatch;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::support::process::{lines, wait_line};
+use crate::support::{Api, Spawned, TESTKIT, service_toml, token};
+
+/// The agent token of pool `eu-prod`.
+pub fn agent_token() -> String {
+    token("agent-eu")
+}
+
+/// A served Sluice with pool `eu-prod` and pipelines from `pipelines` (name, text).
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    pub out: PathBuf,
+    pub server: Spawned,
+    pub api: Api,
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl Site {
+    pub fn start(pipelines: &[(&str, String)], agents: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let shelf = dir.path().join("pipelines");
+        std::fs::create_dir_all(&shelf).unwrap();
+        std::fs::copy(TESTKIT, shelf.join("kit.wasm")).unwrap();
+        for (name, text) in pipelines {
+            let text = text.replace("OUT", &out.display().to_string());
+            std::fs::write(shelf.join(format!("{name}.toml")), text).unwrap();
+        }
+        let toml = format!(
+            "{}\n[[pools]]\nname = \"eu-prod\"\ntokens-env = [\"SLUICE_AGENT_EU\"]\n[agents]\n{agents}\n",
+            service_toml(r#"token-env = "SLUICE_RITA""#)
+        );
+        std::fs::write(dir.path().join("sluice.toml"), toml).unwrap();
+        // SAFETY of the environment: `serve` passes it to the child; this test sets only a
+        // variable of its own naming, the same value every time.
+        let (server, base, lines) = serve_env(dir.path());
+        let api = Api {
+            runtime: tokio::runtime::Runtime::new().unwrap(),
+            base,
+        };
+        api.until_ready(&lines);
+        Self {
+            dir,
+            out,
+            server,
+            api,
+            lines,
+        }
+    }
+
+    /// Starts `sluice agent` NAME with `flags`, once it asks for jobs.
+    pub fn agent(&self, name: &str, flags: &[&str]) -> Agent {
+        let work = self.dir.path().join(format!("agent-{name}"));
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command
+            .args(["agent", "--server", &self.api.base, "--name", name, "--pool", "eu-prod"])
+            .arg("--work-dir")
+            .arg(&work)
+            .args(flags)
+            .env("SLUICE_AGENT_TOKEN", agent_token())
+            .env("SLUICE_LOG", "info,wasmtime_wasi_http=error")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = Spawned(command.spawn().unwrap());
+        let said = lines(child.stderr.take().unwrap());
+        wait_line(&said, "asking");
+        Agent {
+            child,
+            lines: said,
+            work,
+        }
+    }
+
+    /// Creates a release of `pipeline` as rita; its name.
+    pub fn release(&self, pipeline: &str) -> String {
+        let reply = self.api.call(
+            "rita",
+            "POST",
+            &format!("/api/v1/pipelines/{pipeline}/releases"),
+            Some(serde_json::json!({})),
+        );
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        reply.json()["name"].as_str().unwrap().to_owned()
+    }
+}
+
+/// `sluice serve` on `dir`, with the agent token in its environment.
+fn serve_env(dir: &Path) -> (Spawned, String, mpsc::Receiver<String>) {
+    crate::support::process::serve_with(dir, None, &[("SLUICE_AGENT_EU", &agent_token())])
+}
+
+/// A `sluice agent` process.
+pub struct Agent {
+    pub child: Spawned,
+    pub lines: mpsc::Receiver<String>,
+    pub work: PathBuf,
+}
+
+/// Polls `ready` (every 20 ms, at most 30 s) until it holds; panics naming `what`. For
+/// conditions no commit announces (an agent coming online, why a job waits).
+pub fn until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
