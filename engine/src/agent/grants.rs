@@ -95,9 +95,8 @@ impl Allowed {
             grants = grants.host(host.clone()).map_err(|e| e.to_string())?;
         }
         if let Some(access) = call.workspace {
-            std::fs::create_dir_all(workspace).map_err(|e| {
-                format!("cannot create workspace {}: {e}", workspace.display())
-            })?;
+            std::fs::create_dir_all(workspace)
+                .map_err(|e| format!("cannot create workspace {}: {e}", workspace.display()))?;
             grants = grants
                 .dir(workspace, "/workspace".to_owned(), access)
                 .map_err(|e| e.to_string())?;

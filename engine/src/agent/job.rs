@@ -77,13 +77,19 @@ impl<'a> Running<'a> {
                 return Ended::Dropped("the server dropped it".into());
             }
             let fence = serde_json::to_value(self.fence()).expect("a fence is JSON");
-            let reply = match self.agent.call("POST", &self.path("/step"), &fence, &self.dropped).await {
+            let reply = match self
+                .agent
+                .call("POST", &self.path("/step"), &fence, &self.dropped)
+                .await
+            {
                 Ok(reply) => reply,
                 Err(ended) => return ended,
             };
             let step: Step = match serde_json::from_slice(&reply.body) {
                 Ok(step) => step,
-                Err(e) => return Ended::Dropped(format!("the server sent a step I cannot read: {e}")),
+                Err(e) => {
+                    return Ended::Dropped(format!("the server sent a step I cannot read: {e}"));
+                }
             };
             let ended = match step {
                 Step::Wait => continue,
@@ -127,7 +133,11 @@ impl<'a> Running<'a> {
                 .map_err(|e| format!("cannot create {}: {e}", into.display()))?;
             let mut grants = self.agent.allowed.grants(&source.grants, &self.workspace)?;
             grants = grants
-                .dir(&into, "/artifact".to_owned(), crate::types::Access::ReadWrite)
+                .dir(
+                    &into,
+                    "/artifact".to_owned(),
+                    crate::types::Access::ReadWrite,
+                )
                 .map_err(|e| e.to_string())?;
             let sandbox = Sandbox {
                 grants,
@@ -136,7 +146,13 @@ impl<'a> Running<'a> {
                 sink: None,
             };
             let fetched = (self.agent.host)
-                .fetch(&plugin, sandbox, &source.config, &source.fetch_as, "/artifact")
+                .fetch(
+                    &plugin,
+                    sandbox,
+                    &source.config,
+                    &source.fetch_as,
+                    "/artifact",
+                )
                 .await;
             fetched.result.map_err(|f| {
                 format!(
@@ -186,7 +202,10 @@ impl<'a> Running<'a> {
                 mask: call.mask.clone(),
                 sink: Some(Arc::new(move |event| {
                     if let LogEvent::Line(line) = event {
-                        sink_lines.lock().unwrap_or_else(|e| e.into_inner()).push(line.clone());
+                        sink_lines
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(line.clone());
                     }
                 })),
             };
@@ -200,7 +219,7 @@ impl<'a> Running<'a> {
                 tokio::select! {
                     invocation = &mut run => break invocation,
                     // Canceled, or lost to another agent: the call stops here.
-                    _ = dropped.wait_for(|d| *d) => {
+                    () = until_dropped(&mut dropped) => {
                         return Err("stopped: the server dropped the job".to_owned());
                     }
                     _ = ship.tick() => {
@@ -218,7 +237,10 @@ impl<'a> Running<'a> {
         }
         .await;
         let (outcome, logs): (Result<TaskReport, String>, Vec<LogLine>) = match outcome {
-            Ok(invocation) => (invocation.result.map_err(|f| f.to_string()), invocation.logs),
+            Ok(invocation) => (
+                invocation.result.map_err(|f| f.to_string()),
+                invocation.logs,
+            ),
             Err(why) => (Err(why), Vec::new()),
         };
         let report = TaskReported {
@@ -282,6 +304,13 @@ fn accepted(reply: &Reply) -> Option<Ended> {
             reply.status,
             why(reply)
         ))),
+    }
+}
+
+/// Resolves once the job is dropped (never, if its switch is gone).
+async fn until_dropped(dropped: &mut watch::Receiver<bool>) {
+    if dropped.wait_for(|d| *d).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

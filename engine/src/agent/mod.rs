@@ -53,7 +53,11 @@ pub fn system_capabilities() -> Capabilities {
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "unknown".into());
-    let hostname: String = hostname.chars().filter(|c| c.is_ascii_graphic()).take(128).collect();
+    let hostname: String = hostname
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(128)
+        .collect();
     [
         ("os", std::env::consts::OS.to_owned()),
         ("arch", std::env::consts::ARCH.to_owned()),
@@ -77,7 +81,7 @@ pub struct Agent {
     /// The jobs it holds (id -> epoch) and the switch that drops each.
     held: Mutex<BTreeMap<String, (u64, watch::Sender<bool>)>>,
     /// The shortest renewal period of a job held (the server's `agents.renew`).
-    renew: Mutex<Duration>,
+    renew: watch::Sender<Duration>,
 }
 
 /// Exponential backoff with jitter, 100 ms to 5 s.
@@ -121,7 +125,7 @@ impl Agent {
             poll_client,
             host,
             held: Mutex::default(),
-            renew: Mutex::new(Duration::from_secs(10)),
+            renew: watch::Sender::new(Duration::from_secs(10)),
             config,
         }))
     }
@@ -162,7 +166,13 @@ impl Agent {
                 pool: self.config.pool.clone(),
                 capabilities: self.config.capabilities.clone(),
                 max_jobs: self.config.max_jobs,
-                running: self.held.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect(),
+                running: self
+                    .held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .keys()
+                    .cloned()
+                    .collect(),
             };
             let body = serde_json::to_value(&hello).expect("JSON");
             let asked = tokio::select! {
@@ -188,7 +198,11 @@ impl Agent {
                     ));
                 }
                 _ => {
-                    tracing::warn!("asking for a job: {} {}; retrying", reply.status, job::why(&reply));
+                    tracing::warn!(
+                        "asking for a job: {} {}; retrying",
+                        reply.status,
+                        job::why(&reply)
+                    );
                     backoff.wait().await;
                     continue;
                 }
@@ -206,20 +220,29 @@ impl Agent {
         let id = job.id.clone();
         tracing::info!(job = %id, epoch = job.epoch, "took job");
         let (drop_tx, dropped) = watch::channel(false);
-        {
-            let mut renew = self.renew.lock().unwrap_or_else(|e| e.into_inner());
-            *renew = (*renew).min(Duration::from_millis(job.renew_ms.max(100)));
-        }
+        let period = Duration::from_millis(job.renew_ms.max(100));
+        self.renew.send_if_modified(|renew| {
+            let shorter = period < *renew;
+            *renew = (*renew).min(period);
+            shorter
+        });
         self.held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.clone(), (job.epoch, drop_tx));
         let workspace = self.workspace(&id);
         let ended = match &workspace {
-            Ok(workspace) => Running::new(self, job, workspace.clone(), dropped).run().await,
+            Ok(workspace) => {
+                Running::new(self, job, workspace.clone(), dropped)
+                    .run()
+                    .await
+            }
             Err(why) => Ended::Dropped(why.clone()),
         };
-        self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         if let Ok(workspace) = workspace {
             let _ = std::fs::remove_dir_all(workspace);
         }
@@ -238,19 +261,27 @@ impl Agent {
             .collect::<Result<Vec<Name>, _>>()
             .map_err(|e| format!("job id `{}`: {e}", crate::types::escape(id)))?;
         if names.len() != 3 {
-            return Err(format!("job id `{}` is not RELEASE.STAGE.ATTEMPT", crate::types::escape(id)));
+            return Err(format!(
+                "job id `{}` is not RELEASE.STAGE.ATTEMPT",
+                crate::types::escape(id)
+            ));
         }
         Ok(self.config.work_dir.join("jobs").join(id))
     }
 
     /// Renews the leases of every job held, every renewal period; drops what the server says.
     async fn renewals(self: Arc<Self>) {
+        let mut period = self.renew.subscribe();
         loop {
-            let every = *self.renew.lock().unwrap_or_else(|e| e.into_inner());
-            tokio::time::sleep(every).await;
-            let jobs: BTreeMap<String, u64> = (self.held.lock().unwrap_or_else(|e| e.into_inner()).iter())
-                .map(|(id, (epoch, _))| (id.clone(), *epoch))
-                .collect();
+            let every = *period.borrow_and_update();
+            // A job with a shorter period than the one slept on wakes the loop at once.
+            if tokio::time::timeout(every, period.changed()).await.is_ok() {
+                continue;
+            }
+            let jobs: BTreeMap<String, u64> =
+                (self.held.lock().unwrap_or_else(|e| e.into_inner()).iter())
+                    .map(|(id, (epoch, _))| (id.clone(), *epoch))
+                    .collect();
             if jobs.is_empty() {
                 continue;
             }
@@ -270,7 +301,9 @@ impl Agent {
                         }
                     }
                 }
-                Ok(reply) => tracing::warn!("renewing leases: {} {}", reply.status, job::why(&reply)),
+                Ok(reply) => {
+                    tracing::warn!("renewing leases: {} {}", reply.status, job::why(&reply))
+                }
                 Err(e) => tracing::warn!("renewing leases: {e}"),
             }
         }
@@ -278,7 +311,9 @@ impl Agent {
 
     /// A plugin by digest, from the cache or the server.
     async fn plugin(&self, call: &PluginCall) -> Result<Arc<Plugin>, String> {
-        self.plugins.load(call, &self.client, &self.config.name).await
+        self.plugins
+            .load(call, &self.client, &self.config.name)
+            .await
     }
 
     /// One request about a job, retried with backoff while the server is away or busy, until
@@ -297,11 +332,19 @@ impl Agent {
             if *dropped.borrow() {
                 return Err(Ended::Dropped("the server dropped it".into()));
             }
-            let client = if path.ends_with("/step") { &self.poll_client } else { &self.client };
+            let client = if path.ends_with("/step") {
+                &self.poll_client
+            } else {
+                &self.client
+            };
             match client.send(method, path, Some(bytes.clone()), &[]).await {
                 Ok(reply) if matches!(reply.status, 200 | 422) => return Ok(reply),
                 Ok(reply) if matches!(reply.status, 400 | 403 | 404 | 409) => {
-                    return Err(Ended::Dropped(format!("{} {}", reply.status, job::why(&reply))));
+                    return Err(Ended::Dropped(format!(
+                        "{} {}",
+                        reply.status,
+                        job::why(&reply)
+                    )));
                 }
                 Ok(reply) => {
                     tracing::debug!("{path}: {} {}; retrying", reply.status, job::why(&reply));

@@ -33,7 +33,10 @@ impl Plugins {
         agent: &str,
     ) -> Result<Arc<Plugin>, String> {
         let digest = Digest::parse(&call.digest).ok_or_else(|| {
-            format!("plugin `{}`: `{}` is not a digest", call.reference, call.digest)
+            format!(
+                "plugin `{}`: `{}` is not a digest",
+                call.reference, call.digest
+            )
         })?;
         let path = self.dir.join(digest.hex());
         if let Ok(bytes) = std::fs::read(&path) {

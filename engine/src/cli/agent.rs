@@ -60,7 +60,9 @@ pub(super) fn agent(args: AgentArgs) -> anyhow::Result<Exit> {
     let mut capabilities = system_capabilities();
     for given in &args.capabilities {
         let (key, value) = parse_pair(given).map_err(|e| anyhow::anyhow!("--capability: {e}"))?;
-        if capabilities.contains_key(&key) && ["os", "arch", "hostname", "sluice"].contains(&key.as_str()) {
+        if capabilities.contains_key(&key)
+            && ["os", "arch", "hostname", "sluice"].contains(&key.as_str())
+        {
             bail!("--capability {key}: the agent reports `{key}` itself");
         }
         capabilities.insert(key, value.unwrap_or_default());
@@ -125,30 +127,57 @@ pub(super) fn agents(command: AgentsCommand) -> anyhow::Result<Exit> {
             (server, value)
         }
         AgentsCommand::Disable { name, server } => {
-            let value = client::call(&server, "POST", &format!("/api/v1/agents/{name}/disable"), None)?;
+            let value = client::call(
+                &server,
+                "POST",
+                &format!("/api/v1/agents/{name}/disable"),
+                None,
+            )?;
             (server, value)
         }
         AgentsCommand::Enable { name, server } => {
-            let value = client::call(&server, "POST", &format!("/api/v1/agents/{name}/enable"), None)?;
+            let value = client::call(
+                &server,
+                "POST",
+                &format!("/api/v1/agents/{name}/enable"),
+                None,
+            )?;
             (server, value)
         }
     };
     client::print(&server, &value, |value| {
-        let rows = value.as_array().cloned().unwrap_or_else(|| vec![value.clone()]);
-        println!("{:<20} {:<14} {:<8} {:<9} {}", "NAME", "POOL", "ONLINE", "DISABLED", "JOBS / CAPABILITIES");
+        let rows = value
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| vec![value.clone()]);
+        println!(
+            "{:<20} {:<14} {:<8} {:<9} {}",
+            "NAME", "POOL", "ONLINE", "DISABLED", "JOBS / CAPABILITIES"
+        );
         for agent in rows {
             let caps: Vec<String> = agent["capabilities"]
                 .as_object()
-                .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect()
+                })
                 .unwrap_or_default();
-            let jobs: Vec<&str> = agent["jobs"].as_array().map(|j| j.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let jobs: Vec<&str> = agent["jobs"]
+                .as_array()
+                .map(|j| j.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             println!(
                 "{:<20} {:<14} {:<8} {:<9} {} / {}",
                 sluice::types::escape(agent["name"].as_str().unwrap_or("")),
                 agent["pool"].as_str().unwrap_or(""),
                 agent["online"].as_bool().unwrap_or(false),
                 agent["disabled"].as_bool().unwrap_or(false),
-                if jobs.is_empty() { "-".to_owned() } else { jobs.join(",") },
+                if jobs.is_empty() {
+                    "-".to_owned()
+                } else {
+                    jobs.join(",")
+                },
                 sluice::types::escape(&caps.join(" ")),
             );
         }

@@ -59,18 +59,35 @@ fn a_job_waits_for_an_agent_that_meets_its_demands_and_runs_there() {
         &format!("/api/v1/releases/{release}/stages/prod/attempts/1/tasks/ship/log"),
         None,
     );
-    assert!(log.text().contains(&format!("appended {release}")), "{}", log.text());
-    let audit = site.api.get("vic", &format!("/api/v1/audit?release={release}"));
+    assert!(
+        log.text().contains(&format!("appended {release}")),
+        "{}",
+        log.text()
+    );
+    let audit = site
+        .api
+        .get("vic", &format!("/api/v1/audit?release={release}"));
     let trail = audit.to_string();
-    assert!(trail.contains("prod: attempt 1 assigned to agent a2 (lease epoch 1)"), "{trail}");
-    assert!(trail.contains("agent:a2"), "the task's end is the agent's: {trail}");
+    assert!(
+        trail.contains("prod: attempt 1 assigned to agent a2 (lease epoch 1)"),
+        "{trail}"
+    );
+    assert!(
+        trail.contains("agent:a2"),
+        "the task's end is the agent's: {trail}"
+    );
 
     // A grant outside what the agent offers fails the task, naming the flag; nothing written.
     let refused = site.release("escape");
     site.api.wait_stage(&refused, "prod", "failed");
     let attempt = &stage(&site, &refused)["attempts"][0];
-    let why = attempt["tasks"][0]["messages"][0].as_str().unwrap_or_default();
-    assert!(why.contains("outside this agent's --allow-dir"), "{attempt:#}");
+    let why = attempt["tasks"][0]["messages"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        why.contains("outside this agent's --allow-dir"),
+        "{attempt:#}"
+    );
     assert!(!site.dir.path().join("elsewhere").exists());
 }
 
@@ -80,7 +97,10 @@ fn agent_tokens_reach_only_agent_routes_and_user_tokens_never_do() {
     let agent = sluice::api::client::Client::new(&site.api.base, Some(agent_token())).unwrap();
     let as_agent = |method: &str, path: &str| {
         let body = (method == "POST").then(|| b"{}".to_vec());
-        site.api.runtime.block_on(agent.send(method, path, body, &[])).unwrap()
+        site.api
+            .runtime
+            .block_on(agent.send(method, path, body, &[]))
+            .unwrap()
     };
     for (method, path) in [
         ("GET", "/api/v1/releases"),
@@ -90,13 +110,23 @@ fn agent_tokens_reach_only_agent_routes_and_user_tokens_never_do() {
     ] {
         let reply = as_agent(method, path);
         assert_eq!(reply.status, 403, "{method} {path}: {}", reply.text());
-        assert!(reply.text().contains("agent token reaches only the agent routes"));
+        assert!(
+            reply
+                .text()
+                .contains("agent token reaches only the agent routes")
+        );
     }
     let hello = json!({"agent": "a1", "pool": "eu-prod", "capabilities": {}, "max-jobs": 1});
     for who in ["rita", "vic"] {
-        let reply = site.api.call(who, "POST", "/api/v1/agent/jobs/next", Some(hello.clone()));
+        let reply = site
+            .api
+            .call(who, "POST", "/api/v1/agent/jobs/next", Some(hello.clone()));
         assert_eq!(reply.status, 403, "{who}: {}", reply.text());
-        assert!(reply.text().contains("user tokens do not reach the agent routes"));
+        assert!(
+            reply
+                .text()
+                .contains("user tokens do not reach the agent routes")
+        );
     }
     // An agent token may join only its pools, and may not fetch what no job of it runs.
     let other = json!({"agent": "a1", "pool": "us", "capabilities": {}, "max-jobs": 1});
@@ -127,5 +157,11 @@ fn agent_tokens_reach_only_agent_routes_and_user_tokens_never_do() {
         ))
         .unwrap();
     assert_eq!(reply.status, 422, "{}", reply.text());
-    assert!(reply.text().contains("runs on pool `mars`, which the service does not know"), "{}", reply.text());
+    assert!(
+        reply
+            .text()
+            .contains("runs on pool `mars`, which the service does not know"),
+        "{}",
+        reply.text()
+    );
 }

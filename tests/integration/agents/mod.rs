@@ -3,6 +3,7 @@
 //! agent refuses, the walls between agent and user tokens.
 
 mod dispatch;
+mod loss;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -64,7 +65,15 @@ impl Site {
         let work = self.dir.path().join(format!("agent-{name}"));
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
         command
-            .args(["agent", "--server", &self.api.base, "--name", name, "--pool", "eu-prod"])
+            .args([
+                "agent",
+                "--server",
+                &self.api.base,
+                "--name",
+                name,
+                "--pool",
+                "eu-prod",
+            ])
             .arg("--work-dir")
             .arg(&work)
             .args(flags)
