@@ -30,6 +30,16 @@ pub(super) enum Ended {
     Dropped(String),
 }
 
+/// What the server said to a batch of log lines.
+enum Shipped {
+    /// It holds this many lines of the task's log.
+    Held(u64),
+    /// The job is not this agent's (any more).
+    Refused(String),
+    /// No answer (yet): try again.
+    Unanswered,
+}
+
 /// A job being run, and what it did last.
 pub(super) struct Running<'a> {
     pub(super) agent: &'a Agent,
@@ -176,7 +186,9 @@ impl<'a> Running<'a> {
         let body = serde_json::to_value(report).expect("JSON");
         let path = self.path(&format!("/tasks/{index}"));
         loop {
-            self.flush(index, logs).await;
+            if let Some(ended) = self.flush(index, logs).await {
+                return Some(ended);
+            }
             let reply = match self.agent.call("POST", &path, &body, &self.dropped).await {
                 Ok(reply) => reply,
                 Err(ended) => return Some(ended),
@@ -227,8 +239,10 @@ impl<'a> Running<'a> {
                             let held = lines.lock().unwrap_or_else(|e| e.into_inner());
                             held.get(sent as usize..).unwrap_or_default().to_vec()
                         };
-                        if !batch.is_empty() {
-                            sent = self.ship(index, sent, batch).await.unwrap_or(sent);
+                        if !batch.is_empty()
+                            && let Shipped::Held(n) = self.ship(index, sent, batch).await
+                        {
+                            sent = n;
                         }
                     }
                 }
@@ -252,7 +266,7 @@ impl<'a> Running<'a> {
     }
 
     /// Sends lines `from..` of the log; the server's count of lines held, if it answered.
-    async fn ship(&self, index: usize, from: u64, lines: Vec<LogLine>) -> Option<u64> {
+    async fn ship(&self, index: usize, from: u64, lines: Vec<LogLine>) -> Shipped {
         let batch = LogBatch {
             fence: self.fence(),
             offset: from,
@@ -260,29 +274,38 @@ impl<'a> Running<'a> {
         };
         let body = serde_json::to_value(&batch).expect("JSON");
         let path = self.path(&format!("/tasks/{index}/log"));
-        let reply = self.agent.client.post(&path, &body).await.ok()?;
-        (reply.status == 200)
-            .then(|| serde_json::from_slice::<LogAck>(&reply.body).ok())
-            .flatten()
-            .map(|ack| ack.lines)
+        match self.agent.client.post(&path, &body).await {
+            Ok(reply) if reply.status == 200 => serde_json::from_slice::<LogAck>(&reply.body)
+                .map_or(Shipped::Unanswered, |ack| Shipped::Held(ack.lines)),
+            Ok(reply) if matches!(reply.status, 400 | 403 | 404 | 409) => {
+                Shipped::Refused(format!("{} {}", reply.status, why(&reply)))
+            }
+            _ => Shipped::Unanswered,
+        }
     }
 
-    /// Sends the whole log until the server holds every line (from where it says it is).
-    async fn flush(&self, index: usize, logs: &[LogLine]) {
+    /// Sends the whole log until the server holds every line (from where it says it is); a
+    /// refusal (the job is not ours any more) or a drop ends the job.
+    async fn flush(&self, index: usize, logs: &[LogLine]) -> Option<Ended> {
         if logs.is_empty() {
-            return; // the server holds no line of a task before its report either
+            return None; // the server holds no line of a task before its report either
         }
         let mut backoff = super::Backoff::default();
         let mut held = 0u64;
         for _ in 0..50 {
+            if *self.dropped.borrow() {
+                return Some(Ended::Dropped("the server dropped it".into()));
+            }
             let rest = logs.get(held as usize..).unwrap_or_default();
             let chunk = rest.iter().take(512).cloned().collect();
             match self.ship(index, held, chunk).await {
-                Some(n) if n as usize >= logs.len() => return,
-                Some(n) if n != held => held = n,
+                Shipped::Held(n) if n as usize >= logs.len() => return None,
+                Shipped::Held(n) if n != held => held = n,
+                Shipped::Refused(why) => return Some(Ended::Dropped(why)),
                 _ => backoff.wait().await,
             }
         }
+        None
     }
 
     /// Sends a report until the server answers it: done, go on, or drop the job.

@@ -154,6 +154,19 @@ impl Agent {
         result
     }
 
+    /// Who this agent is and what it holds, as it asks for jobs and renews leases.
+    fn hello(&self) -> Hello {
+        Hello {
+            agent: self.config.name.clone(),
+            pool: self.config.pool.clone(),
+            capabilities: self.config.capabilities.clone(),
+            max_jobs: self.config.max_jobs,
+            running: (self.held.lock().unwrap_or_else(|e| e.into_inner()).keys())
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// One job at a time: ask, run, again, until stopped.
     async fn slot(self: &Arc<Self>, mut stop: watch::Receiver<bool>) -> Result<(), String> {
         let mut backoff = Backoff::default();
@@ -161,20 +174,7 @@ impl Agent {
             if *stop.borrow() {
                 return Ok(());
             }
-            let hello = Hello {
-                agent: self.config.name.clone(),
-                pool: self.config.pool.clone(),
-                capabilities: self.config.capabilities.clone(),
-                max_jobs: self.config.max_jobs,
-                running: self
-                    .held
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .keys()
-                    .cloned()
-                    .collect(),
-            };
-            let body = serde_json::to_value(&hello).expect("JSON");
+            let body = serde_json::to_value(self.hello()).expect("JSON");
             let asked = tokio::select! {
                 reply = self.poll_client.post("/api/v1/agent/jobs/next", &body) => reply,
                 _ = stop.wait_for(|s| *s) => return Ok(()),
@@ -286,7 +286,7 @@ impl Agent {
                 continue;
             }
             let renew = Renew {
-                agent: self.config.name.clone(),
+                hello: self.hello(),
                 jobs,
             };
             let body = serde_json::to_value(&renew).expect("JSON");

@@ -55,6 +55,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
             ServiceError::BadRequest(m) => Self::bad_request(m),
             ServiceError::Invalid(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+            ServiceError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, m),
             ServiceError::Pipeline(p) => {
                 let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "the pipeline is invalid");
                 e.body.diagnostics = Some(p.diagnostics.iter().map(ToString::to_string).collect());

@@ -156,6 +156,19 @@ async fn reload_users(path: PathBuf, service: Arc<Service>, mut hangup: Option<H
     }
 }
 
+/// A listener on `address`, with `SO_REUSEADDR`: a server started again at once (after a
+/// crash, say) gets its port back although the connections of the one before linger in
+/// TIME_WAIT, so agents and clients that retry find it where it was.
+fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match address {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)
+}
+
 /// Runs the service until SIGTERM or Ctrl-C: then it stops taking requests, lets running
 /// tasks finish (up to `limits.shutdown-grace`), and exits 0.
 pub(super) fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
@@ -169,9 +182,8 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     fit_connections(&mut config);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener =
+            listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
         let grace = config.limits.shutdown_grace;
         let service = Service::start(config)?;
         let address = listener.local_addr()?;

@@ -32,6 +32,10 @@ pub enum ServiceError {
     /// a name, a release-time variable that is not settable.
     #[error("{0}")]
     BadRequest(String),
+    /// Not now: try again shortly (503), as an agent that has not re-joined a restarted
+    /// server does until its renewal re-joins it.
+    #[error("{0}")]
+    Unavailable(String),
     /// A pipeline is invalid (422), with every diagnostic.
     #[error("{0}")]
     Pipeline(PipelineError),

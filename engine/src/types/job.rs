@@ -218,8 +218,8 @@ pub struct Accepted {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Renew {
-    /// The agent.
-    pub agent: String,
+    /// The agent, as it asks for jobs: a server started again re-joins it from this.
+    pub hello: Hello,
     /// Its jobs and their epochs.
     pub jobs: BTreeMap<String, u64>,
 }

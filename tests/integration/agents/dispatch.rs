@@ -5,6 +5,7 @@
 use serde_json::json;
 
 use super::{Site, agent_token, until};
+use crate::support::process::wait_line;
 
 const DEPLOY: &str = r#"
 version = 1
@@ -41,7 +42,7 @@ fn a_job_waits_for_an_agent_that_meets_its_demands_and_runs_there() {
         stage(&site, &release)["waiting"]
             == "no free online agent in pool eu-prod meets region=eu; online: a1 (region=us)"
     });
-    let _eu = site.agent("a2", &["--capability", "region=eu", "--allow-dir", &out]);
+    let eu = site.agent("a2", &["--capability", "region=eu", "--allow-dir", &out]);
     site.api.wait_stage(&release, "prod", "succeeded");
     let prod = stage(&site, &release);
     let attempt = &prod["attempts"][0];
@@ -76,6 +77,21 @@ fn a_job_waits_for_an_agent_that_meets_its_demands_and_runs_there() {
         trail.contains("agent:a2"),
         "the task's end is the agent's: {trail}"
     );
+
+    // A cached component tampered with on the agent's disk is refused (discarded, fetched
+    // again by digest): the next job runs the genuine one.
+    let cache = eu.work.join("plugins/sha256");
+    let cached: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().collect();
+    assert_eq!(cached.len(), 1, "the kit, cached once");
+    let genuine = std::fs::read(cached[0].path()).unwrap();
+    std::fs::write(cached[0].path(), b"\0asm tampered").unwrap();
+    let again = site.release("deploy");
+    site.api.wait_stage(&again, "prod", "succeeded");
+    wait_line(
+        &eu.lines,
+        "does not match its digest: discarded, fetched again",
+    );
+    assert_eq!(std::fs::read(cached[0].path()).unwrap(), genuine);
 
     // A grant outside what the agent offers fails the task, naming the flag; nothing written.
     let refused = site.release("escape");

@@ -25,8 +25,8 @@ grants.dirs = [{{ host = "OUT", guest = "/out", access = "rw" }}]
     )
 }
 
-/// A short lease: lost after 3 x 200 ms without a renewal.
-const FAST: &str = "renew = \"200ms\"";
+/// A short lease: lost after 3 x 500 ms without a renewal.
+const FAST: &str = "renew = \"500ms\"";
 
 fn runs(site: &Site) -> Vec<String> {
     std::fs::read_to_string(site.out.join("runs"))

@@ -4,6 +4,7 @@
 
 mod dispatch;
 mod loss;
+mod restart;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;

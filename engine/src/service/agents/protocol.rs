@@ -51,7 +51,19 @@ impl Agents {
                 guard.0.seen(agent);
                 Ok(())
             }
-            _ => Err(ServiceError::Forbidden(format!(
+            Some(_) => Err(ServiceError::Forbidden(format!(
+                "agent {} joined with another token",
+                crate::types::escape(agent)
+            ))),
+            // Holding a lease stored before this server started: its next renewal re-joins it.
+            None if (guard.1.entries.values())
+                .any(|e| matches!(&e.held, Held::Leased { agent: a, .. } if a == agent)) =>
+            {
+                Err(ServiceError::Unavailable(format!(
+                    "agent {agent} has not joined since this server started: renew first"
+                )))
+            }
+            None => Err(ServiceError::Forbidden(format!(
                 "agent {} has not joined with this token: ask for a job first",
                 crate::types::escape(agent)
             ))),
@@ -406,19 +418,20 @@ impl Agents {
     /// The agent is alive with these jobs: each lease it still holds is extended; the rest
     /// (canceled, lost, over, unknown) it should drop.
     pub fn renew(&self, token: &AgentToken, renew: Renew) -> Result<Renewed, ServiceError> {
-        self.claim(token, &renew.agent)?;
+        self.join(token, &renew.hello)?;
+        let agent = &renew.hello.agent;
         let lease = self.lease();
         let mut guard = self.lock();
         let jobs = &mut guard.1;
         let mut drop = Vec::new();
         for (id, epoch) in &renew.jobs {
             let cancel = jobs.entries.get(id).is_some_and(|e| {
-                e.leased_to(&renew.agent, *epoch) && matches!(e.step, Some(Step::Cancel))
+                e.leased_to(agent, *epoch) && matches!(e.step, Some(Step::Cancel))
             });
             if cancel {
                 jobs.entries.remove(id);
                 drop.push(id.clone());
-            } else if !jobs.renew(id, &renew.agent, *epoch, lease) {
+            } else if !jobs.renew(id, agent, *epoch, lease) {
                 drop.push(id.clone());
             }
         }
