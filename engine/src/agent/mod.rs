@@ -31,6 +31,8 @@ use job::{Ended, Running};
 pub struct AgentConfig {
     /// The server, `http://` or `https://`.
     pub server: String,
+    /// `--ca-file`: the CA its certificate is checked against (else the web's roots).
+    pub ca_file: Option<PathBuf>,
     /// The agent token.
     pub token: String,
     /// The agent's name.
@@ -113,7 +115,18 @@ impl Agent {
                 return Err(format!("--allow-dir {}: not a directory", dir.display()));
             }
         }
-        let client = Client::new(&config.server, Some(config.token.clone()))?;
+        let client = Client::trusting(
+            &config.server,
+            Some(config.token.clone()),
+            config.ca_file.as_deref(),
+        )?;
+        if client.plain_off_loopback() {
+            tracing::warn!(
+                "{} is plain HTTP to another machine: the agent token and the secrets jobs \
+                 carry cross the network in the clear; serve over TLS and give https://",
+                config.server
+            );
+        }
         let poll_client = client.clone().with_timeout(Duration::from_secs(90));
         let host = PluginHost::new(HostConfig::in_data_dir(&config.work_dir))
             .map_err(|e| format!("the plugin host: {e}"))?;

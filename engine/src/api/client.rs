@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::Request;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as Hyper;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -18,7 +19,7 @@ pub struct Client {
     base: String,
     token: Option<String>,
     timeout: Duration,
-    http: Hyper<HttpConnector, Full<Bytes>>,
+    http: Hyper<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 /// A response.
@@ -53,20 +54,50 @@ impl Reply {
 }
 
 impl Client {
-    /// A client of the server at `server` (`http://host:port`), authenticating with `token`.
+    /// A client of the server at `server` (`http://host:port`, or `https://` trusting the
+    /// web's roots), authenticating with `token`.
     pub fn new(server: &str, token: Option<String>) -> Result<Self, String> {
+        Self::trusting(server, token, None)
+    }
+
+    /// As [`Client::new`], an `https://` server's certificate checked against the CA
+    /// certificates of `ca_file` (PEM) instead of the web's roots.
+    pub fn trusting(
+        server: &str,
+        token: Option<String>,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, String> {
         let base = server.trim_end_matches('/').to_owned();
-        if !base.starts_with("http://") {
+        if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(format!(
-                "server `{server}`: give an http:// address, e.g. http://127.0.0.1:8080 (put TLS in front of the service)"
+                "server `{server}`: give an http:// or https:// address, e.g. http://127.0.0.1:8080"
             ));
         }
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(super::tls::client_config(ca_file)?)
+            .https_or_http()
+            .enable_http1()
+            .build();
         Ok(Self {
             base,
             token,
             timeout: CLIENT_TIMEOUT,
-            http: Hyper::builder(TokioExecutor::new()).build_http(),
+            http: Hyper::builder(TokioExecutor::new()).build(connector),
         })
+    }
+
+    /// Whether this client speaks plain HTTP to another machine (tokens in the clear).
+    pub fn plain_off_loopback(&self) -> bool {
+        let Some(rest) = self.base.strip_prefix("http://") else {
+            return false;
+        };
+        let host = rest.split('/').next().unwrap_or_default();
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        !(host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()))
     }
 
     /// The same client, waiting `timeout` for each answer (a long poll's, say).
@@ -99,11 +130,13 @@ impl Client {
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| format!("bad request: {e}"))?;
         let call = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| format!("cannot reach {}: {e}", self.base))?;
+            let response = self.http.request(request).await.map_err(|e| {
+                format!(
+                    "cannot reach {}: {}",
+                    self.base,
+                    super::outbound::with_sources(&e)
+                )
+            })?;
             let status = response.status().as_u16();
             let headers = response
                 .headers()
@@ -168,7 +201,13 @@ impl Client {
                     self.base
                 ))
             })?
-            .map_err(|e| Err(format!("cannot reach {}: {e}", self.base)))?;
+            .map_err(|e| {
+                Err(format!(
+                    "cannot reach {}: {}",
+                    self.base,
+                    super::outbound::with_sources(&e)
+                ))
+            })?;
         let status = response.status().as_u16();
         if status != 200 {
             let headers = response

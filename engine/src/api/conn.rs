@@ -31,6 +31,7 @@ use tokio::time::Instant;
 
 use super::ApiError;
 use super::activity::{Activity, Served, Watched};
+use super::tls::ServerTls;
 
 /// The connection limits of `[limits]` in `sluice.toml`.
 #[derive(Debug, Clone, Copy)]
@@ -58,12 +59,13 @@ pub const REFUSING: usize = 16;
 /// accepts again, so that it neither spins nor gives up.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves `router` on `listener` within `limits` until `shutdown` completes; then stops
-/// accepting, lets the requests in flight finish, and returns.
+/// Serves `router` on `listener` (over TLS with `tls`) within `limits` until `shutdown`
+/// completes; then stops accepting, lets the requests in flight finish, and returns.
 pub(super) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnLimits,
+    tls: Option<ServerTls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let open = Arc::new(Semaphore::new(limits.connections.max(1)));
@@ -95,11 +97,17 @@ pub(super) async fn serve(
         match open.clone().try_acquire_owned() {
             Ok(permit) => {
                 let conn = Connection::new(router.clone(), peer, limits, stop.subscribe());
-                tokio::spawn(conn.run(stream, permit));
+                tokio::spawn(conn.run(stream, tls.clone(), permit));
             }
             Err(_) => match refusing.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    tokio::spawn(refuse(stream, limits, permit, stop.subscribe()));
+                    tokio::spawn(refuse(
+                        stream,
+                        tls.clone(),
+                        limits,
+                        permit,
+                        stop.subscribe(),
+                    ));
                 }
                 Err(_) => drop(stream),
             },
@@ -145,13 +153,28 @@ impl Connection {
         }
     }
 
-    /// Serves the connection until the client closes it, a deadline passes or the server
-    /// shuts down; `_permit` is its place under `limits.connections`.
-    async fn run(mut self, stream: TcpStream, _permit: OwnedSemaphorePermit) {
-        let io = TokioIo::new(Watched {
+    /// Serves the connection (after the TLS handshake, with `tls`) until the client closes
+    /// it, a deadline passes or the server shuts down; `_permit` is its place under
+    /// `limits.connections`.
+    async fn run(self, stream: TcpStream, tls: Option<ServerTls>, _permit: OwnedSemaphorePermit) {
+        let watched = Watched {
             stream,
             activity: self.activity.clone(),
-        });
+        };
+        match tls {
+            None => self.serve(TokioIo::new(watched)).await,
+            Some(tls) => {
+                if let Some(stream) = handshake(&tls, watched, self.limits, self.peer).await {
+                    self.serve(TokioIo::new(stream)).await;
+                }
+            }
+        }
+    }
+
+    async fn serve<I>(mut self, io: I)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
         let service = Served {
             router: TowerToHyperService::new(self.router.clone()),
             peer: self.peer,
@@ -192,14 +215,56 @@ impl Connection {
     }
 }
 
-/// Answers a connection past `limits.connections`: one JSON `503` with `Connection: close`,
-/// within the header timeout, then closes it.
+/// The TLS handshake of a connection, within the header timeout; `None` (logged) if it
+/// failed or took longer.
+async fn handshake<S>(
+    tls: &ServerTls,
+    stream: S,
+    limits: ConnLimits,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(limits.header, tls.acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake not done within limits.header-timeout");
+            None
+        }
+    }
+}
+
+/// Answers a connection past `limits.connections` (after the TLS handshake, with `tls`): one
+/// JSON `503` with `Connection: close`, within the header timeout, then closes it.
 async fn refuse(
     stream: TcpStream,
+    tls: Option<ServerTls>,
     limits: ConnLimits,
     _permit: OwnedSemaphorePermit,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
+    match tls {
+        None => answer_busy(TokioIo::new(stream), limits, stop).await,
+        Some(tls) => {
+            let peer = stream
+                .peer_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            if let Some(stream) = handshake(&tls, stream, limits, peer).await {
+                answer_busy(TokioIo::new(stream), limits, stop).await;
+            }
+        }
+    }
+}
+
+async fn answer_busy<I>(io: I, limits: ConnLimits, mut stop: watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let connections = limits.connections;
     let service = hyper::service::service_fn(move |_request: Request<Incoming>| async move {
         let mut response = ApiError::new(
@@ -223,7 +288,7 @@ async fn refuse(
         .max_headers(MAX_HEADERS)
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(limits.header);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = builder.serve_connection(io, service);
     tokio::select! {
         _ = tokio::time::timeout(limits.header * 2, conn) => {}
         _ = stop.wait_for(|stop| *stop) => {}

@@ -61,6 +61,7 @@ mod tests_order;
 #[cfg(test)]
 mod tests_streams;
 mod time;
+pub mod tls;
 mod views;
 
 use std::collections::HashMap;
@@ -169,6 +170,16 @@ pub async fn serve(
     service: Arc<Service>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_tls(listener, service, None, shutdown).await
+}
+
+/// As [`serve`], over TLS when `tls` is given.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    service: Arc<Service>,
+    tls: Option<tls::ServerTls>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let limits = &service.config().limits;
     let limits = conn::ConnLimits {
         header: limits.header_timeout,
@@ -176,5 +187,5 @@ pub async fn serve(
         connections: limits.connections,
         grace: limits.shutdown_grace,
     };
-    conn::serve(listener, router(service), limits, shutdown).await
+    conn::serve(listener, router(service), limits, tls, shutdown).await
 }

@@ -90,7 +90,7 @@ impl Outbound {
 }
 
 /// An error and its causes, `: `-separated (hyper's own says only "client error (Connect)").
-fn with_sources(error: &dyn std::error::Error) -> String {
+pub(super) fn with_sources(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

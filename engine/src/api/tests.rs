@@ -63,6 +63,7 @@ pub(super) fn service(limits: ApiLimits, shop: bool) -> (tempfile::TempDir, Arc<
         plugin_files: Default::default(),
         registries: Default::default(),
         pools: Default::default(),
+        tls: None,
     };
     let service = Service::start(config).unwrap();
     (dir, service)

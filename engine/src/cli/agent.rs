@@ -15,9 +15,12 @@ use sluice::types::demand::parse_pair;
 /// `sluice agent`'s flags.
 #[derive(Debug, Args)]
 pub(super) struct AgentArgs {
-    /// The Sluice server (`http://` on loopback only).
+    /// The Sluice server: `https://` (plain `http://` only on loopback: jobs carry secrets).
     #[arg(long, env = "SLUICE_SERVER")]
     server: String,
+    /// Trust this CA certificate (PEM) for the server's, instead of the web's roots.
+    #[arg(long, env = "SLUICE_CA_FILE", value_name = "PEM")]
+    ca_file: Option<PathBuf>,
     /// This agent's name, unique among the server's agents.
     #[arg(long)]
     name: String,
@@ -69,6 +72,7 @@ pub(super) fn agent(args: AgentArgs) -> anyhow::Result<Exit> {
     }
     let config = AgentConfig {
         server: args.server,
+        ca_file: args.ca_file,
         token,
         name: args.name,
         pool: args.pool,

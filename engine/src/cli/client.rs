@@ -15,6 +15,9 @@ pub(super) struct Server {
     server: String,
     #[command(flatten)]
     token: Token,
+    /// Trust this CA certificate (PEM) for an https:// server, instead of the web's roots.
+    #[arg(long, env = "SLUICE_CA_FILE", value_name = "PEM")]
+    ca_file: Option<std::path::PathBuf>,
     /// How to print results.
     #[arg(long, value_enum, default_value = "table")]
     pub(super) output: Output,
@@ -42,6 +45,9 @@ pub(super) struct Remote {
     server: Option<String>,
     #[command(flatten)]
     token: Token,
+    /// Trust this CA certificate (PEM) for an https:// server, instead of the web's roots.
+    #[arg(long, env = "SLUICE_CA_FILE", value_name = "PEM")]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 impl Remote {
@@ -50,6 +56,7 @@ impl Remote {
         Some(Server {
             server: self.server?,
             token: self.token,
+            ca_file: self.ca_file,
             output: Output::Table,
         })
     }
@@ -57,7 +64,12 @@ impl Remote {
 
 impl Server {
     pub(super) fn client(&self) -> anyhow::Result<Client> {
-        Client::new(&self.server, self.token.token.clone()).map_err(anyhow::Error::msg)
+        Client::trusting(
+            &self.server,
+            self.token.token.clone(),
+            self.ca_file.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)
     }
 }
 

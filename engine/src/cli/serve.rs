@@ -180,6 +180,13 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         config.data_dir = dir;
     }
     fit_connections(&mut config);
+    let tls = match &config.tls {
+        Some(files) => Some(
+            sluice::api::tls::ServerTls::load(&files.cert, &files.key)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?,
+        ),
+        None => None,
+    };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let listener =
@@ -187,8 +194,15 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         let grace = config.limits.shutdown_grace;
         let service = Service::start(config)?;
         let address = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        if tls.is_none()
+            && let Some(warning) = sluice::api::tls::plain_http_warning(address)
+        {
+            eprintln!("sluice: warning: {warning}");
+            tracing::warn!("{warning}");
+        }
         // Tests and scripts wait for this line.
-        eprintln!("sluice: serving on http://{address}");
+        eprintln!("sluice: serving on {scheme}://{address}");
         tracing::info!(%address, "serving");
         // Installed before anyone can send SIGHUP expecting a reload (not the default: exit).
         #[cfg(unix)]
@@ -198,7 +212,7 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         let hangup = None::<()>;
         tokio::spawn(reload_users(args.config.clone(), service.clone(), hangup));
         let stopping = service.clone();
-        sluice::api::serve(listener, service.clone(), async move {
+        sluice::api::serve_tls(listener, service.clone(), tls, async move {
             terminated().await;
             stopping.stop_taking_work();
             eprintln!("sluice: stopping: no new requests; letting running tasks finish");

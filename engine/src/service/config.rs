@@ -73,6 +73,18 @@ pub struct ServiceConfig {
     pub registries: crate::registry::Registries,
     /// `[[pools]]` and `[agents]`: the agent pools, their tokens, the lease timing.
     pub pools: Pools,
+    /// `tls`: serve HTTPS with this certificate and key (plain HTTP without).
+    pub tls: Option<TlsFiles>,
+}
+
+/// `tls = { cert = "...", key = "..." }`: PEM files, relative to `sluice.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The certificate chain, the server's own first.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
 }
 
 /// Plugin files in service mode: only under the pipelines directory or `plugin-dirs`, at most
@@ -128,6 +140,7 @@ struct RawConfig {
     pools: Vec<pools::RawPool>,
     #[serde(default)]
     agents: pools::RawAgents,
+    tls: Option<TlsFiles>,
 }
 
 #[derive(Deserialize)]
@@ -262,6 +275,21 @@ impl ServiceConfig {
             }
         }
         let pools = pools::read(&raw.pools, &raw.agents, &tokens, &shown, &mut problems);
+        let tls = raw.tls.map(|tls| TlsFiles {
+            cert: base.join(tls.cert),
+            key: base.join(tls.key),
+        });
+        for (key, file) in tls
+            .iter()
+            .flat_map(|t| [("cert", &t.cert), ("key", &t.key)])
+        {
+            if !file.is_file() {
+                problems.push(format!(
+                    "{shown}: tls.{key}: {} is not a file: give the PEM file's path (relative to sluice.toml)",
+                    file.display()
+                ));
+            }
+        }
         if !problems.is_empty() {
             return Err(problems.join("\n"));
         }
@@ -278,6 +306,7 @@ impl ServiceConfig {
             },
             registries,
             pools,
+            tls,
         })
     }
 }

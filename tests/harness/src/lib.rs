@@ -46,6 +46,7 @@ impl Local {
             plugin_files: Default::default(),
             registries: Default::default(),
             pools: Default::default(),
+            tls: None,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -5,6 +5,7 @@
 mod dispatch;
 mod loss;
 mod restart;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -29,6 +30,14 @@ pub struct Site {
 
 impl Site {
     pub fn start(pipelines: &[(&str, String)], agents: &str) -> Self {
+        let site = Self::start_with(pipelines, agents, "");
+        site.api.until_ready(&site.lines);
+        site
+    }
+
+    /// As [`Site::start`], with `top` (keys such as `tls = ...`) at the head of sluice.toml,
+    /// not waiting for it to be ready.
+    pub fn start_with(pipelines: &[(&str, String)], agents: &str, top: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
@@ -40,7 +49,7 @@ impl Site {
             std::fs::write(shelf.join(format!("{name}.toml")), text).unwrap();
         }
         let toml = format!(
-            "{}\n[[pools]]\nname = \"eu-prod\"\ntokens-env = [\"SLUICE_AGENT_EU\"]\n[agents]\n{agents}\n",
+            "{top}\n{}\n[[pools]]\nname = \"eu-prod\"\ntokens-env = [\"SLUICE_AGENT_EU\"]\n[agents]\n{agents}\n",
             service_toml(r#"token-env = "SLUICE_RITA""#)
         );
         std::fs::write(dir.path().join("sluice.toml"), toml).unwrap();
@@ -51,7 +60,6 @@ impl Site {
             runtime: tokio::runtime::Runtime::new().unwrap(),
             base,
         };
-        api.until_ready(&lines);
         Self {
             dir,
             out,

@@ -268,6 +268,7 @@ fn the_service_pins_from_listed_registries_only() {
         },
         registries,
         pools: Default::default(),
+        tls: None,
     };
     let start = |registries: Registries, data: &str, max_size: u64| {
         let runtime = tokio::runtime::Runtime::new().unwrap();

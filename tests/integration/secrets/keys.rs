@@ -90,6 +90,7 @@ async fn a_key_file_others_may_read_stops_the_service_from_starting() {
         plugin_files: Default::default(),
         registries: Default::default(),
         pools: Default::default(),
+        tls: None,
     };
     let Err(refused) = Service::start(config) else {
         panic!("the service started with a key file others may read");
