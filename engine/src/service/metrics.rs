@@ -92,10 +92,24 @@ impl TaskTimes {
     }
 }
 
+/// Appends histogram `name` in the text format.
+fn histogram(out: &mut String, name: &str, help: &str, bounds: &[f64], values: &Histogram) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
+    for (bound, n) in bounds.iter().zip(values.buckets) {
+        out.push_str(&format!("{name}_bucket{{le=\"{bound}\"}} {n}\n"));
+    }
+    out.push_str(&format!(
+        "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}\n",
+        count = values.count,
+        sum = values.sum
+    ));
+}
+
 impl super::Service {
     /// Every metric in the Prometheus text format (version 0.0.4): releases and stage
-    /// deployments by state, the queue's depth, task durations, pending approvals, the
-    /// releases being driven and the idempotency receipts stored.
+    /// deployments by state, the queue's depth, task durations, agents online and jobs queued
+    /// by pool, dispatch latency, pending approvals, the releases being driven and the
+    /// idempotency receipts stored.
     pub fn metrics_text(&self) -> Result<String, StoreError> {
         let counts = self.store().state_counts()?;
         let (by_state, stages) = (counts.releases, counts.deployments);
@@ -114,18 +128,30 @@ impl super::Service {
         out.push_str(&format!(
             "# HELP sluice_queue_depth Stage deployments waiting for their turn.\n# TYPE sluice_queue_depth gauge\nsluice_queue_depth {queued}\n"
         ));
-        let durations = self.task_durations();
-        out.push_str("# HELP sluice_task_duration_seconds Task run time, from running to ended.\n# TYPE sluice_task_duration_seconds histogram\n");
-        for (bound, n) in BUCKETS.iter().zip(durations.buckets) {
-            out.push_str(&format!(
-                "sluice_task_duration_seconds_bucket{{le=\"{bound}\"}} {n}\n"
-            ));
+        histogram(
+            &mut out,
+            "sluice_task_duration_seconds",
+            "Task run time, from running to ended.",
+            &BUCKETS,
+            &self.task_durations(),
+        );
+        let agents = self.agents();
+        let (online, queued) = agents.gauges();
+        out.push_str("# HELP sluice_agents_online Agents online (renewing or polling), by pool.\n# TYPE sluice_agents_online gauge\n");
+        for (pool, n) in online {
+            out.push_str(&format!("sluice_agents_online{{pool=\"{pool}\"}} {n}\n"));
         }
-        out.push_str(&format!(
-            "sluice_task_duration_seconds_bucket{{le=\"+Inf\"}} {count}\nsluice_task_duration_seconds_sum {sum}\nsluice_task_duration_seconds_count {count}\n",
-            count = durations.count,
-            sum = durations.sum
-        ));
+        out.push_str("# HELP sluice_jobs_queued Jobs waiting for an agent, by pool.\n# TYPE sluice_jobs_queued gauge\n");
+        for (pool, n) in queued {
+            out.push_str(&format!("sluice_jobs_queued{{pool=\"{pool}\"}} {n}\n"));
+        }
+        histogram(
+            &mut out,
+            "sluice_dispatch_latency_seconds",
+            "Jobs from queued to leased to an agent.",
+            &DISPATCH_BUCKETS,
+            &agents.dispatch_latencies(),
+        );
         out.push_str(&format!(
             "# HELP sluice_pending_approvals Approvals waiting for a decision.\n# TYPE sluice_pending_approvals gauge\nsluice_pending_approvals {}\n",
             self.pending_count()

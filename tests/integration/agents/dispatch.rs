@@ -42,6 +42,15 @@ fn a_job_waits_for_an_agent_that_meets_its_demands_and_runs_there() {
         stage(&site, &release)["waiting"]
             == "no free online agent in pool eu-prod meets region=eu; online: a1 (region=us)"
     });
+    let metrics = || site.api.call("vic", "GET", "/metrics", None).text();
+    let scraped = metrics();
+    for line in [
+        "sluice_agents_online{pool=\"eu-prod\"} 1",
+        "sluice_jobs_queued{pool=\"eu-prod\"} 1",
+        "sluice_dispatch_latency_seconds_count 0",
+    ] {
+        assert!(scraped.contains(line), "{line} in {scraped}");
+    }
     let eu = site.agent("a2", &["--capability", "region=eu", "--allow-dir", &out]);
     site.api.wait_stage(&release, "prod", "succeeded");
     let prod = stage(&site, &release);
@@ -51,6 +60,14 @@ fn a_job_waits_for_an_agent_that_meets_its_demands_and_runs_there() {
     assert_eq!(attempt["tasks"][0]["agent"], "a2");
     assert_eq!(attempt["tasks"][0]["outputs"][0]["value"], release.as_str());
     assert!(prod.get("waiting").is_none(), "{prod:#}");
+    let scraped = metrics();
+    for line in [
+        "sluice_agents_online{pool=\"eu-prod\"} 2",
+        "sluice_jobs_queued{pool=\"eu-prod\"} 0",
+        "sluice_dispatch_latency_seconds_count 1",
+    ] {
+        assert!(scraped.contains(line), "{line} in {scraped}");
+    }
     let runs = std::fs::read_to_string(site.out.join("runs")).unwrap();
     assert_eq!(runs, format!("{release}\n"), "ran once, on a2");
     // Its log came from the agent and is stored as a local task's.

@@ -197,10 +197,15 @@ impl Agents {
     /// Commits the assignment of job `id` to `agent` and leases it: the answer to the agent's
     /// poll. `None` if the job went away meanwhile (canceled, or the commit refused).
     async fn assign(&self, id: &str, generation: u64, agent: &str) -> Option<(u64, Dispatch)> {
-        let dispatch = {
+        // When it was queued: read now, as the commit's own effects re-register the job.
+        let (dispatch, queued) = {
             let guard = self.lock();
             let entry = guard.1.entries.get(id)?;
-            (entry.generation == generation).then(|| entry.dispatch.clone())?
+            let queued = match entry.held {
+                Held::Offered { since, .. } | Held::Queued { since, .. } => Some(since),
+                Held::Leased { .. } | Held::Lost { .. } => None,
+            };
+            (entry.generation == generation).then(|| (entry.dispatch.clone(), queued))?
         };
         let engine = self.engine.get()?.upgrade()?;
         let event = Event::Assigned {
@@ -239,10 +244,7 @@ impl Agents {
             }
             return None;
         };
-        let Some(entry) = entry else {
-            return Some((epoch, dispatch));
-        };
-        if let Held::Offered { since, .. } | Held::Queued { since, .. } = entry.held {
+        if let Some(since) = queued {
             self.latencies
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -251,6 +253,9 @@ impl Agents {
                     since.elapsed().as_secs_f64(),
                 );
         }
+        let Some(entry) = entry else {
+            return Some((epoch, dispatch));
+        };
         if !matches!(entry.held, Held::Leased { .. }) {
             entry.held = Held::Leased {
                 agent: agent.to_owned(),
