@@ -3,6 +3,7 @@
 //! agent refuses, the walls between agent and user tokens.
 
 mod dispatch;
+mod example;
 mod loss;
 mod restart;
 mod tls;
@@ -69,8 +70,13 @@ impl Site {
         }
     }
 
-    /// Starts `sluice agent` NAME with `flags`, once it asks for jobs.
+    /// Starts `sluice agent` NAME of pool `eu-prod` with `flags`, once it asks for jobs.
     pub fn agent(&self, name: &str, flags: &[&str]) -> Agent {
+        self.agent_in(name, "eu-prod", &agent_token(), flags)
+    }
+
+    /// Starts `sluice agent` NAME of `pool`, joining with `token`.
+    pub fn agent_in(&self, name: &str, pool: &str, token: &str, flags: &[&str]) -> Agent {
         let work = self.dir.path().join(format!("agent-{name}"));
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
         command
@@ -81,12 +87,12 @@ impl Site {
                 "--name",
                 name,
                 "--pool",
-                "eu-prod",
+                pool,
             ])
             .arg("--work-dir")
             .arg(&work)
             .args(flags)
-            .env("SLUICE_AGENT_TOKEN", agent_token())
+            .env("SLUICE_AGENT_TOKEN", token)
             .env("SLUICE_LOG", "info,wasmtime_wasi_http=error")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
