@@ -143,8 +143,8 @@ impl Agent {
         }))
     }
 
-    /// Runs until `stop` turns true: then takes no new job, lets each running one finish its
-    /// current step, and returns. An error is one the agent cannot get past (a token the server
+    /// Runs until `stop` turns true: then takes no new job, lets each running one finish, and
+    /// returns (the caller bounds how long: `--grace`). An error is one the agent cannot get past (a token the server
     /// refuses, a name another agent holds).
     pub async fn run(self: &Arc<Self>, stop: watch::Receiver<bool>) -> Result<(), String> {
         let (fatal_tx, mut fatal) = tokio::sync::mpsc::unbounded_channel::<String>();

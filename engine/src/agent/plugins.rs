@@ -1,19 +1,29 @@
 //! The agent's plugins: fetched from the server by the digest the release recorded, checked
 //! against it, cached under `WORK/plugins/sha256/HEX`. A cached file is checked again every
 //! time it is read: one that no longer matches its name (tampered, or torn) is discarded with a
-//! warning and fetched again; bytes from the server that do not match refuse the job.
+//! warning and fetched again; bytes from the server that do not match refuse the job. Once
+//! checked and loaded, a plugin stays in memory by its digest (at most [`IN_MEMORY`] of them),
+//! so a task of a plugin already run reads and hashes nothing.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::api::client::Client;
 use crate::plugin::{Digest, Plugin, PluginHost};
 use crate::types::job::PluginCall;
 
+/// Plugins kept loaded; past this many, the map starts again empty.
+pub const IN_MEMORY: usize = 64;
+
 /// Fetches, checks and caches plugins; loads them into the agent's host.
 pub struct Plugins {
     dir: PathBuf,
     host: Arc<PluginHost>,
+    loaded: Mutex<HashMap<Digest, Arc<Plugin>>>,
+    /// Held while a plugin is read or fetched and compiled: jobs starting at once on a cold
+    /// agent compile it once, not once each.
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl Plugins {
@@ -22,6 +32,8 @@ impl Plugins {
         Self {
             dir: work_dir.join("plugins").join("sha256"),
             host,
+            loaded: Mutex::default(),
+            loading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -38,10 +50,43 @@ impl Plugins {
                 call.reference, call.digest
             )
         })?;
+        if let Some(plugin) = self.kept(&digest) {
+            return Ok(plugin);
+        }
+        let _loading = self.loading.lock().await;
+        if let Some(plugin) = self.kept(&digest) {
+            return Ok(plugin); // loaded by the job that held the lock before
+        }
+        let plugin = self.read_or_fetch(call, &digest, client, agent).await?;
+        {
+            let mut kept = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+            if kept.len() >= IN_MEMORY {
+                kept.clear();
+            }
+            kept.insert(digest, plugin.clone());
+        }
+        Ok(plugin)
+    }
+
+    fn kept(&self, digest: &Digest) -> Option<Arc<Plugin>> {
+        (self.loaded.lock().unwrap_or_else(|e| e.into_inner()))
+            .get(digest)
+            .cloned()
+    }
+
+    /// From the disk cache (checked), or from the server (checked, then cached).
+    async fn read_or_fetch(
+        &self,
+        call: &PluginCall,
+        digest: &Digest,
+        client: &Client,
+        agent: &str,
+    ) -> Result<Arc<Plugin>, String> {
+        let digest = *digest;
         let path = self.dir.join(digest.hex());
         if let Ok(bytes) = std::fs::read(&path) {
             if Digest::of(&bytes) == digest {
-                return self.loaded(&bytes, call);
+                return self.loaded(bytes, call).await;
             }
             tracing::warn!(
                 "cached plugin {} (`{}`) does not match its digest: discarded, fetched again",
@@ -70,12 +115,16 @@ impl Plugins {
             ));
         }
         self.keep(&digest, &reply.body)?;
-        self.loaded(&reply.body, call)
+        self.loaded(reply.body, call).await
     }
 
-    fn loaded(&self, bytes: &[u8], call: &PluginCall) -> Result<Arc<Plugin>, String> {
-        self.host
-            .load_bytes(bytes, call.reference.clone())
+    /// Loads (compiles, or reads the compile cache) off the async threads: renewals and the
+    /// other jobs' reports go on meanwhile.
+    async fn loaded(&self, bytes: Vec<u8>, call: &PluginCall) -> Result<Arc<Plugin>, String> {
+        let (host, origin) = (self.host.clone(), call.reference.clone());
+        tokio::task::spawn_blocking(move || host.load_bytes(&bytes, origin))
+            .await
+            .map_err(|e| format!("loading plugin `{}`: {e}", call.reference))?
             .map_err(|e| e.to_string())
     }
 

@@ -43,10 +43,14 @@ pub(super) struct AgentArgs {
     /// A file holding the agent token (else SLUICE_AGENT_TOKEN).
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// On SIGTERM, how long running jobs may go on before the agent exits anyway (their
+    /// leases are then lost: an idempotent task runs again elsewhere).
+    #[arg(long, default_value = "60s", value_parser = sluice::types::limits::parse_duration)]
+    grace: std::time::Duration,
 }
 
 /// Runs the agent until SIGTERM or Ctrl-C: then it takes no new job and lets each running
-/// one finish its current step.
+/// one finish, for at most `--grace`.
 pub(super) fn agent(args: AgentArgs) -> anyhow::Result<Exit> {
     let token = match &args.token_file {
         Some(file) => std::fs::read_to_string(file)
@@ -85,9 +89,13 @@ pub(super) fn agent(args: AgentArgs) -> anyhow::Result<Exit> {
     runtime.block_on(async {
         let agent = Agent::new(config.clone()).map_err(anyhow::Error::msg)?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut stopping = stopped.clone();
+        let grace = args.grace;
         tokio::spawn(async move {
             super::serve::terminated().await;
-            eprintln!("sluice agent: stopping: no new job; letting running steps finish");
+            eprintln!(
+                "sluice agent: stopping: no new job; letting running jobs finish (at most --grace {grace:?})"
+            );
             let _ = stop.send(true);
         });
         // Tests and scripts wait for this line.
@@ -95,7 +103,21 @@ pub(super) fn agent(args: AgentArgs) -> anyhow::Result<Exit> {
             "sluice agent: {} in pool {} asking {} for jobs",
             config.name, config.pool, config.server
         );
-        agent.run(stopped).await.map_err(anyhow::Error::msg)
+        let run = agent.run(stopped);
+        tokio::pin!(run);
+        tokio::select! {
+            ran = &mut run => return ran.map_err(anyhow::Error::msg),
+            _ = stopping.wait_for(|s| *s) => {}
+        }
+        match tokio::time::timeout(grace, run).await {
+            Ok(ran) => ran.map_err(anyhow::Error::msg),
+            Err(_) => {
+                eprintln!(
+                    "sluice agent: jobs still running after --grace {grace:?}: exiting; their leases will be lost"
+                );
+                Ok(())
+            }
+        }
     })?;
     Ok(Exit::Success)
 }

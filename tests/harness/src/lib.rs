@@ -8,7 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice::service::{Role, Service, ServiceConfig, User, config::ApiLimits, hash_token};
+use sluice::service::config::{ApiLimits, Pools};
+use sluice::service::{Role, Service, ServiceConfig, User, hash_token};
 
 /// A service in this process on a fresh directory (`pipelines/` and `data/`) and its own
 /// two-worker runtime.
@@ -26,6 +27,17 @@ impl Local {
         pipelines: &[(&str, &str)],
         users: &[(String, User)],
         limits: ApiLimits,
+    ) -> Self {
+        Self::start_with(testkit, pipelines, users, limits, Pools::default())
+    }
+
+    /// As [`Local::start`], with agent `pools`.
+    pub fn start_with(
+        testkit: impl AsRef<Path>,
+        pipelines: &[(&str, &str)],
+        users: &[(String, User)],
+        limits: ApiLimits,
+        pools: Pools,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let folder = dir.path().join("pipelines");
@@ -45,7 +57,7 @@ impl Local {
             limits,
             plugin_files: Default::default(),
             registries: Default::default(),
-            pools: Default::default(),
+            pools,
             tls: None,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -95,13 +95,17 @@ fn a_job_waits_for_an_agent_that_meets_its_demands_and_runs_there() {
         "the task's end is the agent's: {trail}"
     );
 
-    // A cached component tampered with on the agent's disk is refused (discarded, fetched
-    // again by digest): the next job runs the genuine one.
+    // A cached component tampered with on the agent's disk while it is down is refused when
+    // it starts again (discarded, fetched again by digest): the next job runs the genuine one.
+    let mut eu = eu;
+    eu.child.kill().unwrap();
+    eu.child.wait().unwrap();
     let cache = eu.work.join("plugins/sha256");
     let cached: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().collect();
     assert_eq!(cached.len(), 1, "the kit, cached once");
     let genuine = std::fs::read(cached[0].path()).unwrap();
     std::fs::write(cached[0].path(), b"\0asm tampered").unwrap();
+    let eu = site.agent("a2", &["--capability", "region=eu", "--allow-dir", &out]);
     let again = site.release("deploy");
     site.api.wait_stage(&again, "prod", "succeeded");
     wait_line(

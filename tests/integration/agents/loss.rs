@@ -174,3 +174,23 @@ fn a_paused_agent_that_comes_back_is_fenced_off_by_the_epoch() {
     assert_eq!(attempt["lease"]["agent"], other);
     assert_eq!(attempt["lease"]["epoch"], 2);
 }
+
+#[test]
+fn an_agent_told_to_stop_finishes_its_running_job_and_exits() {
+    let site = Site::start(&[("deploy", pipeline(false, 1_500))], FAST);
+    let out = site.out.display().to_string();
+    let mut a1 = site.agent("a1", &["--allow-dir", &out]);
+    let release = site.release("deploy");
+    started_on(&site, &release, 1);
+    let pid = a1.child.id().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    crate::support::process::wait_line(&a1.lines, "stopping: no new job");
+    site.api.wait_stage(&release, "prod", "succeeded");
+    let status = a1.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(runs(&site).len(), 1, "ran once, to its end");
+}
