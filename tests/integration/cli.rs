@@ -251,3 +251,27 @@ fn run_and_validate_take_a_relative_data_dir() {
     assert_eq!(empty.status.code(), Some(2));
     assert!(stderr(&empty).contains("--data-dir"), "{}", stderr(&empty));
 }
+
+#[test]
+fn run_refuses_a_pooled_stage_before_creating_a_release() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(TESTKIT, tmp.path().join("kit.wasm")).unwrap();
+    let pipeline = tmp.path().join("pipeline.toml");
+    std::fs::write(
+        &pipeline,
+        "version = 1\nname = \"p\"\n[[stages]]\nname = \"prod\"\npool = \"eu-prod\"\n[[stages.tasks]]\nplugin = \"./kit.wasm\"\nconfig = { action = \"noop\" }\n",
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let run = sluice(&["run", pipeline.to_str().unwrap()], &data);
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("stage `prod` runs on an agent of pool `eu-prod`, and `sluice run` runs every stage here"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(
+        !data.join("sluice.redb").exists() && !data.exists(),
+        "no release stored"
+    );
+}

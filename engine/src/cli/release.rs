@@ -155,6 +155,15 @@ fn default_data_dir(loaded: &pipeline::Loaded) -> PathBuf {
 
 pub(super) fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let mut loaded = pipeline::load(&args.pipeline)?;
+    if let Some(stage) = loaded.plan.stages.iter().find(|s| s.pool.is_some()) {
+        anyhow::bail!(
+            "stage `{}` runs on an agent of pool `{}`, and `sluice run` runs every stage here, \
+             with no agents: serve the pipeline (`sluice serve`, the pool under [[pools]] in \
+             sluice.toml), or remove `pool` to run the stage locally",
+            stage.name,
+            stage.pool.as_deref().unwrap_or_default()
+        );
+    }
     let data_dir = args
         .data_dir
         .clone()
