@@ -96,7 +96,7 @@ fn main() {
         base
     });
     let bench = Bench {
-        service: service.clone(),
+        service,
         rita: Client::new(&base, Some(token("rita"))).unwrap(),
         base: base.clone(),
         work: local.dir.path().join("agents"),
@@ -274,7 +274,7 @@ impl Bench {
         );
     }
 
-    /// 3. 200 releases of `wait` on 1, 2 and 4 agents of 8 jobs each, in the steady state:
+    /// 200 releases of `wait` on 1, 2 and 4 agents of 8 jobs each, in the steady state:
     /// each agent's caches hold the plugin compiled (a cold agent compiles it once, first).
     async fn scaling(&self) {
         let warm = self.agents("warm", 1, 1, None);

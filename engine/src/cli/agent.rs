@@ -177,8 +177,8 @@ pub(super) fn agents(command: AgentsCommand) -> anyhow::Result<Exit> {
             .cloned()
             .unwrap_or_else(|| vec![value.clone()]);
         println!(
-            "{:<20} {:<14} {:<8} {:<9} {}",
-            "NAME", "POOL", "ONLINE", "DISABLED", "JOBS / CAPABILITIES"
+            "{:<20} {:<14} {:<8} {:<9} JOBS / CAPABILITIES",
+            "NAME", "POOL", "ONLINE", "DISABLED"
         );
         for agent in rows {
             let caps: Vec<String> = agent["capabilities"]

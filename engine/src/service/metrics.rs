@@ -136,13 +136,15 @@ impl super::Service {
             &self.task_durations(),
         );
         let agents = self.agents();
-        let (online, queued) = agents.gauges();
+        let pools = agents.gauges();
         out.push_str("# HELP sluice_agents_online Agents online (renewing or polling), by pool.\n# TYPE sluice_agents_online gauge\n");
-        for (pool, n) in online {
+        for gauges in &pools {
+            let (pool, n) = (&gauges.pool, gauges.online);
             out.push_str(&format!("sluice_agents_online{{pool=\"{pool}\"}} {n}\n"));
         }
         out.push_str("# HELP sluice_jobs_queued Jobs waiting for an agent, by pool.\n# TYPE sluice_jobs_queued gauge\n");
-        for (pool, n) in queued {
+        for gauges in &pools {
+            let (pool, n) = (&gauges.pool, gauges.queued);
             out.push_str(&format!("sluice_jobs_queued{{pool=\"{pool}\"}} {n}\n"));
         }
         histogram(

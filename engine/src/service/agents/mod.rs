@@ -25,7 +25,7 @@ use crate::types::job::{Step, TaskCall, job_id};
 
 use super::config::Pools;
 use board::{Entry, Held, Jobs, Waiter};
-pub use protocol::AgentToken;
+pub use protocol::{AgentToken, PoolGauges};
 pub use registry::AgentView;
 use registry::Registry;
 

@@ -383,14 +383,11 @@ impl Agents {
         fence: &Fence,
         ack: oneshot::Receiver<Result<Release, crate::scheduler::EngineError>>,
     ) -> Result<Accepted, ServiceError> {
-        let committed = match tokio::time::timeout(COMMIT_WAIT, ack).await {
-            Ok(Ok(committed)) => committed,
-            _ => {
-                return Err(ServiceError::Conflict(format!(
-                    "job {id}: the report was not committed (the release's driver stopped): \
-                     drop the job"
-                )));
-            }
+        let Ok(Ok(committed)) = tokio::time::timeout(COMMIT_WAIT, ack).await else {
+            return Err(ServiceError::Conflict(format!(
+                "job {id}: the report was not committed (the release's driver stopped): drop \
+                 the job"
+            )));
         };
         let release = committed.map_err(ServiceError::from)?;
         let (_, stage, attempt) = split(id);
@@ -512,30 +509,22 @@ impl Agents {
             .expect("listed above"))
     }
 
-    /// Agents online per pool, and jobs queued per pool, for `/metrics`.
-    pub fn gauges(&self) -> (Vec<(String, u64)>, Vec<(String, u64)>) {
+    /// Agents online and jobs queued, per pool, for `/metrics`.
+    pub fn gauges(&self) -> Vec<PoolGauges> {
         let lease = self.lease();
         let guard = self.lock();
         let (registry, jobs) = &*guard;
-        let count = |pool: &str| {
-            let online = (registry.agents.iter())
-                .filter(|(n, a)| a.pool == pool && registry.online(n, lease))
-                .count() as u64;
-            let queued = (jobs.entries.values())
-                .filter(|e| e.dispatch.pool == pool && matches!(e.held, Held::Queued { .. }))
-                .count() as u64;
-            (online, queued)
-        };
-        let counts: Vec<(String, (u64, u64))> = self
-            .pools
-            .names
-            .iter()
-            .map(|p| (p.clone(), count(p)))
-            .collect();
-        (
-            counts.iter().map(|(p, (o, _))| (p.clone(), *o)).collect(),
-            counts.iter().map(|(p, (_, q))| (p.clone(), *q)).collect(),
-        )
+        (self.pools.names.iter())
+            .map(|pool| PoolGauges {
+                pool: pool.clone(),
+                online: (registry.agents.iter())
+                    .filter(|(n, a)| &a.pool == pool && registry.online(n, lease))
+                    .count() as u64,
+                queued: (jobs.entries.values())
+                    .filter(|e| &e.dispatch.pool == pool && matches!(e.held, Held::Queued { .. }))
+                    .count() as u64,
+            })
+            .collect()
     }
 
     /// The dispatch latencies so far (queued to leased).
@@ -545,6 +534,17 @@ impl Agents {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+/// One pool's gauges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolGauges {
+    /// The pool.
+    pub pool: String,
+    /// Its agents online.
+    pub online: u64,
+    /// Its jobs waiting for an agent.
+    pub queued: u64,
 }
 
 /// `RELEASE.STAGE.ATTEMPT` split (names never hold a `.`).
