@@ -4,26 +4,7 @@
 
 use serde_json::json;
 
-use super::{Site, agent_token, until};
-
-/// `ship` appends the release's name to OUT/runs (each real run), then stays busy.
-fn pipeline(idempotent: bool, busy_ms: u64) -> String {
-    format!(
-        r#"
-version = 1
-name = "deploy"
-[[stages]]
-name = "prod"
-pool = "eu-prod"
-[[stages.tasks]]
-name = "ship"
-plugin = "./kit.wasm"
-idempotent = {idempotent}
-config = {{ action = "append", path = "/out/runs", line = "$(sluice.release)", sleep_ms = {busy_ms} }}
-grants.dirs = [{{ host = "OUT", guest = "/out", access = "rw" }}]
-"#
-    )
-}
+use super::{Site, agent_token, pipeline, until};
 
 /// A short lease: lost after 3 x 500 ms without a renewal.
 const FAST: &str = "renew = \"500ms\"";

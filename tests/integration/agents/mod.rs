@@ -15,6 +15,25 @@ use std::time::{Duration, Instant};
 use crate::support::process::{lines, wait_line};
 use crate::support::{Api, Spawned, TESTKIT, service_toml, token};
 
+/// `ship` appends the release's name to OUT/runs (each real run), then stays busy.
+pub fn pipeline(idempotent: bool, busy_ms: u64) -> String {
+    format!(
+        r#"
+version = 1
+name = "deploy"
+[[stages]]
+name = "prod"
+pool = "eu-prod"
+[[stages.tasks]]
+name = "ship"
+plugin = "./kit.wasm"
+idempotent = {idempotent}
+config = {{ action = "append", path = "/out/runs", line = "$(sluice.release)", sleep_ms = {busy_ms} }}
+grants.dirs = [{{ host = "OUT", guest = "/out", access = "rw" }}]
+"#
+    )
+}
+
 /// The agent token of pool `eu-prod`.
 pub fn agent_token() -> String {
     token("agent-eu")

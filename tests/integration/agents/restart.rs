@@ -2,25 +2,12 @@
 //! its lease holder; the agents come back (retrying), report, and the jobs finish, each step
 //! once in the audit trail.
 
-use super::{Site, serve_env, until};
-
-const TWO: &str = r#"
-version = 1
-name = "deploy"
-[[stages]]
-name = "prod"
-pool = "eu-prod"
-[[stages.tasks]]
-name = "ship"
-plugin = "./kit.wasm"
-config = { action = "append", path = "/out/runs", line = "$(sluice.release)", sleep_ms = 2000 }
-grants.dirs = [{ host = "OUT", guest = "/out", access = "rw" }]
-"#;
+use super::{Site, pipeline, serve_env, until};
 
 #[test]
 fn jobs_survive_a_server_restart_and_each_step_is_recorded_once() {
     // Leases of 3 x 2 s: room for the server to start again and the agents to come back.
-    let mut site = Site::start(&[("deploy", TWO.into())], "renew = \"2s\"");
+    let mut site = Site::start(&[("deploy", pipeline(false, 2_000))], "renew = \"2s\"");
     let out = site.out.display().to_string();
     let _a1 = site.agent("a1", &["--allow-dir", &out]);
     let _a2 = site.agent("a2", &["--allow-dir", &out]);

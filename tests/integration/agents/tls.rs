@@ -5,23 +5,10 @@
 
 use std::path::Path;
 
-use super::{Site, until};
+use super::{Site, pipeline, until};
 use crate::support::process::wait_line;
 use crate::support::token;
 use sluice::api::client::Client;
-
-const DEPLOY: &str = r#"
-version = 1
-name = "deploy"
-[[stages]]
-name = "prod"
-pool = "eu-prod"
-[[stages.tasks]]
-name = "ship"
-plugin = "./kit.wasm"
-config = { action = "append", path = "/out/runs", line = "$(sluice.release)" }
-grants.dirs = [{ host = "OUT", guest = "/out", access = "rw" }]
-"#;
 
 fn fixture(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -36,7 +23,7 @@ fn agents_reach_a_tls_server_through_its_ca_and_refuse_an_unknown_one() {
         fixture("server.pem").display(),
         fixture("server.key").display()
     );
-    let site = Site::start_with(&[("deploy", DEPLOY.into())], "", &top);
+    let site = Site::start_with(&[("deploy", pipeline(false, 0))], "", &top);
     assert!(site.api.base.starts_with("https://"), "{}", site.api.base);
     let ca = fixture("ca.pem");
     let as_user =

@@ -294,6 +294,31 @@ impl Agents {
     }
 }
 
+impl Agents {
+    /// The effect's future: the board's answer to job `id` of `generation`; dropped before
+    /// it, the board hears (the job is unregistered).
+    fn answer<T: Send + 'static>(
+        &self,
+        id: String,
+        generation: u64,
+        rx: oneshot::Receiver<Remote<T>>,
+    ) -> JobFuture<T> {
+        let registered = Registered {
+            board: self.me.clone(),
+            id,
+            generation,
+            answered: false,
+        };
+        Box::pin(async move {
+            // The whole guard moves in (not just the field written below).
+            let mut registered = registered;
+            let answer = rx.await;
+            registered.answered = true;
+            answer.unwrap_or(Remote::Nothing)
+        })
+    }
+}
+
 /// Tells the board when the effect that registered a job is dropped before its answer.
 struct Registered {
     board: Weak<Agents>,
@@ -325,19 +350,7 @@ impl EngineJobs for Agents {
                 entry.set_step(Some(Step::Prepare { artifacts }));
             }
         }
-        let registered = Registered {
-            board: self.me.clone(),
-            id,
-            generation,
-            answered: false,
-        };
-        Box::pin(async move {
-            // The whole guard moves in (not just the field written below).
-            let mut registered = registered;
-            let answer = rx.await;
-            registered.answered = true;
-            answer.unwrap_or(Remote::Nothing)
-        })
+        self.answer(id, generation, rx)
     }
 
     fn run_task(&self, dispatch: Dispatch, index: usize, call: TaskCall) -> JobFuture<TaskDone> {
@@ -391,18 +404,6 @@ impl EngineJobs for Agents {
             }));
             generation
         };
-        let registered = Registered {
-            board: self.me.clone(),
-            id,
-            generation,
-            answered: false,
-        };
-        Box::pin(async move {
-            // The whole guard moves in (not just the field written below).
-            let mut registered = registered;
-            let answer = rx.await;
-            registered.answered = true;
-            answer.unwrap_or(Remote::Nothing)
-        })
+        self.answer(id, generation, rx)
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::Agents;
-use super::board::{Held, Idle, Waiter};
+use super::board::{Entry, Held, Idle, Jobs, Waiter};
 use super::registry::{AgentRecord, AgentView};
 use crate::core::{Release, StageState};
 use crate::scheduler::{Remote, TaskDone};
@@ -40,6 +40,13 @@ fn conflict(id: &str, fence: &Fence) -> ServiceError {
          canceled or is over; drop it",
         fence.agent, fence.epoch
     ))
+}
+
+/// Job `id`, if `fence` holds its lease; else the 409 that drops it.
+fn leased<'a>(jobs: &'a mut Jobs, id: &str, fence: &Fence) -> Result<&'a mut Entry, ServiceError> {
+    (jobs.entries.get_mut(id))
+        .filter(|e| e.leased_to(&fence.agent, fence.epoch))
+        .ok_or_else(|| conflict(id, fence))
 }
 
 impl Agents {
@@ -226,14 +233,7 @@ impl Agents {
         let (tx, ack) = oneshot::channel();
         {
             let mut guard = self.lock();
-            let entry = guard
-                .1
-                .entries
-                .get_mut(id)
-                .filter(|e| e.leased_to(&fence.agent, fence.epoch));
-            let Some(entry) = entry else {
-                return Err(conflict(id, &fence));
-            };
+            let entry = leased(&mut guard.1, id, &fence)?;
             match (&entry.step, entry.waiter.take()) {
                 (Some(Step::Prepare { .. }), Some(Waiter::Prepare(waiter))) => {
                     entry.set_step(None);
@@ -265,14 +265,7 @@ impl Agents {
         let fence = batch.fence.clone();
         self.claim(token, &fence.agent)?;
         let mut guard = self.lock();
-        let entry = guard
-            .1
-            .entries
-            .get_mut(id)
-            .filter(|e| e.leased_to(&fence.agent, fence.epoch));
-        let Some(entry) = entry else {
-            return Err(conflict(id, &fence));
-        };
+        let entry = leased(&mut guard.1, id, &fence)?;
         let Some(Step::Task {
             index: running,
             call,
@@ -328,14 +321,7 @@ impl Agents {
         let (tx, ack) = oneshot::channel();
         {
             let mut guard = self.lock();
-            let entry = guard
-                .1
-                .entries
-                .get_mut(id)
-                .filter(|e| e.leased_to(&fence.agent, fence.epoch));
-            let Some(entry) = entry else {
-                return Err(conflict(id, &fence));
-            };
+            let entry = leased(&mut guard.1, id, &fence)?;
             let running = matches!(entry.step, Some(Step::Task { index: i, .. }) if i == index);
             match entry.waiter.take() {
                 Some(Waiter::Task {
