@@ -106,6 +106,12 @@ impl Service {
             changed: changed.clone(),
         });
         let agents = agents::Agents::new(config.pools.clone(), watch.clone());
+        agents.restore_disabled(
+            engine
+                .store()
+                .disabled_agents()
+                .map_err(StartError::Store)?,
+        );
         agents.attach(&engine);
         engine.dispatch_to(agents.clone());
         let service = Arc::new(Self {

@@ -72,6 +72,7 @@ macro_rules! delegate_locks {
 }
 use delegate_locks;
 
+mod agents;
 mod audit;
 #[cfg(test)]
 mod checkpoint_tests;

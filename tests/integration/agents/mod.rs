@@ -89,6 +89,21 @@ impl Site {
         }
     }
 
+    /// SIGKILLs the server and starts it again on the same port, once ready.
+    pub fn restart(&mut self) {
+        self.server.kill().unwrap();
+        self.server.wait().unwrap();
+        // Started again where the agents look for it.
+        let config = self.dir.path().join("sluice.toml");
+        let port = self.api.base.rsplit(':').next().unwrap().to_owned();
+        let text = std::fs::read_to_string(&config).unwrap();
+        let text = text.replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+        std::fs::write(&config, text).unwrap();
+        let (server, base, lines) = serve_env(self.dir.path());
+        (self.server, self.api.base, self.lines) = (server, base, lines);
+        self.api.until_ready(&self.lines);
+    }
+
     /// Starts `sluice agent` NAME of pool `eu-prod` with `flags`, once it asks for jobs.
     pub fn agent(&self, name: &str, flags: &[&str]) -> Agent {
         self.agent_in(name, "eu-prod", &agent_token(), flags)

@@ -2,7 +2,8 @@
 //! its lease holder; the agents come back (retrying), report, and the jobs finish, each step
 //! once in the audit trail.
 
-use super::{Site, pipeline, serve_env, until};
+use super::{Site, pipeline, until};
+use crate::support::token;
 
 #[test]
 fn jobs_survive_a_server_restart_and_each_step_is_recorded_once() {
@@ -12,23 +13,10 @@ fn jobs_survive_a_server_restart_and_each_step_is_recorded_once() {
     let _a1 = site.agent("a1", &["--allow-dir", &out]);
     let _a2 = site.agent("a2", &["--allow-dir", &out]);
     let releases = [site.release("deploy"), site.release("deploy")];
-    let runs = || std::fs::read_to_string(site.out.join("runs")).unwrap_or_default();
+    let file = site.out.join("runs");
+    let runs = || std::fs::read_to_string(&file).unwrap_or_default();
     until("both tasks started", || runs().lines().count() == 2);
-    site.server.kill().unwrap(); // SIGKILL, both tasks running on their agents
-    site.server.wait().unwrap();
-    // Started again where the agents look for it.
-    let config = site.dir.path().join("sluice.toml");
-    let port = site.api.base.rsplit(':').next().unwrap().to_owned();
-    let text = std::fs::read_to_string(&config).unwrap();
-    assert!(text.contains("127.0.0.1:0"), "{text}");
-    std::fs::write(
-        &config,
-        text.replace("127.0.0.1:0", &format!("127.0.0.1:{port}")),
-    )
-    .unwrap();
-    let (server, base, lines) = serve_env(site.dir.path());
-    (site.server, site.api.base, site.lines) = (server, base, lines);
-    site.api.until_ready(&site.lines);
+    site.restart(); // SIGKILL, both tasks running on their agents
     for release in &releases {
         site.api.wait_stage(release, "prod", "succeeded");
         let trail = site
@@ -46,4 +34,48 @@ fn jobs_survive_a_server_restart_and_each_step_is_recorded_once() {
     let mut lines: Vec<String> = runs().lines().map(str::to_owned).collect();
     lines.sort();
     assert_eq!(lines, releases.to_vec(), "each task ran once");
+}
+
+#[test]
+fn a_disabled_agent_takes_no_job_and_stays_disabled_across_a_restart() {
+    let admin = format!(
+        "renew = \"2s\"\n[[users]]\nname = \"ada\"\ntoken-sha256 = \"{}\"\nroles = [\"admin\"]\n",
+        sluice::service::hash_token(&token("ada"))
+    );
+    let mut site = Site::start(&[("deploy", pipeline(false, 0))], &admin);
+    let out = site.out.display().to_string();
+    let _a1 = site.agent("a1", &["--allow-dir", &out]);
+    let a1 = |site: &Site| site.api.get("vic", "/api/v1/agents")[0].clone();
+    until("a1 online", || a1(&site)["online"] == true);
+    let stage = |site: &Site, release: &str| {
+        site.api.get("vic", &format!("/api/v1/releases/{release}"))["stages"][0].clone()
+    };
+    let switch = |site: &Site, what: &str| {
+        let reply = site
+            .api
+            .call("ada", "POST", &format!("/api/v1/agents/a1/{what}"), None);
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        reply.json()
+    };
+    assert_eq!(switch(&site, "disable")["disabled"], true);
+    let release = site.release("deploy");
+    let waits = "no free online agent in pool eu-prod; online: a1 (disabled)";
+    until("the job waits for a disabled agent", || {
+        stage(&site, &release)["waiting"] == waits
+    });
+    site.restart();
+    until("a1 back, still disabled", || {
+        let agent = a1(&site);
+        agent["online"] == true && agent["disabled"] == true
+    });
+    until("the job still waits", || {
+        stage(&site, &release)["waiting"] == waits
+    });
+    assert!(!site.out.join("runs").exists(), "it ran nowhere");
+    assert_eq!(switch(&site, "enable")["disabled"], false);
+    site.api.wait_stage(&release, "prod", "succeeded");
+    assert_eq!(
+        stage(&site, &release)["attempts"][0]["lease"]["agent"],
+        "a1"
+    );
 }

@@ -169,7 +169,12 @@ pub(in crate::api) async fn disable(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> Result<Json<AgentView>, ApiError> {
-    Ok(Json(app.service.agents().set_disabled(&name, true)?))
+    let service = &app.service;
+    Ok(Json(service.agents().set_disabled(
+        service.store(),
+        &name,
+        true,
+    )?))
 }
 
 /// `POST /api/v1/agents/{name}/enable` (admins).
@@ -178,5 +183,10 @@ pub(in crate::api) async fn enable(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> Result<Json<AgentView>, ApiError> {
-    Ok(Json(app.service.agents().set_disabled(&name, false)?))
+    let service = &app.service;
+    Ok(Json(service.agents().set_disabled(
+        service.store(),
+        &name,
+        false,
+    )?))
 }

@@ -58,6 +58,11 @@ impl Agents {
         agents
     }
 
+    /// The agents disabled before this start (from the store).
+    pub(super) fn restore_disabled(&self, names: Vec<String>) {
+        self.lock().0.disabled.extend(names);
+    }
+
     /// Connects the board to the engine whose jobs it runs.
     pub(super) fn attach(&self, engine: &Arc<Engine>) {
         let _ = self.engine.set(Arc::downgrade(engine));

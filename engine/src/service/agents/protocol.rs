@@ -470,16 +470,28 @@ impl Agents {
     }
 
     /// Disables (no new job) or enables agent `name`.
-    pub fn set_disabled(&self, name: &str, disabled: bool) -> Result<AgentView, ServiceError> {
+    pub fn set_disabled(
+        &self,
+        store: &crate::store::Store,
+        name: &str,
+        disabled: bool,
+    ) -> Result<AgentView, ServiceError> {
         {
-            let mut guard = self.lock();
-            let (registry, jobs) = &mut *guard;
-            if !registry.agents.contains_key(name) {
+            let known = |guard: &(super::Registry, Jobs)| {
+                guard.0.agents.contains_key(name) || guard.0.disabled.contains(name)
+            };
+            if !known(&self.lock()) {
                 return Err(ServiceError::NotFound(format!(
                     "there is no agent `{}` (see GET /api/v1/agents)",
                     crate::types::escape(name)
                 )));
             }
+            // Stored first: what the admin is told holds across a restart.
+            store
+                .set_agent_disabled(name, disabled)
+                .map_err(|e| ServiceError::Internal(e.into()))?;
+            let mut guard = self.lock();
+            let (registry, jobs) = &mut *guard;
             if disabled {
                 registry.disabled.insert(name.to_owned());
                 // Its waiting poll takes nothing more.
@@ -492,7 +504,15 @@ impl Agents {
             .list()
             .into_iter()
             .find(|a| a.name == name)
-            .expect("listed above"))
+            .unwrap_or(AgentView {
+                name: name.to_owned(),
+                pool: String::new(),
+                capabilities: Default::default(),
+                online: false,
+                disabled,
+                last_seen: 0,
+                jobs: Vec::new(),
+            }))
     }
 
     /// Agents online and jobs queued, per pool, for `/metrics`.

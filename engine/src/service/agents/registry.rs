@@ -85,7 +85,7 @@ impl Registry {
             .iter()
             .map(|(name, agent)| {
                 let keys: BTreeSet<&str> = demands.iter().map(|d| d.key.as_str()).collect();
-                let shown: Vec<String> = (agent.capabilities.iter())
+                let mut notes: Vec<String> = (agent.capabilities.iter())
                     .filter(|(k, _)| keys.contains(k.as_str()))
                     .map(|(k, v)| {
                         if v.is_empty() {
@@ -95,14 +95,16 @@ impl Registry {
                         }
                     })
                     .collect();
-                let busy = if self.disabled.contains(*name) {
-                    ", disabled"
+                if self.disabled.contains(*name) {
+                    notes.push("disabled".into());
                 } else if unmet(demands, &agent.capabilities).is_empty() {
-                    ", busy"
+                    notes.push("busy".into());
+                }
+                if notes.is_empty() {
+                    (*name).clone()
                 } else {
-                    ""
-                };
-                format!("{name} ({}{busy})", shown.join(", "))
+                    format!("{name} ({})", notes.join(", "))
+                }
             })
             .collect();
         format!(
