@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{Site, agent_token, until};
+use super::{Site, agent_token, heard};
 use crate::support::process::wait_line;
 
 const DEPLOY: &str = r#"
@@ -33,15 +33,18 @@ fn a_job_waits_for_an_agent_that_meets_its_demands_and_runs_there() {
     let site = Site::start(&[("deploy", DEPLOY.into()), ("escape", escape)], "");
     let out = site.out.display().to_string();
     let _us = site.agent("a1", &["--capability", "region=us", "--allow-dir", &out]);
-    until("a1 online", || {
-        let agents = site.api.get("vic", "/api/v1/agents");
-        agents[0]["name"] == "a1" && agents[0]["online"] == true
-    });
+    heard(&site.lines, &["agent a1 online"]);
+    let agents = site.api.get("vic", "/api/v1/agents");
+    assert_eq!(
+        (&agents[0]["name"], &agents[0]["online"]),
+        (&json!("a1"), &json!(true))
+    );
     let release = site.release("deploy");
-    until("the job says why it waits", || {
-        stage(&site, &release)["waiting"]
-            == "no free online agent in pool eu-prod meets region=eu; online: a1 (region=us)"
-    });
+    heard(&site.lines, &[&format!("job {release}.prod.1 queued")]);
+    assert_eq!(
+        stage(&site, &release)["waiting"],
+        "no free online agent in pool eu-prod meets region=eu; online: a1 (region=us)"
+    );
     let metrics = || site.api.call("vic", "GET", "/metrics", None).text();
     let scraped = metrics();
     for line in [

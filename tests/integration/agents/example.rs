@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{Site, until};
+use super::Site;
 use crate::support::{Api, copy_tree, token};
 
 #[test]
@@ -67,7 +67,6 @@ fn the_agents_example_deploys_each_region_on_its_own_pool() {
             "{view:#}"
         );
         let page = shelf.join("sites").join(stage).join("index.html");
-        until("the site published", || page.is_file());
         assert!(
             std::fs::read_to_string(&page)
                 .unwrap()

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{Site, agent_token, pipeline, until};
+use super::{Site, agent_token, logged, pipeline};
 
 /// A short lease: lost after 3 x 500 ms without a renewal.
 const FAST: &str = "renew = \"500ms\"";
@@ -21,9 +21,11 @@ fn attempt(site: &Site, release: &str, n: usize) -> serde_json::Value {
     site.api.get("vic", &format!("/api/v1/releases/{release}"))["stages"][0]["attempts"][n].clone()
 }
 
-/// Waits until the task has started once (its line written), and names the agent it runs on.
-fn started_on(site: &Site, release: &str, lines: usize) -> String {
-    until("the task started", || runs(site).len() >= lines);
+/// Waits until the task has started (its line written: it logs so, live), and names the agent
+/// it runs on.
+fn started_on(site: &Site, release: &str) -> String {
+    logged(&site.api, release, 1, &format!("appended {release}"));
+    assert_eq!(runs(site), [release], "its line, written before it said so");
     attempt(site, release, 0)["lease"]["agent"]
         .as_str()
         .unwrap()
@@ -37,7 +39,7 @@ fn an_idempotent_task_of_a_killed_agent_runs_again_on_the_other() {
     let mut a1 = site.agent("a1", &["--allow-dir", &out]);
     let mut a2 = site.agent("a2", &["--allow-dir", &out]);
     let release = site.release("deploy");
-    let first = started_on(&site, &release, 1);
+    let first = started_on(&site, &release);
     let (victim, other) = if first == "a1" {
         (&mut a1, "a2")
     } else {
@@ -77,7 +79,7 @@ fn a_task_that_is_not_idempotent_fails_with_its_agent_and_a_redeploy_works() {
     let mut a1 = site.agent("a1", &["--allow-dir", &out]);
     let mut a2 = site.agent("a2", &["--allow-dir", &out]);
     let release = site.release("deploy");
-    let first = started_on(&site, &release, 1);
+    let first = started_on(&site, &release);
     let victim = if first == "a1" { &mut a1 } else { &mut a2 };
     victim.child.kill().unwrap();
     site.api.wait_stage(&release, "prod", "failed");
@@ -108,7 +110,7 @@ fn a_paused_agent_that_comes_back_is_fenced_off_by_the_epoch() {
     let a1 = site.agent("a1", &["--allow-dir", &out]);
     let a2 = site.agent("a2", &["--allow-dir", &out]);
     let release = site.release("deploy");
-    let first = started_on(&site, &release, 1);
+    let first = started_on(&site, &release);
     let (paused, other) = if first == "a1" {
         (&a1, "a2")
     } else {
@@ -162,7 +164,7 @@ fn an_agent_told_to_stop_finishes_its_running_job_and_exits() {
     let out = site.out.display().to_string();
     let mut a1 = site.agent("a1", &["--allow-dir", &out]);
     let release = site.release("deploy");
-    started_on(&site, &release, 1);
+    started_on(&site, &release);
     let pid = a1.child.id().to_string();
     let term = std::process::Command::new("kill")
         .args(["-TERM", &pid])

@@ -156,7 +156,13 @@ impl Site {
 
 /// `sluice serve` on `dir`, with the agent token in its environment.
 fn serve_env(dir: &Path) -> (Spawned, String, mpsc::Receiver<String>) {
-    crate::support::process::serve_with(dir, None, &[("SLUICE_AGENT_EU", &agent_token())])
+    // The default filter, and the board's lines (agents online, jobs queued) the tests wait on.
+    let log = "warn,wasmtime_wasi_http=error,sluice_startup=info,sluice::service::agents=info";
+    crate::support::process::serve_with(
+        dir,
+        None,
+        &[("SLUICE_AGENT_EU", &agent_token()), ("SLUICE_LOG", log)],
+    )
 }
 
 /// A `sluice agent` process.
@@ -166,12 +172,35 @@ pub struct Agent {
     pub work: PathBuf,
 }
 
-/// Polls `ready` (every 20 ms, at most 30 s) until it holds; panics naming `what`. For
-/// conditions no commit announces (an agent coming online, why a job waits).
-pub fn until(what: &str, mut ready: impl FnMut() -> bool) {
+/// Waits (each line within 60 s) until the server has said every one of `needles`, in any
+/// order: an agent coming online, a job queued with no agent to take it.
+pub fn heard(lines: &mpsc::Receiver<String>, needles: &[&str]) {
+    let mut left: Vec<&str> = needles.to_vec();
+    while !left.is_empty() {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("never heard {left:?}: {e}"));
+        left.retain(|needle| !line.contains(needle));
+    }
+}
+
+/// Follows the live log of task `ship` of `release` (attempt `attempt` of stage `prod`) until
+/// a line holds `needle`: the task has done what it logs, on whichever agent runs it.
+pub fn logged(api: &Api, release: &str, attempt: u32, needle: &str) {
+    let path = format!(
+        "/api/v1/releases/{release}/stages/prod/attempts/{attempt}/tasks/ship/log?follow=true"
+    );
+    let mut log = api.events("vic", &path);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready() {
-        assert!(Instant::now() < deadline, "never: {what}");
-        std::thread::sleep(Duration::from_millis(20));
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let next = api
+            .runtime
+            .block_on(async { tokio::time::timeout(left, log.next()).await });
+        match next {
+            Ok(Ok(Some(event))) if event.data.contains(needle) => return,
+            Ok(Ok(Some(_))) => {}
+            other => panic!("never logged `{needle}` in {path}: {other:?}"),
+        }
     }
 }

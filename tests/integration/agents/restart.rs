@@ -2,7 +2,7 @@
 //! its lease holder; the agents come back (retrying), report, and the jobs finish, each step
 //! once in the audit trail.
 
-use super::{Site, pipeline, until};
+use super::{Site, heard, logged, pipeline};
 use crate::support::token;
 
 #[test]
@@ -13,9 +13,12 @@ fn jobs_survive_a_server_restart_and_each_step_is_recorded_once() {
     let _a1 = site.agent("a1", &["--allow-dir", &out]);
     let _a2 = site.agent("a2", &["--allow-dir", &out]);
     let releases = [site.release("deploy"), site.release("deploy")];
+    for release in &releases {
+        logged(&site.api, release, 1, &format!("appended {release}"));
+    }
     let file = site.out.join("runs");
     let runs = || std::fs::read_to_string(&file).unwrap_or_default();
-    until("both tasks started", || runs().lines().count() == 2);
+    assert_eq!(runs().lines().count(), 2, "both tasks started");
     site.restart(); // SIGKILL, both tasks running on their agents
     for release in &releases {
         site.api.wait_stage(release, "prod", "succeeded");
@@ -46,7 +49,8 @@ fn a_disabled_agent_takes_no_job_and_stays_disabled_across_a_restart() {
     let out = site.out.display().to_string();
     let _a1 = site.agent("a1", &["--allow-dir", &out]);
     let a1 = |site: &Site| site.api.get("vic", "/api/v1/agents")[0].clone();
-    until("a1 online", || a1(&site)["online"] == true);
+    heard(&site.lines, &["agent a1 online"]);
+    assert_eq!(a1(&site)["online"], true);
     let stage = |site: &Site, release: &str| {
         site.api.get("vic", &format!("/api/v1/releases/{release}"))["stages"][0].clone()
     };
@@ -60,17 +64,21 @@ fn a_disabled_agent_takes_no_job_and_stays_disabled_across_a_restart() {
     assert_eq!(switch(&site, "disable")["disabled"], true);
     let release = site.release("deploy");
     let waits = "no free online agent in pool eu-prod; online: a1 (disabled)";
-    until("the job waits for a disabled agent", || {
-        stage(&site, &release)["waiting"] == waits
-    });
+    heard(&site.lines, &[&format!("job {release}.prod.1 queued")]);
+    assert_eq!(stage(&site, &release)["waiting"], waits);
     site.restart();
-    until("a1 back, still disabled", || {
-        let agent = a1(&site);
-        agent["online"] == true && agent["disabled"] == true
-    });
-    until("the job still waits", || {
-        stage(&site, &release)["waiting"] == waits
-    });
+    // Agent routes answer only once the restart recovered the job: a1 joins after that.
+    heard(&site.lines, &["agent a1 online"]);
+    let agent = a1(&site);
+    assert_eq!(
+        (&agent["online"], &agent["disabled"]),
+        (&true.into(), &true.into())
+    );
+    assert_eq!(
+        stage(&site, &release)["waiting"],
+        waits,
+        "the job still waits"
+    );
     assert!(!site.out.join("runs").exists(), "it ran nowhere");
     assert_eq!(switch(&site, "enable")["disabled"], false);
     site.api.wait_stage(&release, "prod", "succeeded");

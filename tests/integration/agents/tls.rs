@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::{Site, pipeline, until};
+use super::{Site, pipeline};
 use crate::support::process::wait_line;
 use crate::support::token;
 use sluice::api::client::Client;
@@ -35,9 +35,14 @@ fn agents_reach_a_tls_server_through_its_ca_and_refuse_an_unknown_one() {
             .block_on(client.send(method, path, body, &[]))
             .unwrap()
     };
-    until("ready over TLS", || {
-        ask(&rita, "GET", "/readyz", None).status == 200
-    });
+    if ask(&rita, "GET", "/readyz", None).status != 200 {
+        wait_line(&site.lines, "sluice-startup:");
+    }
+    assert_eq!(
+        ask(&rita, "GET", "/readyz", None).status,
+        200,
+        "ready over TLS"
+    );
     // Plain HTTP on the TLS port gets no API.
     let plain = site.api.base.replace("https://", "http://");
     let plain = Client::new(&plain, Some(token("rita"))).unwrap();
@@ -51,6 +56,10 @@ fn agents_reach_a_tls_server_through_its_ca_and_refuse_an_unknown_one() {
 
     let ca_flag = ca.display().to_string();
     let _a1 = site.agent("a1", &["--allow-dir", &out, "--ca-file", &ca_flag]);
+    let vic = as_user("vic");
+    let mut audit = (site.api.runtime)
+        .block_on(vic.events("/api/v1/audit?follow=true&limit=0"))
+        .unwrap();
     let created = ask(
         &rita,
         "POST",
@@ -59,11 +68,19 @@ fn agents_reach_a_tls_server_through_its_ca_and_refuse_an_unknown_one() {
     );
     assert_eq!(created.status, 201, "{}", created.text());
     let release = created.json()["name"].as_str().unwrap().to_owned();
-    let vic = as_user("vic");
-    until("the release succeeded on a1", || {
-        let view = ask(&vic, "GET", &format!("/api/v1/releases/{release}"), None).json();
-        view["stages"][0]["state"] == "succeeded"
-    });
+    // Woken by each commit, over TLS too.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while ask(&vic, "GET", &format!("/api/v1/releases/{release}"), None).json()["stages"][0]["state"]
+        != "succeeded"
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let next =
+            (site.api.runtime).block_on(async { tokio::time::timeout(left, audit.next()).await });
+        assert!(
+            matches!(next, Ok(Ok(Some(_)))),
+            "never: the release succeeded on a1"
+        );
+    }
     let view = ask(&vic, "GET", &format!("/api/v1/releases/{release}"), None).json();
     assert_eq!(view["stages"][0]["attempts"][0]["lease"]["agent"], "a1");
     let runs = std::fs::read_to_string(site.out.join("runs")).unwrap();

@@ -122,6 +122,9 @@ impl Jobs {
         };
         self.queue.insert(seq, id.to_owned());
         self.offer_to_idle(id, disabled);
+        if self.queue.contains_key(&seq) {
+            tracing::info!("job {id} queued: no free online agent of its pool takes it yet");
+        }
     }
 
     /// Offers queued job `id` to the first idle agent of its pool that meets its demands.

@@ -109,6 +109,11 @@ impl Agents {
                 hello.agent
             )));
         }
+        let back = (registry.agents.get(&hello.agent))
+            .is_none_or(|_| !registry.online(&hello.agent, lease));
+        if back {
+            tracing::info!(pool = %hello.pool, "agent {} online in pool {}", hello.agent, hello.pool);
+        }
         registry.agents.insert(
             hello.agent.clone(),
             AgentRecord {
