@@ -197,6 +197,16 @@ impl Service {
         self.engine.store()
     }
 
+    /// An admin disables agent `name` (it takes no new job) or enables it again; stored
+    /// before the answer, so it holds across a restart.
+    pub fn set_agent_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+    ) -> Result<agents::AgentView, ServiceError> {
+        self.agents.set_disabled(self.store(), name, disabled)
+    }
+
     /// Whether the service takes work: recovered, and the store's last I/O left it writable (a
     /// full disk or a failed write latches it): a probe costs the store nothing.
     pub fn ready(&self) -> Result<(), NotReady> {

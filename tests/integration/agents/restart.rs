@@ -61,6 +61,11 @@ fn a_disabled_agent_takes_no_job_and_stays_disabled_across_a_restart() {
         assert_eq!(reply.status, 200, "{}", reply.text());
         reply.json()
     };
+    // A name no agent has is refused.
+    let unknown = site
+        .api
+        .call("ada", "POST", "/api/v1/agents/nobody/disable", None);
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
     assert_eq!(switch(&site, "disable")["disabled"], true);
     let release = site.release("deploy");
     let waits = "no free online agent in pool eu-prod; online: a1 (disabled)";

@@ -169,12 +169,7 @@ pub(in crate::api) async fn disable(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> Result<Json<AgentView>, ApiError> {
-    let service = &app.service;
-    Ok(Json(service.agents().set_disabled(
-        service.store(),
-        &name,
-        true,
-    )?))
+    Ok(Json(app.service.set_agent_disabled(&name, true)?))
 }
 
 /// `POST /api/v1/agents/{name}/enable` (admins).
@@ -183,10 +178,5 @@ pub(in crate::api) async fn enable(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> Result<Json<AgentView>, ApiError> {
-    let service = &app.service;
-    Ok(Json(service.agents().set_disabled(
-        service.store(),
-        &name,
-        false,
-    )?))
+    Ok(Json(app.service.set_agent_disabled(&name, false)?))
 }
