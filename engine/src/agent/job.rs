@@ -13,10 +13,10 @@ use super::Agent;
 use crate::api::client::Reply;
 use crate::plugin::Sandbox;
 use crate::types::job::{
-    Accepted, Fence, Job, LogAck, LogBatch, PreparedReport, SourceCall, Step, TaskCall,
-    TaskReported,
+    Accepted, Fence, GateReported, GatesReported, Job, LogAck, LogBatch, PreparedReport,
+    SourceCall, Step, TaskCall, TaskReported,
 };
-use crate::types::{LogEvent, LogLine, TaskReport};
+use crate::types::{Health, LogEvent, LogLine, TaskReport};
 
 /// How often a running task's new log lines go to the server.
 const SHIP_EVERY: Duration = Duration::from_millis(200);
@@ -50,6 +50,7 @@ pub(super) struct Running<'a> {
     /// The last task it ran, its report and its log (sent again if asked again).
     last: Option<(usize, TaskReported, Vec<LogLine>)>,
     prepared: Option<PreparedReport>,
+    evaluated: Option<GatesReported>,
 }
 
 impl<'a> Running<'a> {
@@ -66,6 +67,7 @@ impl<'a> Running<'a> {
             dropped,
             last: None,
             prepared: None,
+            evaluated: None,
         }
     }
 
@@ -106,6 +108,7 @@ impl<'a> Running<'a> {
                 Step::Cancel => return Ended::Dropped("canceled".into()),
                 Step::Prepare { artifacts } => self.prepare(artifacts).await,
                 Step::Task { index, call } => self.task(index, *call).await,
+                Step::Gates { gates } => self.gates(&gates).await,
             };
             if let Some(ended) = ended {
                 return ended;
@@ -172,6 +175,55 @@ impl<'a> Running<'a> {
             })?;
         }
         Ok(())
+    }
+
+    /// Evaluates every gate once, concurrently, in a fresh workspace (unless they were: then
+    /// the answers are sent again); reports.
+    async fn gates(&mut self, gates: &[TaskCall]) -> Option<Ended> {
+        if self.evaluated.is_none() {
+            let fresh = std::fs::create_dir_all(&self.workspace)
+                .map_err(|e| format!("cannot create workspace {}: {e}", self.workspace.display()));
+            let evaluations = gates.iter().map(|call| async {
+                let outcome = match &fresh {
+                    Ok(()) => self.evaluate(call).await,
+                    Err(why) => Err(why.clone()),
+                };
+                GateReported {
+                    gate: call.name.clone(),
+                    outcome,
+                }
+            });
+            let mut dropped = self.dropped.clone();
+            let results = tokio::select! {
+                results = futures_util::future::join_all(evaluations) => results,
+                () = until_dropped(&mut dropped) => {
+                    return Some(Ended::Dropped("canceled while evaluating gates".into()));
+                }
+            };
+            self.evaluated = Some(GatesReported {
+                fence: self.fence(),
+                results,
+            });
+        }
+        let report = serde_json::to_value(self.evaluated.as_ref()).expect("JSON");
+        self.report(&self.path("/gates"), &report).await
+    }
+
+    /// One gate: healthy, or why not.
+    async fn evaluate(&self, call: &TaskCall) -> Result<(), String> {
+        let plugin = self.agent.plugin(&call.plugin).await?;
+        let sandbox = Sandbox {
+            grants: self.agent.allowed.grants(&call.grants, &self.workspace)?,
+            limits: call.limits,
+            mask: call.mask.clone(),
+            sink: None,
+        };
+        let evaluated = self.agent.host.evaluate_gate(&plugin, sandbox, &call.input);
+        match evaluated.await.result {
+            Ok(Health::Healthy) => Ok(()),
+            Ok(Health::Unhealthy(why)) => Err(why),
+            Err(failure) => Err(format!("the gate could not be evaluated: {failure}")),
+        }
     }
 
     /// Runs task `index` (unless it ran already: then its report is sent again); ships its

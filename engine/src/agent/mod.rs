@@ -265,7 +265,7 @@ impl Agent {
         }
     }
 
-    /// `WORK/jobs/RELEASE.STAGE.ATTEMPT`, its parts checked as names.
+    /// `WORK/jobs/ID`, the id's parts checked as names (a gate job's ends in `KIND-gates`).
     fn workspace(&self, id: &str) -> Result<PathBuf, String> {
         let parts: Vec<&str> = id.split('.').collect();
         let names = parts
@@ -273,9 +273,15 @@ impl Agent {
             .map(|p| Name::new(p))
             .collect::<Result<Vec<Name>, _>>()
             .map_err(|e| format!("job id `{}`: {e}", crate::types::escape(id)))?;
-        if names.len() != 3 {
+        let gates = |kind: &Name| matches!(kind.as_str(), "pre-gates" | "post-gates");
+        let shaped = match &names[..] {
+            [_, _, _] => true,
+            [_, _, _, kind] => gates(kind),
+            _ => false,
+        };
+        if !shaped {
             return Err(format!(
-                "job id `{}` is not RELEASE.STAGE.ATTEMPT",
+                "job id `{}` is not RELEASE.STAGE.ATTEMPT or RELEASE.STAGE.ATTEMPT.KIND-gates",
                 crate::types::escape(id)
             ));
         }

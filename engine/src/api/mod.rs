@@ -146,6 +146,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/agent/jobs/{id}/step", post(agents::step))
         .route("/agent/jobs/{id}/prepared", post(agents::prepared))
         .route("/agent/jobs/{id}/tasks/{index}", post(agents::task))
+        .route("/agent/jobs/{id}/gates", post(agents::gates))
         .route("/agent/jobs/{id}/tasks/{index}/log", post(agents::log))
         .route("/agent/renew", post(agents::renew))
         .route("/agent/plugins/{digest}", get(agents::plugin))

@@ -191,6 +191,10 @@ impl Engine {
                 tokio::spawn(cancelable(Box::pin(async move {
                     let wait = at.saturating_sub(now_ms());
                     tokio::time::sleep(Duration::from_millis(wait)).await;
+                    // Where the stage runs: on an agent of its pool, or here.
+                    if super::remote::pooled(&release, &stage) {
+                        return engine.remote_gates(&release, stage, attempt, kind).await;
+                    }
                     let results = engine.evaluate_gates(&release, &stage, attempt, kind).await;
                     let event = Event::GatesEvaluated {
                         stage,

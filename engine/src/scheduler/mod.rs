@@ -18,6 +18,7 @@ mod effects;
 mod queue;
 mod recovery;
 mod remote;
+mod remote_gates;
 mod run;
 mod vars;
 mod workspaces;

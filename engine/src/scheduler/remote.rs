@@ -17,7 +17,7 @@ use super::vars::Scope;
 use super::{Engine, EngineError};
 use crate::core::{Event, Lease, Release, TaskOutcome};
 use crate::pipeline::GrantSpec;
-use crate::types::job::{DirCall, GrantCall, PluginCall, SourceCall, TaskCall};
+use crate::types::job::{DirCall, GateReported, GrantCall, PluginCall, SourceCall, TaskCall};
 use crate::types::{LogLine, TaskInput, TaskReport};
 
 /// A boxed future, as [`Jobs`] returns them.
@@ -37,6 +37,19 @@ pub trait Jobs: Send + Sync {
     /// Gives task `call` (committed as started on the lease's agent) to that agent, and
     /// resolves with its report, or once the agent was lost. Dropped: canceled.
     fn run_task(&self, dispatch: Dispatch, index: usize, call: TaskCall) -> JobFuture<TaskDone>;
+
+    /// Gives the `kind` (`pre` or `post`) gates of the dispatch's stage to any agent of its
+    /// pool that meets its demands, and resolves with one answer per gate, or once that agent
+    /// was lost, or [`Remote::Unclaimed`] if no agent took them by `until` (milliseconds since
+    /// the epoch). Nothing is committed for it: an evaluation changes nothing until its
+    /// results are. Dropped: canceled.
+    fn evaluate_gates(
+        &self,
+        dispatch: Dispatch,
+        kind: &'static str,
+        gates: Vec<TaskCall>,
+        until: u64,
+    ) -> JobFuture<Vec<GateReported>>;
 }
 
 /// A job as the engine hands it over.
@@ -75,6 +88,8 @@ pub enum Remote<T> {
     },
     /// Nothing to apply: the assignment did the work (prepared, with nothing to fetch).
     Nothing,
+    /// No agent took it before its deadline (a gate sample's: the gates' timeout).
+    Unclaimed,
     /// The agent holding the lease of `epoch` stopped renewing it.
     Lost {
         /// The lease's epoch.
@@ -175,16 +190,29 @@ impl Engine {
         attempt: u32,
         index: usize,
     ) -> Result<TaskCall, String> {
-        let stage_index = release
-            .plan
-            .stages
-            .iter()
-            .position(|s| s.name == stage)
-            .ok_or_else(|| format!("stage `{stage}` is not in the plan"))?;
+        let stage_index = stage_index(release, stage)?;
         let spec = release.plan.stages[stage_index]
             .tasks
             .get(index)
             .ok_or_else(|| format!("stage `{stage}` has no task {index}"))?;
+        let step = Resolve {
+            name: &spec.name,
+            plugin: &spec.plugin,
+            config: &spec.config,
+            grants: &spec.grants,
+            limits: spec.limits,
+        };
+        self.resolve_call(release, stage_index, attempt, step)
+    }
+
+    /// One step (a task or a gate) of stage `stage_index` resolved for an agent.
+    pub(super) fn resolve_call(
+        &self,
+        release: &Release,
+        stage_index: usize,
+        attempt: u32,
+        step: Resolve<'_>,
+    ) -> Result<TaskCall, String> {
         let scope = Scope::for_task(
             release,
             stage_index,
@@ -193,17 +221,18 @@ impl Engine {
             Path::new(AGENT_WORKSPACE),
             &self.keys,
         )?;
-        let config = scope.substitute_json(&spec.config)?;
+        let config = scope.substitute_json(step.config)?;
+        let stage = &release.plan.stages[stage_index].name;
         Ok(TaskCall {
-            name: spec.name.clone(),
-            plugin: plugin_call(release, &spec.plugin)?,
+            name: step.name.to_owned(),
+            plugin: plugin_call(release, step.plugin)?,
             input: TaskInput {
                 config: config.to_string(),
-                context: context(release, stage, attempt, spec.grants.workspace.is_some()),
+                context: context(release, stage, attempt, step.grants.workspace.is_some()),
                 variables: scope.variables(),
             },
-            grants: grant_call(&spec.grants, &|text| scope.substitute_grant(text))?,
-            limits: spec.limits,
+            grants: grant_call(step.grants, &|text| scope.substitute_grant(text))?,
+            limits: step.limits,
             mask: scope.secrets(),
         })
     }
@@ -225,6 +254,22 @@ impl Engine {
         };
         (outcome, lines)
     }
+}
+
+/// What a step of a stage is, as the pipeline wrote it: resolved by [`Engine::resolve_call`].
+pub(super) struct Resolve<'a> {
+    pub(super) name: &'a str,
+    pub(super) plugin: &'a str,
+    pub(super) config: &'a serde_json::Value,
+    pub(super) grants: &'a GrantSpec,
+    pub(super) limits: crate::types::Limits,
+}
+
+/// The index of `stage` in the release's plan.
+pub(super) fn stage_index(release: &Release, stage: &str) -> Result<usize, String> {
+    (release.plan.stages.iter())
+        .position(|s| s.name == stage)
+        .ok_or_else(|| format!("stage `{stage}` is not in the plan"))
 }
 
 /// The work of one effect, answering its driver with one message.
@@ -270,7 +315,7 @@ impl Engine {
         };
         Box::pin(async move {
             match jobs.prepare(dispatch).await {
-                Remote::Nothing => Msg::Nothing,
+                Remote::Nothing | Remote::Unclaimed => Msg::Nothing,
                 Remote::Lost { epoch } => lost(stage, attempt, epoch),
                 Remote::Reported { value, agent, ack } => Msg::Reported {
                     event: match value {
@@ -332,7 +377,7 @@ impl Engine {
         let (engine, release) = (self.clone(), release.clone());
         Box::pin(async move {
             match jobs.run_task(dispatch, task, call).await {
-                Remote::Nothing => Msg::Nothing,
+                Remote::Nothing | Remote::Unclaimed => Msg::Nothing,
                 Remote::Lost { epoch } => lost(stage, attempt, epoch),
                 Remote::Reported { value, agent, ack } => {
                     let (outcome, lines) =
@@ -374,7 +419,7 @@ fn task_end(
     (event, log)
 }
 
-fn lost(stage: String, attempt: u32, epoch: u64) -> Msg {
+pub(super) fn lost(stage: String, attempt: u32, epoch: u64) -> Msg {
     let event = Event::AgentLost {
         stage,
         attempt,

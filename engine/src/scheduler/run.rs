@@ -268,12 +268,7 @@ impl Engine {
         let Some(stage_index) = release.plan.stages.iter().position(|s| s.name == stage) else {
             return Vec::new();
         };
-        let spec = &release.plan.stages[stage_index];
-        let gates = match kind {
-            ApprovalKind::Pre => spec.pre_gates.as_ref(),
-            ApprovalKind::Post => spec.post_gates.as_ref(),
-        };
-        let gates = gates.map_or(&[][..], |g| &g.gates[..]);
+        let gates = super::remote_gates::gates_of(&release.plan.stages[stage_index], kind);
         let workspace = match self.workspace(&release.name, stage, attempt) {
             Ok(workspace) => workspace,
             Err(why) => {

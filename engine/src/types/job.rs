@@ -146,6 +146,12 @@ pub enum Step {
         /// The task.
         call: Box<TaskCall>,
     },
+    /// Evaluate these gates once, concurrently, in a fresh workspace; report `gates`. A gate
+    /// job is only this: it changes nothing, so its lease is the board's alone.
+    Gates {
+        /// The gates, resolved as tasks are (the name is the gate's).
+        gates: Vec<TaskCall>,
+    },
     /// Stop what runs for the job and drop it (canceled, abandoned, or not yours any more).
     Cancel,
 }
@@ -204,6 +210,33 @@ pub struct TaskReported {
     pub outcome: Result<TaskReport, String>,
     /// How many log lines the task wrote (all sent before this).
     pub lines: u64,
+}
+
+/// `POST /api/v1/agent/jobs/{id}/gates`: one answer from every gate of the step, in its order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GatesReported {
+    /// The agent and the epoch.
+    #[serde(flatten)]
+    pub fence: Fence,
+    /// Per gate: healthy, or why not (or why it could not be evaluated).
+    pub results: Vec<GateReported>,
+}
+
+/// One gate's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GateReported {
+    /// The gate's name.
+    pub gate: String,
+    /// Healthy, or why not.
+    pub outcome: Result<(), String>,
+}
+
+/// The id of the job evaluating `kind` (`pre` or `post`) gates of a stage's attempt:
+/// `RELEASE.STAGE.ATTEMPT.KIND-gates`.
+pub fn gates_job_id(release: &str, stage: &str, attempt: u32, kind: &str) -> String {
+    format!("{release}.{stage}.{attempt}.{kind}-gates")
 }
 
 /// The answer to a report.

@@ -252,12 +252,17 @@ impl Gate for Testkit {
         #[serde(deny_unknown_fields)]
         struct GateConfig {
             healthy: bool,
+            /// Healthy only while this file exists (where the gate runs).
+            #[serde(default)]
+            file: Option<String>,
         }
         let config: GateConfig = input.config.parse()?;
-        Ok(if config.healthy {
-            Health::Healthy
-        } else {
-            Health::Unhealthy("the test said so".into())
+        Ok(match config.file {
+            _ if !config.healthy => Health::Unhealthy("the test said so".into()),
+            Some(file) if !std::path::Path::new(&file).exists() => {
+                Health::Unhealthy(format!("{file} does not exist"))
+            }
+            _ => Health::Healthy,
         })
     }
 }

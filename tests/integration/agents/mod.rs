@@ -4,6 +4,7 @@
 
 mod dispatch;
 mod example;
+mod gates;
 mod loss;
 mod restart;
 mod tls;

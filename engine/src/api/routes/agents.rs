@@ -19,7 +19,8 @@ use crate::api::extract::{Path, Query, Strict};
 use crate::plugin::Digest;
 use crate::service::agents::AgentView;
 use crate::types::job::{
-    Accepted, Fence, Hello, LogAck, LogBatch, PreparedReport, Renew, Renewed, TaskReported,
+    Accepted, Fence, GatesReported, Hello, LogAck, LogBatch, PreparedReport, Renew, Renewed,
+    TaskReported,
 };
 
 /// 503 until the service has recovered (and while it stops taking work).
@@ -99,6 +100,18 @@ pub(in crate::api) async fn task(
         .agents()
         .task(&token, &id, index, body.value)
         .await?;
+    Ok(Json(accepted))
+}
+
+/// `POST /api/v1/agent/jobs/{id}/gates`: a gate job's results.
+pub(in crate::api) async fn gates(
+    AgentAuth(token): AgentAuth,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Strict<GatesReported>,
+) -> Result<Json<Accepted>, ApiError> {
+    ready(&app)?;
+    let accepted = app.service.agents().gates(&token, &id, body.value).await?;
     Ok(Json(accepted))
 }
 

@@ -10,7 +10,7 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::scheduler::{Dispatch, Remote, TaskDone};
 use crate::types::demand::{Demand, demands_of, unmet};
-use crate::types::job::Step;
+use crate::types::job::{GateReported, Step};
 use crate::types::{Capabilities, LogLine};
 
 /// The effect waiting on a job: a prepare or a task's end.
@@ -20,6 +20,18 @@ pub(super) enum Waiter {
         index: usize,
         tx: oneshot::Sender<Remote<TaskDone>>,
     },
+    Gates(oneshot::Sender<Remote<Vec<GateReported>>>),
+}
+
+impl Waiter {
+    /// Tells the effect waiting that the agent holding `epoch` was lost.
+    pub(super) fn lost(self, epoch: u64) {
+        let _ = match self {
+            Self::Prepare(tx) => tx.send(Remote::Lost { epoch }).is_ok(),
+            Self::Task { tx, .. } => tx.send(Remote::Lost { epoch }).is_ok(),
+            Self::Gates(tx) => tx.send(Remote::Lost { epoch }).is_ok(),
+        };
+    }
 }
 
 /// Where a job is.
@@ -54,6 +66,9 @@ pub(super) struct Entry {
     pub(super) lines: Vec<LogLine>,
     pub(super) log_bytes: u64,
     pub(super) log_limit: u64,
+    /// A gate job: the gates it evaluates (its lease is the board's; nothing is committed)
+    /// and when it is given up if no agent took it (milliseconds since the epoch).
+    pub(super) gates: Option<(Vec<String>, u64)>,
 }
 
 impl Entry {
@@ -69,6 +84,7 @@ impl Entry {
             lines: Vec::new(),
             log_bytes: 0,
             log_limit: 0,
+            gates: None,
         }
     }
 
@@ -197,6 +213,21 @@ impl Jobs {
         (self.entries.iter())
             .filter(|(_, e)| matches!(e.held, Held::Leased { expires, .. } if expires <= now))
             .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Every gate job still queued at its deadline `now_ms`, taken off the board.
+    pub(super) fn unclaimed(&mut self, now_ms: u64) -> Vec<Entry> {
+        let late: Vec<String> = (self.entries.iter())
+            .filter(|(_, e)| matches!(e.held, Held::Queued { .. }))
+            .filter(|(_, e)| e.gates.as_ref().is_some_and(|(_, until)| *until <= now_ms))
+            .map(|(id, _)| id.clone())
+            .collect();
+        (late.iter())
+            .filter_map(|id| {
+                self.unqueue(id);
+                self.entries.remove(id)
+            })
             .collect()
     }
 

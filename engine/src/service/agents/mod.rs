@@ -9,6 +9,7 @@
 //! not: after a restart every held lease gets a full lease from the start to come back in.
 
 mod board;
+mod gates;
 mod protocol;
 mod registry;
 
@@ -21,7 +22,7 @@ use crate::core::Event;
 use crate::scheduler::{
     Dispatch, Engine, JobFuture, Jobs as EngineJobs, Observer, Remote, TaskDone,
 };
-use crate::types::job::{Step, TaskCall, job_id};
+use crate::types::job::{GateReported, Step, TaskCall, gates_job_id, job_id};
 
 use super::config::Pools;
 use board::{Entry, Held, Jobs, Waiter};
@@ -86,6 +87,17 @@ impl Agents {
     /// (after a restart) it is the lease holder's again, with a full lease to come back in.
     fn register(&self, dispatch: Dispatch, waiter: Waiter) -> (String, u64) {
         let id = job_id(&dispatch.release, &dispatch.stage, dispatch.attempt);
+        self.register_as(id, dispatch, waiter, None)
+    }
+
+    /// As [`Self::register`], under `id`; `gates` makes it a gate job, its one step set.
+    fn register_as(
+        &self,
+        id: String,
+        dispatch: Dispatch,
+        waiter: Waiter,
+        gates: Option<(Vec<TaskCall>, u64)>,
+    ) -> (String, u64) {
         let generation = self.next_generation();
         let lease = self.lease();
         let mut guard = self.lock();
@@ -110,6 +122,10 @@ impl Agents {
         jobs.unqueue(&id);
         let mut entry = Entry::new(dispatch, generation, kept.unwrap_or(held));
         entry.waiter = Some(waiter);
+        if let Some((gates, until)) = gates {
+            entry.gates = Some((gates.iter().map(|g| g.name.clone()).collect(), until));
+            entry.step = Some(Step::Gates { gates });
+        }
         jobs.entries.insert(id.clone(), entry);
         if queued {
             let disabled = |name: &str| registry.disabled.contains(name);
@@ -147,10 +163,21 @@ impl Agents {
     }
 
     /// Expires the leases not renewed in time: the effect waiting hears `Lost` (and the
-    /// engine decides); a canceled job is forgotten.
+    /// engine decides); a canceled job is forgotten. A gate sample no agent took by the
+    /// gates' timeout is given up (`Unclaimed`).
     fn expire(&self) {
         let mut guard = self.lock();
         let jobs = &mut guard.1;
+        for entry in jobs.unclaimed(crate::store::now_ms()) {
+            tracing::info!(
+                release = %entry.dispatch.release,
+                "{}: no agent took the gates' sample before their timeout",
+                entry.dispatch.stage
+            );
+            if let Some(Waiter::Gates(tx)) = entry.waiter {
+                let _ = tx.send(Remote::Unclaimed);
+            }
+        }
         for id in jobs.expired(Instant::now()) {
             let Some(entry) = jobs.entries.get_mut(&id) else {
                 continue;
@@ -167,12 +194,11 @@ impl Agents {
                 continue;
             }
             match entry.waiter.take() {
-                Some(Waiter::Prepare(tx)) => {
-                    let _ = tx.send(Remote::Lost { epoch });
+                Some(waiter) => {
+                    waiter.lost(epoch);
                     jobs.entries.remove(&id);
                 }
-                Some(Waiter::Task { tx, .. }) => {
-                    let _ = tx.send(Remote::Lost { epoch });
+                None if entry.gates.is_some() => {
                     jobs.entries.remove(&id);
                 }
                 None => {
@@ -203,15 +229,19 @@ impl Agents {
     /// poll. `None` if the job went away meanwhile (canceled, or the commit refused).
     async fn assign(&self, id: &str, generation: u64, agent: &str) -> Option<(u64, Dispatch)> {
         // When it was queued: read now, as the commit's own effects re-register the job.
-        let (dispatch, queued) = {
+        let (dispatch, queued, gates) = {
             let guard = self.lock();
             let entry = guard.1.entries.get(id)?;
             let queued = match entry.held {
                 Held::Offered { since, .. } | Held::Queued { since, .. } => Some(since),
                 Held::Leased { .. } | Held::Lost { .. } => None,
             };
-            (entry.generation == generation).then(|| (entry.dispatch.clone(), queued))?
+            let gates = entry.gates.is_some();
+            (entry.generation == generation).then(|| (entry.dispatch.clone(), queued, gates))?
         };
+        if gates {
+            return self.lease_gates(id, generation, agent, queued);
+        }
         let engine = self.engine.get()?.upgrade()?;
         let event = Event::Assigned {
             stage: dispatch.stage.clone(),
@@ -249,15 +279,7 @@ impl Agents {
             }
             return None;
         };
-        if let Some(since) = queued {
-            self.latencies
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .observe_in(
-                    &crate::service::metrics::DISPATCH_BUCKETS,
-                    since.elapsed().as_secs_f64(),
-                );
-        }
+        self.observe_latency(queued);
         let Some(entry) = entry else {
             return Some((epoch, dispatch));
         };
@@ -283,6 +305,19 @@ impl Agents {
             entry.set_step(Some(Step::Prepare { artifacts }));
         }
         Some((epoch, dispatch))
+    }
+
+    /// How long a job waited for its agent, for `/metrics`.
+    fn observe_latency(&self, queued: Option<Instant>) {
+        if let Some(since) = queued {
+            self.latencies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .observe_in(
+                    &crate::service::metrics::DISPATCH_BUCKETS,
+                    since.elapsed().as_secs_f64(),
+                );
+        }
     }
 
     /// The jobs of `release` that wait for an agent, and why: stage -> reason.
@@ -355,6 +390,25 @@ impl EngineJobs for Agents {
                 entry.set_step(Some(Step::Prepare { artifacts }));
             }
         }
+        self.answer(id, generation, rx)
+    }
+
+    fn evaluate_gates(
+        &self,
+        dispatch: Dispatch,
+        kind: &'static str,
+        gates: Vec<TaskCall>,
+        until: u64,
+    ) -> JobFuture<Vec<GateReported>> {
+        let (tx, rx) = oneshot::channel();
+        let id = gates_job_id(&dispatch.release, &dispatch.stage, dispatch.attempt, kind);
+        // Any agent of the pool takes a sample: not the lease holder's (it may be over).
+        let dispatch = Dispatch {
+            lease: None,
+            ..dispatch
+        };
+        let (id, generation) =
+            self.register_as(id, dispatch, Waiter::Gates(tx), Some((gates, until)));
         self.answer(id, generation, rx)
     }
 

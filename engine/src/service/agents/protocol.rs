@@ -43,7 +43,11 @@ fn conflict(id: &str, fence: &Fence) -> ServiceError {
 }
 
 /// Job `id`, if `fence` holds its lease; else the 409 that drops it.
-fn leased<'a>(jobs: &'a mut Jobs, id: &str, fence: &Fence) -> Result<&'a mut Entry, ServiceError> {
+pub(super) fn leased<'a>(
+    jobs: &'a mut Jobs,
+    id: &str,
+    fence: &Fence,
+) -> Result<&'a mut Entry, ServiceError> {
     (jobs.entries.get_mut(id))
         .filter(|e| e.leased_to(&fence.agent, fence.epoch))
         .ok_or_else(|| conflict(id, fence))
@@ -51,7 +55,7 @@ fn leased<'a>(jobs: &'a mut Jobs, id: &str, fence: &Fence) -> Result<&'a mut Ent
 
 impl Agents {
     /// The agent `agent`, which must have joined with `token`.
-    fn claim(&self, token: &AgentToken, agent: &str) -> Result<(), ServiceError> {
+    pub(super) fn claim(&self, token: &AgentToken, agent: &str) -> Result<(), ServiceError> {
         let mut guard = self.lock();
         match guard.0.agents.get(agent) {
             Some(record) if record.token == token.hash => {
